@@ -1,0 +1,81 @@
+/**
+ * The contract between the data plane (src/proxy) and the balancing core (src/core).
+ * Only src/core touches WASM memory or exports; everyone else sees `Balancer`.
+ */
+
+export const BALANCE_POLICIES = [
+  'round_robin',
+  'random',
+  'least_connections',
+  'least_time',
+  'ring_hash',
+  'maglev',
+] as const;
+export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
+
+/** Highest weight a backend may carry; 0 means "never picked". */
+export const MAX_WEIGHT = 10000;
+
+export interface CoreBackend {
+  /** Stable identity (default: the address). Tables depend on it, never on list order. */
+  readonly id: string;
+  /** Integer 0..MAX_WEIGHT. */
+  readonly weight: number;
+}
+
+export interface BalancerOptions {
+  readonly policy: BalancePolicy;
+  /** ring_hash: points per weight unit (ketama/nginx: 160). */
+  readonly ringPointsPerWeight?: number;
+  /** maglev: prime table size (Maglev paper §5.3 / Envoy / Katran default 65537). */
+  readonly maglevTableSize?: number;
+  /** Slot capacity; fixed for the life of the balancer. */
+  readonly maxBackends?: number;
+  /** Seed for the random/least_time generator (tests pass one for reproducibility). */
+  readonly randomSeed?: number;
+}
+
+export interface RebuildReport {
+  /** False when the new set equals the current one (nothing was rebuilt). */
+  readonly changed: boolean;
+  /** Slot of every backend id in the new set. Slots are stable for ids that stay. */
+  readonly slots: ReadonlyMap<string, number>;
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly reweighted: readonly string[];
+  /** Wall time of the table build in milliseconds. */
+  readonly buildMs: number;
+  /**
+   * Hash policies: share (0..1) of the key space whose owner changed, computed by comparing the
+   * old and new tables. Other policies: share of total weight that changed hands.
+   */
+  readonly movedShare: number;
+}
+
+export interface Balancer {
+  readonly policy: BalancePolicy;
+  /** Replace the membership (control plane, rare). Builds off the hot path and publishes at once. */
+  setBackends(backends: readonly CoreBackend[]): RebuildReport;
+  /** Slot of a backend id, or -1. */
+  slotOf(id: string): number;
+  /** Backend id held by a slot, or undefined when the slot is free. */
+  idOf(slot: number): string | undefined;
+  /** Health owner flips one bit; never rebuilds tables. */
+  setEligible(slot: number, eligible: boolean): void;
+  isEligible(slot: number): boolean;
+  /**
+   * Per connection (hot path). Returns a slot or -1 when no eligible backend is left.
+   * `tried` holds the slots this connection already tried (attempt = triedCount); a slot in it is
+   * never returned while an untried eligible slot exists.
+   */
+  pick(keyHash: number, tried?: ArrayLike<number>, triedCount?: number): number;
+  /** Connection established to slot (active += 1). */
+  acquire(slot: number): void;
+  /** Connection to slot closed (active -= 1). */
+  release(slot: number): void;
+  /** Feed a successful connect time (microseconds) into the slot's peak EWMA. `nowMs` is a monotonic clock. */
+  observeConnectTime(slot: number, micros: number, nowMs: number): void;
+  activeConnections(slot: number): number;
+  /** For diagnostics and tests: the slot owning maglev table entry / ring position for a key, ignoring health. */
+  homeSlot(keyHash: number): number;
+}
