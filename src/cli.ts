@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+/**
+ * ringlb command line.
+ *
+ *   ringlb run --config F     serve until SIGTERM/SIGINT (first: drain; second: exit at once)
+ *   ringlb check --config F   validate only: exit 0 with a summary, or exit 2 with every issue
+ *   ringlb demo [--port N]    three echo backends behind a maglev listener (default port 8080)
+ *
+ * Exit codes: 0 ok, 1 runtime failure (e.g. a port in use), 2 usage or config error. User errors
+ * print a message, never a stack trace.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { formatIssues, loadConfigFile } from './config/load.js';
+import type { RinglbConfig } from './config/types.js';
+import { DEMO_DEFAULT_PORT, demoInstructions, startDemo } from './demo.js';
+import { createRootLogger, type Logger } from './log.js';
+import { Ringlb } from './runtime.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+const USAGE = `Usage:
+  ringlb run --config <file>     run the load balancer
+  ringlb check --config <file>   validate a config: exit 0, or exit 2 listing every error
+  ringlb demo [--port <port>]    echo backends behind a maglev listener (default port ${DEMO_DEFAULT_PORT})
+  ringlb --help | --version
+`;
+
+/** A mistake of the user's: printed as a message (no stack), exit 2. */
+class UsageError extends Error {}
+
+function readVersion(): string {
+  const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: string;
+  };
+  return packageJson.version ?? 'unknown';
+}
+
+interface ParsedCommand {
+  readonly command: 'run' | 'check' | 'demo' | 'help' | 'version';
+  readonly configPath?: string;
+  readonly port?: number;
+}
+
+export function parseCommandLine(argv: readonly string[]): ParsedCommand {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) return { command: 'help' };
+  if (values.version === true) return { command: 'version' };
+  if (positionals.length === 0) throw new UsageError('missing command');
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  const command = positionals[0]!;
+  switch (command) {
+    case 'run':
+    case 'check': {
+      if (values.port !== undefined) throw new UsageError(`'${command}' takes no --port (ports come from the config)`);
+      if (values.config === undefined || values.config === '') throw new UsageError(`'${command}' needs --config <file>`);
+      return { command, configPath: values.config };
+    }
+    case 'demo': {
+      if (values.config !== undefined) throw new UsageError("'demo' takes no --config");
+      if (values.port === undefined) return { command, port: DEMO_DEFAULT_PORT };
+      const port = Number(values.port);
+      if (!/^\d+$/.test(values.port) || port > 65535) {
+        throw new UsageError(`--port must be an integer 0..65535, got '${values.port}'`);
+      }
+      return { command, port };
+    }
+    case 'help':
+      return { command: 'help' };
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+/** Load and validate, or print every issue and exit 2. */
+function loadConfigOrExit(path: string): RinglbConfig {
+  const result = loadConfigFile(path);
+  if (!result.ok) {
+    process.stderr.write(`${formatIssues(result.issues, path)}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  return result.config;
+}
+
+/**
+ * First SIGTERM/SIGINT: stop listening at once, drain until `drainTimeoutMs`, run `afterDrain`,
+ * exit 0. A second signal exits at once (status 1: the drain was cut short).
+ */
+function exitOnSignals(ringlb: Ringlb, drainTimeoutMs: number, logger: Logger, afterDrain?: () => Promise<void>): void {
+  let draining = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (draining) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(EXIT_FAILURE);
+    }
+    draining = true;
+    logger.info({ signal, drainTimeoutMs }, 'draining');
+    ringlb
+      .drain(drainTimeoutMs)
+      .then(async (result) => {
+        await afterDrain?.();
+        logger.info({ forced: result.forced, elapsedMs: result.elapsedMs }, 'drained, exiting');
+        process.exit(EXIT_OK);
+      })
+      .catch((error: unknown) => {
+        logger.error({ err: error }, 'drain failed');
+        process.exit(EXIT_FAILURE);
+      });
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const parsed = parseCommandLine(argv);
+  switch (parsed.command) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    case 'version':
+      process.stdout.write(`ringlb ${readVersion()}\n`);
+      return;
+    case 'check': {
+      const config = loadConfigOrExit(parsed.configPath!);
+      const backends = config.pools.reduce((sum, pool) => sum + pool.backends.length, 0);
+      process.stdout.write(
+        `${parsed.configPath}: ok (${config.listeners.length} listener(s), ${config.pools.length} pool(s), ${backends} backend(s))\n`,
+      );
+      return;
+    }
+    case 'run': {
+      const config = loadConfigOrExit(parsed.configPath!);
+      const logger = createRootLogger({ level: config.log.level });
+      const ringlb = new Ringlb({ logger });
+      await ringlb.start(config);
+      exitOnSignals(ringlb, config.drainTimeoutMs, logger);
+      return;
+    }
+    case 'demo': {
+      const logger = createRootLogger({ level: 'info' });
+      const demo = await startDemo(parsed.port!, logger);
+      process.stderr.write(demoInstructions(demo.address));
+      exitOnSignals(demo.ringlb, demo.drainTimeoutMs, logger, demo.closeBackends);
+      return;
+    }
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    process.stderr.write(`ringlb: ${error.message}\n\n${USAGE}`);
+    process.exit(EXIT_USAGE);
+  }
+  // Start-up failures such as a port in use are expected operational errors: message only.
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`ringlb: ${message}\n`);
+  process.exit(EXIT_FAILURE);
+});

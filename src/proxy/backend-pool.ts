@@ -1,0 +1,128 @@
+/**
+ * One pool at run time: its Balancer (the WASM core behind the `Balancer` contract), where each
+ * slot's backend lives, and the per-pool connect settings. The data plane asks a pool three
+ * things per connection: the key hash of a client, a slot, and that slot's address.
+ *
+ * Slot → address tables are plain arrays indexed by slot, rebuilt only when membership changes
+ * (control plane), so the hot path reads them with no lookup by string.
+ */
+import type { Socket } from 'node:net';
+import { createBalancer } from '../core/index.js';
+import { sourceKeyHash } from '../core/key-hash.js';
+import type { Balancer, BalancePolicy, RebuildReport } from '../core/types.js';
+import type { BackendConfig, PoolConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+
+/** Policies whose pick depends on the client's key; the others ignore it, so we skip hashing. */
+const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
+
+/**
+ * Slot capacity of a pool's balancer. Fixed for the balancer's life, so leave room for backends
+ * added by a later reload; a pool that starts larger gets twice its size.
+ */
+const MIN_SLOT_CAPACITY = 256;
+
+/** Why a connect attempt failed, as passed to the (future) passive health hook. */
+export type ConnectFailureReason = 'timeout' | 'refused' | 'error';
+
+export interface BackendPoolOptions {
+  readonly config: PoolConfig;
+  readonly logger: Logger;
+  /** Which Balancer implementation to build; default is the core's default (WASM). */
+  readonly implementation?: 'wasm' | 'reference';
+}
+
+export class BackendPool {
+  readonly name: string;
+  readonly balancer: Balancer;
+  readonly connectTimeoutMs: number;
+  /** Extra attempts after the first one. */
+  readonly retries: number;
+  /** False for policies that ignore the key: no address parsing per connection at all. */
+  readonly usesClientKey: boolean;
+  readonly #includePort: boolean;
+  readonly #logger: Logger;
+  #hostBySlot: string[] = [];
+  #portBySlot: number[] = [];
+  #addressBySlot: string[] = [];
+
+  constructor(options: BackendPoolOptions) {
+    const { config } = options;
+    this.name = config.name;
+    this.connectTimeoutMs = config.connectTimeoutMs;
+    this.retries = config.retries;
+    this.usesClientKey = KEYED_POLICIES.has(config.balance);
+    this.#includePort = config.hashKey === 'source_ip_port';
+    this.#logger = options.logger;
+    this.balancer = createBalancer(
+      {
+        policy: config.balance,
+        ringPointsPerWeight: config.ringHash.pointsPerWeight,
+        maglevTableSize: config.maglev.tableSize,
+        maxBackends: Math.max(MIN_SLOT_CAPACITY, config.backends.length * 2),
+      },
+      options.implementation,
+    );
+    this.setBackends(config.backends);
+  }
+
+  /**
+   * Replace the membership (start-up now, hot reload later). Every backend starts eligible: the
+   * health issue will own eligibility. Connections already open keep their socket; only new
+   * picks see the new set.
+   */
+  setBackends(backends: readonly BackendConfig[]): RebuildReport {
+    const report = this.balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
+    const hosts: string[] = [];
+    const ports: number[] = [];
+    const addresses: string[] = [];
+    for (const backend of backends) {
+      const slot = report.slots.get(backend.id);
+      if (slot === undefined) throw new Error(`pool ${this.name}: core returned no slot for backend ${backend.id}`);
+      hosts[slot] = backend.address.host;
+      ports[slot] = backend.address.port;
+      addresses[slot] = backend.address.text;
+      this.balancer.setEligible(slot, true);
+    }
+    this.#hostBySlot = hosts;
+    this.#portBySlot = ports;
+    this.#addressBySlot = addresses;
+    this.#logger.info(
+      { backends: backends.length, changed: report.changed, buildMs: report.buildMs },
+      'pool backends set',
+    );
+    return report;
+  }
+
+  /**
+   * The key a hash policy places this client by: integers parsed from the source address inside
+   * `sourceKeyHash` (IPv4-mapped IPv6 folds onto IPv4), never a string into WASM. 0 for policies
+   * that ignore it, so round_robin and friends never touch the peer address.
+   */
+  keyHashOf(client: Socket): number {
+    if (!this.usesClientKey) return 0;
+    return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
+  }
+
+  hostOf(slot: number): string {
+    return this.#hostBySlot[slot]!;
+  }
+
+  portOf(slot: number): number {
+    return this.#portBySlot[slot]!;
+  }
+
+  /** `host:port` as written in the config; used for logs only. */
+  addressOf(slot: number): string {
+    return this.#addressBySlot[slot] ?? `slot ${slot}`;
+  }
+
+  /**
+   * Passive health hook: a connect attempt to `slot` failed. Deliberately a no-op for now; the
+   * health issue turns repeated failures into an eligibility flip (outlier detection).
+   */
+  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+    void slot;
+    void reason;
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * One proxied connection's life, from accept to the access-log line:
+ *
+ *   key hash (once) → pick → connect (timeout) ─ error/timeout → pick again, attempt+1, never a
+ *   tried slot while an untried eligible one exists ─→ pipe both ways → close → release, log.
+ *
+ * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
+ * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
+ *
+ * Per-connection cost is kept to one object, a handful of handlers bound once here, and what
+ * `stream.pipe` does itself (it owns backpressure and passes `end()` on for half-close). We do no
+ * work per chunk: byte counts come from the sockets' own counters at close.
+ */
+import { connect, type Socket } from 'node:net';
+import type { BackendPool, ConnectFailureReason } from './backend-pool.js';
+import type { Logger } from '../log.js';
+
+export type ConnectionOutcome =
+  | 'ok'
+  | 'no_backend'
+  | 'connect_failed'
+  | 'idle_timeout'
+  | 'client_error'
+  | 'upstream_error'
+  | 'rejected_max_connections'
+  | 'drained';
+
+/** What every connection of one listener shares; built once per listener. */
+export interface ListenerContext {
+  readonly listenerName: string;
+  readonly pool: BackendPool;
+  /** 0 disables the idle timeout. */
+  readonly idleTimeoutMs: number;
+  /** Child logger bound to { listener, pool }. */
+  readonly accessLog: Logger;
+  /** Called exactly once per connection, after both sockets have closed. */
+  connectionFinished(connection: ProxyConnection): void;
+}
+
+function noop(): void {}
+
+function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
+  return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
+}
+
+export class ProxyConnection {
+  /** Intrusive list links, owned by the listener (no Set churn per connection). */
+  previous: ProxyConnection | null = null;
+  next: ProxyConnection | null = null;
+
+  readonly #context: ListenerContext;
+  readonly #client: Socket;
+  readonly #startedAt: number;
+  readonly #logEnabled: boolean;
+  readonly #keyHash: number;
+  #upstream: Socket | null = null;
+  #slot = -1;
+  /** Slots already tried; allocated only when a first attempt fails (rare). */
+  #tried: Int32Array | null = null;
+  #attempts = 0;
+  #connectStartedAt = 0;
+  #connected = false;
+  /** Sockets of ours not yet closed (the client, plus the live upstream attempt). */
+  #openSockets = 1;
+  #outcome: ConnectionOutcome | null = null;
+  #clientAddress: string | undefined;
+  #clientPort: number | undefined;
+
+  constructor(context: ListenerContext, client: Socket) {
+    this.#context = context;
+    this.#client = client;
+    this.#startedAt = performance.now();
+    // Checked once: when info is off, we never build the peer address string or the log object.
+    this.#logEnabled = context.accessLog.isLevelEnabled('info');
+    if (this.#logEnabled) {
+      // Read now: after close the handle is gone and Node can no longer ask the kernel.
+      this.#clientAddress = client.remoteAddress;
+      this.#clientPort = client.remotePort;
+    }
+    this.#keyHash = context.pool.keyHashOf(client);
+    client.on('error', this.#onClientError);
+    client.on('close', this.#onClientClose);
+  }
+
+  /** Begin the first attempt. Separate from the constructor so the listener can link us first. */
+  start(): void {
+    this.#attempt();
+  }
+
+  /** Drain deadline passed: cut this connection now. */
+  forceClose(): void {
+    this.#destroy('drained');
+  }
+
+  #attempt(): void {
+    const pool = this.#context.pool;
+    const slot = pool.balancer.pick(this.#keyHash, this.#tried ?? undefined, this.#attempts);
+    if (slot < 0) {
+      this.#destroy(this.#attempts === 0 ? 'no_backend' : 'connect_failed');
+      return;
+    }
+    // Counted from the pick, not from the established connection: a burst of new connections
+    // must see each other's in-flight connects, or least_connections sends the whole burst to
+    // one backend. Released on failure or close.
+    pool.balancer.acquire(slot);
+    this.#slot = slot;
+    this.#attempts += 1;
+    this.#connectStartedAt = performance.now();
+    const upstream = connect({
+      host: pool.hostOf(slot),
+      port: pool.portOf(slot),
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    this.#upstream = upstream;
+    this.#openSockets += 1;
+    // One timer serves both the connect timeout and, after connect, the idle timeout (see #onUpstreamConnect).
+    upstream.setTimeout(pool.connectTimeoutMs);
+    upstream.on('timeout', this.#onUpstreamTimeout);
+    upstream.on('error', this.#onUpstreamError);
+    upstream.on('close', this.#onUpstreamClose);
+    upstream.once('connect', this.#onUpstreamConnect);
+  }
+
+  #onUpstreamConnect = (): void => {
+    const upstream = this.#upstream!;
+    const pool = this.#context.pool;
+    this.#connected = true;
+    const now = performance.now();
+    // Fed at connect, not at close: least_time should learn a slow backend before the
+    // connections it is slowing down finish.
+    pool.balancer.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
+    // Node refreshes a socket's timer on every read of it and every write to it, and in a pipe
+    // every byte is read from one socket and written to the other. So the upstream's timer alone
+    // sees traffic in both directions: one timer per connection, not two.
+    upstream.setTimeout(this.#context.idleTimeoutMs);
+    const client = this.#client;
+    client.setNoDelay(true);
+    // pipe() resumes the paused client; bytes held in the kernel since accept flow now.
+    client.pipe(upstream);
+    upstream.pipe(client);
+  };
+
+  #onUpstreamTimeout = (): void => {
+    if (this.#connected) this.#destroy('idle_timeout');
+    else this.#failAttempt('timeout');
+  };
+
+  #onUpstreamError = (error: NodeJS.ErrnoException): void => {
+    if (this.#connected) this.#destroy('upstream_error');
+    else this.#failAttempt(failureReasonOf(error));
+  };
+
+  #onUpstreamClose = (): void => {
+    this.#socketClosed();
+  };
+
+  #onClientError = (): void => {
+    this.#destroy('client_error');
+  };
+
+  #onClientClose = (): void => {
+    // A client that goes away before any upstream connected (a drain, or an error) ends the
+    // attempt too; destroying a closed socket is a no-op otherwise.
+    if (!this.#connected && this.#upstream !== null) this.#destroy(this.#outcome ?? 'client_error');
+    this.#socketClosed();
+  };
+
+  /** A connect attempt failed or timed out: discard its socket, then try another backend. */
+  #failAttempt(reason: ConnectFailureReason): void {
+    const failed = this.#upstream!;
+    const pool = this.#context.pool;
+    failed.removeListener('timeout', this.#onUpstreamTimeout);
+    failed.removeListener('error', this.#onUpstreamError);
+    failed.removeListener('close', this.#onUpstreamClose);
+    failed.removeListener('connect', this.#onUpstreamConnect);
+    failed.on('error', noop);
+    failed.destroy();
+    this.#upstream = null;
+    this.#openSockets -= 1;
+    pool.balancer.release(this.#slot);
+    pool.reportConnectFailure(this.#slot, reason);
+    const tried = (this.#tried ??= new Int32Array(pool.retries + 1));
+    tried[this.#attempts - 1] = this.#slot;
+    this.#slot = -1;
+    if (this.#client.destroyed) return; // closed meanwhile; #onClientClose finishes us
+    if (this.#attempts > pool.retries) {
+      this.#destroy('connect_failed');
+      return;
+    }
+    this.#attempt();
+  }
+
+  /** Any terminal condition: the first one named is the outcome; both sockets go at once. */
+  #destroy(outcome: ConnectionOutcome): void {
+    this.#outcome ??= outcome;
+    this.#client.destroy();
+    this.#upstream?.destroy();
+  }
+
+  #socketClosed(): void {
+    this.#openSockets -= 1;
+    if (this.#openSockets !== 0) return;
+    const pool = this.#context.pool;
+    if (this.#slot >= 0) pool.balancer.release(this.#slot);
+    if (this.#logEnabled) this.#writeAccessLog();
+    this.#context.connectionFinished(this);
+  }
+
+  #writeAccessLog(): void {
+    const client = this.#client;
+    const pool = this.#context.pool;
+    this.#context.accessLog.info(
+      {
+        client: formatPeer(this.#clientAddress, this.#clientPort),
+        backend: this.#slot >= 0 ? pool.addressOf(this.#slot) : null,
+        attempts: this.#attempts,
+        bytesIn: client.bytesRead,
+        bytesOut: client.bytesWritten,
+        durationMs: Math.round((performance.now() - this.#startedAt) * 1000) / 1000,
+        outcome: this.#outcome ?? 'ok',
+      },
+      'connection closed',
+    );
+  }
+}
+
+/** Access-log form of a peer: `1.2.3.4:5678`, `[::1]:5678`. */
+export function formatPeer(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return 'unknown';
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** Log line for a connection refused by the listener's limit; it never becomes a ProxyConnection. */
+export function logRejectedConnection(accessLog: Logger, client: Socket): void {
+  accessLog.info(
+    {
+      client: formatPeer(client.remoteAddress, client.remotePort),
+      backend: null,
+      attempts: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: 0,
+      outcome: 'rejected_max_connections' satisfies ConnectionOutcome,
+    },
+    'connection closed',
+  );
+}

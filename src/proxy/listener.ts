@@ -1,0 +1,132 @@
+/**
+ * One listener: a `net.Server` bound to one address, feeding one pool.
+ *
+ * `allowHalfOpen: true` so a client's FIN is passed on rather than answered with ours (half-close),
+ * and `pauseOnConnect: true` so a new client's bytes stay in the kernel until its upstream is
+ * connected (see connection.ts). The connection limit is checked on accept: over it, the socket is
+ * destroyed at once and counted.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { ListenerConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { BackendPool } from './backend-pool.js';
+import { formatPeer, logRejectedConnection, ProxyConnection, type ListenerContext } from './connection.js';
+
+export interface ListenerStats {
+  readonly accepted: number;
+  readonly active: number;
+  readonly rejectedMaxConnections: number;
+}
+
+export class Listener implements ListenerContext {
+  readonly listenerName: string;
+  readonly pool: BackendPool;
+  readonly idleTimeoutMs: number;
+  readonly accessLog: Logger;
+  readonly #config: ListenerConfig;
+  readonly #logger: Logger;
+  readonly #server: Server;
+  #maxConnections: number;
+  #accepted = 0;
+  #active = 0;
+  #rejected = 0;
+  /** Head of the intrusive list of open connections (for drain). */
+  #head: ProxyConnection | null = null;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(config: ListenerConfig, pool: BackendPool, logger: Logger) {
+    this.#config = config;
+    this.listenerName = config.name;
+    this.pool = pool;
+    this.idleTimeoutMs = config.idleTimeoutMs;
+    this.#maxConnections = config.maxConnections;
+    this.#logger = logger;
+    this.accessLog = logger.child({ pool: pool.name });
+    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
+    // Accept errors (EMFILE, ENFILE…) are reported on the server; they must never crash us.
+    this.#server.on('error', this.#onServerError);
+  }
+
+  /** Bind and listen. Resolves with the bound address (port 0 becomes the real port). */
+  listen(): Promise<string> {
+    const { host, port } = this.#config.bind;
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error): void => {
+        reject(new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${error.message}`));
+      };
+      this.#server.once('error', onError);
+      this.#server.listen({ host, port }, () => {
+        this.#server.removeListener('error', onError);
+        resolve(this.address());
+      });
+    });
+  }
+
+  /** The bound `host:port` (IPv6 in brackets), or the configured one when not listening. */
+  address(): string {
+    const info = this.#server.address() as AddressInfo | null;
+    if (info === null) return this.#config.bind.text;
+    return formatPeer(info.address, info.port);
+  }
+
+  stats(): ListenerStats {
+    return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
+  }
+
+  /** Stop accepting: the listening socket closes now, so new connections are refused. */
+  stopListening(): void {
+    if (this.#server.listening) this.#server.close();
+  }
+
+  /** Resolves when no connection is open. */
+  whenIdle(): Promise<void> {
+    if (this.#active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Cut every open connection (drain deadline passed). Returns how many were cut. */
+  closeAllConnections(): number {
+    let cut = 0;
+    for (let connection = this.#head; connection !== null; ) {
+      const next: ProxyConnection | null = connection.next;
+      connection.forceClose();
+      cut += 1;
+      connection = next;
+    }
+    return cut;
+  }
+
+  connectionFinished(connection: ProxyConnection): void {
+    if (connection.previous !== null) connection.previous.next = connection.next;
+    else this.#head = connection.next;
+    if (connection.next !== null) connection.next.previous = connection.previous;
+    connection.previous = null;
+    connection.next = null;
+    this.#active -= 1;
+    if (this.#active === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  #onConnection = (client: Socket): void => {
+    if (this.#active >= this.#maxConnections) {
+      this.#rejected += 1;
+      if (this.accessLog.isLevelEnabled('info')) logRejectedConnection(this.accessLog, client);
+      client.destroy();
+      return;
+    }
+    this.#accepted += 1;
+    this.#active += 1;
+    const connection = new ProxyConnection(this, client);
+    connection.next = this.#head;
+    if (this.#head !== null) this.#head.previous = connection;
+    this.#head = connection;
+    connection.start();
+  };
+
+  #onServerError = (error: Error): void => {
+    this.#logger.warn({ err: error }, 'listener error');
+  };
+}
