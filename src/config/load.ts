@@ -1,0 +1,151 @@
+/**
+ * Loading a ringlb config: file → text → JSON → schema → cross-checks → normalized `RinglbConfig`.
+ *
+ * Every problem a user can cause comes back as data (`{ ok: false, issues }`), each issue naming its
+ * JSON path, all of them at once and in document order; nothing here throws for bad input. The CLI
+ * prints them with `formatIssues` and exits 2.
+ */
+import { readFileSync } from 'node:fs';
+import type { BalancePolicy } from '../core/types.js';
+import { crossCheck } from './cross-checks.js';
+import { isHostPort, parseHostPort } from './host-port.js';
+import {
+  issueFromAjvError,
+  sortInDocumentOrder,
+  toConfigIssues,
+  withoutRepeats,
+  type LocatedIssue,
+} from './issues.js';
+import { readJsonText } from './json-text.js';
+import { configValidator } from './schema.js';
+import type { ConfigIssue, HashKey, HostPort, LogLevel, RinglbConfig } from './types.js';
+
+export { formatIssues } from './issues.js';
+export { parseHostPort } from './host-port.js';
+export { CONFIG_SCHEMA_URL } from './schema.js';
+
+export type ConfigLoadResult = { ok: true; config: RinglbConfig } | { ok: false; issues: ConfigIssue[] };
+
+/** Validates an already-parsed JSON value (e.g. from a registry or an admin API body). */
+export function validateConfig(raw: unknown): ConfigLoadResult {
+  return validate(raw, []);
+}
+
+/** Parses config text; JSON syntax errors come back as an issue at `$` with line and column. */
+export function parseConfigText(text: string): ConfigLoadResult {
+  const json = readJsonText(text);
+  if (!json.ok) {
+    return fail([{ path: '$', message: `invalid JSON at line ${json.line}, column ${json.column}: ${json.message}` }]);
+  }
+  // JSON.parse keeps the last of two equal keys; a config must not silently drop the first one.
+  const duplicateKeyIssues = json.duplicateKeys.map(
+    (duplicate): LocatedIssue => ({
+      segments: duplicate.path,
+      message: 'key appears more than once in its object (JSON keeps only the last value)',
+    }),
+  );
+  return validate(json.value, duplicateKeyIssues);
+}
+
+/** Reads and validates a config file; an unreadable file is an issue at `$` with the OS reason. */
+export function loadConfigFile(path: string): ConfigLoadResult {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return fail([{ path: '$', message: `cannot read config file: ${reason}` }]);
+  }
+  return parseConfigText(text);
+}
+
+function fail(issues: ConfigIssue[]): ConfigLoadResult {
+  return { ok: false, issues };
+}
+
+function validate(raw: unknown, earlierIssues: readonly LocatedIssue[]): ConfigLoadResult {
+  let copy: unknown;
+  try {
+    // ajv fills defaults in place; the caller's object stays untouched.
+    copy = structuredClone(raw);
+  } catch {
+    return fail([{ path: '$', message: 'is not plain JSON data' }]);
+  }
+  const validator = configValidator();
+  validator(copy);
+  const schemaIssues = (validator.errors ?? []).map((error) => issueFromAjvError(error, copy));
+  const issues = withoutRepeats([...earlierIssues, ...schemaIssues, ...crossCheck(copy)]);
+  if (issues.length > 0) return fail(toConfigIssues(sortInDocumentOrder(issues, copy)));
+  return { ok: true, config: normalize(copy as ValidatedConfig) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shape the schema guarantees once validation passed and defaults are filled.
+
+interface ValidatedListener {
+  name: string;
+  bind: string;
+  pool: string;
+  maxConnections: number;
+  idleTimeoutMs: number;
+}
+
+interface ValidatedBackend {
+  address: string;
+  weight: number;
+  id?: string;
+}
+
+interface ValidatedPool {
+  name: string;
+  balance: BalancePolicy;
+  hashKey: HashKey;
+  connectTimeoutMs: number;
+  retries: number;
+  ringHash: { pointsPerWeight: number };
+  maglev: { tableSize: number };
+  backends: ValidatedBackend[];
+}
+
+interface ValidatedConfig {
+  listeners: ValidatedListener[];
+  pools: ValidatedPool[];
+  log: { level: LogLevel };
+  drainTimeoutMs: number;
+}
+
+/** Builds fresh objects (nothing aliases the input); `$schema` is dropped; host:port parsed once. */
+function normalize(config: ValidatedConfig): RinglbConfig {
+  return {
+    listeners: config.listeners.map((listener) => ({
+      name: listener.name,
+      bind: parsedHostPort(listener.bind, true),
+      pool: listener.pool,
+      maxConnections: listener.maxConnections,
+      idleTimeoutMs: listener.idleTimeoutMs,
+    })),
+    pools: config.pools.map((pool) => ({
+      name: pool.name,
+      balance: pool.balance,
+      hashKey: pool.hashKey,
+      connectTimeoutMs: pool.connectTimeoutMs,
+      retries: pool.retries,
+      ringHash: { pointsPerWeight: pool.ringHash.pointsPerWeight },
+      maglev: { tableSize: pool.maglev.tableSize },
+      backends: pool.backends.map((backend) => ({
+        id: backend.id ?? backend.address,
+        address: parsedHostPort(backend.address, false),
+        weight: backend.weight,
+      })),
+    })),
+    log: { level: config.log.level },
+    drainTimeoutMs: config.drainTimeoutMs,
+  };
+}
+
+/** Cross-checks already rejected every address that does not parse. */
+function parsedHostPort(text: string, allowPortZero: boolean): HostPort {
+  const parsed = parseHostPort(text, { allowPortZero });
+  if (!isHostPort(parsed)) throw new Error(`bug: "${text}" passed the cross-checks but does not parse: ${parsed.error}`);
+  return parsed;
+}
