@@ -166,6 +166,7 @@ class JsonScanner {
         this.#pos++;
         return;
       }
+      if (code === 0x0a || code === 0x0d) this.#fail('the line ends inside a string (missing closing ")');
       if (code < 0x20) this.#fail('control character in string (write newlines and tabs as \\n and \\t)');
       if (code === 0x5c) {
         const escape = this.text[this.#pos + 1];

@@ -1,0 +1,505 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  CONFIG_SCHEMA_URL,
+  formatIssues,
+  loadConfigFile,
+  parseConfigText,
+  validateConfig,
+  type ConfigLoadResult,
+} from '../src/config/load.js';
+import type { ConfigIssue, RinglbConfig } from '../src/config/types.js';
+
+/** The example from the issue, verbatim. */
+const ISSUE_EXAMPLE = `{
+  "listeners": [
+    { "name": "web", "bind": "127.0.0.1:8080", "pool": "app",
+      "maxConnections": 10000, "idleTimeoutMs": 3600000 }
+  ],
+  "pools": [
+    { "name": "app", "balance": "maglev", "hashKey": "source_ip",
+      "connectTimeoutMs": 3000, "retries": 2,
+      "ringHash": { "pointsPerWeight": 160 }, "maglev": { "tableSize": 65537 },
+      "backends": [ { "address": "127.0.0.1:9001", "weight": 1, "id": "optional-stable-id" } ] }
+  ],
+  "log": { "level": "info" },
+  "drainTimeoutMs": 30000
+}`;
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+/** Smallest valid config; every test gets a fresh copy to mutate. */
+function minimalConfig(): JsonObject {
+  return {
+    listeners: [{ name: 'web', bind: '127.0.0.1:8080', pool: 'app' }],
+    pools: [{ name: 'app', backends: [{ address: '127.0.0.1:9001' }] }],
+  };
+}
+
+function issuesOf(result: ConfigLoadResult): ConfigIssue[] {
+  assert.equal(result.ok, false, 'expected the config to be rejected');
+  return result.ok ? [] : result.issues;
+}
+
+function configOf(result: ConfigLoadResult): RinglbConfig {
+  if (!result.ok) assert.fail(`expected a valid config, got:\n${formatIssues(result.issues, 'config')}`);
+  return result.config;
+}
+
+/** Asserts exactly one issue, at `path`, whose message matches. */
+function assertSingleIssue(result: ConfigLoadResult, path: string, message: RegExp): void {
+  const issues = issuesOf(result);
+  assert.equal(issues.length, 1, `expected one issue, got:\n${formatIssues(issues, 'config')}`);
+  assert.equal(issues[0].path, path);
+  assert.match(issues[0].message, message);
+}
+
+describe('validateConfig: normalization', () => {
+  test('the example from the issue normalizes, HostPort parsed and explicit id kept', () => {
+    const config = configOf(parseConfigText(ISSUE_EXAMPLE));
+    assert.deepEqual(config, {
+      listeners: [
+        {
+          name: 'web',
+          bind: { host: '127.0.0.1', port: 8080, text: '127.0.0.1:8080' },
+          pool: 'app',
+          maxConnections: 10000,
+          idleTimeoutMs: 3600000,
+        },
+      ],
+      pools: [
+        {
+          name: 'app',
+          balance: 'maglev',
+          hashKey: 'source_ip',
+          connectTimeoutMs: 3000,
+          retries: 2,
+          ringHash: { pointsPerWeight: 160 },
+          maglev: { tableSize: 65537 },
+          backends: [
+            { id: 'optional-stable-id', address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' }, weight: 1 },
+          ],
+        },
+      ],
+      log: { level: 'info' },
+      drainTimeoutMs: 30000,
+    } satisfies RinglbConfig);
+  });
+
+  test('a minimal config gets every default, and id defaults to the address text', () => {
+    const config = configOf(validateConfig(minimalConfig()));
+    assert.deepEqual(config, {
+      listeners: [
+        {
+          name: 'web',
+          bind: { host: '127.0.0.1', port: 8080, text: '127.0.0.1:8080' },
+          pool: 'app',
+          maxConnections: 10000,
+          idleTimeoutMs: 3600000,
+        },
+      ],
+      pools: [
+        {
+          name: 'app',
+          balance: 'round_robin',
+          hashKey: 'source_ip',
+          connectTimeoutMs: 3000,
+          retries: 2,
+          ringHash: { pointsPerWeight: 160 },
+          maglev: { tableSize: 65537 },
+          backends: [{ id: '127.0.0.1:9001', address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' }, weight: 1 }],
+        },
+      ],
+      log: { level: 'info' },
+      drainTimeoutMs: 30000,
+    } satisfies RinglbConfig);
+  });
+
+  test('partial nested objects get the missing defaults', () => {
+    const raw = minimalConfig();
+    raw.log = {};
+    (raw.pools as JsonObject[])[0].ringHash = {};
+    const config = configOf(validateConfig(raw));
+    assert.equal(config.log.level, 'info');
+    assert.equal(config.pools[0].ringHash.pointsPerWeight, 160);
+  });
+
+  test('accepts the $schema key, IPv6 and host names, port 0 on listeners, weight 0, zero timeouts', () => {
+    const config = configOf(
+      validateConfig({
+        $schema: './node_modules/ringlb/schema/ringlb.schema.json',
+        listeners: [
+          { name: 'v6', bind: '[::1]:0', pool: 'app', idleTimeoutMs: 0 },
+          { name: 'any', bind: '0.0.0.0:0', pool: 'app' },
+        ],
+        pools: [
+          {
+            name: 'app',
+            balance: 'ring_hash',
+            hashKey: 'source_ip_port',
+            retries: 0,
+            backends: [
+              { address: '[::1]:9001', weight: 0 },
+              { address: 'localhost:9002', weight: 10000 },
+              { address: 'db-1.example.internal:5432' },
+            ],
+          },
+        ],
+        drainTimeoutMs: 0,
+      }),
+    );
+    assert.deepEqual(config.listeners[0].bind, { host: '::1', port: 0, text: '[::1]:0' });
+    assert.equal(config.listeners[0].idleTimeoutMs, 0);
+    assert.deepEqual(
+      config.pools[0].backends.map((backend) => [backend.id, backend.address.host, backend.address.port, backend.weight]),
+      [
+        ['[::1]:9001', '::1', 9001, 0],
+        ['localhost:9002', 'localhost', 9002, 10000],
+        ['db-1.example.internal:5432', 'db-1.example.internal', 5432, 1],
+      ],
+    );
+    assert.equal(config.drainTimeoutMs, 0);
+    assert.equal('$schema' in config, false);
+  });
+
+  test('does not modify the object it validates', () => {
+    const raw = minimalConfig();
+    const before = structuredClone(raw);
+    configOf(validateConfig(raw));
+    assert.deepEqual(raw, before);
+  });
+});
+
+/** One rule each: [name, mutation of the minimal config, expected path, expected message]. */
+const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, string, RegExp]> = [
+  // --- shape (schema) ---
+  ['listeners missing', (c) => { delete c.listeners; }, 'listeners', /^is required$/],
+  ['listeners empty', (c) => { c.listeners = []; }, 'listeners', /^must not be empty$/],
+  ['pools not an array', (c) => { c.pools = {}; }, 'pools', /^must be an array \(got an object\)$/],
+  ['listener pool missing', (c) => { delete listener(c).pool; }, 'listeners[0].pool', /^is required$/],
+  ['backend address missing', (c) => { delete backend(c).address; }, 'pools[0].backends[0].address', /^is required$/],
+  ['balance unknown', (c) => { pool(c).balance = 'least_conn'; }, 'pools[0].balance',
+    /^must be one of round_robin, random, least_connections, least_time, ring_hash, maglev \(got "least_conn"\)/],
+  ['balance typo gets a suggestion', (c) => { pool(c).balance = 'magelv'; }, 'pools[0].balance', /did you mean "maglev"\?$/],
+  ['hashKey unknown', (c) => { pool(c).hashKey = 'source_port'; }, 'pools[0].hashKey', /^must be one of source_ip, source_ip_port/],
+  ['log level unknown', (c) => { c.log = { level: 'verbose' }; }, 'log.level', /^must be one of fatal, error, warn, info, debug, trace, silent/],
+  ['weight above 10000', (c) => { backend(c).weight = 10001; }, 'pools[0].backends[0].weight', /^must be between 0 and 10000 \(got 10001\)$/],
+  ['weight negative', (c) => { backend(c).weight = -1; }, 'pools[0].backends[0].weight', /^must be between 0 and 10000 \(got -1\)$/],
+  ['weight fractional', (c) => { backend(c).weight = 1.5; }, 'pools[0].backends[0].weight', /^must be an integer \(got 1\.5\)$/],
+  ['weight as string', (c) => { backend(c).weight = '2'; }, 'pools[0].backends[0].weight', /^must be an integer \(got "2"\)$/],
+  ['retries above 10', (c) => { pool(c).retries = 11; }, 'pools[0].retries', /^must be between 0 and 10 \(got 11\)$/],
+  ['connectTimeoutMs 0', (c) => { pool(c).connectTimeoutMs = 0; }, 'pools[0].connectTimeoutMs', /^must be between 1 and 2147483647 \(got 0\)$/],
+  ['idleTimeoutMs beyond a Node timer', (c) => { listener(c).idleTimeoutMs = 2147483648; }, 'listeners[0].idleTimeoutMs', /^must be between 0 and 2147483647/],
+  ['maxConnections 0', (c) => { listener(c).maxConnections = 0; }, 'listeners[0].maxConnections', /^must be between 1 and 1000000 \(got 0\)$/],
+  ['drainTimeoutMs negative', (c) => { c.drainTimeoutMs = -5; }, 'drainTimeoutMs', /^must be between 0 and 2147483647 \(got -5\)$/],
+  ['pointsPerWeight 0', (c) => { pool(c).ringHash = { pointsPerWeight: 0 }; }, 'pools[0].ringHash.pointsPerWeight', /^must be between 1 and 1000/],
+  ['maglev table above Envoy\'s maximum', (c) => { pool(c).maglev = { tableSize: 5000077 }; }, 'pools[0].maglev.tableSize', /^must be between 2 and 5000011/],
+  ['listener name with a space', (c) => { listener(c).name = 'my web'; }, 'listeners[0].name', /^must be 1 to 64 letters, digits.*\(got "my web"\)$/],
+  ['empty backend id', (c) => { backend(c).id = ''; }, 'pools[0].backends[0].id', /^must not be empty$/],
+  ['empty bind', (c) => { listener(c).bind = ''; }, 'listeners[0].bind', /^must not be empty$/],
+  // --- cross-checks ---
+  ['listener refers to a missing pool', (c) => { listener(c).pool = 'ap'; }, 'listeners[0].pool', /^no pool named "ap" \(pools: app\)$/],
+  ['missing pool with a close name', (c) => { listener(c).pool = 'App'; }, 'listeners[0].pool', /did you mean "app"\?$/],
+  ['duplicate listener names', (c) => { listeners(c).push({ name: 'web', bind: '127.0.0.1:8081', pool: 'app' }); },
+    'listeners[1].name', /^duplicate listener name "web" \(also listeners\[0\]\)$/],
+  ['duplicate pool names', (c) => { pools(c).push({ name: 'app', backends: [{ address: '127.0.0.1:9002' }] }); },
+    'pools[1].name', /^duplicate pool name "app" \(also pools\[0\]\)$/],
+  ['duplicate listener binds', (c) => { listeners(c).push({ name: 'web2', bind: '127.0.0.1:8080', pool: 'app' }); },
+    'listeners[1].bind', /^127\.0\.0\.1:8080 is already bound by listeners\[0\]$/],
+  ['duplicate explicit backend ids', (c) => { backends(c).push({ address: '127.0.0.1:9002', id: 'a' }, { address: '127.0.0.1:9003', id: 'a' }); },
+    'pools[0].backends[2].id', /^duplicate backend id "a" \(also pools\[0\]\.backends\[1\]\)$/],
+  ['the same address twice (ids default to it)', (c) => { backends(c).push({ address: '127.0.0.1:9001' }); },
+    'pools[0].backends[1].address', /already used by pools\[0\]\.backends\[0\]; list a backend once, or give each an explicit "id"$/],
+  ['backend port out of range', (c) => { backend(c).address = '127.0.0.1:70000'; }, 'pools[0].backends[0].address', /^port 70000 out of range 1\.\.65535$/],
+  ['backend port 0', (c) => { backend(c).address = '127.0.0.1:0'; }, 'pools[0].backends[0].address', /^port 0 out of range 1\.\.65535$/],
+  ['listener port out of range', (c) => { listener(c).bind = '127.0.0.1:65536'; }, 'listeners[0].bind', /^port 65536 out of range 0\.\.65535$/],
+  ['bare IPv6 address', (c) => { backend(c).address = '::1:9001'; }, 'pools[0].backends[0].address',
+    /^IPv6 addresses must be in brackets: write \[::1\]:9001 instead of ::1:9001$/],
+  ['address without port', (c) => { backend(c).address = 'localhost'; }, 'pools[0].backends[0].address', /missing its port/],
+  ['bad IPv4 address', (c) => { backend(c).address = '10.0.0.256:80'; }, 'pools[0].backends[0].address', /^"10\.0\.0\.256" is not a valid IPv4 address$/],
+  ['maglev table size not prime', (c) => { pool(c).maglev = { tableSize: 65536 }; }, 'pools[0].maglev.tableSize',
+    /^must be a prime number \(65537 is the usual choice; nearest primes: 65521, 65537\)$/],
+  ['maglev table smaller than the backend set', (c) => {
+    pool(c).balance = 'maglev';
+    pool(c).maglev = { tableSize: 2 };
+    backends(c).push({ address: '127.0.0.1:9002' }, { address: '127.0.0.1:9003' });
+  }, 'pools[0].maglev.tableSize', /^2 entries cannot hold 3 backends/],
+  ['ring larger than Envoy\'s maximum', (c) => {
+    pool(c).balance = 'ring_hash';
+    pool(c).ringHash = { pointsPerWeight: 1000 };
+    backend(c).weight = 10000;
+  }, 'pools[0].ringHash.pointsPerWeight', /^the ring would hold 10000000 points .* more than 8388608/],
+  ['pool without backends', (c) => { pool(c).backends = []; }, 'pools[0].backends', /^must list at least one backend \(no discovery source/],
+  ['pool with backends omitted', (c) => { delete pool(c).backends; }, 'pools[0].backends', /^must list at least one backend/],
+];
+
+describe('validateConfig: one failing case per rule, with exact path and message', () => {
+  for (const [name, mutate, path, message] of RULE_CASES) {
+    test(name, () => {
+      const raw = minimalConfig();
+      mutate(raw);
+      assertSingleIssue(validateConfig(raw), path, message);
+    });
+  }
+
+  test('two listeners may both bind port 0', () => {
+    const raw = minimalConfig();
+    listener(raw).bind = '127.0.0.1:0';
+    listeners(raw).push({ name: 'web2', bind: '127.0.0.1:0', pool: 'app' });
+    configOf(validateConfig(raw));
+  });
+
+  test('a non-prime table size is reported even when maglev is not the policy', () => {
+    const raw = minimalConfig();
+    pool(raw).maglev = { tableSize: 100 };
+    assertSingleIssue(validateConfig(raw), 'pools[0].maglev.tableSize', /must be a prime number/);
+  });
+
+  test('a top-level array is rejected at $', () => {
+    assertSingleIssue(validateConfig([]), '$', /^must be an object \(got an array\)$/);
+  });
+
+  test('values that are not JSON data are rejected, not thrown', () => {
+    assertSingleIssue(validateConfig({ listeners: () => 1 }), '$', /is not plain JSON data/);
+  });
+});
+
+describe('validateConfig: unknown keys at every level', () => {
+  const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
+    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs'],
+    ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends'],
+    ['ringHash', (c) => ((pool(c).ringHash = {}) as JsonObject), 'pools[0].ringHash.foo', 'pointsPerWeight'],
+    ['maglev', (c) => ((pool(c).maglev = {}) as JsonObject), 'pools[0].maglev.foo', 'tableSize'],
+    ['backend', (c) => backend(c), 'pools[0].backends[0].foo', 'address, weight, id'],
+    ['log', (c) => ((c.log = {}) as JsonObject), 'log.foo', 'level'],
+  ];
+  for (const [level, objectAt, path, allowed] of levels) {
+    test(level, () => {
+      const raw = minimalConfig();
+      objectAt(raw).foo = 1;
+      assertSingleIssue(validateConfig(raw), path, new RegExp(`^unknown key \\(allowed: ${escapeRegExp(allowed)}\\)$`));
+    });
+  }
+
+  test('a misspelt key names the key it probably meant', () => {
+    const raw = minimalConfig();
+    pool(raw).balanse = 'maglev';
+    assertSingleIssue(validateConfig(raw), 'pools[0].balanse', /^unknown key \(did you mean "balance"\? allowed: name, balance/);
+  });
+
+  test('keys that are not identifiers are quoted in the path', () => {
+    const raw = minimalConfig();
+    listener(raw)['max connections'] = 5;
+    assertSingleIssue(validateConfig(raw), 'listeners[0]["max connections"]', /^unknown key/);
+  });
+});
+
+describe('validateConfig: many errors at once, in document order', () => {
+  test('reports schema errors and cross-check errors together, sorted as they appear in the file', () => {
+    const result = parseConfigText(`{
+      "listeners": [
+        { "name": "web", "bind": "::1:8080", "pool": "missing", "colour": "blue" },
+        { "name": "web", "bind": "127.0.0.1:8081" }
+      ],
+      "pools": [
+        { "name": "app", "balance": "fastest", "retries": 99, "maglev": { "tableSize": 1000 },
+          "backends": [ { "address": "127.0.0.1:70000", "weight": 1.5 }, { "address": "localhost:9002" } ] },
+        { "name": "empty", "retries": 1, "retries": 2 }
+      ],
+      "log": { "level": "loud" },
+      "drainTimeoutMs": -1,
+      "extra": true
+    }`);
+    assert.deepEqual(
+      issuesOf(result).map((issue) => issue.path),
+      [
+        'listeners[0].bind',
+        'listeners[0].pool',
+        'listeners[0].colour',
+        'listeners[1].name',
+        'listeners[1].pool',
+        'pools[0].balance',
+        'pools[0].retries',
+        'pools[0].maglev.tableSize',
+        'pools[0].backends[0].address',
+        'pools[0].backends[0].weight',
+        'pools[1].retries',
+        'pools[1].backends',
+        'log.level',
+        'drainTimeoutMs',
+        'extra',
+      ],
+    );
+    assert.match(issuesOf(result)[10].message, /^key appears more than once in its object/);
+  });
+
+  test('a pool name of the wrong type does not cascade into "no pool named" errors', () => {
+    const raw = minimalConfig();
+    pool(raw).name = 7;
+    assertSingleIssue(validateConfig(raw), 'pools[0].name', /^must be a string \(got 7\)$/);
+  });
+});
+
+describe('parseConfigText: JSON syntax', () => {
+  const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
+    ['missing value', '{\n  "listeners": ,\n}', /^invalid JSON at line 2, column 16: unexpected ","; expected a value/],
+    ['trailing comma', '{\n  "a": 1,\n}', /^invalid JSON at line 3, column 1: .*JSON allows no trailing comma/],
+    ['single quotes', "{'a': 1}", /^invalid JSON at line 1, column 2: .*JSON strings use double quotes/],
+    ['unterminated string', '{\n"a": "x\n}', /^invalid JSON at line 2, column 8: the line ends inside a string \(missing closing "\)$/],
+    ['never closed', '{"a": [1, 2', /^invalid JSON at line 1, column 12: unexpected end of file/],
+    ['comment', '{\n  // web\n}', /^invalid JSON at line 2, column 3: comments are not allowed in JSON$/],
+    ['empty file', '', /^invalid JSON at line 1, column 1: the file is empty/],
+    ['leading zero', '{"a": 08}', /^invalid JSON at line 1, column 8: invalid number/],
+    ['trailing text', '{} {}', /^invalid JSON at line 1, column 4: unexpected "\{" after the end of the JSON value$/],
+  ];
+  for (const [name, text, message] of cases) {
+    test(name, () => assertSingleIssue(parseConfigText(text), '$', message));
+  }
+
+  test('a UTF-8 byte order mark is accepted', () => {
+    configOf(parseConfigText(`\uFEFF${JSON.stringify(minimalConfig())}`));
+  });
+
+  test('escapes in strings are fine', () => {
+    const raw = minimalConfig();
+    backend(raw).id = 'quote " slash \\ tab \t é \u00e9';
+    const config = configOf(parseConfigText(JSON.stringify(raw)));
+    assert.equal(config.pools[0].backends[0].id, 'quote " slash \\ tab \t é \u00e9');
+  });
+});
+
+describe('loadConfigFile', () => {
+  let directory = '';
+  before(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'ringlb-config-test-'));
+  });
+  after(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  test('loads a valid file', async () => {
+    const path = join(directory, 'valid.json');
+    await writeFile(path, ISSUE_EXAMPLE);
+    assert.equal(configOf(loadConfigFile(path)).pools[0].balance, 'maglev');
+  });
+
+  test('reports every error of an invalid file', async () => {
+    const path = join(directory, 'invalid.json');
+    const raw = minimalConfig();
+    pool(raw).balance = 'nope';
+    backend(raw).weight = -1;
+    await writeFile(path, JSON.stringify(raw, null, 2));
+    assert.deepEqual(
+      issuesOf(loadConfigFile(path)).map((issue) => issue.path),
+      // `balance` was added after `backends`, so it comes later in the file too.
+      ['pools[0].backends[0].weight', 'pools[0].balance'],
+    );
+  });
+
+  test('a missing file is an issue at $ with the OS reason', () => {
+    const path = join(directory, 'does-not-exist.json');
+    assertSingleIssue(loadConfigFile(path), '$', /^cannot read config file: ENOENT: no such file or directory/);
+  });
+
+  test('a directory is an issue at $ with the OS reason', async () => {
+    const path = join(directory, 'a-directory');
+    await mkdir(path);
+    assertSingleIssue(loadConfigFile(path), '$', /^cannot read config file: EISDIR/);
+  });
+
+  test('a syntax error in a file names line and column', async () => {
+    const path = join(directory, 'syntax.json');
+    await writeFile(path, '{\n  "listeners": [\n    { "name": "web" }\n    { "name": "api" }\n  ]\n}\n');
+    assertSingleIssue(loadConfigFile(path), '$', /^invalid JSON at line 4, column 5: unexpected "\{"; expected ',' or '\]'/);
+  });
+});
+
+describe('formatIssues', () => {
+  test('one "<source>: <path>: <message>" line per issue, then the count', () => {
+    const issues: ConfigIssue[] = [
+      { path: 'pools[0].balance', message: 'must be one of round_robin, random' },
+      { path: '$', message: 'cannot read config file: EACCES' },
+    ];
+    assert.equal(
+      formatIssues(issues, 'ringlb.json'),
+      'ringlb.json: pools[0].balance: must be one of round_robin, random\nringlb.json: $: cannot read config file: EACCES\n2 errors',
+    );
+  });
+
+  test('singular count', () => {
+    assert.equal(formatIssues([{ path: '$', message: 'x' }], 'c.json'), 'c.json: $: x\n1 error');
+  });
+});
+
+describe('the schema file', () => {
+  const schema = JSON.parse(readFileSync(CONFIG_SCHEMA_URL, 'utf8')) as JsonObject;
+
+  test('every property has a title and a description, every object forbids unknown keys', () => {
+    const problems: string[] = [];
+    visitSchema(schema, '#', (node, where) => {
+      if (node.type === 'object' && node.additionalProperties !== false) problems.push(`${where}: additionalProperties`);
+      const properties = (node.properties ?? {}) as Record<string, JsonObject>;
+      for (const [key, property] of Object.entries(properties)) {
+        if (typeof property.$ref === 'string') continue;
+        if (typeof property.title !== 'string') problems.push(`${where}.${key}: title`);
+        if (typeof property.description !== 'string') problems.push(`${where}.${key}: description`);
+      }
+    });
+    assert.deepEqual(problems, []);
+  });
+
+  test('every optional scalar property declares its default', () => {
+    const missing: string[] = [];
+    visitSchema(schema, '#', (node, where) => {
+      const required = new Set((node.required ?? []) as string[]);
+      const properties = (node.properties ?? {}) as Record<string, JsonObject>;
+      for (const [key, property] of Object.entries(properties)) {
+        const optionalWithoutDefault = !required.has(key) && !('default' in property);
+        // $schema is an editor hint and id defaults to the address (not expressible as a constant).
+        if (optionalWithoutDefault && key !== '$schema' && key !== 'id') missing.push(`${where}.${key}`);
+      }
+    });
+    assert.deepEqual(missing, []);
+  });
+});
+
+// --- helpers ---------------------------------------------------------------------------------
+
+function listeners(config: JsonObject): JsonObject[] {
+  return config.listeners as JsonObject[];
+}
+function listener(config: JsonObject): JsonObject {
+  return listeners(config)[0];
+}
+function pools(config: JsonObject): JsonObject[] {
+  return config.pools as JsonObject[];
+}
+function pool(config: JsonObject): JsonObject {
+  return pools(config)[0];
+}
+function backends(config: JsonObject): JsonObject[] {
+  return pool(config).backends as JsonObject[];
+}
+function backend(config: JsonObject): JsonObject {
+  return backends(config)[0];
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function visitSchema(node: JsonObject, where: string, visit: (node: JsonObject, where: string) => void): void {
+  visit(node, where);
+  for (const [key, child] of Object.entries((node.properties ?? {}) as Record<string, JsonObject>)) {
+    visitSchema(child, `${where}.${key}`, visit);
+  }
+  for (const [key, child] of Object.entries((node.definitions ?? {}) as Record<string, JsonObject>)) {
+    visitSchema(child, `${where}/definitions/${key}`, visit);
+  }
+}
