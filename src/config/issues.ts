@@ -191,7 +191,7 @@ function withArticle(jsonType: string): string {
 }
 
 /** Short description of a JSON value for "(got ...)": scalars verbatim, containers by kind. */
-export function describeValue(value: unknown): string {
+function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
