@@ -153,6 +153,16 @@ export class ReferenceBalancer implements Balancer {
     return -1;
   }
 
+  /** Active table for tests/diagnostics: maglev entries (slot per entry) or ring points (position, slot). */
+  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array } {
+    const table = this.#table;
+    if (this.policy === 'maglev') return { slots: table.order.length > 0 ? Int32Array.from(table.maglev) : new Int32Array(0), positions: new Uint32Array(0) };
+    if (this.policy === 'ring_hash') {
+      return { slots: Int32Array.from(table.ring, (point) => point.slot), positions: Uint32Array.from(table.ring, (point) => point.hash) };
+    }
+    return { slots: new Int32Array(0), positions: new Uint32Array(0) };
+  }
+
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount: number = tried?.length ?? 0): number {
     const usable = (slot: number): boolean => {
       if (this.#eligible[slot] === 0) return false;
