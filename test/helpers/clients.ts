@@ -94,10 +94,22 @@ export function readToEnd(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
   });
 }
 
-/** Resolves when the socket closes (any reason); rejects after the timeout. */
+/**
+ * Resolves when the peer has closed the connection and our socket is closed too. Reads and drops
+ * whatever still arrives; on the peer's FIN we end our side (these sockets are allowHalfOpen).
+ */
 export async function closed(socket: Socket, timeoutMs = 10_000): Promise<void> {
   if (socket.closed) return;
   let timer: NodeJS.Timeout | undefined;
+  const onEnd = (): void => {
+    socket.end();
+  };
+  const onError = (): void => {
+    socket.destroy();
+  };
+  socket.on('end', onEnd);
+  socket.on('error', onError);
+  socket.resume();
   try {
     await Promise.race([
       once(socket, 'close'),
@@ -107,6 +119,8 @@ export async function closed(socket: Socket, timeoutMs = 10_000): Promise<void> 
     ]);
   } finally {
     clearTimeout(timer);
+    socket.removeListener('end', onEnd);
+    socket.removeListener('error', onError);
   }
 }
 
