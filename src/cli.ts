@@ -112,6 +112,8 @@ function exitOnSignals(ringlb: Ringlb, drainTimeoutMs: number, logger: Logger, a
       process.exit(EXIT_FAILURE);
     }
     draining = true;
+    // Close the listening sockets before saying so: whoever reads "draining" may rely on refusal.
+    ringlb.stopListening();
     logger.info({ signal, drainTimeoutMs }, 'draining');
     ringlb
       .drain(drainTimeoutMs)
