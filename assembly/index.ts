@@ -66,7 +66,11 @@ let tableWeight: usize = 0; // i32[2][capacity]
 let tableOrder: usize = 0; // i32[2][capacity]: weighted slots sorted by identity
 let tablePrefix: usize = 0; // u32[2][capacity]: running weight sums in order
 let tableMaglev: usize = 0; // i32[2][maglevSize]
-let tableRing: usize = 0; // u64[2][ringCapacity]: (position << 32) | slot, sorted
+// Ring table k occupies 8 × ringCapacity bytes at tableRing + k × 8 × ringCapacity: first the sorted
+// u32 positions (the binary search touches only these, half the cache footprint of packed pairs),
+// then the i32 owner slots. During a build the same bytes hold the generated (position << 32 | slot)
+// u64 pairs before the radix sort scatters them back unpacked.
+let tableRing: usize = 0;
 let tableRingIndex: usize = 0; // i32[2][RING_INDEX_LENGTH]: first point of each 16-bit bucket
 const tableCount = new StaticArray<i32>(2);
 const tableTotal = new StaticArray<u32>(2);
@@ -85,7 +89,8 @@ let curWeight: usize = 0;
 let curOrder: usize = 0;
 let curPrefix: usize = 0;
 let curMaglev: usize = 0;
-let curRing: usize = 0;
+let curRingPositions: usize = 0;
+let curRingSlots: usize = 0;
 let curRingIndex: usize = 0;
 let curCount: i32 = 0;
 let curTotal: u32 = 0;
@@ -249,13 +254,19 @@ export function build(): f64 {
   return moved;
 }
 
+// @ts-ignore: decorator
+@inline function ringPositions(table: i32): usize { return tableBase(tableRing, table, 8, ringCapacity); }
+// @ts-ignore: decorator
+@inline function ringSlots(table: i32): usize { return tableBase(tableRing, table, 8, ringCapacity) + (<usize>ringCapacity << 2); }
+
 function publish(table: i32): void {
   current = table;
   curWeight = tableBase(tableWeight, table, 4, capacity);
   curOrder = tableBase(tableOrder, table, 4, capacity);
   curPrefix = tableBase(tablePrefix, table, 4, capacity);
   curMaglev = tableBase(tableMaglev, table, 4, <i32>maglevSize);
-  curRing = tableBase(tableRing, table, 8, ringCapacity);
+  curRingPositions = ringPositions(table);
+  curRingSlots = ringSlots(table);
   curRingIndex = tableBase(tableRingIndex, table, 4, RING_INDEX_LENGTH);
   curCount = unchecked(tableCount[table]);
   curTotal = unchecked(tableTotal[table]);
@@ -340,20 +351,23 @@ function buildRing(table: i32): void {
       storeU64(ring, points++, (<u64>ringPointHash(slotHi, slotLo, p) << 32) | <u64>slot);
     }
   }
-  radixPass(ring, ringScratch, points, 32);
-  radixPass(ringScratch, ring, points, 48);
+  radixPass(ring, ringScratch, 0, points, 32);
+  radixPass(ringScratch, ringPositions(table), ringSlots(table), points, 48);
   unchecked(tableRingCount[table] = points);
   const index = tableBase(tableRingIndex, table, 4, RING_INDEX_LENGTH);
   let point = 0;
   for (let bucket = 0; bucket < RING_INDEX_LENGTH - 1; bucket++) {
-    while (point < points && <i32>(loadU64(ring, point) >> 48) < bucket) point++;
+    while (point < points && <i32>(loadU32(ringPositions(table), point) >>> 16) < bucket) point++;
     storeI32(index, bucket, point);
   }
   storeI32(index, RING_INDEX_LENGTH - 1, points);
 }
 
-/** One stable counting-sort pass on 16 bits of each u64 starting at `shift`. */
-function radixPass(source: usize, target: usize, length: i32, shift: u64): void {
+/**
+ * One stable counting-sort pass on 16 bits of each u64 starting at `shift`. Writes packed u64 to
+ * `target`, or, when `targetSlots` is not 0, unpacked positions to `target` and slots to `targetSlots`.
+ */
+function radixPass(source: usize, target: usize, targetSlots: usize, length: i32, shift: u64): void {
   memory.fill(radixCounts, 0, <usize>RADIX_BUCKETS << 2);
   for (let i = 0; i < length; i++) {
     const bucket = <i32>((loadU64(source, i) >> shift) & 0xffff);
@@ -369,7 +383,12 @@ function radixPass(source: usize, target: usize, length: i32, shift: u64): void 
     const value = loadU64(source, i);
     const bucket = <i32>((value >> shift) & 0xffff);
     const position = loadU32(radixCounts, bucket);
-    storeU64(target, <i32>position, value);
+    if (targetSlots == 0) {
+      storeU64(target, <i32>position, value);
+    } else {
+      storeU32(target, <i32>position, <u32>(value >> 32));
+      storeI32(targetSlots, <i32>position, <i32>(value & 0xffffffff));
+    }
     storeU32(radixCounts, bucket, position + 1);
   }
 }
@@ -415,8 +434,10 @@ function movedShare(previous: i32, next: i32): f64 {
 
 /** Walks the merged point positions; between two positions both rings have a constant owner. */
 function ringMovedShare(previous: i32, next: i32): f64 {
-  const before = tableBase(tableRing, previous, 8, ringCapacity);
-  const after = tableBase(tableRing, next, 8, ringCapacity);
+  const before = ringPositions(previous);
+  const after = ringPositions(next);
+  const beforeSlots = ringSlots(previous);
+  const afterSlots = ringSlots(next);
   const beforeCount = unchecked(tableRingCount[previous]);
   const afterCount = unchecked(tableRingCount[next]);
   const END: u64 = 0x1_0000_0000;
@@ -425,19 +446,19 @@ function ringMovedShare(previous: i32, next: i32): f64 {
   let j = 0;
   let segmentStart: u64 = 0;
   while (i < beforeCount || j < afterCount) {
-    const a: u64 = i < beforeCount ? loadU64(before, i) >> 32 : END;
-    const b: u64 = j < afterCount ? loadU64(after, j) >> 32 : END;
+    const a: u64 = i < beforeCount ? <u64>loadU32(before, i) : END;
+    const b: u64 = j < afterCount ? <u64>loadU32(after, j) : END;
     const boundary = a < b ? a : b;
-    const ownerBefore = <i32>(loadU64(before, i < beforeCount ? i : 0) & 0xffffffff);
-    const ownerAfter = <i32>(loadU64(after, j < afterCount ? j : 0) & 0xffffffff);
+    const ownerBefore = loadI32(beforeSlots, i < beforeCount ? i : 0);
+    const ownerAfter = loadI32(afterSlots, j < afterCount ? j : 0);
     if (!sameOwner(previous, ownerBefore, next, ownerAfter)) moved += boundary - segmentStart + 1;
     segmentStart = boundary + 1;
-    while (i < beforeCount && (loadU64(before, i) >> 32) == boundary) i++;
-    while (j < afterCount && (loadU64(after, j) >> 32) == boundary) j++;
+    while (i < beforeCount && <u64>loadU32(before, i) == boundary) i++;
+    while (j < afterCount && <u64>loadU32(after, j) == boundary) j++;
   }
   if (segmentStart < END) {
-    const ownerBefore = <i32>(loadU64(before, 0) & 0xffffffff);
-    const ownerAfter = <i32>(loadU64(after, 0) & 0xffffffff);
+    const ownerBefore = loadI32(beforeSlots, 0);
+    const ownerAfter = loadI32(afterSlots, 0);
     if (!sameOwner(previous, ownerBefore, next, ownerAfter)) moved += END - segmentStart;
   }
   return <f64>moved / TWO_POW_32;
@@ -477,14 +498,16 @@ function scanFrom(start: i32, triedCount: i32): i32 {
 
 /** First ring point at or clockwise after `key` (wrapping to 0); the ring must not be empty. */
 function ringIndex(key: u32): i32 {
-  const needle = <u64>key << 32;
   const bucket = <i32>(key >>> 16);
   let low = loadI32(curRingIndex, bucket);
   let high = loadI32(curRingIndex, bucket + 1);
+  // Branch-free halving (wasm select): a bucket holds a handful of points in random order of keys,
+  // so a branchy search would mispredict on most steps.
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if (loadU64(curRing, middle) < needle) low = middle + 1;
-    else high = middle;
+    const below = loadU32(curRingPositions, middle) < key;
+    low = select<i32>(middle + 1, low, below);
+    high = select<i32>(high, middle, below);
   }
   return low == curRingCount ? 0 : low;
 }
@@ -507,7 +530,7 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
       let index = ringIndex(keyHash);
       const walk = ringWalkLimit < points ? ringWalkLimit : points;
       for (let step = 0; step < walk; step++) {
-        const slot = <i32>(loadU64(curRing, index) & 0xffffffff);
+        const slot = loadI32(curRingSlots, index);
         if (usable(slot, triedCount)) return slot;
         if (++index == points) index = 0;
       }
@@ -619,7 +642,7 @@ function pickLeastTime(triedCount: i32): i32 {
 export function homeSlot(keyHash: u32): i32 {
   if (curCount == 0) return -1;
   if (policy == POLICY_MAGLEV) return loadI32(curMaglev, <i32>(keyHash % maglevSize));
-  if (policy == POLICY_RING_HASH) return <i32>(loadU64(curRing, ringIndex(keyHash)) & 0xffffffff);
+  if (policy == POLICY_RING_HASH) return loadI32(curRingSlots, ringIndex(keyHash));
   return -1;
 }
 
@@ -698,13 +721,13 @@ export function memoryBytes(): i32 {
 /** Tests/diagnostics: the active maglev table entry `index`, or the slot of ring point `index`. */
 export function tableEntry(index: i32): i32 {
   if (policy == POLICY_MAGLEV) return loadI32(curMaglev, index);
-  if (policy == POLICY_RING_HASH) return <i32>(loadU64(curRing, index) & 0xffffffff);
+  if (policy == POLICY_RING_HASH) return loadI32(curRingSlots, index);
   return -1;
 }
 
 /** Tests/diagnostics: position of ring point `index` in the active ring. */
 export function ringPointPosition(index: i32): u32 {
-  return <u32>(loadU64(curRing, index) >> 32);
+  return loadU32(curRingPositions, index);
 }
 
 /** Tests/diagnostics: number of entries (maglev: M, ring: points) in the active table. */
