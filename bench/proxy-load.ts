@@ -9,7 +9,7 @@
  * Backends, the naive proxy and ringlb each run in their own child process; this process is the
  * client only, so no two parties share an event loop. Every loop is bounded in count and time.
  *
- *   npm run build && node dist/bench/proxy-load.js [--rounds 3]
+ *   npm run build && node dist/bench/proxy-load.js [--rounds 5]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -254,7 +254,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1..20');
   const dir = mkdtempSync(join(tmpdir(), 'ringlb-bench-'));
@@ -275,9 +275,14 @@ async function main(): Promise<void> {
       ['ringlb', ringlb.ports],
     ];
     const results = new Map<string, Result[]>(targets.map(([name]) => [name, []]));
+    // One warm-up round (JIT, socket buffers, TIME_WAIT steady state), not counted.
+    for (const [name, ports] of targets) await measure(name, ports);
     for (let round = 0; round < rounds; round += 1) {
-      // Interleaved, so drift (thermal, other load) hits every target alike.
-      for (const [name, ports] of targets) results.get(name)!.push(await measure(name, ports));
+      // Interleaved and rotated each round, so drift and position in the round hit every target alike.
+      for (let i = 0; i < targets.length; i += 1) {
+        const [name, ports] = targets[(i + round) % targets.length]!;
+        results.get(name)!.push(await measure(name, ports));
+      }
     }
     const summary = new Map<string, Result>();
     for (const [name, list] of results) {
@@ -298,7 +303,7 @@ async function main(): Promise<void> {
     ]);
     const header = ['target', 'bulk MiB/s', 'connections/s', 'p50 µs', 'p99 µs'];
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
-    console.log(`node ${process.version}, ${cpus().length} × ${cpu}; median of ${rounds} rounds`);
+    console.log(`node ${process.version}, ${cpus().length} × ${cpu}; median of ${rounds} rounds after 1 warm-up round`);
     console.log(
       `bulk ${BULK_BYTES / 1024 / 1024} MiB one way; connect ${CONNECT_COUNT} × ${CONNECT_CONCURRENCY} concurrent; latency ${PING_COUNT} × ${PING_BYTES} B`,
     );
