@@ -60,7 +60,13 @@ describe('balancing policies over loopback', () => {
       equal('ring_hash'),
       equal('maglev'),
     ];
-    const started = await startRinglb(temp.writeJson(configOf(pools)), pools.map((p) => p.name));
+    const config = configOf(pools);
+    // A dual-stack listener on the maglev pool: IPv4 clients arrive as ::ffff:127.0.0.x there.
+    const listeners = [...config.listeners, { name: 'maglev_dual_stack', bind: '[::]:0', pool: 'maglev' }];
+    const started = await startRinglb(
+      temp.writeJson({ ...config, listeners }),
+      listeners.map((l) => l.name),
+    );
     ringlb = started.ringlb;
     ports = started.ports;
   });
@@ -130,6 +136,24 @@ describe('balancing policies over loopback', () => {
       for (const [name, count] of counts) assert.ok(count >= 5, `${name} owns only ${count} of 50 sources`);
     });
   }
+
+  it('maglev: an IPv4-mapped IPv6 source hashes like the same IPv4 source', async () => {
+    const v4Port = ports.get('maglev')!;
+    const dualPort = ports.get('maglev_dual_stack')!;
+    const backendsSeen = new Set<string>();
+    for (let host = 100; host < 130; host += 1) {
+      const localAddress = `127.0.0.${host}`;
+      const viaV4 = await whichBackend({ port: v4Port, localAddress });
+      const viaDualStack = await whichBackend({ port: dualPort, localAddress });
+      assert.equal(viaDualStack, viaV4, `${localAddress} via [::] went elsewhere`);
+      backendsSeen.add(viaV4);
+    }
+    const line = ringlb!
+      .accessLines()
+      .find((l) => l.listener === 'maglev_dual_stack' && String(l.client).startsWith('[::ffff:127.0.0.'));
+    assert.ok(line, 'the dual-stack listener saw IPv4-mapped clients');
+    assert.ok(backendsSeen.size > 1, 'the check is meaningful only if sources spread');
+  });
 });
 
 describe('least_time prefers the backend that connects fast', () => {

@@ -11,6 +11,7 @@ import {
   closedPort,
   startHalfClosingBackend,
   startNamedBackend,
+  startResettingBackend,
   startStalledBackend,
   type HalfClosingBackend,
   type NamedBackend,
@@ -29,6 +30,7 @@ describe('proxy data plane', () => {
   let echo: NamedBackend;
   let stalled: StalledBackend;
   let halfCloser: HalfClosingBackend;
+  let resetter: NamedBackend;
   let ringlb: RinglbProcess;
   let ports = new Map<string, number>();
 
@@ -46,6 +48,7 @@ describe('proxy data plane', () => {
     echo = await startNamedBackend('echo', { greet: false });
     stalled = await startStalledBackend('stalled');
     halfCloser = await startHalfClosingBackend('closer');
+    resetter = await startResettingBackend('resetter');
     const refused = await closedPort();
     const pools: RawPool[] = [
       {
@@ -71,10 +74,11 @@ describe('proxy data plane', () => {
       { name: 'echo', backends: [{ address: echo.address }] },
       { name: 'closer', backends: [{ address: halfCloser.address }] },
       { name: 'greeter', backends: [{ address: greeter.address }] },
+      { name: 'resetter', backends: [{ address: resetter.address }] },
     ];
     const config: RawConfig = {
       listeners: [
-        ...['retry', 'timeout', 'exhausted', 'echo', 'closer'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
+        ...['retry', 'timeout', 'exhausted', 'echo', 'closer', 'resetter'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
         { name: 'idle', bind: '127.0.0.1:0', pool: 'greeter', idleTimeoutMs: IDLE_TIMEOUT_MS },
         { name: 'limited', bind: '127.0.0.1:0', pool: 'greeter', maxConnections: 2 },
       ],
@@ -88,7 +92,7 @@ describe('proxy data plane', () => {
 
   after(async () => {
     await ringlb?.kill();
-    await Promise.all([greeter?.close(), echo?.close(), stalled?.close(), halfCloser?.close()]);
+    await Promise.all([greeter?.close(), echo?.close(), stalled?.close(), halfCloser?.close(), resetter?.close()]);
     temp.remove();
   });
 
@@ -225,6 +229,20 @@ describe('proxy data plane', () => {
     // Still serving.
     assert.equal(await whichBackend({ port: ports.get('retry')! }), 'greeter');
     assert.equal(ringlb.child.exitCode, null);
+  });
+
+  it('a backend reset mid-stream closes the client and logs upstream_error', async () => {
+    const client = await openClient({ port: ports.get('resetter')! });
+    const localPort = client.localPort!;
+    try {
+      assert.equal(await readLine(client), 'resetter');
+      client.write('trigger');
+      await closed(client);
+    } finally {
+      client.destroy();
+    }
+    assert.equal((await accessLineOf(localPort)).outcome, 'upstream_error');
+    assert.equal(await whichBackend({ port: ports.get('retry')! }), 'greeter');
   });
 
   it('writes one access-log line with every field', async () => {

@@ -204,3 +204,35 @@ export async function startHalfClosingBackend(name: string): Promise<HalfClosing
     },
   };
 }
+
+/**
+ * Greets with `<name>\n`, then answers the first byte it receives with a TCP reset (RST): the
+ * upstream failing mid-connection.
+ */
+export async function startResettingBackend(name: string): Promise<NamedBackend> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((socket) => {
+    accepted += 1;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.write(`${name}\n`);
+    socket.once('data', () => socket.resetAndDestroy());
+  });
+  server.listen({ host: '127.0.0.1', port: 0 });
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    name,
+    port,
+    address: `127.0.0.1:${port}`,
+    accepted: () => accepted,
+    open: () => sockets.size,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
