@@ -34,12 +34,27 @@ describe('proxy data plane', () => {
   let ringlb: RinglbProcess;
   let ports = new Map<string, number>();
 
+  /**
+   * Log position when each client was opened, by local port. Linux reuses an ephemeral source port
+   * for another destination at once, so a port alone can match an older test's line: only lines
+   * written after the client opened count.
+   */
+  const linesBeforeOpen = new Map<number, number>();
+
+  async function openTracked(options: Parameters<typeof openClient>[0]): Promise<Socket> {
+    const since = ringlb.lines.length;
+    const socket = await openClient(options);
+    linesBeforeOpen.set(socket.localPort!, since);
+    return socket;
+  }
+
   /** The access-log line of the connection from this client's local port. */
   function accessLineOf(socketLocalPort: number): Promise<LogLine> {
     return ringlb.waitForLine(
       (line) => line.msg === 'connection closed' && String(line.client).endsWith(`:${socketLocalPort}`),
       10_000,
       `access line for client port ${socketLocalPort}`,
+      linesBeforeOpen.get(socketLocalPort) ?? 0,
     );
   }
 
@@ -107,7 +122,7 @@ describe('proxy data plane', () => {
   });
 
   it('gives up with connect_failed when every attempt is refused', async () => {
-    const client = await openClient({ port: ports.get('exhausted')! });
+    const client = await openTracked({ port: ports.get('exhausted')! });
     const localPort = client.localPort!;
     await closed(client);
     const line = await accessLineOf(localPort);
@@ -119,7 +134,7 @@ describe('proxy data plane', () => {
     const port = ports.get('timeout')!;
     const lines: LogLine[] = [];
     for (let i = 0; i < 2; i += 1) {
-      const client = await openClient({ port });
+      const client = await openTracked({ port });
       try {
         // Written at once: while ringlb may still be waiting on the stalled backend.
         client.write(`early-${i}\n`);
@@ -141,7 +156,7 @@ describe('proxy data plane', () => {
   it('round-trips 64 MiB byte-exact, half-closing client → backend', async () => {
     const size = 64 * 1024 * 1024;
     const payload = randomBytes(size);
-    const client = await openClient({ port: ports.get('echo')! });
+    const client = await openTracked({ port: ports.get('echo')! });
     const localPort = client.localPort!;
     try {
       const received = readToEnd(client, 60_000);
@@ -160,7 +175,7 @@ describe('proxy data plane', () => {
   });
 
   it('half-closes backend → client: the client can still send after the backend FIN', async () => {
-    const client = await openClient({ port: ports.get('closer')! });
+    const client = await openTracked({ port: ports.get('closer')! });
     try {
       const fromBackend = await readToEnd(client);
       assert.equal(fromBackend.toString(), 'closer\n');
@@ -174,7 +189,7 @@ describe('proxy data plane', () => {
 
   it('closes an idle connection after idleTimeoutMs', async () => {
     const startedAt = performance.now();
-    const client = await openClient({ port: ports.get('idle')! });
+    const client = await openTracked({ port: ports.get('idle')! });
     try {
       assert.equal(await readLine(client), 'greeter');
       const localPort = client.localPort!;
@@ -194,11 +209,11 @@ describe('proxy data plane', () => {
     const held: Socket[] = [];
     try {
       for (let i = 0; i < 2; i += 1) {
-        const socket = await openClient({ port });
+        const socket = await openTracked({ port });
         held.push(socket);
         assert.equal(await readLine(socket), 'greeter');
       }
-      const extra = await openClient({ port });
+      const extra = await openTracked({ port });
       held.push(extra);
       const extraPort = extra.localPort!;
       await closed(extra); // the reject may arrive as a FIN or a reset
@@ -210,7 +225,7 @@ describe('proxy data plane', () => {
       const firstPort = first.localPort!;
       first.end();
       await accessLineOf(firstPort);
-      const again = await openClient({ port });
+      const again = await openTracked({ port });
       held.push(again);
       assert.equal(await readLine(again), 'greeter');
     } finally {
@@ -219,7 +234,7 @@ describe('proxy data plane', () => {
   });
 
   it('survives a client reset mid-stream and logs it as client_error', async () => {
-    const client = await openClient({ port: ports.get('idle')! });
+    const client = await openTracked({ port: ports.get('idle')! });
     const localPort = client.localPort!;
     assert.equal(await readLine(client), 'greeter');
     client.write('x'.repeat(1024));
@@ -232,7 +247,7 @@ describe('proxy data plane', () => {
   });
 
   it('a backend reset mid-stream closes the client and logs upstream_error', async () => {
-    const client = await openClient({ port: ports.get('resetter')! });
+    const client = await openTracked({ port: ports.get('resetter')! });
     const localPort = client.localPort!;
     try {
       assert.equal(await readLine(client), 'resetter');
@@ -246,7 +261,7 @@ describe('proxy data plane', () => {
   });
 
   it('writes one access-log line with every field', async () => {
-    const client = await openClient({ port: ports.get('echo')!, localAddress: '127.0.0.7' });
+    const client = await openTracked({ port: ports.get('echo')!, localAddress: '127.0.0.7' });
     const localPort = client.localPort!;
     try {
       const received = readToEnd(client);

@@ -92,8 +92,12 @@ export class RinglbProcess {
   }
 
   /** The first log line (already seen or future) matching `predicate`. */
-  waitForLine(predicate: (line: LogLine) => boolean, timeoutMs = 10_000, what = 'log line'): Promise<LogLine> {
-    const seen = this.lines.find(predicate);
+  /**
+   * Resolve with the first line matching `predicate`, among lines already read (from index `since`
+   * on) or yet to come.
+   */
+  waitForLine(predicate: (line: LogLine) => boolean, timeoutMs = 10_000, what = 'log line', since = 0): Promise<LogLine> {
+    const seen = this.lines.slice(since).find(predicate);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
