@@ -229,11 +229,6 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
     pool(c).maglev = { tableSize: 2 };
     backends(c).push({ address: '127.0.0.1:9002' }, { address: '127.0.0.1:9003' });
   }, 'pools[0].maglev.tableSize', /^2 entries cannot hold 3 backends/],
-  ['ring larger than Envoy\'s maximum', (c) => {
-    pool(c).balance = 'ring_hash';
-    pool(c).ringHash = { pointsPerWeight: 1000 };
-    backend(c).weight = 10000;
-  }, 'pools[0].ringHash.pointsPerWeight', /^the ring would hold 10000000 points .* more than 8388608/],
   ['pool without backends', (c) => { pool(c).backends = []; }, 'pools[0].backends', /^must list at least one backend \(no discovery source/],
   ['pool with backends omitted', (c) => { delete pool(c).backends; }, 'pools[0].backends', /^must list at least one backend/],
 ];

@@ -1,7 +1,8 @@
 /**
  * Rules the JSON Schema cannot express: host:port syntax and port ranges, unique names, listener →
- * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table and ring
- * capacities, and at least one backend per pool.
+ * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
+ * and at least one backend per pool. (A ring larger than the core's cap is not an error: the core
+ * scales points per weight down to fit, see docs/core.md.)
  *
  * They run on the schema-validated copy (defaults filled) even when the schema reported errors, so
  * a user sees every problem in one pass. Each check looks only at values that have the right
@@ -11,9 +12,6 @@
 import { isHostPort, parseHostPort } from './host-port.js';
 import { closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
-
-/** Envoy's `maximum_ring_size` hard limit (ring_hash.proto); also bounds the WASM core's ring memory. */
-export const MAX_RING_POINTS = 8_388_608;
 
 export function crossCheck(config: unknown): LocatedIssue[] {
   if (!isRecord(config)) return [];
@@ -111,7 +109,7 @@ function checkPool(pool: Entry): LocatedIssue[] {
       });
     }
   }
-  issues.push(...checkMaglev(pool, backends), ...checkRingSize(pool, backends));
+  issues.push(...checkMaglev(pool, backends));
   return issues;
 }
 
@@ -170,25 +168,6 @@ function checkMaglev(pool: Entry, backends: readonly unknown[] | undefined): Loc
     ];
   }
   return [];
-}
-
-function checkRingSize(pool: Entry, backends: readonly unknown[] | undefined): LocatedIssue[] {
-  const ringHash = pool.value.ringHash;
-  if (pool.value.balance !== 'ring_hash' || backends === undefined || !isRecord(ringHash)) return [];
-  const pointsPerWeight = ringHash.pointsPerWeight;
-  if (!Number.isInteger(pointsPerWeight)) return [];
-  let totalWeight = 0;
-  for (const backend of backends) {
-    if (isRecord(backend) && Number.isInteger(backend.weight)) totalWeight += backend.weight as number;
-  }
-  const points = totalWeight * (pointsPerWeight as number);
-  if (points <= MAX_RING_POINTS) return [];
-  return [
-    {
-      segments: [...pool.segments, 'ringHash', 'pointsPerWeight'],
-      message: `the ring would hold ${points} points (total weight ${totalWeight} x ${String(pointsPerWeight)}), more than ${MAX_RING_POINTS} (Envoy's maximum_ring_size); lower pointsPerWeight or the weights`,
-    },
-  ];
 }
 
 /** Trial division: table sizes are at most 5,000,011, so at most ~1,100 odd divisors. */

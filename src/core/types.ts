@@ -69,9 +69,12 @@ export interface Balancer {
    * never returned while an untried eligible slot exists.
    */
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount?: number): number;
-  /** Connection established to slot (active += 1). */
+  /**
+   * A connection attempt to slot begins (active += 1). Counted from the pick, not the established
+   * connection, so a burst of new connections sees its own in-flight connects.
+   */
   acquire(slot: number): void;
-  /** Connection to slot closed (active -= 1). */
+  /** That attempt failed, or its connection closed (active -= 1). */
   release(slot: number): void;
   /** Feed a successful connect time (microseconds) into the slot's peak EWMA. `nowMs` is a monotonic clock. */
   observeConnectTime(slot: number, micros: number, nowMs: number): void;

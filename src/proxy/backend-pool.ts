@@ -32,6 +32,12 @@ export interface BackendPoolOptions {
   readonly implementation?: 'wasm' | 'reference';
 }
 
+function slotCapacity(config: PoolConfig): number {
+  const wanted = Math.max(MIN_SLOT_CAPACITY, config.backends.length * 2);
+  // Every Maglev slot must be able to own a table entry, so a small (test) table caps the slots.
+  return config.balance === 'maglev' ? Math.min(wanted, config.maglev.tableSize) : wanted;
+}
+
 export class BackendPool {
   readonly name: string;
   readonly balancer: Balancer;
@@ -59,7 +65,7 @@ export class BackendPool {
         policy: config.balance,
         ringPointsPerWeight: config.ringHash.pointsPerWeight,
         maglevTableSize: config.maglev.tableSize,
-        maxBackends: Math.max(MIN_SLOT_CAPACITY, config.backends.length * 2),
+        maxBackends: slotCapacity(config),
       },
       options.implementation,
     );
