@@ -20,12 +20,74 @@ export interface ListenerConfig {
   readonly idleTimeoutMs: number;
 }
 
+/**
+ * Administrative state (HAProxy `set server state`): `drain` takes no new connections while
+ * existing ones keep flowing; `maint` takes no new connections and is not health checked.
+ */
+export type BackendState = 'active' | 'drain' | 'maint';
+
 export interface BackendConfig {
   /** Stable identity; defaults to `address.text`. */
   readonly id: string;
   readonly address: HostPort;
   /** Integer 0..10000, default 1. */
   readonly weight: number;
+  /** Default active. */
+  readonly state: BackendState;
+}
+
+export type HealthCheckType = 'tcp' | 'send_expect' | 'http';
+
+/** What a send_expect check looks for in the reply. */
+export type ExpectMatcher =
+  | { readonly kind: 'substring'; readonly bytes: Uint8Array }
+  | { readonly kind: 'regex'; readonly source: string };
+
+export interface HttpCheckConfig {
+  /** Default `/`. */
+  readonly path: string;
+  /** Host header; default the backend address. */
+  readonly host: string | null;
+  /** Inclusive status range counted as healthy; default [200, 399]. */
+  readonly expectStatus: readonly [number, number];
+}
+
+/** Active health check of every backend of a pool (absent = no active checks). */
+export interface HealthCheckConfig {
+  readonly type: HealthCheckType;
+  /** Default 2000 (HAProxy `inter`). */
+  readonly intervalMs: number;
+  /** Default 1000. */
+  readonly timeoutMs: number;
+  /** Share of the interval added or removed at random, 0..0.5; default 0.1. */
+  readonly jitter: number;
+  /** Consecutive passes to become healthy; default 2 (HAProxy). */
+  readonly rise: number;
+  /** Consecutive failures to become unhealthy; default 3 (HAProxy). */
+  readonly fall: number;
+  /** Interval while the backend is down (HAProxy `downinter`); default intervalMs. */
+  readonly unhealthyIntervalMs: number;
+  /** Port to check instead of the traffic port; null = the backend's port. */
+  readonly port: number | null;
+  /** send_expect: bytes to send after connecting (text or {"hex": ...} in the config). */
+  readonly send: Uint8Array | null;
+  /** send_expect: what the reply must contain. */
+  readonly expect: ExpectMatcher | null;
+  /** http: request and accepted statuses. */
+  readonly http: HttpCheckConfig | null;
+  /** Default false: a new backend is "pending" and takes no traffic until its first pass. */
+  readonly initialHealthy: boolean;
+}
+
+/** Passive detection from the proxy's own connect errors and timeouts (Envoy outlier detection). */
+export interface OutlierDetectionConfig {
+  /** Consecutive connect failures that eject a backend; default 5; 0 disables. */
+  readonly consecutiveFailures: number;
+  /** Ejection time = base × times ejected, capped at max (Envoy); defaults 30000 / 300000. */
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  /** Never eject more than this share of the pool, 0..100; default 50. */
+  readonly maxEjectionPercent: number;
 }
 
 export interface PoolConfig {
@@ -41,6 +103,13 @@ export interface PoolConfig {
   readonly ringHash: { readonly pointsPerWeight: number };
   readonly maglev: { readonly tableSize: number };
   readonly backends: readonly BackendConfig[];
+  /** null = no active checks (backends are eligible unless ejected, drained or in maint). */
+  readonly healthCheck: HealthCheckConfig | null;
+  readonly outlierDetection: OutlierDetectionConfig;
+  /** Eligible share below which health is ignored (Envoy: 0.5); 0 disables. */
+  readonly panicThreshold: number;
+  /** Linear weight ramp for a backend that became eligible after start; 0 disables. */
+  readonly slowStartMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -1,0 +1,31 @@
+/**
+ * Contracts of the health subsystem, shared by the checkers/scheduler (checks.ts, scheduler.ts)
+ * and the health state owner (pool-health.ts and friends).
+ */
+import type { HealthCheckConfig } from '../config/types.js';
+
+/** Outcome of one active check. `reason` is what a transition log line shows. */
+export interface CheckResult {
+  readonly ok: boolean;
+  /** 'ok', 'ECONNREFUSED', 'timeout', 'expect mismatch', 'HTTP 503', ... */
+  readonly reason: string;
+  /** Wall time of the check in ms. */
+  readonly durationMs: number;
+}
+
+export interface CheckTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One backend's entry in the scheduler. */
+export interface ScheduledCheck {
+  /** Unique key within the scheduler, e.g. `${pool}/${backendId}`. */
+  readonly key: string;
+  readonly target: CheckTarget;
+  readonly config: HealthCheckConfig;
+  /** Asked before scheduling each next check: true → use unhealthyIntervalMs. */
+  isDown(): boolean;
+  /** Every result, in order; checks of one key never overlap. */
+  onResult(result: CheckResult): void;
+}
