@@ -48,8 +48,19 @@ export async function startDemo(port: number, logger: Logger): Promise<Demo> {
     maglev: { tableSize: 65537 },
     backends: backends.map((backend, index) => {
       const text = `127.0.0.1:${backend.port}`;
-      return { id: DEMO_BACKEND_NAMES[index]!, weight: 1, address: { host: '127.0.0.1', port: backend.port, text } };
+      return {
+        id: DEMO_BACKEND_NAMES[index]!,
+        weight: 1,
+        state: 'active',
+        address: { host: '127.0.0.1', port: backend.port, text },
+      };
     }),
+    // In-process backends cannot die on their own, so no active checks; outlier detection and
+    // panic keep their defaults.
+    healthCheck: null,
+    outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
+    panicThreshold: 0.5,
+    slowStartMs: 0,
   };
   const config: RinglbConfig = {
     listeners: [

@@ -82,8 +82,17 @@ describe('validateConfig: normalization', () => {
           ringHash: { pointsPerWeight: 160 },
           maglev: { tableSize: 65537 },
           backends: [
-            { id: 'optional-stable-id', address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' }, weight: 1 },
+            {
+              id: 'optional-stable-id',
+              address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' },
+              weight: 1,
+              state: 'active',
+            },
           ],
+          healthCheck: null,
+          outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
+          panicThreshold: 0.5,
+          slowStartMs: 0,
         },
       ],
       log: { level: 'info' },
@@ -112,7 +121,13 @@ describe('validateConfig: normalization', () => {
           retries: 2,
           ringHash: { pointsPerWeight: 160 },
           maglev: { tableSize: 65537 },
-          backends: [{ id: '127.0.0.1:9001', address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' }, weight: 1 }],
+          backends: [
+            { id: '127.0.0.1:9001', address: { host: '127.0.0.1', port: 9001, text: '127.0.0.1:9001' }, weight: 1, state: 'active' },
+          ],
+          healthCheck: null,
+          outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
+          panicThreshold: 0.5,
+          slowStartMs: 0,
         },
       ],
       log: { level: 'info' },
@@ -175,6 +190,80 @@ describe('validateConfig: normalization', () => {
   });
 });
 
+describe('validateConfig: health keys', () => {
+  test('an empty healthCheck is a tcp check with every default; unhealthyIntervalMs follows intervalMs', () => {
+    const raw = minimalConfig();
+    pool(raw).healthCheck = {};
+    const check = configOf(validateConfig(raw)).pools[0].healthCheck;
+    assert.deepEqual(check, {
+      type: 'tcp',
+      intervalMs: 2000,
+      timeoutMs: 1000,
+      jitter: 0.1,
+      rise: 2,
+      fall: 3,
+      unhealthyIntervalMs: 2000,
+      port: null,
+      send: null,
+      expect: null,
+      http: null,
+      initialHealthy: false,
+    });
+    pool(raw).healthCheck = { intervalMs: 150 };
+    assert.equal(configOf(validateConfig(raw)).pools[0].healthCheck?.unhealthyIntervalMs, 150);
+  });
+
+  test('the issue example: send_expect with text, every key given', () => {
+    const raw = minimalConfig();
+    pool(raw).healthCheck = {
+      type: 'send_expect', intervalMs: 2000, timeoutMs: 1000, jitter: 0.1, rise: 2, fall: 3,
+      unhealthyIntervalMs: 5000, port: 9001, send: 'PING\r\n', expect: '+PONG', initialHealthy: true,
+    };
+    const check = configOf(validateConfig(raw)).pools[0].healthCheck!;
+    assert.equal(check.unhealthyIntervalMs, 5000);
+    assert.equal(check.port, 9001);
+    assert.deepEqual(check.send, new TextEncoder().encode('PING\r\n'));
+    assert.deepEqual(check.expect, { kind: 'substring', bytes: new TextEncoder().encode('+PONG') });
+    assert.equal(check.initialHealthy, true);
+  });
+
+  test('hex bytes (spaces allowed) and a regex', () => {
+    const raw = minimalConfig();
+    pool(raw).healthCheck = { type: 'send_expect', send: { hex: '50 49 4e 47 0D 0a' }, expect: { regex: '^\\+PONG' } };
+    const check = configOf(validateConfig(raw)).pools[0].healthCheck!;
+    assert.deepEqual(check.send, Uint8Array.from([0x50, 0x49, 0x4e, 0x47, 0x0d, 0x0a]));
+    assert.deepEqual(check.expect, { kind: 'regex', source: '^\\+PONG' });
+    pool(raw).healthCheck = { type: 'send_expect', expect: { hex: '2b504f4e47' } };
+    assert.deepEqual(configOf(validateConfig(raw)).pools[0].healthCheck!.expect, {
+      kind: 'substring',
+      bytes: new TextEncoder().encode('+PONG'),
+    });
+  });
+
+  test('an http check gets http defaults even without an http object; host stays null unless given', () => {
+    const raw = minimalConfig();
+    pool(raw).healthCheck = { type: 'http' };
+    assert.deepEqual(configOf(validateConfig(raw)).pools[0].healthCheck!.http, { path: '/', host: null, expectStatus: [200, 399] });
+    pool(raw).healthCheck = { type: 'http', http: { path: '/healthz', host: 'svc', expectStatus: [200, 200] } };
+    assert.deepEqual(configOf(validateConfig(raw)).pools[0].healthCheck!.http, { path: '/healthz', host: 'svc', expectStatus: [200, 200] });
+  });
+
+  test('outlier detection, panic, slow start and backend state keep given values', () => {
+    const raw = minimalConfig();
+    Object.assign(pool(raw), {
+      outlierDetection: { consecutiveFailures: 0, baseEjectionMs: 100, maxEjectionMs: 100, maxEjectionPercent: 100 },
+      panicThreshold: 0,
+      slowStartMs: 10000,
+    });
+    backends(raw).push({ address: '127.0.0.1:9002', state: 'drain' }, { address: '127.0.0.1:9003', state: 'maint' });
+    const config = configOf(validateConfig(raw)).pools[0];
+    assert.deepEqual(config.outlierDetection, { consecutiveFailures: 0, baseEjectionMs: 100, maxEjectionMs: 100, maxEjectionPercent: 100 });
+    assert.equal(config.panicThreshold, 0);
+    assert.equal(config.slowStartMs, 10000);
+    assert.deepEqual(config.backends.map((b) => b.state), ['active', 'drain', 'maint']);
+  });
+});
+
 /** One rule each: [name, mutation of the minimal config, expected path, expected message]. */
 const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, string, RegExp]> = [
   // --- shape (schema) ---
@@ -202,6 +291,51 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   ['listener name with a space', (c) => { listener(c).name = 'my web'; }, 'listeners[0].name', /^must be 1 to 64 letters, digits.*\(got "my web"\)$/],
   ['empty backend id', (c) => { backend(c).id = ''; }, 'pools[0].backends[0].id', /^must not be empty$/],
   ['empty bind', (c) => { listener(c).bind = ''; }, 'listeners[0].bind', /^must not be empty$/],
+  // --- health (schema) ---
+  ['check type unknown', (c) => { pool(c).healthCheck = { type: 'udp' }; }, 'pools[0].healthCheck.type', /^must be one of tcp, send_expect, http \(got "udp"\)$/],
+  ['check interval 0', (c) => { pool(c).healthCheck = { intervalMs: 0 }; }, 'pools[0].healthCheck.intervalMs', /^must be between 1 and 2147483647 \(got 0\)$/],
+  ['jitter above 0.5', (c) => { pool(c).healthCheck = { jitter: 0.6 }; }, 'pools[0].healthCheck.jitter', /^must be between 0 and 0\.5 \(got 0\.6\)$/],
+  ['rise 0', (c) => { pool(c).healthCheck = { rise: 0 }; }, 'pools[0].healthCheck.rise', /^must be between 1 and 100 \(got 0\)$/],
+  ['check port 0', (c) => { pool(c).healthCheck = { port: 0 }; }, 'pools[0].healthCheck.port', /^must be between 1 and 65535 \(got 0\)$/],
+  ['send as a number', (c) => { pool(c).healthCheck = { type: 'send_expect', send: 5, expect: 'x' }; }, 'pools[0].healthCheck.send',
+    /^must be a string or an object \(got 5\)$/],
+  ['send hex with an odd digit', (c) => { pool(c).healthCheck = { type: 'send_expect', send: { hex: '50494' }, expect: 'x' }; },
+    'pools[0].healthCheck.send.hex', /^must be pairs of hex digits/],
+  ['send object without hex', (c) => { pool(c).healthCheck = { type: 'send_expect', send: {}, expect: 'x' }; }, 'pools[0].healthCheck.send.hex', /^is required$/],
+  ['empty expect text', (c) => { pool(c).healthCheck = { type: 'send_expect', expect: '' }; }, 'pools[0].healthCheck.expect', /^must not be empty$/],
+  ['http path without a slash', (c) => { pool(c).healthCheck = { type: 'http', http: { path: 'healthz' } }; }, 'pools[0].healthCheck.http.path',
+    /^must start with '\/'/],
+  ['http status range of one item', (c) => { pool(c).healthCheck = { type: 'http', http: { expectStatus: [200] } }; },
+    'pools[0].healthCheck.http.expectStatus', /^must have exactly 2 items$/],
+  ['http status out of range', (c) => { pool(c).healthCheck = { type: 'http', http: { expectStatus: [200, 600] } }; },
+    'pools[0].healthCheck.http.expectStatus[1]', /^must be between 100 and 599 \(got 600\)$/],
+  ['consecutiveFailures negative', (c) => { pool(c).outlierDetection = { consecutiveFailures: -1 }; }, 'pools[0].outlierDetection.consecutiveFailures',
+    /^must be between 0 and 1000 \(got -1\)$/],
+  ['maxEjectionPercent above 100', (c) => { pool(c).outlierDetection = { maxEjectionPercent: 101 }; }, 'pools[0].outlierDetection.maxEjectionPercent',
+    /^must be between 0 and 100 \(got 101\)$/],
+  ['panicThreshold above 1', (c) => { pool(c).panicThreshold = 1.5; }, 'pools[0].panicThreshold', /^must be between 0 and 1 \(got 1\.5\)$/],
+  ['slowStartMs negative', (c) => { pool(c).slowStartMs = -1; }, 'pools[0].slowStartMs', /^must be between 0 and 2147483647 \(got -1\)$/],
+  ['backend state unknown', (c) => { backend(c).state = 'drained'; }, 'pools[0].backends[0].state',
+    /^must be one of active, drain, maint \(got "drained"\); did you mean "drain"\?$/],
+  // --- health (cross-checks) ---
+  ['http settings on a tcp check', (c) => { pool(c).healthCheck = { http: { path: '/' } }; }, 'pools[0].healthCheck.http',
+    /^only applies to "type": "http" \(this check is "tcp"\)$/],
+  ['send on an http check', (c) => { pool(c).healthCheck = { type: 'http', send: 'x' }; }, 'pools[0].healthCheck.send',
+    /^only applies to "type": "send_expect" \(this check is "http"\)$/],
+  ['expect on a tcp check', (c) => { pool(c).healthCheck = { type: 'tcp', expect: '+PONG' }; }, 'pools[0].healthCheck.expect',
+    /^only applies to "type": "send_expect"/],
+  ['send_expect without expect', (c) => { pool(c).healthCheck = { type: 'send_expect', send: 'PING\r\n' }; }, 'pools[0].healthCheck.expect',
+    /^is required when "type" is "send_expect"$/],
+  ['expect regex that does not compile', (c) => { pool(c).healthCheck = { type: 'send_expect', expect: { regex: '+PONG(' } }; },
+    'pools[0].healthCheck.expect.regex', /^is not a valid regular expression: /],
+  ['expect with both hex and regex', (c) => { pool(c).healthCheck = { type: 'send_expect', expect: { hex: '2b', regex: 'x' } }; },
+    'pools[0].healthCheck.expect', /^give either "hex" or "regex", not both$/],
+  ['expect as an empty object', (c) => { pool(c).healthCheck = { type: 'send_expect', expect: {} }; },
+    'pools[0].healthCheck.expect', /^must be text or an object with "hex" or "regex"$/],
+  ['http status range reversed', (c) => { pool(c).healthCheck = { type: 'http', http: { expectStatus: [399, 200] } }; },
+    'pools[0].healthCheck.http.expectStatus', /^the lowest status comes first: \[200, 399\], not \[399, 200\]$/],
+  ['maxEjectionMs below baseEjectionMs', (c) => { pool(c).outlierDetection = { baseEjectionMs: 600000 }; },
+    'pools[0].outlierDetection.maxEjectionMs', /^must be at least baseEjectionMs \(600000\), got 300000$/],
   // --- cross-checks ---
   ['listener refers to a missing pool', (c) => { listener(c).pool = 'ap'; }, 'listeners[0].pool', /^no pool named "ap" \(pools: app\)$/],
   ['missing pool with a close name', (c) => { listener(c).pool = 'App'; }, 'listeners[0].pool', /did you mean "app"\?$/],
@@ -268,10 +402,16 @@ describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
     ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
-    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs'],
+    ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
+      'type, intervalMs, timeoutMs, jitter, rise, fall, unhealthyIntervalMs, port, send, expect, http, initialHealthy'],
+    ['http check', (c) => ((pool(c).healthCheck = { type: 'http', http: {} }) as { http: JsonObject }).http, 'pools[0].healthCheck.http.foo',
+      'path, host, expectStatus'],
+    ['outlierDetection', (c) => ((pool(c).outlierDetection = {}) as JsonObject), 'pools[0].outlierDetection.foo',
+      'consecutiveFailures, baseEjectionMs, maxEjectionMs, maxEjectionPercent'],
     ['ringHash', (c) => ((pool(c).ringHash = {}) as JsonObject), 'pools[0].ringHash.foo', 'pointsPerWeight'],
     ['maglev', (c) => ((pool(c).maglev = {}) as JsonObject), 'pools[0].maglev.foo', 'tableSize'],
-    ['backend', (c) => backend(c), 'pools[0].backends[0].foo', 'address, weight, id'],
+    ['backend', (c) => backend(c), 'pools[0].backends[0].foo', 'address, weight, id, state'],
     ['log', (c) => ((c.log = {}) as JsonObject), 'log.foo', 'level'],
   ];
   for (const [level, objectAt, path, allowed] of levels) {
@@ -432,6 +572,17 @@ describe('formatIssues', () => {
   });
 });
 
+/**
+ * Optional keys without a constant default: `$schema` is an editor hint; `id` defaults to the
+ * address; `healthCheck` absent means no active checks; `unhealthyIntervalMs` defaults to
+ * intervalMs; `port` to the traffic port; `send`/`expect`/`http` belong to one check type (http's
+ * defaults are filled by normalization); `http.host` defaults to the backend address; `expect`'s
+ * `hex` and `regex` are alternative forms.
+ */
+const DEFAULTS_NOT_CONSTANT = new Set([
+  '$schema', 'id', 'healthCheck', 'unhealthyIntervalMs', 'port', 'send', 'expect', 'http', 'host', 'hex', 'regex',
+]);
+
 describe('the schema file', () => {
   const schema = JSON.parse(readFileSync(CONFIG_SCHEMA_URL, 'utf8')) as JsonObject;
 
@@ -456,8 +607,7 @@ describe('the schema file', () => {
       const properties = (node.properties ?? {}) as Record<string, JsonObject>;
       for (const [key, property] of Object.entries(properties)) {
         const optionalWithoutDefault = !required.has(key) && !('default' in property);
-        // $schema is an editor hint and id defaults to the address (not expressible as a constant).
-        if (optionalWithoutDefault && key !== '$schema' && key !== 'id') missing.push(`${where}.${key}`);
+        if (optionalWithoutDefault && !DEFAULTS_NOT_CONSTANT.has(key)) missing.push(`${where}.${key}`);
       }
     });
     assert.deepEqual(missing, []);

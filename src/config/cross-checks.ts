@@ -1,7 +1,8 @@
 /**
  * Rules the JSON Schema cannot express: host:port syntax and port ranges, unique names, listener →
  * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
- * and at least one backend per pool. (A ring larger than the core's cap is not an error: the core
+ * at least one backend per pool, and the health keys (keys valid only for one check type, what
+ * send_expect needs, hex and regex that parse, ordered ranges). (A ring larger than the core's cap is not an error: the core
  * scales points per weight down to fit, see docs/core.md.)
  *
  * They run on the schema-validated copy (defaults filled) even when the schema reported errors, so
@@ -110,7 +111,84 @@ function checkPool(pool: Entry): LocatedIssue[] {
     }
   }
   issues.push(...checkMaglev(pool, backends));
+  issues.push(...checkHealthCheck(pool));
+  issues.push(...checkOutlierDetection(pool));
   return issues;
+}
+
+/** Keys that only one check type reads: a key another type would silently ignore is an error. */
+const TYPE_SPECIFIC_KEYS: ReadonlyArray<readonly [key: string, type: string]> = [
+  ['send', 'send_expect'],
+  ['expect', 'send_expect'],
+  ['http', 'http'],
+];
+
+function checkHealthCheck(pool: Entry): LocatedIssue[] {
+  const check = pool.value.healthCheck;
+  if (!isRecord(check)) return [];
+  const segments = [...pool.segments, 'healthCheck'];
+  const issues: LocatedIssue[] = [];
+  const type = check.type;
+  if (typeof type === 'string') {
+    for (const [key, owner] of TYPE_SPECIFIC_KEYS) {
+      if (key in check && type !== owner) {
+        issues.push({ segments: [...segments, key], message: `only applies to "type": "${owner}" (this check is "${type}")` });
+      }
+    }
+    // send is optional (a protocol may greet first, e.g. SMTP), but without expect there is nothing to check.
+    if (type === 'send_expect' && !('expect' in check)) {
+      issues.push({ segments: [...segments, 'expect'], message: 'is required when "type" is "send_expect"' });
+    }
+  }
+  issues.push(...checkBytesSpec(check.send, [...segments, 'send'], false));
+  issues.push(...checkBytesSpec(check.expect, [...segments, 'expect'], true));
+  const http = check.http;
+  if (isRecord(http) && Array.isArray(http.expectStatus) && http.expectStatus.length === 2) {
+    const [lowest, highest] = http.expectStatus as unknown[];
+    if (typeof lowest === 'number' && typeof highest === 'number' && lowest > highest) {
+      issues.push({
+        segments: [...segments, 'http', 'expectStatus'],
+        message: `the lowest status comes first: [${highest}, ${lowest}], not [${lowest}, ${highest}]`,
+      });
+    }
+  }
+  return issues;
+}
+
+/** `send` / `expect` objects: exactly one form, and a regex that compiles. */
+function checkBytesSpec(spec: unknown, segments: readonly PathSegment[], regexAllowed: boolean): LocatedIssue[] {
+  if (!isRecord(spec)) return [];
+  const forms = regexAllowed ? ['hex', 'regex'] : ['hex'];
+  const present = forms.filter((form) => form in spec);
+  // An empty `send` object is already reported by the schema (`hex` is required there).
+  if (regexAllowed && present.length === 0 && Object.keys(spec).length === 0) {
+    return [{ segments, message: `must be text or an object with ${forms.map((f) => `"${f}"`).join(' or ')}` }];
+  }
+  if (present.length > 1) return [{ segments, message: 'give either "hex" or "regex", not both' }];
+  if (typeof spec.regex === 'string' && spec.regex !== '') {
+    try {
+      new RegExp(spec.regex);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      return [{ segments: [...segments, 'regex'], message: `is not a valid regular expression: ${reason}` }];
+    }
+  }
+  return [];
+}
+
+function checkOutlierDetection(pool: Entry): LocatedIssue[] {
+  const outlier = pool.value.outlierDetection;
+  if (!isRecord(outlier)) return [];
+  const { baseEjectionMs, maxEjectionMs } = outlier;
+  if (typeof baseEjectionMs === 'number' && typeof maxEjectionMs === 'number' && maxEjectionMs < baseEjectionMs) {
+    return [
+      {
+        segments: [...pool.segments, 'outlierDetection', 'maxEjectionMs'],
+        message: `must be at least baseEjectionMs (${baseEjectionMs}), got ${maxEjectionMs}`,
+      },
+    ];
+  }
+  return [];
 }
 
 function checkBackends(poolSegments: readonly PathSegment[], backends: readonly unknown[]): LocatedIssue[] {

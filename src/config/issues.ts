@@ -101,6 +101,9 @@ export function formatIssues(issues: readonly ConfigIssue[], source: string): st
 const PATTERN_DESCRIPTIONS: Readonly<Record<string, string>> = {
   '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$':
     "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+  '^\\s*([0-9A-Fa-f]{2}\\s*)+$': 'must be pairs of hex digits (spaces between bytes allowed)',
+  '^/[\\x21-\\x7e]*$': "must start with '/' and hold only visible ASCII characters (no spaces)",
+  '^[\\x21-\\x7e]+$': 'must hold only visible ASCII characters (no spaces)',
 };
 
 /**
@@ -123,8 +126,11 @@ export function issueFromAjvError(error: ErrorObject, document: unknown): Locate
     }
     case 'required':
       return { segments: [...segments, String(params.missingProperty)], message: 'is required' };
-    case 'type':
-      return { segments, message: `must be ${withArticle(String(params.type))} (got ${describeValue(got)})` };
+    case 'type': {
+      // A union type arrives as "string,object".
+      const types = String(params.type).split(',').map(withArticle).join(' or ');
+      return { segments, message: `must be ${types} (got ${describeValue(got)})` };
+    }
     case 'enum': {
       const allowed = (params.allowedValues as unknown[]).map(String);
       const suggestion = typeof got === 'string' ? closestMatch(got, allowed) : undefined;
@@ -145,7 +151,20 @@ export function issueFromAjvError(error: ErrorObject, document: unknown): Locate
     case 'minItems':
       return {
         segments,
-        message: params.limit === 1 ? 'must not be empty' : `must have at least ${String(params.limit)} items`,
+        message:
+          params.limit === 1
+            ? 'must not be empty'
+            : params.limit === parentSchema.maxItems
+              ? `must have exactly ${String(params.limit)} items`
+              : `must have at least ${String(params.limit)} items`,
+      };
+    case 'maxItems':
+      return {
+        segments,
+        message:
+          params.limit === parentSchema.minItems
+            ? `must have exactly ${String(params.limit)} items`
+            : `must have at most ${String(params.limit)} items`,
       };
     case 'minLength':
       return {

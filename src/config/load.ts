@@ -18,7 +18,18 @@ import {
 } from './issues.js';
 import { readJsonText } from './json-text.js';
 import { configValidator } from './schema.js';
-import type { ConfigIssue, HashKey, HostPort, LogLevel, RinglbConfig } from './types.js';
+import type {
+  BackendState,
+  ConfigIssue,
+  ExpectMatcher,
+  HashKey,
+  HealthCheckConfig,
+  HealthCheckType,
+  HostPort,
+  LogLevel,
+  OutlierDetectionConfig,
+  RinglbConfig,
+} from './types.js';
 
 export { formatIssues } from './issues.js';
 export { parseHostPort } from './host-port.js';
@@ -94,6 +105,26 @@ interface ValidatedBackend {
   address: string;
   weight: number;
   id?: string;
+  state: BackendState;
+}
+
+/** Text (UTF-8) or `{"hex": ...}`; expect may also be `{"regex": ...}`. */
+type ValidatedBytes = string | { hex: string };
+type ValidatedExpect = ValidatedBytes | { regex: string };
+
+interface ValidatedHealthCheck {
+  type: HealthCheckType;
+  intervalMs: number;
+  timeoutMs: number;
+  jitter: number;
+  rise: number;
+  fall: number;
+  unhealthyIntervalMs?: number;
+  port?: number;
+  send?: ValidatedBytes;
+  expect?: ValidatedExpect;
+  http?: { path: string; host?: string; expectStatus: [number, number] };
+  initialHealthy: boolean;
 }
 
 interface ValidatedPool {
@@ -105,6 +136,10 @@ interface ValidatedPool {
   ringHash: { pointsPerWeight: number };
   maglev: { tableSize: number };
   backends: ValidatedBackend[];
+  healthCheck?: ValidatedHealthCheck;
+  outlierDetection: OutlierDetectionConfig;
+  panicThreshold: number;
+  slowStartMs: number;
 }
 
 interface ValidatedConfig {
@@ -136,11 +171,54 @@ function normalize(config: ValidatedConfig): RinglbConfig {
         id: backend.id ?? backend.address,
         address: parsedHostPort(backend.address, false),
         weight: backend.weight,
+        state: backend.state,
       })),
+      healthCheck: pool.healthCheck === undefined ? null : normalizeHealthCheck(pool.healthCheck),
+      outlierDetection: {
+        consecutiveFailures: pool.outlierDetection.consecutiveFailures,
+        baseEjectionMs: pool.outlierDetection.baseEjectionMs,
+        maxEjectionMs: pool.outlierDetection.maxEjectionMs,
+        maxEjectionPercent: pool.outlierDetection.maxEjectionPercent,
+      },
+      panicThreshold: pool.panicThreshold,
+      slowStartMs: pool.slowStartMs,
     })),
     log: { level: config.log.level },
     drainTimeoutMs: config.drainTimeoutMs,
   };
+}
+
+/** Defaults that depend on other keys or on the type are filled here (the schema cannot express them). */
+function normalizeHealthCheck(check: ValidatedHealthCheck): HealthCheckConfig {
+  const http = check.type === 'http' ? (check.http ?? { path: '/', expectStatus: [200, 399] }) : undefined;
+  return {
+    type: check.type,
+    intervalMs: check.intervalMs,
+    timeoutMs: check.timeoutMs,
+    jitter: check.jitter,
+    rise: check.rise,
+    fall: check.fall,
+    // HAProxy's downinter also defaults to inter.
+    unhealthyIntervalMs: check.unhealthyIntervalMs ?? check.intervalMs,
+    port: check.port ?? null,
+    send: check.send === undefined ? null : bytesOf(check.send),
+    expect: check.expect === undefined ? null : expectOf(check.expect),
+    http:
+      http === undefined
+        ? null
+        : { path: http.path, host: http.host ?? null, expectStatus: [http.expectStatus[0], http.expectStatus[1]] },
+    initialHealthy: check.initialHealthy,
+  };
+}
+
+function bytesOf(spec: ValidatedBytes): Uint8Array {
+  if (typeof spec === 'string') return new TextEncoder().encode(spec);
+  return Uint8Array.from(Buffer.from(spec.hex.replace(/\s+/g, ''), 'hex'));
+}
+
+function expectOf(spec: ValidatedExpect): ExpectMatcher {
+  if (typeof spec === 'object' && 'regex' in spec) return { kind: 'regex', source: spec.regex };
+  return { kind: 'substring', bytes: bytesOf(spec) };
 }
 
 /** Cross-checks already rejected every address that does not parse. */

@@ -22,11 +22,13 @@ let compiled: ValidateFunction | undefined;
  *    place defaults live (editors show the same values). Nested objects default to `{}` and then
  *    receive their own properties' defaults.
  *  - `strict`: an unknown keyword or a misplaced default in the schema is a bug; fail loudly.
+ *  - `allowUnionTypes`: `send` and `expect` are text or an object (`{"hex": ...}`), written as
+ *    `"type": ["string", "object"]` rather than a composition (one error, not one per branch).
  */
 export function configValidator(): ValidateFunction {
   if (compiled === undefined) {
     const schema = JSON.parse(readFileSync(CONFIG_SCHEMA_URL, 'utf8')) as object;
-    const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, strict: true });
+    const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, strict: true, allowUnionTypes: true });
     compiled = ajv.compile(schema);
   }
   return compiled;
