@@ -1,0 +1,117 @@
+/**
+ * What the admin HTTP routes need from the running balancer. The runtime implements `AdminApi`;
+ * the routes (src/admin/pool-routes.ts) only translate HTTP to these calls and back.
+ *
+ * One writer per fact (docs/ARCHITECTURE.md): the admin API never writes into a balancer. A
+ * registration goes to the registration store, which emits the pool's new set to the registry
+ * like any other discovery source; a lookup only reads.
+ *
+ * Every method may return a value or a promise (an etcd-backed implementation may need I/O).
+ * Expected refusals are thrown as `AdminError` (status + message); anything else thrown is a bug,
+ * answered with 500 and logged.
+ */
+import type { BalancePolicy } from '../core/types.js';
+import type { BackendState, HostPort } from '../config/types.js';
+
+/** Where a backend of a pool comes from (the pool's `discovery` type). */
+export type BackendSource = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
+
+export interface BackendHealthView {
+  /** Takes new connections now (healthy, not drained, not in maint, not ejected). */
+  readonly eligible: boolean;
+  /** One string per set health flag, e.g. `failed_active_check`, `ejected`, `pending`; empty when healthy. */
+  readonly flags: readonly string[];
+}
+
+export interface BackendView {
+  readonly id: string;
+  /** `host:port` as written (config) or registered. */
+  readonly address: string;
+  readonly weight: number;
+  readonly state: BackendState;
+  readonly health: BackendHealthView;
+  readonly source: BackendSource;
+  readonly activeConnections: number;
+  /** Registrations: ms until the TTL expires (0 when due); null when the entry never expires or is not a registration. */
+  readonly ttlRemainingMs: number | null;
+}
+
+export interface PoolView {
+  readonly name: string;
+  readonly balance: BalancePolicy;
+  readonly source: BackendSource;
+  /** Backends in the set, and how many of them are eligible now. */
+  readonly backends: number;
+  readonly eligible: number;
+}
+
+/** A validated registration body (the route parsed the address and filled defaults). */
+export interface RegistrationRequest {
+  readonly address: HostPort;
+  /** Integer 0..10000; default 1. */
+  readonly weight: number;
+  /** null = registered until deregistered (no heartbeat needed). */
+  readonly ttlMs: number | null;
+}
+
+/** `created` → HTTP 201; `renewed` (the id was registered already; address/weight may have changed) → 200. */
+export type RegisterOutcome = 'created' | 'renewed';
+
+export interface LookupResult {
+  readonly backendId: string;
+  readonly address: string;
+  /** Core slot of the backend (diagnostics). */
+  readonly slot: number;
+}
+
+export type Awaitable<T> = T | Promise<T>;
+
+export interface AdminApi {
+  listPools(): Awaitable<readonly PoolView[]>;
+  /** Throws `AdminError.unknownPool` for a pool that does not exist. */
+  listBackends(pool: string): Awaitable<readonly BackendView[]>;
+  /** undefined when the pool exists but has no backend with that id (→ 404); throws for an unknown pool. */
+  getBackend(pool: string, id: string): Awaitable<BackendView | undefined>;
+  /**
+   * Registers `id` or renews its TTL (heartbeat). Throws `AdminError.unknownPool`, or
+   * `AdminError.conflict` when the pool does not use registration discovery, or when the store is full.
+   */
+  register(pool: string, id: string, request: RegistrationRequest): Awaitable<RegisterOutcome>;
+  /**
+   * Removes a registration; the backend drains (existing connections continue). False when the id is
+   * not registered (→ 404). Throws like `register` for a pool without registration discovery.
+   */
+  deregister(pool: string, id: string): Awaitable<boolean>;
+  /**
+   * Which backend a new connection from `ip`:`port` would go to now, health considered. Must not
+   * change any balancer state (no pick counters, no round-robin cursor): only hash policies answer;
+   * other policies throw `AdminError.conflict`. null when no backend is eligible.
+   */
+  lookup(pool: string, ip: string, port: number): Awaitable<LookupResult | null>;
+}
+
+/** An expected refusal with its HTTP status; `path` locates the problem (default: the request path). */
+export class AdminError extends Error {
+  readonly status: number;
+  readonly path: string | undefined;
+
+  constructor(status: number, message: string, path?: string) {
+    super(message);
+    this.name = 'AdminError';
+    this.status = status;
+    this.path = path;
+  }
+
+  static unknownPool(pool: string): AdminError {
+    return new AdminError(404, `unknown pool "${pool}"`);
+  }
+
+  static unknownBackend(pool: string, id: string): AdminError {
+    return new AdminError(404, `pool "${pool}" has no backend "${id}"`);
+  }
+
+  /** 409: the request is well formed but the pool's configuration does not allow it. */
+  static conflict(message: string): AdminError {
+    return new AdminError(409, message);
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The `registration` discovery source: services register themselves (admin API `PUT
+ * /v1/pools/{pool}/backends/{id}`) with a TTL and renew it by heartbeat; an entry whose TTL runs
+ * out is removed, which the runtime turns into a drain (existing connections continue).
+ *
+ * Like every discovery source, the store emits a pool's FULL backend set on every change (never a
+ * delta), so the registry can diff it against the current set the same way for all sources.
+ * A heartbeat that changes nothing (same address and weight) emits nothing: renewals every
+ * second from hundreds of services must not cost a diff each.
+ *
+ * Expiry uses ONE timer per store, armed for the earliest deadline and unref'd (it never keeps the
+ * process alive), instead of one timer per entry: a heartbeat only moves a number. When the timer
+ * fires, every entry that is due is removed in one sweep and each affected pool emits once.
+ */
+import { performance } from 'node:perf_hooks';
+import type { BackendConfig, HostPort } from '../config/types.js';
+
+export interface RegistrationInput {
+  readonly address: HostPort;
+  /** Integer 0..10000. */
+  readonly weight: number;
+  /** Milliseconds until the entry expires unless renewed; null = never expires. */
+  readonly ttlMs: number | null;
+}
+
+export interface RegistrationEntry {
+  readonly id: string;
+  readonly address: HostPort;
+  readonly weight: number;
+  readonly ttlMs: number | null;
+  /** Clock time (see `RegistrationStoreOptions.now`) at which the entry expires; null = never. */
+  readonly expiresAt: number | null;
+}
+
+/** Receives the pool's complete set, sorted by id, after every change. */
+export type RegistrationListener = (pool: string, backends: readonly BackendConfig[]) => void;
+
+export type RegisterResult =
+  | { readonly ok: true; readonly outcome: 'created' | 'renewed' }
+  | { readonly ok: false; readonly reason: 'unknown-pool' | 'pool-full'; readonly message: string };
+
+export interface RegistrationStoreOptions {
+  /** Monotonic clock in ms; default `performance.now`. Tests pass a mocked clock. */
+  readonly now?: () => number;
+  /** Most registrations one pool may hold (bounds memory against a runaway client); default 4096. */
+  readonly maxEntriesPerPool?: number;
+}
+
+/** Default bound on registrations per pool. */
+export const DEFAULT_MAX_REGISTRATIONS_PER_POOL = 4096;
+
+export class RegistrationStore {
+  readonly #pools = new Map<string, Map<string, RegistrationEntry>>();
+  readonly #listeners = new Set<RegistrationListener>();
+  readonly #now: () => number;
+  readonly #maxEntriesPerPool: number;
+  #timer: NodeJS.Timeout | undefined;
+  /** Deadline the timer is armed for (Infinity = not armed). */
+  #timerDeadline = Number.POSITIVE_INFINITY;
+  #closed = false;
+
+  constructor(options: RegistrationStoreOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
+    const max = options.maxEntriesPerPool ?? DEFAULT_MAX_REGISTRATIONS_PER_POOL;
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxEntriesPerPool must be a positive integer, got ${max}`);
+    this.#maxEntriesPerPool = max;
+  }
+
+  /** Subscribes to set changes; returns the unsubscribe function. */
+  onChange(listener: RegistrationListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Declares a pool that uses registration discovery (idempotent). It starts empty. */
+  addPool(pool: string): void {
+    if (!this.#pools.has(pool)) this.#pools.set(pool, new Map());
+  }
+
+  /** Forgets a pool (its discovery changed on reload, or it was removed). Emits nothing: the pool's owner decides what replaces the set. */
+  removePool(pool: string): void {
+    this.#pools.delete(pool);
+    this.#rearm();
+  }
+
+  hasPool(pool: string): boolean {
+    return this.#pools.has(pool);
+  }
+
+  pools(): string[] {
+    return [...this.#pools.keys()];
+  }
+
+  /**
+   * Registers `id` or renews it. A renewal resets the TTL to `now + ttlMs`; if the address or
+   * weight changed it also emits the new set.
+   */
+  register(pool: string, id: string, input: RegistrationInput): RegisterResult {
+    this.#assertOpen();
+    if (input.ttlMs !== null && !(Number.isFinite(input.ttlMs) && input.ttlMs > 0)) {
+      throw new RangeError(`ttlMs must be a positive number or null, got ${input.ttlMs}`);
+    }
+    const entries = this.#pools.get(pool);
+    if (entries === undefined) {
+      return { ok: false, reason: 'unknown-pool', message: `pool "${pool}" does not use registration discovery` };
+    }
+    const previous = entries.get(id);
+    if (previous === undefined && entries.size >= this.#maxEntriesPerPool) {
+      return {
+        ok: false,
+        reason: 'pool-full',
+        message: `pool "${pool}" already holds ${entries.size} registrations (the limit); deregister some first`,
+      };
+    }
+    const entry: RegistrationEntry = {
+      id,
+      address: input.address,
+      weight: input.weight,
+      ttlMs: input.ttlMs,
+      expiresAt: input.ttlMs === null ? null : this.#now() + input.ttlMs,
+    };
+    entries.set(id, entry);
+    this.#rearm();
+    const changed =
+      previous === undefined || previous.address.text !== entry.address.text || previous.weight !== entry.weight;
+    if (changed) this.#emit(pool, entries);
+    return { ok: true, outcome: previous === undefined ? 'created' : 'renewed' };
+  }
+
+  /** Heartbeat without a body: extends the TTL by the entry's own ttlMs. False when not registered. */
+  renew(pool: string, id: string): boolean {
+    this.#assertOpen();
+    const entries = this.#pools.get(pool);
+    const entry = entries?.get(id);
+    if (entries === undefined || entry === undefined) return false;
+    if (entry.ttlMs !== null) {
+      entries.set(id, { ...entry, expiresAt: this.#now() + entry.ttlMs });
+      this.#rearm();
+    }
+    return true;
+  }
+
+  /** Removes `id` and emits the new set; false when it was not registered. */
+  deregister(pool: string, id: string): boolean {
+    this.#assertOpen();
+    const entries = this.#pools.get(pool);
+    if (entries === undefined || !entries.delete(id)) return false;
+    this.#rearm();
+    this.#emit(pool, entries);
+    return true;
+  }
+
+  get(pool: string, id: string): RegistrationEntry | undefined {
+    return this.#pools.get(pool)?.get(id);
+  }
+
+  /** The pool's entries sorted by id (empty for an unknown pool). */
+  entries(pool: string): RegistrationEntry[] {
+    const entries = this.#pools.get(pool);
+    return entries === undefined ? [] : sortedById([...entries.values()]);
+  }
+
+  /** The pool's current set as backends (what the last emit carried). */
+  backends(pool: string): BackendConfig[] {
+    const entries = this.#pools.get(pool);
+    return entries === undefined ? [] : toBackends(entries);
+  }
+
+  /** Ms until `id` expires (0 when due), null when it never expires, undefined when not registered. */
+  ttlRemainingMs(pool: string, id: string): number | null | undefined {
+    const entry = this.get(pool, id);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt === null) return null;
+    return Math.max(0, Math.ceil(entry.expiresAt - this.#now()));
+  }
+
+  /** Stops the expiry timer; later calls that change state throw. */
+  close(): void {
+    this.#closed = true;
+    this.#clearTimer();
+  }
+
+  /** Removes every due entry; each pool that lost entries emits once. Runs from the timer (and tests). */
+  expireDue(): void {
+    if (this.#closed) return;
+    const now = this.#now();
+    for (const [pool, entries] of this.#pools) {
+      let removed = false;
+      for (const [id, entry] of entries) {
+        if (entry.expiresAt !== null && entry.expiresAt <= now) {
+          entries.delete(id);
+          removed = true;
+        }
+      }
+      if (removed) this.#emit(pool, entries);
+    }
+    this.#rearm();
+  }
+
+  /** Arms the one timer for the earliest deadline, unless it is armed for that deadline already. */
+  #rearm(): void {
+    if (this.#closed) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const entries of this.#pools.values()) {
+      for (const entry of entries.values()) {
+        if (entry.expiresAt !== null && entry.expiresAt < earliest) earliest = entry.expiresAt;
+      }
+    }
+    // O(total entries) per change; fine for thousands of registrations (a heap would pay off beyond).
+    if (earliest === this.#timerDeadline) return;
+    this.#clearTimer();
+    if (earliest === Number.POSITIVE_INFINITY) return;
+    this.#timerDeadline = earliest;
+    const delay = Math.max(0, Math.ceil(earliest - this.#now()));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerDeadline = Number.POSITIVE_INFINITY;
+      this.expireDue();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDeadline = Number.POSITIVE_INFINITY;
+  }
+
+  #emit(pool: string, entries: ReadonlyMap<string, RegistrationEntry>): void {
+    const backends = toBackends(entries);
+    for (const listener of this.#listeners) listener(pool, backends);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('registration store is closed');
+  }
+}
+
+function sortedById<T extends { readonly id: string }>(items: T[]): T[] {
+  // Code-unit order, not localeCompare: the same order in every process and locale.
+  return items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function toBackends(entries: ReadonlyMap<string, RegistrationEntry>): BackendConfig[] {
+  return sortedById([...entries.values()]).map((entry) => ({
+    id: entry.id,
+    address: entry.address,
+    weight: entry.weight,
+    state: 'active' as const,
+  }));
+}
