@@ -1,0 +1,115 @@
+/**
+ * Validation of backend entries read from a registry (a discovery file, an etcd value), with the
+ * same rules as config backends (schema/ringlb.schema.json `backend`): `address` host:port,
+ * `weight` integer 0..10000 default 1, `state` active|drain|maint default active, `id` 1..256
+ * characters default the address text, no other properties. Errors name the entry by a JSON path
+ * (`[2].weight: must be an integer 0..10000, got 1.5`) so the caller can prefix its source.
+ */
+import { isHostPort, parseHostPort } from '../config/host-port.js';
+import type { BackendState } from '../config/types.js';
+import type { DiscoveredBackend } from './types.js';
+
+/** Bounds shared with the config schema's `backend` definition. */
+export const MAX_WEIGHT = 10000;
+export const MAX_ID_LENGTH = 256;
+const STATES: readonly BackendState[] = ['active', 'drain', 'maint'];
+const KNOWN_PROPERTIES = new Set(['address', 'weight', 'id', 'state']);
+
+export type EntryResult = { readonly backend: DiscoveredBackend } | { readonly errors: readonly string[] };
+
+/**
+ * Validates one entry. `path` prefixes every message (`[2]`, or an etcd key); `defaultId`, when
+ * given, replaces the address text as the default id (etcd uses the key suffix).
+ */
+export function parseBackendEntry(value: unknown, path: string, defaultId?: string): EntryResult {
+  const at = (field: string): string => (path === '' ? field : `${path}.${field}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { errors: [`${path || 'entry'}: must be an object like {"address":"127.0.0.1:9001"}, got ${describe(value)}`] };
+  }
+  const record = value as Record<string, unknown>;
+  const errors: string[] = [];
+  for (const key of Object.keys(record)) {
+    if (!KNOWN_PROPERTIES.has(key)) errors.push(`${at(key)}: unknown property (expected address, weight, id, state)`);
+  }
+
+  let address: DiscoveredBackend['address'] | undefined;
+  if (typeof record.address !== 'string') {
+    errors.push(`${at('address')}: must be a "host:port" string, got ${describe(record.address)}`);
+  } else {
+    const parsed = parseHostPort(record.address, { allowPortZero: false });
+    if (isHostPort(parsed)) address = parsed;
+    else errors.push(`${at('address')}: ${parsed.error}`);
+  }
+
+  const weight = record.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {
+    errors.push(`${at('weight')}: must be an integer 0..${MAX_WEIGHT}, got ${describe(record.weight)}`);
+  }
+
+  const state = record.state ?? 'active';
+  if (!STATES.includes(state as BackendState)) {
+    errors.push(`${at('state')}: must be one of ${STATES.join(', ')}, got ${describe(record.state)}`);
+  }
+
+  const id = record.id ?? defaultId ?? address?.text;
+  if (record.id !== undefined && (typeof record.id !== 'string' || record.id.length < 1 || record.id.length > MAX_ID_LENGTH)) {
+    errors.push(`${at('id')}: must be a string of 1..${MAX_ID_LENGTH} characters, got ${describe(record.id)}`);
+  }
+
+  if (errors.length > 0 || address === undefined || typeof id !== 'string') return { errors };
+  return { backend: { id, address, weight: weight as number, state: state as BackendState } };
+}
+
+/**
+ * Validates a whole list (a discovery file). All-or-nothing: any bad entry or a duplicate id
+ * refuses the list, so a half-edited file never shrinks a pool. Returns the set sorted by id.
+ */
+export function parseBackendList(value: unknown): { readonly backends: readonly DiscoveredBackend[] } | { readonly errors: readonly string[] } {
+  if (!Array.isArray(value)) {
+    return { errors: [`must be a JSON array of backends like [{"address":"127.0.0.1:9001"}], got ${describe(value)}`] };
+  }
+  const errors: string[] = [];
+  const backends: DiscoveredBackend[] = [];
+  const firstIndexById = new Map<string, number>();
+  value.forEach((entry: unknown, index) => {
+    const result = parseBackendEntry(entry, `[${index}]`);
+    if ('errors' in result) {
+      errors.push(...result.errors);
+      return;
+    }
+    const first = firstIndexById.get(result.backend.id);
+    if (first !== undefined) {
+      errors.push(`[${index}].id: duplicate backend id "${result.backend.id}" (also [${first}])`);
+      return;
+    }
+    firstIndexById.set(result.backend.id, index);
+    backends.push(result.backend);
+  });
+  if (errors.length > 0) return { errors };
+  return { backends: sortById(backends) };
+}
+
+/** Sorted by id (code-unit order), the order the core builds tables in. */
+export function sortById(backends: readonly DiscoveredBackend[]): DiscoveredBackend[] {
+  return [...backends].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** True when two id-sorted sets hold the same backends with the same address, weight and state. */
+export function sameBackendSet(a: readonly DiscoveredBackend[], b: readonly DiscoveredBackend[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) {
+    const left = a[index];
+    const right = b[index];
+    if (left.id !== right.id || left.address.text !== right.address.text || left.weight !== right.weight || left.state !== right.state) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** A short, bounded rendering of a bad value for an error message. */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
