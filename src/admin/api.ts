@@ -90,16 +90,31 @@ export interface AdminApi {
   lookup(pool: string, ip: string, port: number): Awaitable<LookupResult | null>;
 }
 
+/** One problem in a request body, located by its JSON path (`weight`, `$` for the whole body). */
+export interface AdminIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
 /** An expected refusal with its HTTP status; `path` locates the problem (default: the request path). */
 export class AdminError extends Error {
   readonly status: number;
   readonly path: string | undefined;
+  /** Every problem found (a body with several bad fields); the response lists them under `issues`. */
+  readonly issues: readonly AdminIssue[] | undefined;
 
-  constructor(status: number, message: string, path?: string) {
+  constructor(status: number, message: string, path?: string, issues?: readonly AdminIssue[]) {
     super(message);
     this.name = 'AdminError';
     this.status = status;
     this.path = path;
+    this.issues = issues;
+  }
+
+  /** 400 for a body that fails validation: the first issue (document order) is the message and path. */
+  static invalidBody(issues: readonly AdminIssue[]): AdminError {
+    const first = issues[0] ?? { path: '$', message: 'is invalid' };
+    return new AdminError(400, first.message, first.path, issues);
   }
 
   static unknownPool(pool: string): AdminError {

@@ -1,0 +1,143 @@
+/**
+ * The v1 admin routes: pools, their backends, the registration API and lookups. Each handler
+ * validates its input at the edge (every 400 names the bad field or parameter) and then makes one
+ * `AdminApi` call; nothing here knows how the runtime stores anything.
+ *
+ *   GET    /healthz                          → 200 {"status":"ok"}
+ *   GET    /v1/pools                         → 200 {"pools":[PoolView...]}
+ *   GET    /v1/pools/:pool/backends          → 200 {"pool","backends":[BackendView...]}
+ *   GET    /v1/pools/:pool/backends/:id      → 200 BackendView | 404
+ *   PUT    /v1/pools/:pool/backends/:id      → 201 created | 200 renewed
+ *   DELETE /v1/pools/:pool/backends/:id      → 204 (the backend drains) | 404
+ *   GET    /v1/pools/:pool/lookup?ip=&port=  → 200 {"pool","ip","port","backend":{...}|null}
+ */
+import { isIP } from 'node:net';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { isHostPort, parseHostPort } from '../config/host-port.js';
+import { formatPath, issueFromAjvError, sortInDocumentOrder, toConfigIssues } from '../config/issues.js';
+import { MAX_WEIGHT } from '../core/types.js';
+import { AdminError, type AdminApi, type RegistrationRequest } from './api.js';
+import type { AdminServer } from './server.js';
+import { jsonResponse, noContent, type AdminRequest } from './router.js';
+
+/** Shortest TTL: a heartbeat more often than every ~50 ms would be load, not liveness. */
+export const MIN_TTL_MS = 100;
+/** Longest TTL, one day; for "never expires" omit ttlMs. */
+export const MAX_TTL_MS = 86_400_000;
+/** Same bound as a config backend `id`. */
+export const MAX_BACKEND_ID_LENGTH = 256;
+
+/** The registration body. `additionalProperties: false`: a typo (`ttl`) is a 400, not a silent default. */
+const REGISTRATION_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address'],
+  properties: {
+    address: { type: 'string', minLength: 1, maxLength: 300 },
+    weight: { type: 'integer', minimum: 0, maximum: MAX_WEIGHT, default: 1 },
+    ttlMs: { type: 'integer', minimum: MIN_TTL_MS, maximum: MAX_TTL_MS },
+  },
+} as const;
+
+let registrationValidator: ValidateFunction | undefined;
+
+/** Compiled once, with the same options as the config validator so issueFromAjvError reads its errors. */
+function validateRegistrationBody(body: unknown): boolean {
+  registrationValidator ??= new Ajv({ allErrors: true, verbose: true, useDefaults: true, strict: true }).compile(
+    REGISTRATION_SCHEMA,
+  );
+  return registrationValidator(body);
+}
+
+export function installPoolRoutes(server: AdminServer, api: AdminApi): void {
+  server.route('GET', '/healthz', () => jsonResponse(200, { status: 'ok' }));
+
+  server.route('GET', '/v1/pools', async () => jsonResponse(200, { pools: await api.listPools() }));
+
+  server.route('GET', '/v1/pools/:pool/backends', async (request) => {
+    const pool = request.params.pool;
+    return jsonResponse(200, { pool, backends: await api.listBackends(pool) });
+  });
+
+  server.route('GET', '/v1/pools/:pool/backends/:id', async (request) => {
+    const { pool, id } = request.params;
+    const backend = await api.getBackend(pool, id);
+    if (backend === undefined) throw AdminError.unknownBackend(pool, id);
+    return jsonResponse(200, backend);
+  });
+
+  server.route('PUT', '/v1/pools/:pool/backends/:id', async (request) => {
+    const { pool, id } = request.params;
+    checkBackendId(id, request.path);
+    const registration = parseRegistration(await request.json());
+    const outcome = await api.register(pool, id, registration);
+    const body = {
+      pool,
+      id,
+      outcome,
+      address: registration.address.text,
+      weight: registration.weight,
+      ttlMs: registration.ttlMs,
+    };
+    return outcome === 'created' ? jsonResponse(201, body, { location: request.path }) : jsonResponse(200, body);
+  });
+
+  server.route('DELETE', '/v1/pools/:pool/backends/:id', async (request) => {
+    const { pool, id } = request.params;
+    if (!(await api.deregister(pool, id))) throw AdminError.unknownBackend(pool, id);
+    return noContent();
+  });
+
+  server.route('GET', '/v1/pools/:pool/lookup', async (request) => {
+    const pool = request.params.pool;
+    const { ip, port } = parseLookupQuery(request);
+    const found = await api.lookup(pool, ip, port);
+    return jsonResponse(200, { pool, ip, port, backend: found });
+  });
+}
+
+/** Ids are free text (as in the config) but bounded and printable: they end up in logs and URLs. */
+function checkBackendId(id: string, path: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (id.length > MAX_BACKEND_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
+    throw new AdminError(
+      400,
+      `backend id must be 1 to ${MAX_BACKEND_ID_LENGTH} characters without control characters`,
+      path,
+    );
+  }
+}
+
+/** Validates the PUT body; the first issue (in document order) is the error, all of them are in `issues`. */
+function parseRegistration(body: unknown): RegistrationRequest {
+  if (!validateRegistrationBody(body)) {
+    const errors = registrationValidator?.errors ?? [];
+    const issues = toConfigIssues(sortInDocumentOrder(errors.map((error) => issueFromAjvError(error, body)), body));
+    throw AdminError.invalidBody(issues);
+  }
+  const valid = body as { address: string; weight: number; ttlMs?: number };
+  const address = parseHostPort(valid.address, { allowPortZero: false });
+  if (!isHostPort(address)) throw new AdminError(400, address.error, formatPath(['address']));
+  return { address, weight: valid.weight, ttlMs: valid.ttlMs ?? null };
+}
+
+const LOOKUP_PARAMETERS = new Set(['ip', 'port']);
+
+/** `ip` is required (IPv4 or IPv6 text); `port` is optional (0..65535, default 0; only source_ip_port pools use it). */
+function parseLookupQuery(request: AdminRequest): { ip: string; port: number } {
+  for (const name of new Set(request.query.keys())) {
+    if (!LOOKUP_PARAMETERS.has(name)) {
+      throw new AdminError(400, `unknown query parameter (allowed: ip, port)`, `query.${name}`);
+    }
+    if (request.query.getAll(name).length > 1) throw new AdminError(400, 'given more than once', `query.${name}`);
+  }
+  const ip = request.query.get('ip');
+  if (ip === null || ip === '') throw new AdminError(400, 'is required (the client IP address)', 'query.ip');
+  if (isIP(ip) === 0) throw new AdminError(400, `"${ip}" is not an IPv4 or IPv6 address`, 'query.ip');
+  const portText = request.query.get('port');
+  if (portText === null) return { ip, port: 0 };
+  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new AdminError(400, `"${portText}" is not a port number 0..65535`, 'query.port');
+  }
+  return { ip, port: Number(portText) };
+}

@@ -1,0 +1,95 @@
+/**
+ * Reading a JSON request body without trusting the client: the content type must be JSON (415),
+ * the length must be known or chunked (411), and the size is limited while streaming (413) — a
+ * declared Content-Length over the limit is refused before a byte is read, and a chunked body is
+ * cut off as soon as it crosses the limit, so a client cannot make the server buffer more than
+ * `limitBytes`. The server closes the connection after such a refusal (the rest of the body was
+ * never read), see server.ts.
+ */
+import type { IncomingMessage } from 'node:http';
+import { AdminError } from './api.js';
+
+/** Default request body limit. A registration body is ~100 bytes; 64 KiB leaves room for later routes. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export async function readJsonBody(request: IncomingMessage, limitBytes: number, path: string): Promise<unknown> {
+  const contentType = request.headers['content-type'];
+  if (!isJsonMediaType(contentType)) {
+    throw new AdminError(
+      415,
+      `Content-Type must be application/json (got ${contentType === undefined ? 'none' : JSON.stringify(contentType)})`,
+      path,
+    );
+  }
+  const declared = request.headers['content-length'];
+  if (declared === undefined && request.headers['transfer-encoding'] === undefined) {
+    throw new AdminError(411, 'a body is required: send Content-Length (or chunked Transfer-Encoding)', path);
+  }
+  if (declared !== undefined && Number(declared) > limitBytes) {
+    throw new AdminError(413, `body of ${declared} bytes exceeds the limit of ${limitBytes} bytes`, path);
+  }
+
+  const bytes = await collect(request, limitBytes, path);
+  if (bytes.length === 0) throw new AdminError(400, 'body is empty; expected a JSON object', '$');
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new AdminError(400, 'body is not valid UTF-8', '$');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new AdminError(400, `body is not valid JSON: ${reason}`, '$');
+  }
+}
+
+/** `application/json`, optionally with parameters (`; charset=utf-8`); case-insensitive (RFC 9110 §8.3.1). */
+function isJsonMediaType(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  const mediaType = header.split(';', 1)[0].trim().toLowerCase();
+  return mediaType === 'application/json';
+}
+
+function collect(request: IncomingMessage, limitBytes: number, path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const cleanup = (): void => {
+      request.removeListener('data', onData);
+      request.removeListener('end', onEnd);
+      request.removeListener('error', onError);
+      request.removeListener('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received > limitBytes) {
+        cleanup();
+        // Stop reading; the server answers 413 and closes the connection.
+        request.pause();
+        reject(new AdminError(413, `body exceeds the limit of ${limitBytes} bytes`, path));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks, received));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new Error('request closed before its body was complete'));
+    };
+    request.on('data', onData);
+    request.on('end', onEnd);
+    request.on('error', onError);
+    request.on('close', onClose);
+  });
+}

@@ -1,0 +1,215 @@
+/**
+ * The admin HTTP listener (node:http): JSON in and out, bearer-token auth, a small router that later
+ * features add routes to (`server.route('GET', '/metrics', handler)`), and the registration API
+ * routes installed at construction (pool-routes.ts).
+ *
+ * Robustness against a bad client: malformed HTTP gets a bare 400 from the `clientError` hook,
+ * every request and its headers have deadlines (requestTimeout/headersTimeout), idle keep-alive
+ * sockets are closed after keepAliveTimeoutMs, bodies are size-limited while streaming, and any
+ * exception in a handler becomes a 500 with a logged stack — it never reaches the process.
+ *
+ * Errors are always `{"error": "<what is wrong>", "path": "<where>"}`; `path` is the JSON path of
+ * the bad body field (`weight`, `$` for the whole body), `query.<name>` for a query parameter, or
+ * the request path for auth/route/resource errors.
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { HostPort } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { BearerToken, isLoopbackHost } from './access.js';
+import { AdminError, type AdminApi } from './api.js';
+import { installPoolRoutes } from './pool-routes.js';
+import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
+import { jsonResponse, Router, type AdminHandler, type AdminRequest, type AdminResponse, type HttpMethod } from './router.js';
+
+export interface AdminServerOptions {
+  readonly bind: HostPort;
+  /** null = no auth, allowed only on a loopback bind. */
+  readonly token: string | null;
+  readonly api: AdminApi;
+  readonly logger: Logger;
+  /** Default 64 KiB. */
+  readonly maxBodyBytes?: number;
+  /** Whole request (headers and body) must arrive within this; default 10000. */
+  readonly requestTimeoutMs?: number;
+  /** Headers must arrive within this; default 5000 (below requestTimeoutMs, as node requires). */
+  readonly headersTimeoutMs?: number;
+  /** Idle keep-alive sockets close after this; default 5000 (node's default). */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+export class AdminServer {
+  readonly #router = new Router();
+  readonly #server: Server;
+  readonly #bind: HostPort;
+  readonly #token: BearerToken | null;
+  readonly #logger: Logger;
+  readonly #maxBodyBytes: number;
+  #address: string | null = null;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: AdminServerOptions) {
+    if (options.token === null && !isLoopbackHost(options.bind.host)) {
+      // The config validator rejects this too; refusing here keeps a wiring mistake from exposing
+      // an unauthenticated registration API to the network.
+      throw new Error(
+        `admin listener ${options.bind.text} is not a loopback address and has no token; set admin.token or bind 127.0.0.1`,
+      );
+    }
+    this.#bind = options.bind;
+    this.#token = options.token === null ? null : new BearerToken(options.token);
+    this.#logger = options.logger;
+    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const headersTimeout = options.headersTimeoutMs ?? 5_000;
+    this.#server = createServer(
+      {
+        requestTimeout: options.requestTimeoutMs ?? 10_000,
+        headersTimeout,
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+        // node enforces both timeouts from a periodic sweep, every 30 s by default, so a slow
+        // client could hold a socket 30 s past its deadline; sweep at least every second.
+        connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeout / 2))),
+      },
+      (request, response) => void this.#handle(request, response),
+    );
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+      // Malformed request line/headers, header overflow, or a timeout. Answer once if we still can.
+      this.#logger.debug({ err: error.code ?? error.message }, 'admin: client error');
+      if (socket.writable && !socket.writableEnded) {
+        const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      }
+      socket.destroy();
+    });
+    installPoolRoutes(this, options.api);
+  }
+
+  /**
+   * Adds a route. `pattern` is `/literal/:param/...`; handlers return a response or throw
+   * `AdminError`. Auth applies to every route.
+   */
+  route(method: HttpMethod, pattern: string, handler: AdminHandler): this {
+    this.#router.add(method, pattern, handler);
+    return this;
+  }
+
+  /** Starts listening; resolves with the bound address (`127.0.0.1:40123`, `[::1]:40123`). */
+  async listen(): Promise<string> {
+    if (this.#address !== null) return this.#address;
+    this.#server.listen({ host: this.#bind.host, port: this.#bind.port });
+    await Promise.race([
+      once(this.#server, 'listening'),
+      once(this.#server, 'error').then(([error]) => {
+        throw error;
+      }),
+    ]);
+    const info = this.#server.address() as AddressInfo;
+    this.#address = info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
+    this.#logger.info({ address: this.#address, auth: this.#token !== null }, 'admin listening');
+    return this.#address;
+  }
+
+  /** Bound address, or null before listen(). */
+  get address(): string | null {
+    return this.#address;
+  }
+
+  /**
+   * Stops accepting, closes idle keep-alive sockets at once, and lets requests in flight finish
+   * (their sockets close after the response). Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    if (!this.#server.listening) {
+      this.#closing = Promise.resolve();
+      return this.#closing;
+    }
+    this.#closing = new Promise<void>((resolve, reject) => {
+      this.#server.close((error) => (error === undefined ? resolve() : reject(error)));
+      this.#server.closeIdleConnections();
+    });
+    return this.#closing;
+  }
+
+  async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const method = request.method ?? 'GET';
+    const rawUrl = request.url ?? '/';
+    const queryStart = rawUrl.indexOf('?');
+    const path = queryStart < 0 ? rawUrl : rawUrl.slice(0, queryStart);
+    let result: AdminResponse;
+    try {
+      result = await this.#dispatch(request, method, path, queryStart < 0 ? '' : rawUrl.slice(queryStart + 1));
+    } catch (error) {
+      result = this.#errorResponse(error, method, path);
+    }
+    this.#send(request, response, result);
+    const level = result.status >= 500 ? 'error' : result.status === 401 ? 'warn' : 'debug';
+    this.#logger[level](
+      { method, path, status: result.status, ms: Math.round((performance.now() - started) * 100) / 100 },
+      'admin request',
+    );
+  }
+
+  async #dispatch(request: IncomingMessage, method: string, path: string, queryText: string): Promise<AdminResponse> {
+    if (this.#token !== null) {
+      const verdict = this.#token.check(request.headers.authorization);
+      if (verdict !== 'ok') {
+        // RFC 6750 §3: no credentials → no error code; wrong credentials → invalid_token.
+        const challenge = verdict === 'missing' ? 'Bearer realm="ringlb"' : 'Bearer realm="ringlb", error="invalid_token"';
+        return jsonResponse(
+          401,
+          { error: verdict === 'missing' ? 'missing bearer token' : 'invalid bearer token', path },
+          { 'www-authenticate': challenge },
+        );
+      }
+    }
+    if (!path.startsWith('/')) throw new AdminError(400, 'request target must be an absolute path', path);
+    const match = this.#router.match(method, path);
+    if (match.kind === 'not-found') throw new AdminError(404, `no route for ${method} ${path}`, path);
+    if (match.kind === 'method-not-allowed') {
+      return jsonResponse(
+        405,
+        { error: `${method} is not allowed here; allowed: ${match.allowed.join(', ')}`, path },
+        { allow: match.allowed.join(', ') },
+      );
+    }
+    const adminRequest: AdminRequest = {
+      method: (method === 'HEAD' ? 'GET' : method) as HttpMethod,
+      path,
+      params: match.params,
+      query: new URLSearchParams(queryText),
+      headers: request.headers,
+      json: () => readJsonBody(request, this.#maxBodyBytes, path),
+    };
+    return await match.handler(adminRequest);
+  }
+
+  #errorResponse(error: unknown, method: string, path: string): AdminResponse {
+    if (error instanceof AdminError) {
+      const body = { error: error.message, path: error.path ?? path };
+      return jsonResponse(error.status, error.issues === undefined ? body : { ...body, issues: error.issues });
+    }
+    // A bug in a handler or the AdminApi implementation: log it in full, tell the client little.
+    this.#logger.error({ err: error, method, path }, 'admin: handler failed');
+    return jsonResponse(500, { error: 'internal error (logged)', path });
+  }
+
+  #send(request: IncomingMessage, response: ServerResponse, result: AdminResponse): void {
+    if (response.headersSent || response.destroyed) return;
+    response.statusCode = result.status;
+    response.setHeader('cache-control', 'no-store');
+    for (const [name, value] of Object.entries(result.headers ?? {})) response.setHeader(name, value);
+    // The body was not (fully) read, e.g. after a 413/415: close rather than parse the rest of it
+    // as the next request.
+    if (!request.complete || this.#closing !== undefined) response.setHeader('connection', 'close');
+    if (result.body === undefined) {
+      response.end();
+    } else {
+      response.setHeader('content-length', Buffer.byteLength(result.body));
+      response.end(result.body);
+    }
+  }
+}
