@@ -1,0 +1,215 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { validateConfig } from '../src/config/load.js';
+import type { RinglbConfig } from '../src/config/types.js';
+import { createBalancer, type BalancePolicy } from '../src/core/index.js';
+import { diffConfigs, diffPools, formatDiff, runDiffCommand } from '../src/registry/diff-report.js';
+
+type RawBackend = { address: string; weight?: number; id?: string; state?: string };
+
+function config(pools: Array<{ name: string; balance: BalancePolicy; backends: RawBackend[]; [key: string]: unknown }>, extra: Record<string, unknown> = {}): RinglbConfig {
+  const result = validateConfig({
+    listeners: pools.map((pool) => ({ name: pool.name, bind: '127.0.0.1:0', pool: pool.name })),
+    pools,
+    ...extra,
+  });
+  if (!result.ok) assert.fail(JSON.stringify(result.issues));
+  return result.config;
+}
+
+function backends(count: number, firstPort = 9001): RawBackend[] {
+  return Array.from({ length: count }, (_, i) => ({ address: `127.0.0.1:${firstPort + i}` }));
+}
+
+function onePool(balance: BalancePolicy, list: RawBackend[], extra: Record<string, unknown> = {}): RinglbConfig {
+  return config([{ name: 'app', balance, backends: list, ...extra }]);
+}
+
+/** Owner id of each of `count` evenly spread 32-bit keys, from the core's homeSlot (health ignored). */
+function owners(cfg: RinglbConfig, count: number): string[] {
+  const pool = cfg.pools[0];
+  const balancer = createBalancer({ policy: pool.balance, maxBackends: pool.backends.length });
+  balancer.setBackends(pool.backends);
+  const result: string[] = [];
+  const step = Math.floor(0x1_0000_0000 / count);
+  for (let i = 0; i < count; i++) {
+    result.push(balancer.idOf(balancer.homeSlot((i * step + 12345) >>> 0)) as string);
+  }
+  return result;
+}
+
+const N = 10;
+const SAMPLES = 100_000;
+
+describe('diff report: moved share computed by the core', () => {
+  test('ring_hash: removing 1 of N moves exactly the removed backend\'s arcs', () => {
+    const before = onePool('ring_hash', backends(N));
+    const after = onePool('ring_hash', backends(N).slice(0, N - 1));
+    const removal = diffPools(before.pools[0], after.pools[0]);
+    assert.equal(removal.kind, 'changed');
+    assert.deepEqual(removal.removed, [{ id: '127.0.0.1:9010', address: '127.0.0.1:9010', weight: 1 }]);
+    assert.equal(removal.rebuild, true);
+    assert.equal(removal.fullRebuild, false);
+    const moved = removal.movedShare as number;
+    assert.ok(Math.abs(moved - 1 / N) < 0.03, `moved ${moved}`);
+    // The share is exactly the removed backend's part of the circle: adding it back moves the same arcs.
+    assert.equal(diffPools(after.pools[0], before.pools[0]).movedShare, moved);
+    // Key by key (Pingora's test_ketama style): a key moves if and only if the removed backend owned it.
+    const old = owners(before, SAMPLES);
+    const now = owners(after, SAMPLES);
+    let movedKeys = 0;
+    for (let i = 0; i < SAMPLES; i++) {
+      const keyMoved = old[i] !== now[i];
+      assert.equal(keyMoved, old[i] === '127.0.0.1:9010', `key ${i}`);
+      if (keyMoved) movedKeys++;
+    }
+    assert.ok(Math.abs(movedKeys / SAMPLES - moved) < 0.01, `sampled ${movedKeys / SAMPLES} vs core ${moved}`);
+  });
+
+  test('maglev: removing 1 of N moves within a few percent of 1/N, matching a key-by-key count', () => {
+    const before = onePool('maglev', backends(N));
+    const after = onePool('maglev', backends(N).slice(1));
+    const diff = diffPools(before.pools[0], after.pools[0]);
+    const moved = diff.movedShare as number;
+    assert.ok(moved >= 1 / N - 0.005 && moved < 1 / N + 0.03, `moved ${moved}`);
+    const old = owners(before, SAMPLES);
+    const now = owners(after, SAMPLES);
+    let movedKeys = 0;
+    for (let i = 0; i < SAMPLES; i++) {
+      if (old[i] === '127.0.0.1:9001') assert.notEqual(now[i], old[i], 'every key of the removed backend moves');
+      if (old[i] !== now[i]) movedKeys++;
+    }
+    assert.ok(Math.abs(movedKeys / SAMPLES - moved) < 0.01, `sampled ${movedKeys / SAMPLES} vs core ${moved}`);
+    assert.match(formatDiff(diffConfigs(before, after)), /^pool app \(maglev\): rebuild, built in \d+\.\d\d ms, 1\d\.\d\d% of the key space moves$/m);
+  });
+
+  test('a reordered list (and a repeated diff) is "no change": 0%, no rebuild', () => {
+    for (const balance of ['ring_hash', 'maglev', 'round_robin'] as const) {
+      const list = backends(5).map((b, i) => ({ ...b, weight: i + 1 }));
+      const before = onePool(balance, list);
+      const after = onePool(balance, [...list].reverse());
+      const diff = diffConfigs(before, after);
+      assert.equal(diff.changed, false);
+      assert.deepEqual(
+        { kind: diff.pools[0].kind, rebuild: diff.pools[0].rebuild, moved: diff.pools[0].movedShare, ms: diff.pools[0].buildMs },
+        { kind: 'unchanged', rebuild: false, moved: 0, ms: null },
+      );
+      assert.equal(formatDiff(diff), `pool app (${balance}): no change\nno change`);
+    }
+  });
+
+  test('a policy change is a full rebuild (100%), as is a hash key or table size change', () => {
+    const list = backends(4);
+    const policy = diffPools(onePool('maglev', list).pools[0], onePool('ring_hash', list).pools[0]);
+    assert.deepEqual([policy.rebuild, policy.fullRebuild, policy.movedShare], [true, true, 1]);
+    assert.deepEqual(policy.settings, ['balance: maglev → ring_hash']);
+    assert.match(
+      formatDiff(diffConfigs(onePool('maglev', list), onePool('ring_hash', list))),
+      /^pool app \(ring_hash\): full rebuild, built in \d+\.\d\d ms: every key is re-placed \(100%\)\n {2}~ balance: maglev → ring_hash/,
+    );
+    const hashKey = diffPools(onePool('maglev', list).pools[0], onePool('maglev', list, { hashKey: 'source_ip_port' }).pools[0]);
+    assert.deepEqual([hashKey.fullRebuild, hashKey.movedShare], [true, 1]);
+    assert.deepEqual(hashKey.settings, ['hashKey: "source_ip" → "source_ip_port"']);
+    const table = diffPools(onePool('maglev', list).pools[0], onePool('maglev', list, { maglev: { tableSize: 251 } }).pools[0]);
+    assert.deepEqual([table.fullRebuild, table.settings], [true, ['maglev.tableSize: 65537 → 251']]);
+    // hashKey means nothing to round_robin: listed, no rebuild.
+    const rr = diffPools(onePool('round_robin', list).pools[0], onePool('round_robin', list, { hashKey: 'source_ip_port' }).pools[0]);
+    assert.deepEqual([rr.kind, rr.rebuild, rr.movedShare], ['changed', false, 0]);
+  });
+
+  test('a reweight: weighted policies report ½Σ|Δshare|; ring moves part of the space', () => {
+    const list = backends(4);
+    const heavier = list.map((b, i) => (i === 0 ? { ...b, weight: 3 } : b));
+    const rr = diffPools(onePool('round_robin', list).pools[0], onePool('round_robin', heavier).pools[0]);
+    assert.deepEqual(rr.reweighted, [{ id: '127.0.0.1:9001', from: 1, to: 3 }]);
+    // Shares ¼,¼,¼,¼ → ½,⅙,⅙,⅙: ½(¼ + 3·1/12) = ¼.
+    assert.ok(Math.abs((rr.movedShare as number) - 0.25) < 1e-9, String(rr.movedShare));
+    assert.match(formatDiff(diffConfigs(onePool('round_robin', list), onePool('round_robin', heavier))), /25\.00% of the traffic share shifts\n {2}~ 127\.0\.0\.1:9001: weight 1 → 3/);
+    const ring = diffPools(onePool('ring_hash', list).pools[0], onePool('ring_hash', heavier).pools[0]);
+    // The heavier backend gains about ½ − ¼ of the circle; every other key stays.
+    assert.ok(Math.abs((ring.movedShare as number) - 0.25) < 0.05, String(ring.movedShare));
+  });
+
+  test('state and address changes move no table entry', () => {
+    const list: RawBackend[] = backends(3).map((b, i) => ({ ...b, id: `b${i}` }));
+    const changed = list.map((b, i) => (i === 0 ? { ...b, state: 'drain' } : i === 1 ? { ...b, address: '127.0.0.1:9999' } : b));
+    const diff = diffPools(onePool('maglev', list).pools[0], onePool('maglev', changed).pools[0]);
+    assert.deepEqual(diff.stateChanged, [{ id: 'b0', from: 'active', to: 'drain' }]);
+    assert.deepEqual(diff.readdressed, [{ id: 'b1', from: '127.0.0.1:9002', to: '127.0.0.1:9999' }]);
+    assert.deepEqual([diff.kind, diff.rebuild, diff.movedShare], ['changed', false, 0]);
+    const text = formatDiff(diffConfigs(onePool('maglev', list), onePool('maglev', changed)));
+    assert.match(text, /changed, tables untouched \(0% of keys move\)/);
+    assert.match(text, /b0: state active → drain \(eligibility only; no table change\)/);
+    assert.match(text, /b1: address 127\.0\.0\.1:9002 → 127\.0\.0\.1:9999 \(keeps its keys\)/);
+  });
+
+  test('listeners, pools added and removed, global settings', () => {
+    const before = config(
+      [
+        { name: 'app', balance: 'maglev', backends: backends(2) },
+        { name: 'old', balance: 'round_robin', backends: backends(1, 9100) },
+      ],
+      { drainTimeoutMs: 30_000 },
+    );
+    const after = config([
+      { name: 'app', balance: 'maglev', backends: backends(2), connectTimeoutMs: 500 },
+      { name: 'new', balance: 'ring_hash', backends: backends(2, 9200) },
+    ]);
+    const moved = { ...after, listeners: after.listeners.map((l) => (l.name === 'app' ? { ...l, maxConnections: 5 } : l)) };
+    const diff = diffConfigs(before, moved);
+    assert.deepEqual(diff.listeners.added.map((l) => l.name), ['new']);
+    assert.deepEqual(diff.listeners.removed.map((l) => l.name), ['old']);
+    assert.deepEqual(diff.listeners.changed, [{ name: 'app', changes: ['maxConnections: 10000 → 5'] }]);
+    assert.deepEqual(diff.pools.map((p) => [p.name, p.kind]), [
+      ['app', 'changed'],
+      ['new', 'added'],
+      ['old', 'removed'],
+    ]);
+    assert.equal(diff.pools[1].movedShare, null);
+    assert.equal(typeof diff.pools[1].buildMs, 'number');
+    const text = formatDiff(diff);
+    assert.match(text, /^listener new: added \(127\.0\.0\.1:0 → pool new\)$/m);
+    assert.match(text, /^listener old: removed \(stops accepting; its connections drain\)$/m);
+    assert.match(text, /^pool app \(maglev\): changed, tables untouched \(0% of keys move\)\n {2}~ connectTimeoutMs: 3000 → 500$/m);
+    assert.match(text, /^pool new \(ring_hash\): added with 2 backends, built in \d+\.\d\d ms\n {2}\+ 127\.0\.0\.1:9200 weight 1/m);
+    assert.match(text, /^pool old \(round_robin\): removed/m);
+    assert.match(text, /3 of 3 pools changed$/);
+    assert.deepEqual(diffConfigs(before, { ...before, drainTimeoutMs: 5 }).settings, ['drainTimeoutMs: 30000 → 5']);
+  });
+});
+
+describe('runDiffCommand', () => {
+  test('prints the report (exit 0) or every config issue (exit 2)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ringlb-diff-'));
+    try {
+      const raw = (list: RawBackend[]) =>
+        JSON.stringify({ listeners: [{ name: 'web', bind: '127.0.0.1:8080', pool: 'app' }], pools: [{ name: 'app', balance: 'ring_hash', backends: list }] });
+      const oldPath = join(dir, 'old.json');
+      const newPath = join(dir, 'new.json');
+      const badPath = join(dir, 'bad.json');
+      await writeFile(oldPath, raw(backends(4)));
+      await writeFile(newPath, raw(backends(3)));
+      await writeFile(badPath, '{"listeners": [], "pools": [{"name": "app", "balance": "magelv", "backends": []}]}');
+
+      const printed: string[] = [];
+      assert.equal(runDiffCommand(oldPath, newPath, (text) => printed.push(text)), 0);
+      assert.match(printed.join('\n'), /^pool app \(ring_hash\): rebuild, built in \d+\.\d\d ms, \d+\.\d\d% of the key space moves\n {2}- 127\.0\.0\.1:9004 weight 1 \(drains\)\n1 of 1 pool changed$/);
+
+      const same: string[] = [];
+      assert.equal(runDiffCommand(oldPath, oldPath, (text) => same.push(text)), 0);
+      assert.equal(same.join('\n'), 'pool app (ring_hash): no change\nno change');
+
+      const bad: string[] = [];
+      assert.equal(runDiffCommand(oldPath, badPath, (text) => bad.push(text)), 2);
+      assert.match(bad.join('\n'), new RegExp(`^${badPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: pools\\[0\\]\\.balance: must be one of .*did you mean "maglev"\\?`, 'm'));
+      const missing: string[] = [];
+      assert.equal(runDiffCommand(join(dir, 'nope.json'), newPath, (text) => missing.push(text)), 2);
+      assert.match(missing.join('\n'), /cannot read config file/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
