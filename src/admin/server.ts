@@ -145,7 +145,13 @@ export class AdminServer {
     } catch (error) {
       result = this.#errorResponse(error, method, path);
     }
-    this.#send(request, response, result);
+    try {
+      this.#send(request, response, result);
+    } catch (error) {
+      // E.g. a header value node refuses; never let one response take the process down.
+      this.#logger.error({ err: error, method, path }, 'admin: cannot send response');
+      response.destroy();
+    }
     const level = result.status >= 500 ? 'error' : result.status === 401 ? 'warn' : 'debug';
     this.#logger[level](
       { method, path, status: result.status, ms: Math.round((performance.now() - started) * 100) / 100 },
