@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseBackendEntry, parseBackendList, sameBackendSet } from '../src/discovery/backend-entries.js';
 import { Backoff } from '../src/discovery/backoff.js';
+import { createDiscoverySource, type DiscoveryOptions } from '../src/discovery/index.js';
 import { describeSet } from './helpers/discovery-recorder.js';
 
 describe('discovery entries: validated like config backends', () => {
@@ -83,5 +84,20 @@ describe('discovery backoff', () => {
     const backoff = new Backoff();
     const delays = Array.from({ length: 7 }, () => backoff.next());
     assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  });
+});
+
+describe('createDiscoverySource', () => {
+  test('builds each kind with a description for logs; an unknown type is refused', async () => {
+    const file = createDiscoverySource({ type: 'file', path: 'backends.json' });
+    const dns = createDiscoverySource({ type: 'dns', name: '_app._tcp.svc.test', record: 'SRV', servers: ['127.0.0.1:5353'] });
+    const etcd = createDiscoverySource({ type: 'etcd', endpoints: ['http://127.0.0.1:2379'], prefix: '/ringlb/app/' });
+    assert.deepEqual(
+      [file, dns, etcd].map((source) => [source.kind, source.description]),
+      [['file', 'file backends.json'], ['dns', 'dns SRV _app._tcp.svc.test'], ['etcd', 'etcd /ringlb/app/']],
+    );
+    // Never started: stop() still releases everything (the etcd client) and is idempotent.
+    await Promise.all([file.stop(), dns.stop(), etcd.stop(), etcd.stop()]);
+    assert.throws(() => createDiscoverySource({ type: 'consul' } as unknown as DiscoveryOptions), /unknown type "consul"; expected file, dns or etcd/);
   });
 });

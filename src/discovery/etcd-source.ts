@@ -32,8 +32,12 @@ export interface EtcdSourceOptions {
   readonly endpoints: readonly string[];
   /** Key prefix; every key under it is one backend. End it with `/` so `/app/` ≠ `/app2/`. */
   readonly prefix: string;
-  /** gRPC connect timeout per call; default 3000 (etcd3's own default is 30 s). */
-  readonly dialTimeoutMs?: number;
+  /**
+   * Deadline of each read (not of the watch stream); default 3000. A hung etcd (accepting, not
+   * answering) then counts as unreachable instead of stalling the resync forever. (etcd3 1.1.2
+   * declares a `dialTimeout` option but never reads it, so the deadline is set per call.)
+   */
+  readonly requestTimeoutMs?: number;
   /** Retry backoff after a failed resync; defaults 1000 → 30000. */
   readonly retryMinMs?: number;
   readonly retryMaxMs?: number;
@@ -48,7 +52,7 @@ export interface EtcdBackendValue {
   readonly id?: string;
 }
 
-export const DEFAULT_ETCD_DIAL_TIMEOUT_MS = 3000;
+export const DEFAULT_ETCD_REQUEST_TIMEOUT_MS = 3000;
 
 export function createEtcdSource(options: EtcdSourceOptions): DiscoverySource {
   return new EtcdSource(options);
@@ -130,10 +134,15 @@ class EtcdSource implements DiscoverySource {
     }
     this.#prefix = options.prefix;
     this.#backoff = new Backoff({ minMs: options.retryMinMs, maxMs: options.retryMaxMs });
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_ETCD_REQUEST_TIMEOUT_MS;
+    if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) {
+      throw new TypeError(`etcd discovery: requestTimeoutMs must be a positive integer (ms), got ${JSON.stringify(options.requestTimeoutMs)}`);
+    }
     const policy = passThroughPolicy();
     this.#client = new Etcd3({
       hosts: [...options.endpoints],
-      dialTimeout: options.dialTimeoutMs ?? DEFAULT_ETCD_DIAL_TIMEOUT_MS,
+      // Streams (the watch) live as long as they work; unary calls get a deadline.
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
       faultHandling: { host: () => policy, global: policy },
     });
     this.description = `etcd ${options.prefix}`;
