@@ -475,7 +475,9 @@ describe('no socket leaks', () => {
       await echo.drained();
       await mute.drained();
       assert.equal(echo.open() + mute.open(), 0);
-      assert.equal(await tcpHandlesBackTo(baseline), baseline, 'client-side TCP handles back to the baseline');
+      // ≤: handles of earlier tests may still have been closing when the baseline was taken.
+      const left = await tcpHandlesBackTo(baseline);
+      assert.ok(left <= baseline, `client-side TCP handles: ${left} open, baseline ${baseline}`);
     } finally {
       await echo.close();
       await mute.close();
