@@ -94,7 +94,7 @@ export class HealthCheckScheduler {
     const entry: Entry = { check, phase: 'waiting', timer: null, controller: null, removed: false };
     this.#entries.set(check.key, entry);
     const spread = Math.min(check.config.intervalMs, FIRST_CHECK_SPREAD_CAP_MS);
-    this.#wait(entry, this.#random() * spread);
+    this.#wait(entry, Math.floor(this.#random() * spread));
   }
 
   /** Unschedules a key (unknown keys are ignored). A check in flight is aborted and its result dropped. */
@@ -187,7 +187,7 @@ export class HealthCheckScheduler {
   #nextDelay(check: ScheduledCheck): number {
     const { intervalMs, unhealthyIntervalMs, jitter } = check.config;
     const interval = check.isDown() ? unhealthyIntervalMs : intervalMs;
-    return Math.max(0, interval * (1 + jitter * (2 * this.#random() - 1)));
+    return Math.max(0, Math.round(interval * (1 + jitter * (2 * this.#random() - 1))));
   }
 
   #wakeIdle(): void {
