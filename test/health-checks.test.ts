@@ -217,6 +217,35 @@ describe('tcp check', () => {
   });
 });
 
+describe('IPv6 targets', () => {
+  it('tcp and http checks reach [::1], with the Host header bracketed', async (t) => {
+    const server = createHttpServer((req, res) => res.end(req.headers.host ?? ''));
+    server.on('error', () => {});
+    server.listen({ host: '::1', port: 0 });
+    const [event] = await Promise.race([once(server, 'listening').then(() => ['listening']), once(server, 'error').then(() => ['error'])]);
+    if (event === 'error') {
+      t.skip('no IPv6 loopback on this machine');
+      return;
+    }
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const hosts: string[] = [];
+      server.on('request', (req) => hosts.push(req.headers.host ?? ''));
+      assert.equal((await runHealthCheck({ host: '::1', port }, checkConfig())).ok, true);
+      const http = await runHealthCheck(
+        { host: '::1', port },
+        checkConfig({ type: 'http', http: { path: '/', host: null, expectStatus: [200, 200] } }),
+      );
+      assert.equal(http.ok, true, http.reason);
+      assert.deepEqual(hosts, [`[::1]:${port}`]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    }
+  });
+});
+
 describe('send_expect check against redis-server', () => {
   let redis: RedisServer;
   before(async () => {

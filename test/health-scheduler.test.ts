@@ -189,6 +189,27 @@ describe('HealthCheckScheduler timing (mock timers)', () => {
     scheduler.stop();
   });
 
+  it('asks isDown() after onResult, so the result that marks a backend down already sets the next interval', async (t) => {
+    const clock = mockTimers(t);
+    const runner = new ManualRunner();
+    const scheduler = new HealthCheckScheduler({ run: runner.run, random: () => 0 });
+    const check = scheduled(1, checkConfig({ intervalMs: 100, unhealthyIntervalMs: 400 }));
+    // The health owner's hysteresis flips inside onResult; isDown() must see the new verdict.
+    check.onResult = (result) => {
+      check.results.push(result);
+      check.down = !result.ok;
+    };
+    scheduler.add(check);
+    await clock.tick(0);
+    runner.last().resolve(FAIL);
+    await flush();
+    await clock.tick(100);
+    assert.equal(runner.calls.length, 1, 'the down interval applies at once');
+    await clock.tick(300);
+    assert.equal(runner.calls.length, 2);
+    scheduler.stop();
+  });
+
   it('jitter: interval × (1 + jitter × (2r − 1)), within interval ± jitter × interval', async (t) => {
     const clock = mockTimers(t);
     const runner = new ManualRunner();
