@@ -7,6 +7,7 @@
  */
 import type { RinglbConfig } from './config/types.js';
 import type { Logger } from './log.js';
+import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 
@@ -27,6 +28,8 @@ export class Ringlb {
   readonly #coreImplementation: 'wasm' | 'reference' | undefined;
   readonly #pools = new Map<string, BackendPool>();
   readonly #listeners = new Map<string, Listener>();
+  /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
+  readonly #checks = new HealthCheckScheduler();
   #started = false;
 
   constructor(options: RinglbOptions) {
@@ -49,6 +52,9 @@ export class Ringlb {
       });
       this.#pools.set(poolConfig.name, pool);
     }
+    // After every pool is built: a check result can only land on a pool that exists. Checks start
+    // before the listeners bind, so pending backends get their first verdict as early as possible.
+    for (const pool of this.#pools.values()) pool.startHealthChecks(this.#checks);
     for (const listenerConfig of config.listeners) {
       const pool = this.#pools.get(listenerConfig.pool);
       if (pool === undefined) {
@@ -64,6 +70,7 @@ export class Ringlb {
       }
     } catch (error) {
       this.stopListening();
+      this.stopHealth();
       throw error;
     }
   }
@@ -83,6 +90,12 @@ export class Ringlb {
     return out;
   }
 
+  /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
+  stopHealth(): void {
+    this.#checks.stop();
+    for (const pool of this.#pools.values()) pool.health.stop();
+  }
+
   /** Close every listening socket now; open connections are untouched. */
   stopListening(): void {
     for (const listener of this.#listeners.values()) listener.stopListening();
@@ -95,6 +108,8 @@ export class Ringlb {
   async drain(timeoutMs: number): Promise<DrainResult> {
     const startedAt = performance.now();
     this.stopListening();
+    // Nothing new is routed from here on, so health no longer matters; open connections keep flowing.
+    this.stopHealth();
     const allIdle = Promise.all([...this.#listeners.values()].map((l) => l.whenIdle()));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {

@@ -12,6 +12,7 @@ import { sourceKeyHash } from '../core/key-hash.js';
 import type { Balancer, BalancePolicy, RebuildReport } from '../core/types.js';
 import type { BackendConfig, PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
 
 /** Policies whose pick depends on the client's key; the others ignore it, so we skip hashing. */
 const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
@@ -46,6 +47,8 @@ export class BackendPool {
   readonly retries: number;
   /** False for policies that ignore the key: no address parsing per connection at all. */
   readonly usesClientKey: boolean;
+  /** Sole writer of the balancer's eligibility bits and weight scales. */
+  readonly health: PoolHealth;
   readonly #includePort: boolean;
   readonly #logger: Logger;
   #hostBySlot: string[] = [];
@@ -60,22 +63,24 @@ export class BackendPool {
     this.usesClientKey = KEYED_POLICIES.has(config.balance);
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#logger = options.logger;
+    const capacity = slotCapacity(config);
     this.balancer = createBalancer(
       {
         policy: config.balance,
         ringPointsPerWeight: config.ringHash.pointsPerWeight,
         maglevTableSize: config.maglev.tableSize,
-        maxBackends: slotCapacity(config),
+        maxBackends: capacity,
       },
       options.implementation,
     );
+    this.health = new PoolHealth({ config, balancer: this.balancer, capacity, logger: options.logger });
     this.setBackends(config.backends);
   }
 
   /**
-   * Replace the membership (start-up now, hot reload later). Every backend starts eligible: the
-   * health issue will own eligibility. Connections already open keep their socket; only new
-   * picks see the new set.
+   * Replace the membership (start-up now, hot reload later). Eligibility is the health owner's:
+   * it learns the new slots here (new backends start pending or eligible, per the health config).
+   * Connections already open keep their socket; only new picks see the new set.
    */
   setBackends(backends: readonly BackendConfig[]): RebuildReport {
     const report = this.balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
@@ -88,11 +93,11 @@ export class BackendPool {
       hosts[slot] = backend.address.host;
       ports[slot] = backend.address.port;
       addresses[slot] = backend.address.text;
-      this.balancer.setEligible(slot, true);
     }
     this.#hostBySlot = hosts;
     this.#portBySlot = ports;
     this.#addressBySlot = addresses;
+    this.health.setBackends(backends.map((backend) => ({ slot: report.slots.get(backend.id)!, backend })));
     this.#logger.info(
       { backends: backends.length, changed: report.changed, buildMs: report.buildMs },
       'pool backends set',
@@ -123,12 +128,21 @@ export class BackendPool {
     return this.#addressBySlot[slot] ?? `slot ${slot}`;
   }
 
+  /** Start this pool's active checks on the process-wide scheduler (no-op without healthCheck). */
+  startHealthChecks(scheduler: CheckScheduler): void {
+    this.health.startChecks(scheduler);
+  }
+
   /**
-   * Passive health hook: a connect attempt to `slot` failed. Deliberately a no-op for now; the
-   * health issue turns repeated failures into an eligibility flip (outlier detection).
+   * Passive health: a connect attempt to `slot` failed. Feeds outlier detection at once, so after
+   * `consecutiveFailures` the next connections do not even try this backend.
    */
   reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
-    void slot;
-    void reason;
+    this.health.reportConnectFailure(slot, reason);
+  }
+
+  /** Passive health: a connect to `slot` succeeded (resets its failure streak; one store). */
+  reportConnectSuccess(slot: number): void {
+    this.health.reportConnectSuccess(slot);
   }
 }

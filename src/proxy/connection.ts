@@ -144,6 +144,8 @@ export class ProxyConnection {
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
     pool.balancer.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
+    // Outlier detection counts consecutive failures: a success ends the streak.
+    pool.reportConnectSuccess(this.#slot);
     clearTimeout(this.#timer!);
     const idleTimeoutMs = this.#context.idleTimeoutMs;
     this.#timer = idleTimeoutMs > 0 ? setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(idleTimeoutMs / IDLE_TICKS))) : null;
