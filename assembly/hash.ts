@@ -5,6 +5,8 @@
 export const RING_SEED: u32 = 0x3c6ef372;
 /** 2^32 / φ: spreads Maglev probe numbers before fmix32. */
 export const PROBE_INCREMENT: u32 = 0x9e3779b9;
+/** Slow-start admission hash seed: SHA-256 initial hash word 5 (FIPS 180-4 §5.3.3). */
+export const ADMIT_SEED: u32 = 0x510e527f;
 
 const C1: u32 = 0xcc9e2d51;
 const C2: u32 = 0x1b873593;
@@ -46,6 +48,16 @@ export function ringPointHash(identityHi: u32, identityLo: u32, pointIndex: u32)
 @inline
 export function maglevProbeHash(keyHash: u32, probe: u32): u32 {
   return fmix32(keyHash + probe * PROBE_INCREMENT);
+}
+
+/**
+ * Slow-start admission of a key by a ramping backend: fmix32(key ^ identityLo ^ ADMIT_SEED) & 0xffff.
+ * Per key and per backend identity (not slot), so every process admits the same keys.
+ */
+// @ts-ignore: decorator
+@inline
+export function slowStartAdmitHash(keyHash: u32, identityLo: u32): u32 {
+  return fmix32(keyHash ^ identityLo ^ ADMIT_SEED) & 0xffff;
 }
 
 /** xorshift32 (Marsaglia 2003, triple 13/17/5); the state is never 0. */

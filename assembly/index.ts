@@ -10,7 +10,7 @@
 // Algorithms, hashes, seeds and tie-breaks mirror src/core/reference-balancer.ts exactly; the
 // differential test demands identical picks. See docs/core.md.
 
-import { maglevProbeHash, ringPointHash, xorshift32 } from './hash';
+import { maglevProbeHash, ringPointHash, slowStartAdmitHash, xorshift32 } from './hash';
 
 // Host Math.exp, so the peak-EWMA decay is bit-identical to the TypeScript reference (AS's own
 // Math.exp is a separate implementation that may differ in the last ulp).
@@ -26,6 +26,10 @@ const POLICY_RING_HASH: i32 = 4;
 const POLICY_MAGLEV: i32 = 5;
 
 const TWO_POW_32: f64 = 4294967296.0;
+/** Slow start: weight scales are per mille; 1000 = full weight. */
+const FULL_SCALE: i32 = 1000;
+/** Admission threshold of a full-scale slot: every 16-bit admit hash is below it. */
+const ADMIT_ALL: u32 = 65536;
 const RADIX_BUCKETS: i32 = 65536;
 /**
  * Ring lookup index: entry b holds the first ring point whose position's top 16 bits are ≥ b, so a
@@ -52,11 +56,19 @@ let ewmaTauMs: f64 = 0;
 let inputHi: usize = 0; // u32[capacity]: identity written by setSlot (build input)
 let inputLo: usize = 0; // u32[capacity]
 let inputWeight: usize = 0; // i32[capacity]: 0 = absent or never picked
-let eligibleBits: usize = 0; // u32[(capacity + 31) / 32]: health bitmap, one bit per slot
+let healthBits: usize = 0; // u32[(capacity + 31) / 32]: health bitmap written by the health owner
+// u32[(capacity + 31) / 32]: what picks read: health bit AND weight scale > 0 (a scale of 0 acts as
+// weight 0), kept in a second bitmap so `usable` stays one load and one shift.
+let pickableBits: usize = 0;
+let weightScale: usize = 0; // i32[capacity]: slow-start scale, per mille (FULL_SCALE = full weight)
+let admitThreshold: usize = 0; // u32[capacity]: floor(scale × 65536 / 1000), ADMIT_ALL at full scale
+let rampingSlots: i32 = 0; // slots whose scale is below FULL_SCALE; 0 keeps every pick on its old path
+let scaledPrefix: usize = 0; // f64[capacity]: random: running Σ weight × scale over the published order
+let scaledTotal: f64 = 0;
 let active: usize = 0; // i32[capacity]: active connections
 let ewma: usize = 0; // f64[capacity]: peak-EWMA connect time in µs, -1 = never sampled
 let ewmaStamp: usize = 0; // f64[capacity]: nowMs of the last sample
-let swrrCurrent: usize = 0; // i32[capacity]: nginx current_weight
+let swrrCurrent: usize = 0; // i64[capacity]: nginx current_weight, in weight × per-mille units
 let tried: usize = 0; // i32[capacity]: scratch, the slots this connection already tried
 
 // ---- double-buffered tables: table k's arrays live at base + k × stride ----
@@ -86,6 +98,7 @@ let radixCounts: usize = 0; // u32[65536]
 // ---- the published table (cached pointers: one flip publishes) ----
 let current: i32 = 0;
 let curWeight: usize = 0;
+let curLo: usize = 0;
 let curOrder: usize = 0;
 let curPrefix: usize = 0;
 let curMaglev: usize = 0;
@@ -96,6 +109,7 @@ let curCount: i32 = 0;
 let curTotal: u32 = 0;
 let curRingCount: i32 = 0;
 
+let builds: i32 = 0; // tables published since init: proves health flips and scale changes build nothing
 let rngState: u32 = 1;
 let leastConnectionsCursor: i32 = 0;
 
@@ -152,13 +166,22 @@ export function init(
   inputHi = allocate(slots << 2);
   inputLo = allocate(slots << 2);
   inputWeight = allocate(slots << 2);
-  eligibleBits = allocate(((slots + 31) >> 5) << 2);
-  memory.fill(eligibleBits, 0xff, ((slots + 31) >> 5) << 2);
+  healthBits = allocate(((slots + 31) >> 5) << 2);
+  memory.fill(healthBits, 0xff, ((slots + 31) >> 5) << 2);
+  pickableBits = allocate(((slots + 31) >> 5) << 2);
+  memory.fill(pickableBits, 0xff, ((slots + 31) >> 5) << 2);
+  weightScale = allocate(slots << 2);
+  admitThreshold = allocate(slots << 2);
+  for (let slot = 0; slot < maxBackends; slot++) {
+    storeI32(weightScale, slot, FULL_SCALE);
+    storeU32(admitThreshold, slot, ADMIT_ALL);
+  }
+  scaledPrefix = allocate(slots << 3);
   active = allocate(slots << 2);
   ewma = allocate(slots << 3);
   for (let slot = 0; slot < maxBackends; slot++) storeF64(ewma, slot, -1);
   ewmaStamp = allocate(slots << 3);
-  swrrCurrent = allocate(slots << 2);
+  swrrCurrent = allocate(slots << 3);
   tried = allocate(slots << 2);
   tableHi = allocate(slots << 3);
   tableLo = allocate(slots << 3);
@@ -190,15 +213,23 @@ export function setSlot(slot: i32, identityHi: u32, identityLo: u32, weight: i32
   storeI32(inputWeight, slot, weight);
 }
 
-/** Control plane, per removed backend before build(). Counters stay: draining connections release. */
+/**
+ * Control plane, per removed backend before build(). Counters stay: draining connections release.
+ * The weight scale returns to full so a free slot never counts as ramping.
+ */
 export function clearSlot(slot: i32): void {
   setSlot(slot, 0, 0, 0);
+  storeScale(slot, FULL_SCALE);
 }
 
-/** Control plane, when a slot receives a new backend: forget the previous owner's EWMA, eligible again. */
+/**
+ * Control plane, when a slot receives a new backend: forget the previous owner's EWMA, eligible
+ * again, full weight scale.
+ */
 export function resetSlot(slot: i32): void {
   storeF64(ewma, slot, -1);
   storeF64(ewmaStamp, slot, 0);
+  storeScale(slot, FULL_SCALE);
   setEligible(slot, 1);
 }
 
@@ -249,8 +280,10 @@ export function build(): f64 {
   if (policy == POLICY_RING_HASH) buildRing(next);
   const moved = movedShare(current, next);
   publish(next);
-  memory.fill(swrrCurrent, 0, <usize>capacity << 2);
+  builds++;
+  memory.fill(swrrCurrent, 0, <usize>capacity << 3);
   leastConnectionsCursor = 0;
+  if (policy == POLICY_RANDOM) computeScaledPrefix();
   return moved;
 }
 
@@ -262,6 +295,7 @@ export function build(): f64 {
 function publish(table: i32): void {
   current = table;
   curWeight = tableBase(tableWeight, table, 4, capacity);
+  curLo = tableBase(tableLo, table, 4, capacity);
   curOrder = tableBase(tableOrder, table, 4, capacity);
   curPrefix = tableBase(tablePrefix, table, 4, capacity);
   curMaglev = tableBase(tableMaglev, table, 4, <i32>maglevSize);
@@ -467,13 +501,13 @@ function ringMovedShare(previous: i32, next: i32): f64 {
 // ---------------------------------------------------------------- hot path
 
 // @ts-ignore: decorator
-@inline function isEligibleSlot(slot: i32): bool {
-  return ((loadU32(eligibleBits, slot >> 5) >>> (<u32>slot & 31)) & 1) != 0;
+@inline function bitOf(bits: usize, slot: i32): bool {
+  return ((loadU32(bits, slot >> 5) >>> (<u32>slot & 31)) & 1) != 0;
 }
 
 // @ts-ignore: decorator
 @inline function usable(slot: i32, triedCount: i32): bool {
-  if (!isEligibleSlot(slot)) return false;
+  if (!bitOf(pickableBits, slot)) return false;
   for (let i = 0; i < triedCount; i++) if (loadI32(tried, i) == slot) return false;
   return true;
 }
@@ -513,6 +547,18 @@ function ringIndex(key: u32): i32 {
 }
 
 /**
+ * Slow start on hash policies: a ramping slot admits only the keys whose per-key, per-backend admit
+ * hash is below its threshold; for the others the probe goes on as if the slot were ineligible.
+ * The fallback scan does not ask, so a ramping backend still serves when nothing else can.
+ */
+// @ts-ignore: decorator
+@inline function admits(slot: i32, keyHash: u32): bool {
+  if (rampingSlots == 0) return true;
+  const threshold = loadU32(admitThreshold, slot);
+  return threshold == ADMIT_ALL || slowStartAdmitHash(keyHash, loadU32(curLo, slot)) < threshold;
+}
+
+/**
  * Data plane, once per connection attempt: returns a usable slot (eligible, weight > 0, not among
  * the first `triedCount` entries of the tried scratch region), or -1 when none is left.
  * Allocates nothing.
@@ -531,7 +577,7 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
       const walk = ringWalkLimit < points ? ringWalkLimit : points;
       for (let step = 0; step < walk; step++) {
         const slot = loadI32(curRingSlots, index);
-        if (usable(slot, triedCount)) return slot;
+        if (usable(slot, triedCount) && admits(slot, keyHash)) return slot;
         if (++index == points) index = 0;
       }
       return scanFrom(<i32>(keyHash % <u32>n), triedCount);
@@ -540,7 +586,7 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
       for (let probe = 0; probe < maglevProbes; probe++) {
         const hash = probe == 0 ? keyHash : maglevProbeHash(keyHash, <u32>probe);
         const slot = loadI32(curMaglev, <i32>(hash % maglevSize));
-        if (usable(slot, triedCount)) return slot;
+        if (usable(slot, triedCount) && admits(slot, keyHash)) return slot;
       }
       return scanFrom(<i32>(keyHash % <u32>n), triedCount);
     }
@@ -552,26 +598,29 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
 function pickRoundRobin(triedCount: i32): i32 {
   const n = curCount;
   let best = -1;
-  let bestCurrent: i32 = 0;
-  let total: i32 = 0;
+  let bestCurrent: i64 = 0;
+  let total: i64 = 0;
   for (let i = 0; i < n; i++) {
     const slot = loadI32(curOrder, i);
     if (!usable(slot, triedCount)) continue;
-    const w = loadI32(curWeight, slot);
-    const value = loadI32(swrrCurrent, slot) + w;
-    storeI32(swrrCurrent, slot, value);
+    // Effective weight = weight × scale (nginx's effective_weight idea), in per-mille units so a
+    // weight-1 backend ramps too; multiplying every weight by 1000 leaves the sequence unchanged.
+    const w = <i64>loadI32(curWeight, slot) * <i64>loadI32(weightScale, slot);
+    const value = load<i64>(swrrCurrent + (<usize>slot << 3)) + w;
+    store<i64>(swrrCurrent + (<usize>slot << 3), value);
     total += w;
     if (best < 0 || value > bestCurrent) {
       best = slot;
       bestCurrent = value;
     }
   }
-  if (best >= 0) storeI32(swrrCurrent, best, bestCurrent - total);
+  if (best >= 0) store<i64>(swrrCurrent + (<usize>best << 3), bestCurrent - total);
   return best;
 }
 
 /** Weighted random: draw r < Σweight, find the first prefix sum above it; redraw a few times. */
 function pickRandom(triedCount: i32): i32 {
+  if (rampingSlots > 0) return pickRandomScaled(triedCount);
   const n = curCount;
   let index = 0;
   for (let draw = 0; draw < randomDraws; draw++) {
@@ -590,6 +639,41 @@ function pickRandom(triedCount: i32): i32 {
   return scanFrom(index, triedCount);
 }
 
+/**
+ * Weighted random while some slot ramps: r / 2^32 × Σ(weight × scale), searched in the scaled
+ * prefix sums (f64: exact integers up to 2^53, the same IEEE operations as the reference).
+ */
+function pickRandomScaled(triedCount: i32): i32 {
+  const n = curCount;
+  let index = 0;
+  if (scaledTotal == 0) return scanFrom(0, triedCount);
+  for (let draw = 0; draw < randomDraws; draw++) {
+    const target = Math.floor(<f64>nextRandom() * scaledTotal / TWO_POW_32);
+    let low = 0;
+    let high = n - 1;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (loadF64(scaledPrefix, middle) > target) high = middle;
+      else low = middle + 1;
+    }
+    index = low;
+    const slot = loadI32(curOrder, index);
+    if (usable(slot, triedCount)) return slot;
+  }
+  return scanFrom(index, triedCount);
+}
+
+/** random: running Σ weight × scale over the published order; O(n), at build and per scale change. */
+function computeScaledPrefix(): void {
+  let total: f64 = 0;
+  for (let i = 0; i < curCount; i++) {
+    const slot = loadI32(curOrder, i);
+    total += <f64>loadI32(curWeight, slot) * <f64>loadI32(weightScale, slot);
+    storeF64(scaledPrefix, i, total);
+  }
+  scaledTotal = total;
+}
+
 /** Fewest active/weight (cross-multiplied); the scan start rotates so equal backends share evenly. */
 function pickLeastConnections(triedCount: i32): i32 {
   const n = curCount;
@@ -604,7 +688,8 @@ function pickLeastConnections(triedCount: i32): i32 {
     if (++index == n) index = 0;
     if (!usable(slot, triedCount)) continue;
     const slotActive = <i64>loadI32(active, slot);
-    const slotWeight = <i64>loadI32(curWeight, slot);
+    // Scaled weight in per-mille units; cross-multiplication stays exact in i64.
+    const slotWeight = <i64>loadI32(curWeight, slot) * <i64>loadI32(weightScale, slot);
     if (best < 0 || slotActive * bestWeight < bestActive * slotWeight) {
       best = slot;
       bestActive = slotActive;
@@ -620,6 +705,12 @@ function pickLeastConnections(triedCount: i32): i32 {
   return (estimate < 0 ? defaultConnectMicros : estimate) * <f64>(loadI32(active, slot) + 1);
 }
 
+/** least_time: weight × scale / 1000 as f64 (exactly the weight at full scale). */
+// @ts-ignore: decorator
+@inline function scaledWeight(slot: i32): f64 {
+  return <f64>loadI32(curWeight, slot) * <f64>loadI32(weightScale, slot) / <f64>FULL_SCALE;
+}
+
 /** Power of two choices on peak-EWMA × (active + 1) / weight; two distinct indices, no rejection loop. */
 function pickLeastTime(triedCount: i32): i32 {
   const n = curCount;
@@ -633,8 +724,8 @@ function pickLeastTime(triedCount: i32): i32 {
   if (a < 0) return -1;
   const b = scanFrom(second, triedCount);
   if (a == b) return a;
-  const costA = loadCost(a) * <f64>loadI32(curWeight, b);
-  const costB = loadCost(b) * <f64>loadI32(curWeight, a);
+  const costA = loadCost(a) * scaledWeight(b);
+  const costB = loadCost(b) * scaledWeight(a);
   return costB < costA ? b : a;
 }
 
@@ -648,17 +739,47 @@ export function homeSlot(keyHash: u32): i32 {
 
 // ---------------------------------------------------------------- per-slot state
 
-/** Health owner, per eligibility flip: one bit, no table rebuild. */
-export function setEligible(slot: i32, eligible: i32): void {
+// @ts-ignore: decorator
+@inline function storeBit(bits: usize, slot: i32, on: bool): void {
   const word = slot >> 5;
   const bit: u32 = 1 << (<u32>slot & 31);
-  const value = loadU32(eligibleBits, word);
-  storeU32(eligibleBits, word, eligible != 0 ? value | bit : value & ~bit);
+  const value = loadU32(bits, word);
+  storeU32(bits, word, on ? value | bit : value & ~bit);
+}
+
+/** Health owner, per eligibility flip: one health bit and the derived pickable bit; no table rebuild. */
+export function setEligible(slot: i32, eligible: i32): void {
+  storeBit(healthBits, slot, eligible != 0);
+  storeBit(pickableBits, slot, eligible != 0 && loadI32(weightScale, slot) > 0);
 }
 
 /** Diagnostics: 1 when the slot's health bit is set. */
 export function isEligible(slot: i32): i32 {
-  return isEligibleSlot(slot) ? 1 : 0;
+  return bitOf(healthBits, slot) ? 1 : 0;
+}
+
+function storeScale(slot: i32, permille: i32): void {
+  const previous = loadI32(weightScale, slot);
+  if (previous < FULL_SCALE) rampingSlots--;
+  if (permille < FULL_SCALE) rampingSlots++;
+  storeI32(weightScale, slot, permille);
+  storeU32(admitThreshold, slot, permille >= FULL_SCALE ? ADMIT_ALL : <u32>(<u64>permille * 65536 / <u64>FULL_SCALE));
+  storeBit(pickableBits, slot, bitOf(healthBits, slot) && permille > 0);
+}
+
+/**
+ * Health owner (slow start), a few times per second per ramping backend, never per connection:
+ * the slot's weight scale in per mille (0..1000, validated by the wrapper). Rebuilds no table and
+ * allocates nothing; random recomputes its O(n) scaled prefix sums.
+ */
+export function setWeightScale(slot: i32, permille: i32): void {
+  storeScale(slot, permille);
+  if (policy == POLICY_RANDOM) computeScaledPrefix();
+}
+
+/** Diagnostics: the slot's weight scale in per mille. */
+export function weightScaleOf(slot: i32): i32 {
+  return loadI32(weightScale, slot);
 }
 
 /** Data plane, per established connection: returns the new active count. */
@@ -713,6 +834,11 @@ export function triedPointer(): usize {
   return tried;
 }
 
+/** Tests/diagnostics: number of table builds since init. */
+export function buildCount(): i32 {
+  return builds;
+}
+
 /** Tests: linear memory size in bytes (must stay flat after init). */
 export function memoryBytes(): i32 {
   return memory.size() << 16;
@@ -744,4 +870,8 @@ export function hashRingPoint(identityHi: u32, identityLo: u32, pointIndex: u32)
 
 export function hashMaglevProbe(keyHash: u32, probe: u32): u32 {
   return maglevProbeHash(keyHash, probe);
+}
+
+export function hashSlowStartAdmit(keyHash: u32, identityLo: u32): u32 {
+  return slowStartAdmitHash(keyHash, identityLo);
 }

@@ -1,6 +1,7 @@
 /**
  * Differential test: the WASM core against the plain TypeScript reference on seeded random backend
- * sets, weights, health, load, connect times, keys and retries, for every policy. Any difference in
+ * sets, weights, health, slow-start weight scales, load, connect times, keys and retries, for every
+ * policy. Any difference in
  * a pick, a table or a moved share fails with the seed and step that produced it.
  */
 import assert from 'node:assert/strict';
@@ -27,12 +28,23 @@ function randomSet(random: () => number, maxBackends: number, heaviest: number, 
     .map(({ id }) => ({ id, weight: random() < 0.1 ? 0 : heavy ? randomInt(random, heaviest + 1) : randomInt(random, 10) + 1 }));
 }
 
+/** Slow-start scales: mostly anywhere in 0..1000, with the edges 0 and 1000 often. */
+function randomScale(random: () => number): number {
+  const draw = random();
+  return draw < 0.15 ? 0 : draw < 0.35 ? 1000 : randomInt(random, 1001);
+}
+
 function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debug', heaviest = policy === 'ring_hash' ? 60 : 10_000, alwaysHeavy = false): void {
   const random = testRandom(seed);
   const maglevTableSize = MAGLEV_SIZES[randomInt(random, MAGLEV_SIZES.length)];
   const maxBackends = policy === 'maglev' ? Math.min(64, maglevTableSize) : 64;
   const options = { policy, maxBackends, maglevTableSize, ringPointsPerWeight: [1, 7, 160][randomInt(random, 3)], randomSeed: seed };
   const { wasm, reference } = balancerPair(options, flavour);
+  const setScale = (slot: number, permille: number): void => {
+    wasm.setWeightScale(slot, permille);
+    reference.setWeightScale(slot, permille);
+    assert.equal(wasm.weightScale(slot), reference.weightScale(slot));
+  };
   let now = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const where = `policy ${policy} seed ${seed} round ${round}`;
@@ -59,6 +71,10 @@ function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debu
       const eligible = random() < 0.75;
       wasm.setEligible(slot, eligible);
       reference.setEligible(slot, eligible);
+    }
+    // Every other round, a few slots ramp (slow start): random scales, some 0, some back at 1000.
+    if (round % 2 === 1) {
+      for (let i = randomInt(random, 4); i > 0; i--) setScale(randomInt(random, maxBackends), randomScale(random));
     }
     const tried: number[] = [];
     for (let step = 0; step < PICKS_PER_ROUND; step++) {
@@ -92,6 +108,7 @@ function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debu
         wasm.setEligible(slot, eligible);
         reference.setEligible(slot, eligible);
       }
+      if (random() < 0.01) setScale(randomInt(random, maxBackends), randomScale(random));
     }
   }
 }

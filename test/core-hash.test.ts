@@ -1,7 +1,7 @@
 /** Golden vectors for every hash the core uses, in TypeScript and in the WASM core. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { backendIdentity, maglevProbeHash, murmur3, ringPointHash, KEY_SEED, RING_SEED } from '../src/core/hash.js';
+import { backendIdentity, fmix32, maglevProbeHash, murmur3, ringPointHash, slowStartAdmitHash, ADMIT_SEED, KEY_SEED, RING_SEED } from '../src/core/hash.js';
 import { sourceKeyHash } from '../src/core/key-hash.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
 import { testRandom } from './helpers-core.js';
@@ -40,6 +40,14 @@ describe('derived hashes', () => {
     assert.equal(maglevProbeHash(0xdeadbeef, 3), 0xf2c80841);
   });
 
+  it('slow-start admit hash is fmix32(key ^ identityLo ^ ADMIT_SEED) & 0xffff, pinned', () => {
+    const { lo } = backendIdentity('127.0.0.1:9001');
+    assert.equal(ADMIT_SEED, 0x510e527f);
+    assert.equal(slowStartAdmitHash(0, lo), fmix32((lo ^ ADMIT_SEED) >>> 0) & 0xffff);
+    assert.equal(slowStartAdmitHash(0, lo), 0xa9d8);
+    assert.equal(slowStartAdmitHash(0xdeadbeef, lo), 0x5c22);
+  });
+
   it('the WASM core computes the same ring point and probe hashes', () => {
     const core = new WasmBalancer({ policy: 'ring_hash', maxBackends: 1 }).coreHashes();
     const random = testRandom(42);
@@ -49,6 +57,7 @@ describe('derived hashes', () => {
       const index = (random() * 2 ** 20) >>> 0;
       assert.equal(core.ringPoint(hi, lo, index), ringPointHash(hi, lo, index));
       assert.equal(core.maglevProbe(hi, (index & 7) + 1), maglevProbeHash(hi, (index & 7) + 1));
+      assert.equal(core.slowStartAdmit(hi, lo), slowStartAdmitHash(hi, lo));
     }
   });
 });

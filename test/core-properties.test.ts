@@ -136,6 +136,7 @@ describe('memory stays flat', () => {
           balancer.acquire(slot);
           balancer.observeConnectTime(slot, i & 4095, i);
           balancer.setEligible(slot, (i & 2048) === 0);
+          balancer.setWeightScale(i & 7, (i >>> 10) % 1001);
           balancer.release(slot);
         }
       }

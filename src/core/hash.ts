@@ -19,6 +19,8 @@ export const RING_SEED = 0x3c6ef372;
 export const KEY_SEED = 0xa54ff53a;
 /** Golden-ratio increment (2^32 / φ) used to spread Maglev probe numbers before fmix32. */
 export const PROBE_INCREMENT = 0x9e3779b9;
+/** Slow-start admission hash (see slowStartAdmitHash): SHA-256 initial hash word 5. */
+export const ADMIT_SEED = 0x510e527f;
 
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
@@ -117,4 +119,14 @@ export function ringPointHash(identityHi: number, identityLo: number, pointIndex
  */
 export function maglevProbeHash(keyHash: number, probe: number): number {
   return fmix32((keyHash + Math.imul(probe, PROBE_INCREMENT)) | 0);
+}
+
+/**
+ * Slow start on ring_hash/maglev: a ramping backend admits a key whose probe lands on it only when
+ * this 16-bit hash is below scale × 65536 / 1000. fmix32(key ^ identityLo ^ ADMIT_SEED) & 0xffff:
+ * per key and per backend identity (never the slot), so two processes admit the same keys, and the
+ * admitted set only grows as the scale grows (a fixed hash against a rising threshold).
+ */
+export function slowStartAdmitHash(keyHash: number, identityLo: number): number {
+  return fmix32((keyHash ^ identityLo ^ ADMIT_SEED) >>> 0) & 0xffff;
 }

@@ -41,6 +41,17 @@ export const DEFAULT_CONNECT_MICROS = 1000;
 /** Peak-EWMA decay time constant (Finagle's and linkerd's default decay time: 10 s). */
 export const EWMA_TAU_MS = 10_000;
 
+/** Slow start: a weight scale is per mille; 1000 = full weight (the default of every slot). */
+export const FULL_WEIGHT_SCALE = 1000;
+
+/** Validates a slow-start weight scale: an integer 0..1000 (per mille). */
+export function checkWeightScale(permille: number): number {
+  if (typeof permille !== 'number' || !Number.isInteger(permille) || permille < 0 || permille > FULL_WEIGHT_SCALE) {
+    throw new RangeError(`weight scale must be an integer per mille in 0..${FULL_WEIGHT_SCALE}, got ${String(permille)}`);
+  }
+  return permille;
+}
+
 export interface ResolvedBalancerOptions {
   readonly policy: BalancePolicy;
   readonly ringPointsPerWeight: number;

@@ -4,7 +4,7 @@
  * differential test (test/core-differential.test.ts) can demand identical picks, tables and moved
  * shares. It is also the baseline in the benchmarks.
  */
-import { compareIdentity, maglevProbeHash, ringPointHash } from './hash.js';
+import { compareIdentity, maglevProbeHash, ringPointHash, slowStartAdmitHash } from './hash.js';
 import {
   DEFAULT_CONNECT_MICROS,
   EWMA_TAU_MS,
@@ -12,6 +12,8 @@ import {
   RANDOM_DRAWS,
   RING_MAX_POINTS,
   RING_WALK_LIMIT,
+  checkWeightScale,
+  FULL_WEIGHT_SCALE,
   resolveBalancerOptions,
   type ResolvedBalancerOptions,
 } from './options.js';
@@ -45,10 +47,19 @@ export class ReferenceBalancer implements Balancer {
   readonly #active: Int32Array;
   readonly #ewma: Float64Array;
   readonly #ewmaStampMs: Float64Array;
-  readonly #swrrCurrent: Int32Array;
+  /** nginx current_weight in weight × per-mille units (exact integers in a double up to 2^53). */
+  readonly #swrrCurrent: Float64Array;
   readonly #eligible: Uint8Array;
+  /** Slow-start weight scale per slot, per mille. */
+  readonly #weightScale: Int32Array;
+  /** Slots whose scale is below full; 0 keeps every pick on its unscaled path. */
+  #rampingSlots = 0;
+  /** random: running Σ weight × scale over the table order, and its total. */
+  #scaledPrefix: number[] = [];
+  #scaledTotal = 0;
   #table: Table;
   #rng: number;
+  #builds = 0;
   #leastConnectionsCursor = 0;
 
   constructor(options: BalancerOptions) {
@@ -59,8 +70,9 @@ export class ReferenceBalancer implements Balancer {
     this.#active = new Int32Array(capacity);
     this.#ewma = new Float64Array(capacity).fill(-1);
     this.#ewmaStampMs = new Float64Array(capacity);
-    this.#swrrCurrent = new Int32Array(capacity);
+    this.#swrrCurrent = new Float64Array(capacity);
     this.#eligible = new Uint8Array(capacity).fill(1);
+    this.#weightScale = new Int32Array(capacity).fill(FULL_WEIGHT_SCALE);
     this.#rng = normalizeSeed(this.options.randomSeed);
     this.#table = this.#buildTable();
   }
@@ -70,17 +82,21 @@ export class ReferenceBalancer implements Balancer {
     if (!change.changed) {
       return { changed: false, slots: change.slots, added: [], removed: [], reweighted: [], buildMs: 0, movedShare: 0 };
     }
+    for (const slot of change.removedSlots) this.#storeScale(slot, FULL_WEIGHT_SCALE);
     for (const slot of change.addedSlots) {
       this.#ewma[slot] = -1;
       this.#ewmaStampMs[slot] = 0;
+      this.#storeScale(slot, FULL_WEIGHT_SCALE);
       this.#eligible[slot] = 1;
     }
     const started = performance.now();
     const next = this.#buildTable();
     const movedShare = this.#movedShare(this.#table, next);
     this.#table = next;
+    this.#builds++;
     this.#swrrCurrent.fill(0);
     this.#leastConnectionsCursor = 0;
+    this.#computeScaledPrefix();
     const buildMs = performance.now() - started;
     return { changed: true, slots: change.slots, added: change.added, removed: change.removed, reweighted: change.reweighted, buildMs, movedShare };
   }
@@ -101,6 +117,37 @@ export class ReferenceBalancer implements Balancer {
   isEligible(slot: number): boolean {
     this.#checkSlot(slot);
     return this.#eligible[slot] === 1;
+  }
+
+  setWeightScale(slot: number, permille: number): void {
+    this.#checkSlot(slot);
+    this.#storeScale(slot, checkWeightScale(permille));
+    this.#computeScaledPrefix();
+  }
+
+  weightScale(slot: number): number {
+    this.#checkSlot(slot);
+    return this.#weightScale[slot];
+  }
+
+  #storeScale(slot: number, permille: number): void {
+    if (this.#weightScale[slot] < FULL_WEIGHT_SCALE) this.#rampingSlots--;
+    if (permille < FULL_WEIGHT_SCALE) this.#rampingSlots++;
+    this.#weightScale[slot] = permille;
+  }
+
+  #computeScaledPrefix(): void {
+    const table = this.#table;
+    let total = 0;
+    this.#scaledPrefix = table.order.map((slot) => (total += table.weightBySlot[slot] * this.#weightScale[slot]));
+    this.#scaledTotal = total;
+  }
+
+  /** Slow start on hash policies: a ramping slot admits a key only below its admit threshold. */
+  #admits(slot: number, key: number): boolean {
+    const scale = this.#weightScale[slot];
+    if (scale >= FULL_WEIGHT_SCALE) return true;
+    return slowStartAdmitHash(key, this.#table.loBySlot[slot]) < Math.floor((scale * 65536) / FULL_WEIGHT_SCALE);
   }
 
   acquire(slot: number): void {
@@ -138,6 +185,11 @@ export class ReferenceBalancer implements Balancer {
     }
   }
 
+  /** Tables built by setBackends (tests: a health flip or a scale change builds nothing). */
+  buildCount(): number {
+    return this.#builds;
+  }
+
   /** Current peak-EWMA connect time of a slot in microseconds, or -1 when never sampled. */
   connectTimeEwma(slot: number): number {
     this.#checkSlot(slot);
@@ -165,7 +217,8 @@ export class ReferenceBalancer implements Balancer {
 
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount: number = tried?.length ?? 0): number {
     const usable = (slot: number): boolean => {
-      if (this.#eligible[slot] === 0) return false;
+      // A scale of 0 acts like weight 0: never picked, not even by the fallback scan.
+      if (this.#eligible[slot] === 0 || this.#weightScale[slot] === 0) return false;
       for (let i = 0; i < triedCount && tried !== undefined; i++) if (tried[i] === slot) return false;
       return true;
     };
@@ -187,7 +240,9 @@ export class ReferenceBalancer implements Balancer {
         let total = 0;
         for (const slot of table.order) {
           if (!usable(slot)) continue;
-          const weight = table.weightBySlot[slot];
+          // Effective weight = weight × scale (per-mille units): scaling every weight by 1000 leaves
+          // the sequence unchanged, and a weight-1 backend still ramps.
+          const weight = table.weightBySlot[slot] * this.#weightScale[slot];
           this.#swrrCurrent[slot] += weight;
           total += weight;
           if (best < 0 || this.#swrrCurrent[slot] > this.#swrrCurrent[best]) best = slot;
@@ -197,9 +252,17 @@ export class ReferenceBalancer implements Balancer {
       }
       case 'random': {
         let index = 0;
+        const scaled = this.#rampingSlots > 0;
+        if (scaled && this.#scaledTotal === 0) return scanFrom(0);
         for (let draw = 0; draw < RANDOM_DRAWS; draw++) {
-          const target = this.#nextRandom() % table.totalWeight;
-          index = table.prefix.findIndex((sum) => sum > target);
+          if (scaled) {
+            // While some slot ramps: r / 2^32 × Σ(weight × scale) in the scaled prefix sums.
+            const target = Math.floor((this.#nextRandom() * this.#scaledTotal) / 0x1_0000_0000);
+            index = this.#scaledPrefix.findIndex((sum) => sum > target);
+          } else {
+            const target = this.#nextRandom() % table.totalWeight;
+            index = table.prefix.findIndex((sum) => sum > target);
+          }
           if (usable(table.order[index])) return table.order[index];
         }
         return scanFrom(index);
@@ -211,8 +274,10 @@ export class ReferenceBalancer implements Balancer {
         for (let t = 0; t < n; t++) {
           const slot = table.order[(start + t) % n];
           if (!usable(slot)) continue;
-          // active/weight compared by cross-multiplication: no division, exact in integers.
-          if (best < 0 || this.#active[slot] * table.weightBySlot[best] < this.#active[best] * table.weightBySlot[slot]) best = slot;
+          // active/(weight × scale) compared by cross-multiplication: no division, exact in integers
+          // (doubles are exact below 2^53: active < 9·10^8 at the largest weight × scale, 10^7).
+          const scaled = (s: number): number => table.weightBySlot[s] * this.#weightScale[s];
+          if (best < 0 || this.#active[slot] * scaled(best) < this.#active[best] * scaled(slot)) best = slot;
         }
         return best;
       }
@@ -228,8 +293,9 @@ export class ReferenceBalancer implements Balancer {
         if (a < 0) return -1;
         const b = scanFrom(second);
         if (a === b) return a;
-        const costA = this.#loadCost(a) * table.weightBySlot[b];
-        const costB = this.#loadCost(b) * table.weightBySlot[a];
+        const scaled = (s: number): number => (table.weightBySlot[s] * this.#weightScale[s]) / FULL_WEIGHT_SCALE;
+        const costA = this.#loadCost(a) * scaled(b);
+        const costB = this.#loadCost(b) * scaled(a);
         return costB < costA ? b : a;
       }
       case 'ring_hash': {
@@ -238,7 +304,7 @@ export class ReferenceBalancer implements Balancer {
         const walk = Math.min(RING_WALK_LIMIT, points);
         for (let step = 0; step < walk; step++) {
           const slot = table.ring[(start + step) % points].slot;
-          if (usable(slot)) return slot;
+          if (usable(slot) && this.#admits(slot, key)) return slot;
         }
         return scanFrom(key % n);
       }
@@ -247,7 +313,7 @@ export class ReferenceBalancer implements Balancer {
         for (let probe = 0; probe < MAGLEV_PROBES; probe++) {
           const hash = probe === 0 ? key : maglevProbeHash(key, probe);
           const slot = table.maglev[hash % size];
-          if (usable(slot)) return slot;
+          if (usable(slot) && this.#admits(slot, key)) return slot;
         }
         return scanFrom(key % n);
       }

@@ -64,6 +64,17 @@ export interface Balancer {
   setEligible(slot: number, eligible: boolean): void;
   isEligible(slot: number): boolean;
   /**
+   * Slow start (health owner, a few times per second per ramping backend, never per connection):
+   * scales the slot's weight to `permille` / 1000 (integer 0..1000; RangeError otherwise). Every slot
+   * starts at 1000 and returns to 1000 when it is (re)assigned to a backend; a backend that stays in
+   * the set keeps its scale across setBackends. Weighted policies use weight × permille / 1000;
+   * ring_hash/maglev admit only a permille-sized, fixed subset of the keys that land on the slot
+   * (docs/core.md). 0 acts like weight 0. Rebuilds no table, allocates nothing.
+   */
+  setWeightScale(slot: number, permille: number): void;
+  /** The slot's current weight scale in per mille (1000 = full weight). */
+  weightScale(slot: number): number;
+  /**
    * Per connection (hot path). Returns a slot or -1 when no eligible backend is left.
    * `tried` holds the slots this connection already tried (attempt = triedCount); a slot in it is
    * never returned while an untried eligible slot exists.

@@ -12,6 +12,7 @@ import {
   RANDOM_DRAWS,
   RING_MAX_POINTS,
   RING_WALK_LIMIT,
+  checkWeightScale,
   policyCode,
   resolveBalancerOptions,
   ringCapacity,
@@ -152,6 +153,16 @@ export class WasmBalancer implements Balancer {
     return this.#core.isEligible(slot) === 1;
   }
 
+  setWeightScale(slot: number, permille: number): void {
+    this.#checkSlot(slot);
+    this.#core.setWeightScale(slot, checkWeightScale(permille));
+  }
+
+  weightScale(slot: number): number {
+    this.#checkSlot(slot);
+    return this.#core.weightScaleOf(slot);
+  }
+
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount: number = tried?.length ?? 0): number {
     if (triedCount > 0 && tried !== undefined) {
       // The scratch region holds at most maxBackends slots; more tries than slots add nothing.
@@ -196,6 +207,11 @@ export class WasmBalancer implements Balancer {
     return this.#core.homeSlot(keyHash);
   }
 
+  /** Tables built since construction (tests: a health flip or a scale change builds nothing). */
+  buildCount(): number {
+    return this.#core.buildCount();
+  }
+
   /** Linear memory size in bytes; flat after construction (tests and the heap-flat bench read it). */
   memoryBytes(): number {
     return this.#core.memory.buffer.byteLength;
@@ -214,11 +230,16 @@ export class WasmBalancer implements Balancer {
   }
 
   /** Golden-vector tests: the core's own ring point and maglev probe hashes. */
-  coreHashes(): { ringPoint(hi: number, lo: number, index: number): number; maglevProbe(key: number, probe: number): number } {
+  coreHashes(): {
+    ringPoint(hi: number, lo: number, index: number): number;
+    maglevProbe(key: number, probe: number): number;
+    slowStartAdmit(key: number, lo: number): number;
+  } {
     const core = this.#core;
     return {
       ringPoint: (hi, lo, index) => core.hashRingPoint(hi, lo, index) >>> 0,
       maglevProbe: (key, probe) => core.hashMaglevProbe(key, probe) >>> 0,
+      slowStartAdmit: (key, lo) => core.hashSlowStartAdmit(key, lo) >>> 0,
     };
   }
 
