@@ -4,6 +4,30 @@ export interface RawBackend {
   readonly address: string;
   readonly id?: string;
   readonly weight?: number;
+  readonly state?: 'active' | 'drain' | 'maint';
+}
+
+/** File-shaped health keys (see schema/ringlb.schema.json). */
+export interface RawHealthCheck {
+  readonly type?: 'tcp' | 'send_expect' | 'http';
+  readonly intervalMs?: number;
+  readonly timeoutMs?: number;
+  readonly jitter?: number;
+  readonly rise?: number;
+  readonly fall?: number;
+  readonly unhealthyIntervalMs?: number;
+  readonly port?: number;
+  readonly send?: string | { readonly hex: string };
+  readonly expect?: string | { readonly hex: string } | { readonly regex: string };
+  readonly http?: { readonly path?: string; readonly host?: string; readonly expectStatus?: readonly [number, number] };
+  readonly initialHealthy?: boolean;
+}
+
+export interface RawOutlierDetection {
+  readonly consecutiveFailures?: number;
+  readonly baseEjectionMs?: number;
+  readonly maxEjectionMs?: number;
+  readonly maxEjectionPercent?: number;
 }
 
 export interface RawPool {
@@ -13,6 +37,10 @@ export interface RawPool {
   readonly connectTimeoutMs?: number;
   readonly retries?: number;
   readonly backends: readonly RawBackend[];
+  readonly healthCheck?: RawHealthCheck;
+  readonly outlierDetection?: RawOutlierDetection;
+  readonly panicThreshold?: number;
+  readonly slowStartMs?: number;
 }
 
 export interface RawListener {
