@@ -79,9 +79,11 @@ let tableOrder: usize = 0; // i32[2][capacity]: weighted slots sorted by identit
 let tablePrefix: usize = 0; // u32[2][capacity]: running weight sums in order
 let tableMaglev: usize = 0; // i32[2][maglevSize]
 // Ring table k occupies 8 × ringCapacity bytes at tableRing + k × 8 × ringCapacity: first the sorted
-// u32 positions (the binary search touches only these, half the cache footprint of packed pairs),
-// then the i32 owner slots. During a build the same bytes hold the generated (position << 32 | slot)
-// u64 pairs before the radix sort scatters them back unpacked.
+// u32 positions (build, moved share and diagnostics only), then one u32 per point packing the low 16
+// bits of its position over its 16-bit slot (maxBackends ≤ 65536). Within one top-16-bit bucket the
+// low halves are sorted, so a pick searches and reads its owner in that one array: one cache line
+// instead of two (positions, then slots). During a build the same bytes hold the generated
+// (position << 32 | slot) u64 pairs before the radix sort scatters them back unpacked.
 let tableRing: usize = 0;
 let tableRingIndex: usize = 0; // i32[2][RING_INDEX_LENGTH]: first point of each 16-bit bucket
 const tableCount = new StaticArray<i32>(2);
@@ -103,7 +105,7 @@ let curOrder: usize = 0;
 let curPrefix: usize = 0;
 let curMaglev: usize = 0;
 let curRingPositions: usize = 0;
-let curRingSlots: usize = 0;
+let curRingPacked: usize = 0; // u32 per point: (position & 0xffff) << 16 | slot
 let curRingIndex: usize = 0;
 let curCount: i32 = 0;
 let curTotal: u32 = 0;
@@ -290,7 +292,9 @@ export function build(): f64 {
 // @ts-ignore: decorator
 @inline function ringPositions(table: i32): usize { return tableBase(tableRing, table, 8, ringCapacity); }
 // @ts-ignore: decorator
-@inline function ringSlots(table: i32): usize { return tableBase(tableRing, table, 8, ringCapacity) + (<usize>ringCapacity << 2); }
+@inline function ringPacked(table: i32): usize { return tableBase(tableRing, table, 8, ringCapacity) + (<usize>ringCapacity << 2); }
+// @ts-ignore: decorator
+@inline function ringSlotAt(packed: usize, index: i32): i32 { return <i32>(loadU32(packed, index) & 0xffff); }
 
 function publish(table: i32): void {
   current = table;
@@ -300,7 +304,7 @@ function publish(table: i32): void {
   curPrefix = tableBase(tablePrefix, table, 4, capacity);
   curMaglev = tableBase(tableMaglev, table, 4, <i32>maglevSize);
   curRingPositions = ringPositions(table);
-  curRingSlots = ringSlots(table);
+  curRingPacked = ringPacked(table);
   curRingIndex = tableBase(tableRingIndex, table, 4, RING_INDEX_LENGTH);
   curCount = unchecked(tableCount[table]);
   curTotal = unchecked(tableTotal[table]);
@@ -386,7 +390,7 @@ function buildRing(table: i32): void {
     }
   }
   radixPass(ring, ringScratch, 0, points, 32);
-  radixPass(ringScratch, ringPositions(table), ringSlots(table), points, 48);
+  radixPass(ringScratch, ringPositions(table), ringPacked(table), points, 48);
   unchecked(tableRingCount[table] = points);
   const index = tableBase(tableRingIndex, table, 4, RING_INDEX_LENGTH);
   let point = 0;
@@ -399,9 +403,10 @@ function buildRing(table: i32): void {
 
 /**
  * One stable counting-sort pass on 16 bits of each u64 starting at `shift`. Writes packed u64 to
- * `target`, or, when `targetSlots` is not 0, unpacked positions to `target` and slots to `targetSlots`.
+ * `target`, or, when `targetPacked` is not 0, positions to `target` and (low 16 position bits << 16 |
+ * slot) to `targetPacked`.
  */
-function radixPass(source: usize, target: usize, targetSlots: usize, length: i32, shift: u64): void {
+function radixPass(source: usize, target: usize, targetPacked: usize, length: i32, shift: u64): void {
   memory.fill(radixCounts, 0, <usize>RADIX_BUCKETS << 2);
   for (let i = 0; i < length; i++) {
     const bucket = <i32>((loadU64(source, i) >> shift) & 0xffff);
@@ -417,11 +422,11 @@ function radixPass(source: usize, target: usize, targetSlots: usize, length: i32
     const value = loadU64(source, i);
     const bucket = <i32>((value >> shift) & 0xffff);
     const position = loadU32(radixCounts, bucket);
-    if (targetSlots == 0) {
+    if (targetPacked == 0) {
       storeU64(target, <i32>position, value);
     } else {
       storeU32(target, <i32>position, <u32>(value >> 32));
-      storeI32(targetSlots, <i32>position, <i32>(value & 0xffffffff));
+      storeU32(targetPacked, <i32>position, (<u32>(value >> 32) << 16) | (<u32>value & 0xffff));
     }
     storeU32(radixCounts, bucket, position + 1);
   }
@@ -470,8 +475,8 @@ function movedShare(previous: i32, next: i32): f64 {
 function ringMovedShare(previous: i32, next: i32): f64 {
   const before = ringPositions(previous);
   const after = ringPositions(next);
-  const beforeSlots = ringSlots(previous);
-  const afterSlots = ringSlots(next);
+  const beforeSlots = ringPacked(previous);
+  const afterSlots = ringPacked(next);
   const beforeCount = unchecked(tableRingCount[previous]);
   const afterCount = unchecked(tableRingCount[next]);
   const END: u64 = 0x1_0000_0000;
@@ -483,16 +488,16 @@ function ringMovedShare(previous: i32, next: i32): f64 {
     const a: u64 = i < beforeCount ? <u64>loadU32(before, i) : END;
     const b: u64 = j < afterCount ? <u64>loadU32(after, j) : END;
     const boundary = a < b ? a : b;
-    const ownerBefore = loadI32(beforeSlots, i < beforeCount ? i : 0);
-    const ownerAfter = loadI32(afterSlots, j < afterCount ? j : 0);
+    const ownerBefore = ringSlotAt(beforeSlots, i < beforeCount ? i : 0);
+    const ownerAfter = ringSlotAt(afterSlots, j < afterCount ? j : 0);
     if (!sameOwner(previous, ownerBefore, next, ownerAfter)) moved += boundary - segmentStart + 1;
     segmentStart = boundary + 1;
     while (i < beforeCount && <u64>loadU32(before, i) == boundary) i++;
     while (j < afterCount && <u64>loadU32(after, j) == boundary) j++;
   }
   if (segmentStart < END) {
-    const ownerBefore = loadI32(beforeSlots, 0);
-    const ownerAfter = loadI32(afterSlots, 0);
+    const ownerBefore = ringSlotAt(beforeSlots, 0);
+    const ownerAfter = ringSlotAt(afterSlots, 0);
     if (!sameOwner(previous, ownerBefore, next, ownerAfter)) moved += END - segmentStart;
   }
   return <f64>moved / TWO_POW_32;
@@ -535,11 +540,14 @@ function ringIndex(key: u32): i32 {
   const bucket = <i32>(key >>> 16);
   let low = loadI32(curRingIndex, bucket);
   let high = loadI32(curRingIndex, bucket + 1);
+  // Within the bucket every position shares the key's top 16 bits, so "position < key" is "packed <
+  // (key's low 16 bits) << 16" (the slot in the low half never reaches the next position value).
+  const needle = key << 16;
   // Branch-free halving (wasm select): a bucket holds a handful of points in random order of keys,
   // so a branchy search would mispredict on most steps.
   while (low < high) {
     const middle = (low + high) >>> 1;
-    const below = loadU32(curRingPositions, middle) < key;
+    const below = loadU32(curRingPacked, middle) < needle;
     low = select<i32>(middle + 1, low, below);
     high = select<i32>(high, middle, below);
   }
@@ -576,7 +584,7 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
       let index = ringIndex(keyHash);
       const walk = ringWalkLimit < points ? ringWalkLimit : points;
       for (let step = 0; step < walk; step++) {
-        const slot = loadI32(curRingSlots, index);
+        const slot = ringSlotAt(curRingPacked, index);
         if (usable(slot, triedCount) && admits(slot, keyHash)) return slot;
         if (++index == points) index = 0;
       }
@@ -733,7 +741,7 @@ function pickLeastTime(triedCount: i32): i32 {
 export function homeSlot(keyHash: u32): i32 {
   if (curCount == 0) return -1;
   if (policy == POLICY_MAGLEV) return loadI32(curMaglev, <i32>(keyHash % maglevSize));
-  if (policy == POLICY_RING_HASH) return loadI32(curRingSlots, ringIndex(keyHash));
+  if (policy == POLICY_RING_HASH) return ringSlotAt(curRingPacked, ringIndex(keyHash));
   return -1;
 }
 
@@ -847,7 +855,7 @@ export function memoryBytes(): i32 {
 /** Tests/diagnostics: the active maglev table entry `index`, or the slot of ring point `index`. */
 export function tableEntry(index: i32): i32 {
   if (policy == POLICY_MAGLEV) return loadI32(curMaglev, index);
-  if (policy == POLICY_RING_HASH) return loadI32(curRingSlots, index);
+  if (policy == POLICY_RING_HASH) return ringSlotAt(curRingPacked, index);
   return -1;
 }
 
