@@ -93,10 +93,12 @@ describe('validateConfig: normalization', () => {
           outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
           panicThreshold: 0.5,
           slowStartMs: 0,
+          discovery: { type: 'static' },
         },
       ],
       log: { level: 'info' },
       drainTimeoutMs: 30000,
+      admin: null,
     } satisfies RinglbConfig);
   });
 
@@ -128,10 +130,12 @@ describe('validateConfig: normalization', () => {
           outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
           panicThreshold: 0.5,
           slowStartMs: 0,
+          discovery: { type: 'static' },
         },
       ],
       log: { level: 'info' },
       drainTimeoutMs: 30000,
+      admin: null,
     } satisfies RinglbConfig);
   });
 
@@ -400,9 +404,9 @@ describe('validateConfig: one failing case per rule, with exact path and message
 
 describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
-    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs'],
+    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, admin'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
-    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
       'type, intervalMs, timeoutMs, jitter, rise, fall, unhealthyIntervalMs, port, send, expect, http, initialHealthy'],
     ['http check', (c) => ((pool(c).healthCheck = { type: 'http', http: {} }) as { http: JsonObject }).http, 'pools[0].healthCheck.http.foo',
@@ -581,6 +585,12 @@ describe('formatIssues', () => {
  */
 const DEFAULTS_NOT_CONSTANT = new Set([
   '$schema', 'id', 'healthCheck', 'unhealthyIntervalMs', 'port', 'send', 'expect', 'http', 'host', 'hex', 'regex',
+  // Optional blocks: absent means "none" (no admin listener, static discovery, no auth).
+  'admin', 'token', 'discovery',
+  // Discovery keys apply to one source type each, so a schema default would land on every type;
+  // each source applies its own documented default (src/discovery/*-source.ts).
+  'path', 'debounceMs', 'pollIntervalMs', 'watch', 'name', 'record', 'servers', 'intervalMs', 'timeoutMs',
+  'endpoints', 'prefix', 'requestTimeoutMs', 'retryMinMs', 'retryMaxMs',
 ]);
 
 describe('the schema file', () => {

@@ -1,7 +1,8 @@
 /**
  * Rules the JSON Schema cannot express: host:port syntax and port ranges, unique names, listener →
  * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
- * at least one backend per pool, and the health keys (keys valid only for one check type, what
+ * at least one backend per static pool, the admin listener (loopback or a token), the discovery keys
+ * (which keys apply to which source type, what each type needs, one source of truth), and the health keys (keys valid only for one check type, what
  * send_expect needs, hex and regex that parse, ordered ranges). (A ring larger than the core's cap is not an error: the core
  * scales points per weight down to fit, see docs/core.md.)
  *
@@ -10,6 +11,8 @@
  * shape and skips the rest (the schema has already reported those), so one mistake does not
  * cascade into confusing follow-up errors.
  */
+import { isIP } from 'node:net';
+import { isLoopbackHost } from '../admin/access.js';
 import { isHostPort, parseHostPort } from './host-port.js';
 import { closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
@@ -24,7 +27,124 @@ export function crossCheck(config: unknown): LocatedIssue[] {
     ...checkUniqueNames(pools, 'pool'),
     ...checkListenerPools(listeners, pools),
     ...pools.flatMap(checkPool),
+    ...checkAdmin(config.admin),
+    ...pools.flatMap((pool) => checkDiscovery(pool, isRecord(config.admin))),
   ];
+}
+
+/** A non-loopback admin bind without a token would expose the registration API to the network. */
+function checkAdmin(admin: unknown): LocatedIssue[] {
+  if (!isRecord(admin) || typeof admin.bind !== 'string' || admin.bind === '') return [];
+  const parsed = parseHostPort(admin.bind, { allowPortZero: true });
+  if (!isHostPort(parsed)) return [{ segments: ['admin', 'bind'], message: parsed.error }];
+  if (admin.token === undefined && !isLoopbackHost(parsed.host)) {
+    return [
+      {
+        segments: ['admin', 'token'],
+        message: `is required when admin.bind (${admin.bind}) is not a loopback address: without it anyone who can reach the port could register backends`,
+      },
+    ];
+  }
+  return [];
+}
+
+/** Keys of `discovery` and the one type that reads each (`retry*` are read by two). */
+const DISCOVERY_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['path', ['file']],
+  ['debounceMs', ['file']],
+  ['pollIntervalMs', ['file']],
+  ['watch', ['file']],
+  ['name', ['dns']],
+  ['record', ['dns']],
+  ['port', ['dns']],
+  ['servers', ['dns']],
+  ['intervalMs', ['dns']],
+  ['timeoutMs', ['dns']],
+  ['endpoints', ['etcd']],
+  ['prefix', ['etcd']],
+  ['requestTimeoutMs', ['etcd']],
+  ['retryMinMs', ['dns', 'etcd']],
+  ['retryMaxMs', ['dns', 'etcd']],
+]);
+
+const REQUIRED_DISCOVERY_KEYS: Readonly<Record<string, readonly string[]>> = {
+  file: ['path'],
+  dns: ['name', 'record'],
+  etcd: ['endpoints', 'prefix'],
+};
+
+/** etcd client URL, as the etcd source accepts it. */
+const ETCD_ENDPOINT = /^https?:\/\/[^/\s]+\/?$/;
+
+function checkDiscovery(pool: Entry, adminConfigured: boolean): LocatedIssue[] {
+  const discovery = pool.value.discovery;
+  if (!isRecord(discovery) || typeof discovery.type !== 'string') return [];
+  const type = discovery.type;
+  const segments = [...pool.segments, 'discovery'];
+  const issues: LocatedIssue[] = [];
+  for (const key of Object.keys(discovery)) {
+    const owners = DISCOVERY_KEYS.get(key);
+    if (owners !== undefined && !owners.includes(type)) {
+      const which = owners.map((owner) => `"type": "${owner}"`).join(' or ');
+      issues.push({ segments: [...segments, key], message: `only applies to ${which} (this source is "${type}")` });
+    }
+  }
+  for (const key of REQUIRED_DISCOVERY_KEYS[type] ?? []) {
+    if (!(key in discovery)) issues.push({ segments: [...segments, key], message: `is required when "type" is "${type}"` });
+  }
+  if (type === 'dns') issues.push(...checkDnsDiscovery(discovery, segments));
+  if (type === 'etcd' && Array.isArray(discovery.endpoints)) {
+    discovery.endpoints.forEach((endpoint: unknown, index) => {
+      if (typeof endpoint === 'string' && endpoint !== '' && !ETCD_ENDPOINT.test(endpoint)) {
+        issues.push({ segments: [...segments, 'endpoints', index], message: `must be a URL like http://127.0.0.1:2379, got "${endpoint}"` });
+      }
+    });
+  }
+  if (type === 'etcd' || type === 'dns') {
+    const { retryMinMs, retryMaxMs } = discovery;
+    if (typeof retryMinMs === 'number' && typeof retryMaxMs === 'number' && retryMaxMs < retryMinMs) {
+      issues.push({ segments: [...segments, 'retryMaxMs'], message: `must be at least retryMinMs (${retryMinMs}), got ${retryMaxMs}` });
+    }
+  }
+  if (type === 'registration' && !adminConfigured) {
+    issues.push({
+      segments,
+      message: 'registration needs the admin API: add "admin": {"bind": "127.0.0.1:9901"} (services register through it)',
+    });
+  }
+  // One source of truth: a list next to a source would be silently replaced by it.
+  const backends = pool.value.backends;
+  if (type !== 'static' && Array.isArray(backends) && backends.length > 0) {
+    issues.push({
+      segments: [...pool.segments, 'backends'],
+      message: `must be empty or absent: this pool's backends come from its "${type}" discovery source`,
+    });
+  }
+  return issues;
+}
+
+function checkDnsDiscovery(discovery: Record<string, unknown>, segments: readonly PathSegment[]): LocatedIssue[] {
+  const issues: LocatedIssue[] = [];
+  const { record, port, servers } = discovery;
+  if (record === 'SRV' && port !== undefined) {
+    issues.push({ segments: [...segments, 'port'], message: 'is not allowed with "record": "SRV" (SRV records carry their own port)' });
+  }
+  if ((record === 'A' || record === 'AAAA') && port === undefined) {
+    issues.push({ segments: [...segments, 'port'], message: `is required with "record": "${record}" (the records carry no port)` });
+  }
+  if (Array.isArray(servers)) {
+    servers.forEach((server: unknown, index) => {
+      if (typeof server !== 'string' || server === '' || isIP(server) !== 0) return;
+      const parsed = parseHostPort(server, { allowPortZero: false });
+      if (!isHostPort(parsed) || isIP(parsed.host) === 0) {
+        issues.push({
+          segments: [...segments, 'servers', index],
+          message: `must be an IP address, optionally with a port (127.0.0.1:5353, [::1]:53), got "${server}"`,
+        });
+      }
+    });
+  }
+  return issues;
 }
 
 /** An object element of a top-level array, with its path. */
@@ -102,8 +222,7 @@ function checkPool(pool: Entry): LocatedIssue[] {
   const backends = Array.isArray(pool.value.backends) ? (pool.value.backends as unknown[]) : undefined;
   if (backends !== undefined) {
     issues.push(...checkBackends(pool.segments, backends));
-    if (backends.length === 0) {
-      // Phrased around the missing source so a later discovery feature can relax exactly this rule.
+    if (backends.length === 0 && isStaticPool(pool)) {
       issues.push({
         segments: [...pool.segments, 'backends'],
         message: 'must list at least one backend (no discovery source is configured to fill this pool)',
@@ -114,6 +233,13 @@ function checkPool(pool: Entry): LocatedIssue[] {
   issues.push(...checkHealthCheck(pool));
   issues.push(...checkOutlierDetection(pool));
   return issues;
+}
+
+/** No `discovery`, or `"type": "static"`: the pool's backends are the config's list. */
+function isStaticPool(pool: Entry): boolean {
+  const discovery = pool.value.discovery;
+  // A bad or missing type is reported by the schema; the backend rule then stays quiet.
+  return !isRecord(discovery) || discovery.type === 'static';
 }
 
 /** Keys that only one check type reads: a key another type would silently ignore is an error. */

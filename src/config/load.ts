@@ -6,6 +6,7 @@
  * prints them with `formatIssues` and exits 2.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { BalancePolicy } from '../core/types.js';
 import { crossCheck } from './cross-checks.js';
 import { isHostPort, parseHostPort } from './host-port.js';
@@ -19,8 +20,10 @@ import {
 import { readJsonText } from './json-text.js';
 import { configValidator } from './schema.js';
 import type {
+  AdminConfig,
   BackendState,
   ConfigIssue,
+  DiscoveryConfig,
   ExpectMatcher,
   HashKey,
   HealthCheckConfig,
@@ -37,13 +40,21 @@ export { CONFIG_SCHEMA_URL } from './schema.js';
 
 export type ConfigLoadResult = { ok: true; config: RinglbConfig } | { ok: false; issues: ConfigIssue[] };
 
+export interface ConfigSourceOptions {
+  /**
+   * Directory that relative paths in the config (a `file` discovery's `path`) are resolved
+   * against; default the working directory. `loadConfigFile` passes the config file's directory.
+   */
+  readonly baseDir?: string;
+}
+
 /** Validates an already-parsed JSON value (e.g. from a registry or an admin API body). */
-export function validateConfig(raw: unknown): ConfigLoadResult {
-  return validate(raw, []);
+export function validateConfig(raw: unknown, options: ConfigSourceOptions = {}): ConfigLoadResult {
+  return validate(raw, [], options);
 }
 
 /** Parses config text; JSON syntax errors come back as an issue at `$` with line and column. */
-export function parseConfigText(text: string): ConfigLoadResult {
+export function parseConfigText(text: string, options: ConfigSourceOptions = {}): ConfigLoadResult {
   const json = readJsonText(text);
   if (!json.ok) {
     return fail([{ path: '$', message: `invalid JSON at line ${json.line}, column ${json.column}: ${json.message}` }]);
@@ -55,7 +66,7 @@ export function parseConfigText(text: string): ConfigLoadResult {
       message: 'key appears more than once in its object (JSON keeps only the last value)',
     }),
   );
-  return validate(json.value, duplicateKeyIssues);
+  return validate(json.value, duplicateKeyIssues, options);
 }
 
 /** Reads and validates a config file; an unreadable file is an issue at `$` with the OS reason. */
@@ -67,14 +78,15 @@ export function loadConfigFile(path: string): ConfigLoadResult {
     const reason = error instanceof Error ? error.message : String(error);
     return fail([{ path: '$', message: `cannot read config file: ${reason}` }]);
   }
-  return parseConfigText(text);
+  // Relative paths inside a config mean "next to this file", whatever directory ringlb runs in.
+  return parseConfigText(text, { baseDir: dirname(resolve(path)) });
 }
 
 function fail(issues: ConfigIssue[]): ConfigLoadResult {
   return { ok: false, issues };
 }
 
-function validate(raw: unknown, earlierIssues: readonly LocatedIssue[]): ConfigLoadResult {
+function validate(raw: unknown, earlierIssues: readonly LocatedIssue[], options: ConfigSourceOptions): ConfigLoadResult {
   let copy: unknown;
   try {
     // ajv fills defaults in place; the caller's object stays untouched.
@@ -87,7 +99,7 @@ function validate(raw: unknown, earlierIssues: readonly LocatedIssue[]): ConfigL
   const schemaIssues = (validator.errors ?? []).map((error) => issueFromAjvError(error, copy));
   const issues = withoutRepeats([...earlierIssues, ...schemaIssues, ...crossCheck(copy)]);
   if (issues.length > 0) return fail(toConfigIssues(sortInDocumentOrder(issues, copy)));
-  return { ok: true, config: normalize(copy as ValidatedConfig) };
+  return { ok: true, config: normalize(copy as ValidatedConfig, resolve(options.baseDir ?? '.')) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,6 +152,27 @@ interface ValidatedPool {
   outlierDetection: OutlierDetectionConfig;
   panicThreshold: number;
   slowStartMs: number;
+  discovery?: ValidatedDiscovery;
+}
+
+/** Every discovery key; cross-checks guarantee each type got only its own and the required ones. */
+interface ValidatedDiscovery {
+  type: DiscoveryConfig['type'];
+  path?: string;
+  debounceMs?: number;
+  pollIntervalMs?: number;
+  watch?: boolean;
+  name?: string;
+  record?: 'SRV' | 'A' | 'AAAA';
+  port?: number;
+  servers?: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  endpoints?: string[];
+  prefix?: string;
+  requestTimeoutMs?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
 }
 
 interface ValidatedConfig {
@@ -147,10 +180,11 @@ interface ValidatedConfig {
   pools: ValidatedPool[];
   log: { level: LogLevel };
   drainTimeoutMs: number;
+  admin?: { bind: string; token?: string };
 }
 
 /** Builds fresh objects (nothing aliases the input); `$schema` is dropped; host:port parsed once. */
-function normalize(config: ValidatedConfig): RinglbConfig {
+function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
   return {
     listeners: config.listeners.map((listener) => ({
       name: listener.name,
@@ -182,10 +216,58 @@ function normalize(config: ValidatedConfig): RinglbConfig {
       },
       panicThreshold: pool.panicThreshold,
       slowStartMs: pool.slowStartMs,
+      discovery: normalizeDiscovery(pool.discovery, baseDir),
     })),
     log: { level: config.log.level },
     drainTimeoutMs: config.drainTimeoutMs,
+    admin: normalizeAdmin(config.admin),
   };
+}
+
+function normalizeAdmin(admin: ValidatedConfig['admin']): AdminConfig | null {
+  if (admin === undefined) return null;
+  return { bind: parsedHostPort(admin.bind, true), token: admin.token ?? null };
+}
+
+/** Only the keys given are copied (absent stays absent: the source applies its own default). */
+function normalizeDiscovery(discovery: ValidatedDiscovery | undefined, baseDir: string): DiscoveryConfig {
+  if (discovery === undefined) return { type: 'static' };
+  const given = <K extends keyof ValidatedDiscovery>(key: K): Pick<ValidatedDiscovery, K> =>
+    (discovery[key] === undefined ? {} : { [key]: discovery[key] }) as Pick<ValidatedDiscovery, K>;
+  switch (discovery.type) {
+    case 'static':
+    case 'registration':
+      return { type: discovery.type };
+    case 'file':
+      return {
+        type: 'file',
+        path: resolve(baseDir, discovery.path!),
+        ...given('debounceMs'),
+        ...given('pollIntervalMs'),
+        ...given('watch'),
+      };
+    case 'dns':
+      return {
+        type: 'dns',
+        name: discovery.name!,
+        record: discovery.record!,
+        ...given('port'),
+        ...(discovery.servers === undefined ? {} : { servers: [...discovery.servers] }),
+        ...given('intervalMs'),
+        ...given('timeoutMs'),
+        ...given('retryMinMs'),
+        ...given('retryMaxMs'),
+      };
+    case 'etcd':
+      return {
+        type: 'etcd',
+        endpoints: [...discovery.endpoints!],
+        prefix: discovery.prefix!,
+        ...given('requestTimeoutMs'),
+        ...given('retryMinMs'),
+        ...given('retryMaxMs'),
+      };
+  }
 }
 
 /** Defaults that depend on other keys or on the type are filled here (the schema cannot express them). */

@@ -110,6 +110,58 @@ export interface PoolConfig {
   readonly panicThreshold: number;
   /** Linear weight ramp for a backend that became eligible after start; 0 disables. */
   readonly slowStartMs: number;
+  /**
+   * Where the backend set comes from. `static` (default): `backends` above. Any other source starts
+   * the pool empty (`backends` is then empty) and fills it when the source first reports.
+   * Always set by the loader; optional so hand-built configs (demo, tests) may omit it (= static).
+   */
+  readonly discovery?: DiscoveryConfig;
+}
+
+/** File-shaped names of the discovery types (`"discovery": {"type": ...}`). */
+export type DiscoveryType = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
+
+/**
+ * A pool's discovery source; options are exactly what src/discovery/*-source.ts take (absent
+ * optional keys stay absent, so the sources apply their own documented defaults).
+ */
+export type DiscoveryConfig =
+  | { readonly type: 'static' }
+  | { readonly type: 'registration' }
+  | {
+      readonly type: 'file';
+      /** Absolute: a relative path in the file is resolved against the config file's directory. */
+      readonly path: string;
+      readonly debounceMs?: number;
+      readonly pollIntervalMs?: number;
+      readonly watch?: boolean;
+    }
+  | {
+      readonly type: 'dns';
+      readonly name: string;
+      readonly record: 'SRV' | 'A' | 'AAAA';
+      readonly port?: number;
+      readonly servers?: readonly string[];
+      readonly intervalMs?: number;
+      readonly timeoutMs?: number;
+      readonly retryMinMs?: number;
+      readonly retryMaxMs?: number;
+    }
+  | {
+      readonly type: 'etcd';
+      readonly endpoints: readonly string[];
+      readonly prefix: string;
+      readonly requestTimeoutMs?: number;
+      readonly retryMinMs?: number;
+      readonly retryMaxMs?: number;
+    };
+
+/** The admin HTTP listener (registration API, later metrics). */
+export interface AdminConfig {
+  /** Default 127.0.0.1:9901; port 0 picks a free port (logged in `admin ready`). */
+  readonly bind: HostPort;
+  /** Bearer token every request must carry; null = no auth (loopback binds only). */
+  readonly token: string | null;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -120,6 +172,8 @@ export interface RinglbConfig {
   readonly log: { readonly level: LogLevel };
   /** Default 30000. */
   readonly drainTimeoutMs: number;
+  /** null = no admin listener. Always set by the loader; absent in hand-built configs = null. */
+  readonly admin?: AdminConfig | null;
 }
 
 /** One problem in a config, located by its JSON path (`pools[0].balance`). */
