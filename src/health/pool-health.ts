@@ -66,6 +66,11 @@ export interface PoolHealthOptions {
   readonly logger: Logger;
   /** Monotonic milliseconds; default performance.now (tests inject one). */
   readonly now?: () => number;
+  /**
+   * Ids known to be up already (the pool got a new health owner for new settings): on their first
+   * `setBackends` they start up instead of pending, so a settings reload costs no pending round.
+   */
+  readonly healthyIds?: ReadonlySet<string>;
 }
 
 /** Counters for metrics (monotonic) and gauges (current). */
@@ -118,6 +123,9 @@ export class PoolHealth {
   #noneEligibleWarned = false;
   #rampTimer: NodeJS.Timeout | null = null;
   #stopped = false;
+  readonly #healthyIds: ReadonlySet<string>;
+  /** Resolvers waiting for no backend to be pending (start-up warming). */
+  #settledWaiters: Array<() => void> = [];
   // counters
   #panicsEntered = 0;
   #ejections = 0;
@@ -132,6 +140,7 @@ export class PoolHealth {
     this.#balancer = options.balancer;
     this.#logger = options.logger;
     this.#now = options.now ?? (() => performance.now());
+    this.#healthyIds = options.healthyIds ?? new Set();
     this.#outlier = new OutlierDetector({
       config: options.config.outlierDetection,
       capacity: options.capacity,
@@ -151,22 +160,26 @@ export class PoolHealth {
   /**
    * Sync with the pool's membership (the core already assigned slots). New backends start with
    * their admin flags and, with active checks and `initialHealthy: false`, pending; backends that
-   * stay keep their health; removed ones are forgotten. The first call is the pool's creation.
+   * stay keep their health; removed ones are forgotten (their checks stop). A backend whose
+   * address changed under the same id is a new backend for health (the new address is unproven).
+   * The first non-empty call is the pool's creation (a discovery pool starts empty; its first set
+   * counts as start-up, so it does not slow-start).
    */
   setBackends(backends: readonly SlottedBackend[]): void {
     const atStart = !this.#created;
-    this.#created = true;
+    if (backends.length > 0) this.#created = true;
     const check = this.#config.healthCheck;
     const keep = new Set<string>();
     for (const { slot, backend } of backends) {
       keep.add(backend.id);
       const existing = this.#byId.get(backend.id);
-      if (existing !== undefined && existing.slot === slot) {
+      if (existing !== undefined && existing.slot === slot && existing.address === backend.address.text) {
         this.#setAdminState(existing, backend.state);
         continue;
       }
       if (existing !== undefined) this.#forget(existing);
-      const pending = check !== null && !check.initialHealthy && backend.state !== 'maint';
+      const knownUp = atStart && this.#healthyIds.has(backend.id);
+      const pending = check !== null && !check.initialHealthy && backend.state !== 'maint' && !knownUp;
       const health = new BackendHealth(
         adminFlagsOf(backend.state) | (pending ? HealthFlag.PENDING_FIRST_CHECK : 0),
       );
@@ -194,6 +207,27 @@ export class PoolHealth {
     }
     for (const entry of [...this.#byId.values()]) if (!keep.has(entry.id)) this.#forget(entry);
     this.#pushAll(!atStart);
+    this.#notifySettled();
+  }
+
+  /** Backends still waiting for their first check verdict (start-up warming reads it). */
+  pendingCount(): number {
+    let pending = 0;
+    for (const entry of this.#byId.values()) if ((entry.health.flags & HealthFlag.PENDING_FIRST_CHECK) !== 0) pending += 1;
+    return pending;
+  }
+
+  /** Resolves once no backend is pending its first check (at once when none is). */
+  whenSettled(): Promise<void> {
+    if (this.pendingCount() === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#settledWaiters.push(resolve));
+  }
+
+  #notifySettled(): void {
+    if (this.#settledWaiters.length === 0 || this.pendingCount() > 0) return;
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Begin active checks (no-op without a healthCheck config). Maint backends are not checked. */
@@ -316,6 +350,7 @@ export class PoolHealth {
       this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, true, true);
       this.#setFlag(entry, HealthFlag.PENDING_FIRST_CHECK, false, true);
     }
+    this.#notifySettled();
   }
 
   #onEjected(slot: number, durationMs: number, failures: number, count: number): void {

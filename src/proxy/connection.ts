@@ -13,7 +13,7 @@
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
  */
 import { connect, type Socket } from 'node:net';
-import type { BackendPool, ConnectFailureReason } from './backend-pool.js';
+import type { BackendPool, ConnectFailureReason, SlotConnection } from './backend-pool.js';
 import type { Logger } from '../log.js';
 
 export type ConnectionOutcome =
@@ -29,6 +29,10 @@ export type ConnectionOutcome =
 /** What every connection of one listener shares; built once per listener. */
 export interface ListenerContext {
   readonly listenerName: string;
+  /**
+   * The pool new connections use. A reload may replace it; a connection reads it once, at accept,
+   * and keeps that pool for its whole life (its slot and counters live there).
+   */
   readonly pool: BackendPool;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
@@ -54,12 +58,16 @@ function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
 }
 
-export class ProxyConnection {
+export class ProxyConnection implements SlotConnection {
   /** Intrusive list links, owned by the listener (no Set churn per connection). */
   previous: ProxyConnection | null = null;
   next: ProxyConnection | null = null;
+  /** Intrusive links of the pool's per-slot list, set while this connection holds a slot (drain). */
+  slotPrevious: SlotConnection | null = null;
+  slotNext: SlotConnection | null = null;
 
   readonly #context: ListenerContext;
+  readonly #pool: BackendPool;
   readonly #client: Socket;
   readonly #startedAt: number;
   readonly #logEnabled: boolean;
@@ -83,6 +91,7 @@ export class ProxyConnection {
 
   constructor(context: ListenerContext, client: Socket) {
     this.#context = context;
+    this.#pool = context.pool;
     this.#client = client;
     this.#startedAt = performance.now();
     // Checked once: when info is off, we never build the peer address string or the log object.
@@ -92,7 +101,7 @@ export class ProxyConnection {
       this.#clientAddress = client.remoteAddress;
       this.#clientPort = client.remotePort;
     }
-    this.#keyHash = context.pool.keyHashOf(client);
+    this.#keyHash = this.#pool.keyHashOf(client);
     client.on('error', this.#onClientError);
     client.on('close', this.#onClientClose);
   }
@@ -102,13 +111,13 @@ export class ProxyConnection {
     this.#attempt();
   }
 
-  /** Drain deadline passed: cut this connection now. */
+  /** Drain deadline passed (shutdown, a removed listener or backend): cut this connection now. */
   forceClose(): void {
     this.#destroy('drained');
   }
 
   #attempt(): void {
-    const pool = this.#context.pool;
+    const pool = this.#pool;
     const slot = pool.balancer.pick(this.#keyHash, this.#tried ?? undefined, this.#attempts);
     if (slot < 0) {
       this.#destroy(this.#attempts === 0 ? 'no_backend' : 'connect_failed');
@@ -116,8 +125,9 @@ export class ProxyConnection {
     }
     // Counted from the pick, not from the established connection: a burst of new connections
     // must see each other's in-flight connects, or least_connections sends the whole burst to
-    // one backend. Released on failure or close.
-    pool.balancer.acquire(slot);
+    // one backend. Released on failure or close. The pool also links us into the slot's list, so a
+    // removed backend's connections can be cut at its drain deadline.
+    pool.acquire(slot, this);
     this.#slot = slot;
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
@@ -138,7 +148,7 @@ export class ProxyConnection {
 
   #onUpstreamConnect = (): void => {
     const upstream = this.#upstream!;
-    const pool = this.#context.pool;
+    const pool = this.#pool;
     this.#connected = true;
     const now = performance.now();
     // Fed at connect, not at close: least_time should learn a slow backend before the
@@ -197,7 +207,7 @@ export class ProxyConnection {
   /** A connect attempt failed or timed out: discard its socket, then try another backend. */
   #failAttempt(reason: ConnectFailureReason): void {
     const failed = this.#upstream!;
-    const pool = this.#context.pool;
+    const pool = this.#pool;
     failed.removeListener('error', this.#onUpstreamError);
     failed.removeListener('close', this.#onUpstreamClose);
     failed.removeListener('connect', this.#onUpstreamConnect);
@@ -205,13 +215,14 @@ export class ProxyConnection {
     failed.destroy();
     this.#upstream = null;
     this.#openSockets -= 1;
-    pool.balancer.release(this.#slot);
+    pool.release(this.#slot, this);
     pool.reportConnectFailure(this.#slot, reason);
+    // Sized once: a reload changing `retries` applies to connections accepted after it.
     const tried = (this.#tried ??= new Int32Array(pool.retries + 1));
     tried[this.#attempts - 1] = this.#slot;
     this.#slot = -1;
     if (this.#client.destroyed) return; // closed meanwhile; #onClientClose finishes us
-    if (this.#attempts > pool.retries) {
+    if (this.#attempts >= tried.length) {
       this.#destroy('connect_failed');
       return;
     }
@@ -236,15 +247,14 @@ export class ProxyConnection {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const pool = this.#context.pool;
-    if (this.#slot >= 0) pool.balancer.release(this.#slot);
+    if (this.#slot >= 0) this.#pool.release(this.#slot, this);
     if (this.#logEnabled) this.#writeAccessLog();
     this.#context.connectionFinished(this);
   }
 
   #writeAccessLog(): void {
     const client = this.#client;
-    const pool = this.#context.pool;
+    const pool = this.#pool;
     this.#context.accessLog.info(
       {
         client: formatPeer(this.#clientAddress, this.#clientPort),

@@ -20,10 +20,12 @@ export interface ListenerStats {
 
 export class Listener implements ListenerContext {
   readonly listenerName: string;
-  readonly pool: BackendPool;
-  readonly idleTimeoutMs: number;
+  /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
+  pool: BackendPool;
+  /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
+  idleTimeoutMs: number;
   readonly accessLog: Logger;
-  readonly #config: ListenerConfig;
+  #config: ListenerConfig;
   readonly #logger: Logger;
   readonly #server: Server;
   #maxConnections: number;
@@ -71,6 +73,25 @@ export class Listener implements ListenerContext {
 
   stats(): ListenerStats {
     return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
+  }
+
+  get config(): ListenerConfig {
+    return this.#config;
+  }
+
+  /** Reload: new connections use `pool`; open ones finish on the pool they started with. */
+  setPool(pool: BackendPool): void {
+    this.pool = pool;
+  }
+
+  /**
+   * Reload, same bind: maxConnections and idleTimeoutMs apply to connections accepted from now on
+   * (the limit is checked on accept; the idle timeout is read when a connection's upstream connects).
+   */
+  updateLimits(config: ListenerConfig): void {
+    this.#config = config;
+    this.#maxConnections = config.maxConnections;
+    this.idleTimeoutMs = config.idleTimeoutMs;
   }
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
