@@ -2,8 +2,10 @@
 /**
  * ringlb command line.
  *
- *   ringlb run --config F     serve until SIGTERM/SIGINT (first: drain; second: exit at once)
+ *   ringlb run --config F [--watch]   serve until SIGTERM/SIGINT (first: drain; second: exit at
+ *                                     once); SIGHUP (or, with --watch, a change of F) reloads
  *   ringlb check --config F   validate only: exit 0 with a summary, or exit 2 with every issue
+ *   ringlb diff OLD NEW       what a reload from OLD to NEW would change (keys moved per pool)
  *   ringlb demo [--port N]    three echo backends behind a maglev listener (default port 8080)
  *
  * Exit codes: 0 ok, 1 runtime failure (e.g. a port in use), 2 usage or config error. User errors
@@ -15,15 +17,23 @@ import { formatIssues, loadConfigFile } from './config/load.js';
 import type { RinglbConfig } from './config/types.js';
 import { DEMO_DEFAULT_PORT, demoInstructions, startDemo } from './demo.js';
 import { createRootLogger, type Logger } from './log.js';
+import { runDiffCommand } from './registry/diff-report.js';
 import { Ringlb } from './runtime.js';
+import { installReloadTriggers } from './runtime-reload.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 const USAGE = `Usage:
-  ringlb run --config <file>     run the load balancer
+  ringlb run --config <file> [--watch]
+                                 run the load balancer; SIGHUP reloads the config, and with
+                                 --watch so does any change of the file (an invalid config is
+                                 refused and the running one stays)
   ringlb check --config <file>   validate a config: exit 0, or exit 2 listing every error
+  ringlb diff <old.json> <new.json>
+                                 print what a reload from old to new would do (backends added,
+                                 removed, reweighted; share of keys that move); changes nothing
   ringlb demo [--port <port>]    echo backends behind a maglev listener (default port ${DEMO_DEFAULT_PORT})
   ringlb --help | --version
 `;
@@ -39,9 +49,14 @@ function readVersion(): string {
 }
 
 interface ParsedCommand {
-  readonly command: 'run' | 'check' | 'demo' | 'help' | 'version';
+  readonly command: 'run' | 'check' | 'diff' | 'demo' | 'help' | 'version';
   readonly configPath?: string;
   readonly port?: number;
+  /** run: reload when the config file changes. */
+  readonly watch?: boolean;
+  /** diff: the two configs. */
+  readonly oldPath?: string;
+  readonly newPath?: string;
 }
 
 export function parseCommandLine(argv: readonly string[]): ParsedCommand {
@@ -54,6 +69,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
       options: {
         config: { type: 'string', short: 'c' },
         port: { type: 'string', short: 'p' },
+        watch: { type: 'boolean', short: 'w' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -65,14 +81,22 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
   if (values.help === true) return { command: 'help' };
   if (values.version === true) return { command: 'version' };
   if (positionals.length === 0) throw new UsageError('missing command');
-  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
   const command = positionals[0]!;
+  if (command === 'diff') {
+    if (values.config !== undefined || values.port !== undefined || values.watch !== undefined) {
+      throw new UsageError("'diff' takes two config files and no options: ringlb diff <old.json> <new.json>");
+    }
+    if (positionals.length !== 3) throw new UsageError("'diff' needs two config files: ringlb diff <old.json> <new.json>");
+    return { command, oldPath: positionals[1], newPath: positionals[2] };
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  if (values.watch !== undefined && command !== 'run') throw new UsageError(`'--watch' applies to 'run' only`);
   switch (command) {
     case 'run':
     case 'check': {
       if (values.port !== undefined) throw new UsageError(`'${command}' takes no --port (ports come from the config)`);
       if (values.config === undefined || values.config === '') throw new UsageError(`'${command}' needs --config <file>`);
-      return { command, configPath: values.config };
+      return command === 'run' ? { command, configPath: values.config, watch: values.watch === true } : { command, configPath: values.config };
     }
     case 'demo': {
       if (values.config !== undefined) throw new UsageError("'demo' takes no --config");
@@ -104,9 +128,10 @@ function loadConfigOrExit(path: string): RinglbConfig {
  * First SIGTERM/SIGINT: stop listening at once, drain until `drainTimeoutMs`, run `afterDrain`,
  * exit 0. A second signal exits at once (status 1: the drain was cut short).
  */
-function exitOnSignals(ringlb: Ringlb, drainTimeoutMs: number, logger: Logger, afterDrain?: () => Promise<void>): void {
+function exitOnSignals(ringlb: Ringlb, drainTimeout: number | (() => number), logger: Logger, afterDrain?: () => Promise<void>): void {
   let draining = false;
   const onSignal = (signal: NodeJS.Signals): void => {
+    const drainTimeoutMs = typeof drainTimeout === 'number' ? drainTimeout : drainTimeout();
     if (draining) {
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(EXIT_FAILURE);
@@ -140,6 +165,23 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'version':
       process.stdout.write(`ringlb ${readVersion()}\n`);
       return;
+    case 'diff': {
+      // Issues go to stderr (as `check` prints them), the report to stdout.
+      let invalid = false;
+      for (const path of [parsed.oldPath!, parsed.newPath!]) {
+        const result = loadConfigFile(path);
+        if (!result.ok) {
+          process.stderr.write(`${formatIssues(result.issues, path)}\n`);
+          invalid = true;
+        }
+      }
+      if (invalid) {
+        process.exitCode = EXIT_USAGE;
+        return;
+      }
+      process.exitCode = runDiffCommand(parsed.oldPath!, parsed.newPath!, (text) => process.stdout.write(`${text}\n`));
+      return;
+    }
     case 'check': {
       const config = loadConfigOrExit(parsed.configPath!);
       const backends = config.pools.reduce((sum, pool) => sum + pool.backends.length, 0);
@@ -152,8 +194,17 @@ async function main(argv: readonly string[]): Promise<void> {
       const config = loadConfigOrExit(parsed.configPath!);
       const logger = createRootLogger({ level: config.log.level });
       const ringlb = new Ringlb({ logger });
-      await ringlb.start(config);
-      exitOnSignals(ringlb, config.drainTimeoutMs, logger);
+      // Installed before start: a SIGHUP during start-up must not kill the process (Node's
+      // default for SIGHUP is to exit); it reloads once the runtime is up (reloads queue).
+      const triggers = installReloadTriggers(ringlb, parsed.configPath!, logger, parsed.watch === true);
+      try {
+        await ringlb.start(config);
+      } catch (error) {
+        triggers.stop();
+        throw error;
+      }
+      // The drain timeout in force when the signal arrives (a reload may have changed it).
+      exitOnSignals(ringlb, () => ringlb.config?.drainTimeoutMs ?? config.drainTimeoutMs, logger, async () => triggers.stop());
       return;
     }
     case 'demo': {

@@ -1,0 +1,110 @@
+/**
+ * `AdminApi` over the running pools: what the admin HTTP routes (src/admin/pool-routes.ts) read
+ * and the registrations they write. Reads come from the live pools (membership from the pool,
+ * health from its PoolHealth, active connections from the balancer, TTLs from the store); writes
+ * only go to the RegistrationStore, which feeds the registry like any other source — the admin API
+ * never writes into a balancer (ARCHITECTURE.md "One writer per fact").
+ */
+import {
+  AdminError,
+  type AdminApi,
+  type BackendSource,
+  type BackendView,
+  type LookupResult,
+  type PoolView,
+  type RegisterOutcome,
+  type RegistrationRequest,
+} from './admin/api.js';
+import type { BalancePolicy } from './core/types.js';
+import type { BackendPool } from './proxy/backend-pool.js';
+import type { RegistrationStore } from './registry/registration-store.js';
+
+/** What the admin view needs from the runtime; pools are looked up by name on every call (a reload may replace them). */
+export interface AdminRuntimeView {
+  poolNames(): readonly string[];
+  pool(name: string): BackendPool | undefined;
+  sourceOf(name: string): BackendSource;
+  readonly store: RegistrationStore;
+}
+
+const HASH_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
+
+export class RuntimeAdminApi implements AdminApi {
+  readonly #runtime: AdminRuntimeView;
+
+  constructor(runtime: AdminRuntimeView) {
+    this.#runtime = runtime;
+  }
+
+  listPools(): readonly PoolView[] {
+    return this.#runtime.poolNames().map((name) => {
+      const pool = this.#pool(name);
+      const stats = pool.health.stats();
+      return { name, balance: pool.balancer.policy, source: this.#runtime.sourceOf(name), backends: pool.backends.length, eligible: stats.eligible };
+    });
+  }
+
+  listBackends(poolName: string): readonly BackendView[] {
+    const pool = this.#pool(poolName);
+    const flags = pool.health.stats().flags;
+    const source = this.#runtime.sourceOf(poolName);
+    return pool.backends.map((backend) => {
+      const slot = pool.balancer.slotOf(backend.id);
+      return {
+        id: backend.id,
+        address: backend.address.text,
+        weight: backend.weight,
+        state: backend.state,
+        health: { eligible: slot >= 0 && pool.balancer.isEligible(slot), flags: flags[backend.id] ?? [] },
+        source,
+        activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
+        ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
+      };
+    });
+  }
+
+  getBackend(poolName: string, id: string): BackendView | undefined {
+    return this.listBackends(poolName).find((backend) => backend.id === id);
+  }
+
+  register(poolName: string, id: string, request: RegistrationRequest): RegisterOutcome {
+    this.#registrationPool(poolName);
+    const result = this.#runtime.store.register(poolName, id, request);
+    if (!result.ok) throw AdminError.conflict(result.message);
+    return result.outcome;
+  }
+
+  deregister(poolName: string, id: string): boolean {
+    this.#registrationPool(poolName);
+    return this.#runtime.store.deregister(poolName, id);
+  }
+
+  /**
+   * The pool's pick for this client's key, as a new connection would get it. Hash picks have no
+   * side effects (no cursor, no counters: acquire is a separate call), so asking changes nothing.
+   */
+  lookup(poolName: string, ip: string, port: number): LookupResult | null {
+    const pool = this.#pool(poolName);
+    if (!HASH_POLICIES.has(pool.balancer.policy)) {
+      throw AdminError.conflict(`pool "${poolName}" uses ${pool.balancer.policy}, which maps no client to a fixed backend; lookups need ring_hash or maglev`);
+    }
+    const slot = pool.balancer.pick(pool.keyHashOfAddress(ip, port));
+    if (slot < 0) return null;
+    const backendId = pool.balancer.idOf(slot);
+    if (backendId === undefined) return null;
+    return { backendId, address: pool.addressOf(slot), slot };
+  }
+
+  #pool(name: string): BackendPool {
+    const pool = this.#runtime.pool(name);
+    if (pool === undefined) throw AdminError.unknownPool(name);
+    return pool;
+  }
+
+  #registrationPool(name: string): BackendPool {
+    const pool = this.#pool(name);
+    const source = this.#runtime.sourceOf(name);
+    if (source !== 'registration') throw AdminError.conflict(`pool "${name}" uses ${source} discovery, not registration`);
+    return pool;
+  }
+}
