@@ -1,0 +1,245 @@
+/**
+ * Hot reload under load, end to end: the CLI as a child process, real loopback backends and
+ * clients. A client keeps 50 long-lived connections echoing and opens ~20 new ones per second
+ * while backends are added and removed 20 times, alternately by rewriting the config's static
+ * backends + SIGHUP and by rewriting a file source's JSON. Nothing may be dropped: removed backends
+ * stay alive, so their connections drain (drainTimeoutMs is long). An invalid config in between is
+ * refused and changes nothing. `--watch` reloads on an edit of the config file without a signal.
+ *
+ * Every wait is on a log line or a socket event; every loop is bounded in count.
+ */
+import assert from 'node:assert/strict';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { startClientLoop } from './helpers/client-loop.js';
+import { connectError, whichBackend } from './helpers/clients.js';
+import { startEchoSessions } from './helpers/echo-sessions.js';
+import { RinglbProcess, TempDir, type LogLine } from './helpers/ringlb-process.js';
+
+const temp = new TempDir();
+const cleanups: Array<() => Promise<void> | void> = [];
+after(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  temp.remove();
+});
+
+async function backendsNamed(...names: string[]): Promise<Map<string, NamedBackend>> {
+  const started = await Promise.all(names.map((name) => startNamedBackend(name)));
+  for (const backend of started) cleanups.push(() => backend.close());
+  return new Map(started.map((backend) => [backend.name, backend]));
+}
+
+/** Replace `path` in one step (write a sibling, rename over it): a reader never sees half a file. */
+function replaceFile(path: string, value: unknown): void {
+  const next = `${path}.next`;
+  writeFileSync(next, JSON.stringify(value, null, 2));
+  renameSync(next, path);
+}
+
+function run(args: readonly string[]): RinglbProcess {
+  const ringlb = new RinglbProcess(args);
+  cleanups.push(() => ringlb.kill());
+  return ringlb;
+}
+
+/** A log field that lists names (an array), as a sorted copy; [] when absent. */
+function names(field: unknown): string[] {
+  return Array.isArray(field) ? field.map(String).sort() : [];
+}
+
+const poolUpdated = (pool: string) => (line: LogLine) => line.msg === 'pool updated' && line.pool === pool;
+const is = (msg: string) => (line: LogLine) => line.msg === msg;
+
+/** Ids of a 3-wide window starting at `start` over `ids` (wrapping). */
+function window(ids: readonly string[], start: number): string[] {
+  return [0, 1, 2].map((offset) => ids[(start + offset) % ids.length]!);
+}
+
+describe('reload under load', () => {
+  test('20 reloads (config + SIGHUP, file source) under 50 long-lived and ~20/s new connections: 0 dropped, 0 failed; an invalid reload changes nothing', async (t) => {
+    const staticIds = ['s0', 's1', 's2', 's3', 's4', 's5'];
+    const fileIds = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5'];
+    const hashIds = ['h0', 'h1', 'h2'];
+    const backends = await backendsNamed(...staticIds, ...fileIds, ...hashIds);
+    const entry = (id: string) => ({ id, address: backends.get(id)!.address });
+
+    const configPath = join(temp.path, 'ringlb.json');
+    const filePath = join(temp.path, 'backends.json');
+    const configWith = (staticSet: readonly string[]) => ({
+      listeners: [
+        { name: 'static', bind: '127.0.0.1:0', pool: 'static' },
+        { name: 'files', bind: '127.0.0.1:0', pool: 'files' },
+        { name: 'hash', bind: '127.0.0.1:0', pool: 'hash' },
+      ],
+      pools: [
+        { name: 'static', balance: 'round_robin', backends: staticSet.map(entry) },
+        // Relative: resolved against the config file's directory.
+        { name: 'files', balance: 'round_robin', discovery: { type: 'file', path: 'backends.json' } },
+        { name: 'hash', balance: 'maglev', backends: hashIds.map(entry) },
+      ],
+      drainTimeoutMs: 60000,
+      log: { level: 'info' },
+    });
+
+    let staticSet = window(staticIds, 0);
+    let fileSet = window(fileIds, 0);
+    replaceFile(filePath, fileSet.map(entry));
+    replaceFile(configPath, configWith(staticSet));
+    const ringlb = run(['run', '--config', configPath]);
+    const port = {
+      static: await ringlb.listenerPort('static'),
+      files: await ringlb.listenerPort('files'),
+      hash: await ringlb.listenerPort('hash'),
+    };
+    const firstFileSet = await ringlb.waitForLine(poolUpdated('files'), 5000, 'first set from the file');
+    assert.equal(firstFileSet.source, 'file');
+    assert.deepEqual(names(firstFileSet.added), [...fileSet].sort());
+
+    const hashClients = Array.from({ length: 20 }, (_, index) => `127.0.9.${index + 1}`);
+    const hashRouting = async (): Promise<string[]> => {
+      const seen: string[] = [];
+      for (const ip of hashClients) seen.push(await whichBackend({ port: port.hash, localAddress: ip }));
+      return seen;
+    };
+    const hashBefore = await hashRouting();
+
+    const sessions = await startEchoSessions([port.static, port.files], 50, 100);
+    cleanups.push(() => sessions.destroy());
+    // ~20 new connections per second over both pools, bounded to 30 s.
+    const loops = [startClientLoop(port.static, 300, 100), startClientLoop(port.files, 300, 100)];
+    cleanups.push(() => loops.forEach((loop) => loop.stop()));
+
+    const reloadTimes: number[] = [];
+    let invalidChecked = false;
+    for (let step = 0; step < 20; step += 1) {
+      if (step === 10) {
+        // An invalid config: refused with every error, and nothing changes.
+        const since = ringlb.lines.length;
+        const invalid = configWith(window(staticIds, 5)) as { pools: Array<Record<string, unknown>>; listeners: Array<Record<string, unknown>> };
+        invalid.pools[2] = { ...invalid.pools[2], balance: 'nonsense' };
+        invalid.listeners.push({ name: 'orphan', bind: '127.0.0.1:0', pool: 'no-such-pool' });
+        replaceFile(configPath, invalid);
+        ringlb.child.kill('SIGHUP');
+        const refused = await ringlb.waitForLine(is('config reload refused'), 5000, 'config reload refused', since);
+        assert.equal(refused.level, 'error');
+        const errors = (refused.errors as unknown[]).map(String);
+        assert.ok(errors.some((e) => e.startsWith('pools[2].balance')), `errors: ${errors.join(' | ')}`);
+        assert.ok(errors.some((e) => e.startsWith('listeners[3].pool')), `errors: ${errors.join(' | ')}`);
+        assert.deepEqual(await hashRouting(), hashBefore, 'hash routing after a refused reload');
+        for (let probe = 0; probe < 3; probe += 1) {
+          assert.ok(staticSet.includes(await whichBackend({ port: port.static })));
+          assert.ok(fileSet.includes(await whichBackend({ port: port.files })));
+        }
+        const changes = ringlb.lines.slice(since).filter((l) => l.msg === 'config reloaded' || l.msg === 'pool updated' || l.msg === 'listener ready');
+        assert.deepEqual(changes, [], 'a refused reload applied something');
+        invalidChecked = true;
+      }
+
+      const since = ringlb.lines.length;
+      const startedAt = performance.now();
+      let pool: 'static' | 'files';
+      let previous: string[];
+      let next: string[];
+      if (step % 2 === 0) {
+        pool = 'static';
+        previous = staticSet;
+        next = staticSet = window(staticIds, step / 2 + 1);
+        replaceFile(configPath, configWith(staticSet));
+        ringlb.child.kill('SIGHUP');
+        const reloaded = await ringlb.waitForLine(is('config reloaded'), 5000, `config reloaded (step ${step})`, since);
+        assert.deepEqual(names(reloaded.poolsChanged), ['static'], JSON.stringify(reloaded));
+        assert.deepEqual(names(reloaded.poolsUnchanged), ['files', 'hash'], JSON.stringify(reloaded));
+        assert.deepEqual(names(reloaded.listenersAdded), []);
+        assert.deepEqual(names(reloaded.listenersRemoved), []);
+      } else {
+        pool = 'files';
+        previous = fileSet;
+        next = fileSet = window(fileIds, (step + 1) / 2);
+        replaceFile(filePath, fileSet.map(entry));
+      }
+      const updated = await ringlb.waitForLine(poolUpdated(pool), 5000, `pool updated ${pool} (step ${step})`, since);
+      reloadTimes.push(performance.now() - startedAt);
+      assert.deepEqual(names(updated.added), next.filter((id) => !previous.includes(id)).sort(), JSON.stringify(updated));
+      assert.deepEqual(names(updated.removed), previous.filter((id) => !next.includes(id)).sort(), JSON.stringify(updated));
+      assert.equal(updated.backends, 3);
+      assert.equal(typeof updated.buildMs, 'number');
+      assert.equal(typeof updated.movedShare, 'number');
+      // New connections go to the new set only.
+      for (let probe = 0; probe < 3; probe += 1) {
+        const reached = await whichBackend({ port: pool === 'static' ? port.static : port.files });
+        assert.ok(next.includes(reached), `step ${step}: a new connection reached ${reached}, not in ${next.join(',')}`);
+      }
+      // Pacing: let the load run across each membership a moment (not a wait for a result).
+      await delay(250);
+    }
+    assert.ok(invalidChecked);
+    assert.deepEqual(await hashRouting(), hashBefore, 'the untouched hash pool routes as before');
+
+    for (const loop of loops) loop.stop();
+    const [staticLoop, filesLoop] = await Promise.all(loops.map((loop) => loop.done));
+    const results = await sessions.stop();
+    const dropped = results.filter((result) => result.error !== null);
+    assert.deepEqual(dropped, [], 'established connections dropped');
+    assert.ok(results.every((result) => result.pings >= 5), `pings per session: ${results.map((r) => r.pings).join(',')}`);
+    for (const loop of [staticLoop!, filesLoop!]) {
+      assert.equal(loop.failed, 0, `failed new connections: ${JSON.stringify(loop.connections.filter((c) => c.error))}`);
+    }
+    const newConnections = staticLoop!.connections.length + filesLoop!.connections.length;
+    assert.ok(newConnections >= 40, `only ${newConnections} new connections during the reloads`);
+    // Every session's backend was removed at some point (each window moved past it): all drained.
+    const finalSets = new Set([...staticSet, ...fileSet]);
+    const drainedSessions = results.filter((result) => !finalSets.has(result.backend)).length;
+    reloadTimes.sort((a, b) => a - b);
+    t.diagnostic(
+      `${results.length} sessions (${drainedSessions} on backends removed by the end), ${newConnections} new connections, ` +
+        `reload → pool updated median ${reloadTimes[10]!.toFixed(1)} ms, max ${reloadTimes.at(-1)!.toFixed(1)} ms`,
+    );
+  });
+});
+
+describe('--watch', () => {
+  test('editing the config file reloads without a signal: a listener is added, then removed', async () => {
+    const backends = await backendsNamed('wa', 'wb');
+    const configPath = join(temp.path, 'watched.json');
+    const base = {
+      listeners: [{ name: 'main', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ name: 'web', balance: 'round_robin', backends: [{ id: 'wa', address: backends.get('wa')!.address }] }],
+      drainTimeoutMs: 5000,
+      log: { level: 'info' },
+    };
+    replaceFile(configPath, base);
+    const ringlb = run(['run', '--config', configPath, '--watch']);
+    const mainPort = await ringlb.listenerPort('main');
+    assert.equal(await whichBackend({ port: mainPort }), 'wa');
+
+    // An in-place edit, as an editor saving the file would do.
+    let since = ringlb.lines.length;
+    const extended = {
+      ...base,
+      listeners: [...base.listeners, { name: 'extra', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ ...base.pools[0]!, backends: [{ id: 'wb', address: backends.get('wb')!.address }] }],
+    };
+    writeFileSync(configPath, JSON.stringify(extended, null, 2));
+    const reloaded = await ringlb.waitForLine(is('config reloaded'), 5000, 'config reloaded after an edit', since);
+    assert.deepEqual(names(reloaded.listenersAdded), ['extra']);
+    const ready = await ringlb.waitForLine((l) => l.msg === 'listener ready' && l.listener === 'extra', 5000, 'listener ready extra', since);
+    const extraPort = Number(String(ready.address).split(':').at(-1));
+    const updated = await ringlb.waitForLine(poolUpdated('web'), 5000, 'pool updated web', since);
+    assert.deepEqual(names(updated.added), ['wb']);
+    assert.deepEqual(names(updated.removed), ['wa']);
+    assert.equal(await whichBackend({ port: extraPort }), 'wb');
+    assert.equal(await whichBackend({ port: mainPort }), 'wb');
+
+    // Replaced by rename (another way editors save): the extra listener goes away.
+    since = ringlb.lines.length;
+    replaceFile(configPath, { ...extended, listeners: base.listeners });
+    const second = await ringlb.waitForLine(is('config reloaded'), 5000, 'config reloaded after a rename', since);
+    assert.deepEqual(names(second.listenersRemoved), ['extra']);
+    assert.equal(await connectError({ port: extraPort }), 'ECONNREFUSED');
+    assert.equal(await whichBackend({ port: mainPort }), 'wb');
+    assert.equal(ringlb.lines.slice(since).filter(is('config reload refused')).length, 0);
+  });
+});
