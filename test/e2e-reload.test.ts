@@ -15,7 +15,8 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { startClientLoop } from './helpers/client-loop.js';
-import { connectError, whichBackend } from './helpers/clients.js';
+import { connectError, openClient, readLine, whichBackend } from './helpers/clients.js';
+import { AdminClient } from './helpers/admin-client.js';
 import { startEchoSessions } from './helpers/echo-sessions.js';
 import { RinglbProcess, TempDir, type LogLine } from './helpers/ringlb-process.js';
 
@@ -232,6 +233,9 @@ describe('--watch', () => {
     assert.deepEqual(names(updated.removed), ['wa']);
     assert.equal(await whichBackend({ port: extraPort }), 'wb');
     assert.equal(await whichBackend({ port: mainPort }), 'wb');
+    const onExtra = await openClient({ port: extraPort });
+    cleanups.push(() => void onExtra.destroy());
+    assert.equal(await readLine(onExtra), 'wb');
 
     // Replaced by rename (another way editors save): the extra listener goes away.
     since = ringlb.lines.length;
@@ -239,7 +243,89 @@ describe('--watch', () => {
     const second = await ringlb.waitForLine(is('config reloaded'), 5000, 'config reloaded after a rename', since);
     assert.deepEqual(names(second.listenersRemoved), ['extra']);
     assert.equal(await connectError({ port: extraPort }), 'ECONNREFUSED');
+    // The removed listener's connection drains: it keeps flowing.
+    onExtra.write('after removal\n');
+    assert.equal(await readLine(onExtra), 'after removal');
+    onExtra.destroy();
     assert.equal(await whichBackend({ port: mainPort }), 'wb');
     assert.equal(ringlb.lines.slice(since).filter(is('config reload refused')).length, 0);
+  });
+});
+
+describe('what a reload applies', () => {
+  test('policy change (fresh pool; old connections keep theirs), discovery change, listener rebind (remove + add, old connections drain), admin token change', async () => {
+    const backends = await backendsNamed('x', 'y', 'z');
+    const entry = (id: string) => ({ id, address: backends.get(id)!.address });
+    writeFileSync(join(temp.path, 'list-1.json'), JSON.stringify([entry('x')]));
+    writeFileSync(join(temp.path, 'list-2.json'), JSON.stringify([entry('y'), entry('z')]));
+    const configPath = join(temp.path, 'kinds.json');
+    const version = (n: 1 | 2) => ({
+      admin: { bind: '127.0.0.1:0', token: n === 1 ? 'first-token-0123456789' : 'second-token-0123456789' },
+      listeners: [
+        { name: 'front', bind: '127.0.0.1:0', pool: 'web' },
+        { name: 'side', bind: n === 1 ? '127.0.0.1:0' : '127.0.0.2:0', pool: 'disc' },
+      ],
+      pools: [
+        { name: 'web', balance: n === 1 ? 'maglev' : 'ring_hash', backends: ['x', 'y', 'z'].map(entry) },
+        { name: 'disc', balance: 'round_robin', discovery: { type: 'file', path: n === 1 ? 'list-1.json' : 'list-2.json' } },
+      ],
+      drainTimeoutMs: 30000,
+      log: { level: 'info' },
+    });
+    replaceFile(configPath, version(1));
+    const ringlb = run(['run', '--config', configPath]);
+    const front = await ringlb.listenerPort('front');
+    const oldSide = await ringlb.listenerPort('side');
+    await ringlb.waitForLine(poolUpdated('disc'), 5000, 'first set of disc');
+    const firstAdmin = new AdminClient(String((await ringlb.waitForLine(is('admin ready'), 5000, 'admin ready')).address), 'first-token-0123456789');
+    cleanups.push(() => firstAdmin.close());
+    const onFront = await openClient({ port: front, localAddress: '127.0.5.1' });
+    cleanups.push(() => void onFront.destroy());
+    const frontBackend = await readLine(onFront);
+    assert.equal(frontBackend, await firstAdmin.lookup('web', '127.0.5.1'));
+    const onSide = await openClient({ port: oldSide });
+    cleanups.push(() => void onSide.destroy());
+    assert.equal(await readLine(onSide), 'x');
+
+    const since = ringlb.lines.length;
+    replaceFile(configPath, version(2));
+    ringlb.child.kill('SIGHUP');
+    const reloaded = await ringlb.waitForLine(is('config reloaded'), 5000, 'config reloaded', since);
+    assert.deepEqual(names(reloaded.poolsChanged), ['disc', 'web'], JSON.stringify(reloaded));
+    // A rebind is a remove + add in effect (checked below through the sockets); the summary may list
+    // it under both or neither, but not under one only.
+    assert.deepEqual(names(reloaded.listenersAdded), names(reloaded.listenersRemoved), JSON.stringify(reloaded));
+    assert.ok(names(reloaded.listenersAdded).every((name) => name === 'side'), JSON.stringify(reloaded));
+    // The config's own line for the changed pool may come first; the new source's set follows.
+    const disc = await ringlb.waitForLine((l) => poolUpdated('disc')(l) && l.source === 'file', 5000, 'disc from list-2', since);
+    assert.deepEqual(names(disc.added), ['y', 'z']);
+    assert.deepEqual(names(disc.removed), ['x']);
+    await ringlb.waitForLine(poolUpdated('web'), 5000, 'pool updated web', since);
+    const sideReady = await ringlb.waitForLine((l) => l.msg === 'listener ready' && l.listener === 'side', 5000, 'side rebound', since);
+    assert.match(String(sideReady.address), /^127\.0\.0\.2:\d+$/);
+    const newSide = Number(String(sideReady.address).split(':').at(-1));
+
+    // The admin server restarted with the new token (and, bound to port 0, a new port).
+    const adminLine = await ringlb.waitForLine(is('admin ready'), 5000, 'admin ready again', since);
+    const secondAdmin = new AdminClient(String(adminLine.address), 'second-token-0123456789');
+    cleanups.push(() => secondAdmin.close());
+    assert.equal((await secondAdmin.request('GET', '/v1/pools')).status, 200);
+    assert.equal((await secondAdmin.request('GET', '/v1/pools', { token: 'first-token-0123456789' })).status, 401);
+
+    // New connections: ring_hash now, as the lookup says; the new side listener serves list-2.
+    for (const ip of ['127.0.5.1', '127.0.5.2', '127.0.5.3', '127.0.5.4']) {
+      assert.equal(await whichBackend({ port: front, localAddress: ip }), await secondAdmin.lookup('web', ip), `client ${ip}`);
+    }
+    const sideBackends = new Set([await whichBackend({ host: '127.0.0.2', port: newSide }), await whichBackend({ host: '127.0.0.2', port: newSide })]);
+    assert.deepEqual([...sideBackends].sort(), ['y', 'z']);
+    assert.equal(await connectError({ port: oldSide }), 'ECONNREFUSED');
+
+    // Connections opened before the reload keep flowing on their old pool and old listener.
+    onFront.write('front still\n');
+    assert.equal(await readLine(onFront), 'front still');
+    onSide.write('side still\n');
+    assert.equal(await readLine(onSide), 'side still');
+    onFront.destroy();
+    onSide.destroy();
   });
 });
