@@ -13,7 +13,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { startClientLoop } from './helpers/client-loop.js';
 import { connectError, openClient, readLine, whichBackend } from './helpers/clients.js';
 import { AdminClient } from './helpers/admin-client.js';
@@ -327,5 +327,46 @@ describe('what a reload applies', () => {
     assert.equal(await readLine(onSide), 'side still');
     onFront.destroy();
     onSide.destroy();
+  });
+});
+
+describe('health rules at start-up and on reload', () => {
+  test('listeners bind after the first check round (pool warmed); a backend added by reload gets no traffic until its first passing check', async () => {
+    const backends = await backendsNamed('a');
+    const laterPort = await closedPort();
+    const check = { intervalMs: 200, timeoutMs: 200, jitter: 0, rise: 1, fall: 1, initialHealthy: false };
+    const configPath = join(temp.path, 'warming.json');
+    const withBackends = (entries: ReadonlyArray<{ id: string; address: string }>) => ({
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ name: 'web', balance: 'round_robin', healthCheck: check, backends: entries }],
+      drainTimeoutMs: 5000,
+      log: { level: 'info' },
+    });
+    replaceFile(configPath, withBackends([{ id: 'a', address: backends.get('a')!.address }]));
+    const ringlb = run(['run', '--config', configPath]);
+    const port = await ringlb.listenerPort('web');
+    const warmedAt = ringlb.lines.findIndex((l) => l.msg === 'pool warmed' && l.pool === 'web');
+    const readyAt = ringlb.lines.findIndex((l) => l.msg === 'listener ready' && l.listener === 'web');
+    assert.ok(warmedAt >= 0 && warmedAt < readyAt, 'pool warmed before listener ready');
+    assert.equal(ringlb.lines[warmedAt]!.eligible, 1);
+    assert.equal(ringlb.lines[warmedAt]!.total, 1);
+    // The very first client is served (not refused with no_backend).
+    assert.equal(await whichBackend({ port }), 'a');
+
+    // b joins by reload while nothing listens at its address: pending, so no traffic.
+    const since = ringlb.lines.length;
+    replaceFile(configPath, withBackends([{ id: 'a', address: backends.get('a')!.address }, { id: 'b', address: `127.0.0.1:${laterPort}` }]));
+    ringlb.child.kill('SIGHUP');
+    const updated = await ringlb.waitForLine(poolUpdated('web'), 5000, 'pool updated +b', since);
+    assert.deepEqual(names(updated.added), ['b']);
+    for (let i = 0; i < 6; i += 1) assert.equal(await whichBackend({ port }), 'a', `connection ${i} after b was added`);
+    // b comes alive: up after one passing check, then it gets its share.
+    const b = await startNamedBackend('b', { port: laterPort });
+    cleanups.push(() => b.close());
+    await ringlb.waitForLine((l) => l.msg === 'backend up' && l.id === 'b', 5000, 'backend up b', since);
+    const reached = new Set<string>();
+    for (let i = 0; i < 4; i += 1) reached.add(await whichBackend({ port }));
+    assert.deepEqual([...reached].sort(), ['a', 'b']);
+    assert.equal(ringlb.accessLines().filter((l) => l.outcome !== 'ok').length, 0, 'a connection was refused or failed');
   });
 });
