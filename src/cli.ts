@@ -201,8 +201,10 @@ async function main(argv: readonly string[]): Promise<void> {
         await ringlb.start(config);
       } catch (error) {
         triggers.stop();
+        logger.error({ error: error instanceof Error ? error.message : String(error) }, 'start failed');
         throw error;
       }
+      warnIfFileDescriptorsShort(config, logger);
       // The drain timeout in force when the signal arrives (a reload may have changed it).
       exitOnSignals(ringlb, () => ringlb.config?.drainTimeoutMs ?? config.drainTimeoutMs, logger, async () => triggers.stop());
       return;
@@ -214,6 +216,30 @@ async function main(argv: readonly string[]): Promise<void> {
       exitOnSignals(demo.ringlb, demo.drainTimeoutMs, logger, demo.closeBackends);
       return;
     }
+  }
+}
+
+/**
+ * Every proxied connection holds two file descriptors. When the soft RLIMIT_NOFILE cannot hold
+ * every listener's maxConnections, the kernel refuses accepts or upstream connects long before the
+ * configured limit is reached; say so once at start (Linux: /proc/self/limits; elsewhere skip).
+ */
+function warnIfFileDescriptorsShort(config: RinglbConfig, logger: Logger): void {
+  let limits: string;
+  try {
+    limits = readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return;
+  }
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+  if (match === null || match[1] === 'unlimited') return;
+  const softLimit = Number(match[1]);
+  const needed = config.listeners.reduce((sum, listener) => sum + listener.maxConnections * 2, 0) + 64;
+  if (needed > softLimit) {
+    logger.warn(
+      { openFilesLimit: softLimit, needed },
+      'file descriptor limit is below what maxConnections needs (2 per connection); raise it with `ulimit -n` or lower maxConnections',
+    );
   }
 }
 

@@ -128,6 +128,9 @@ describe('proxy data plane', () => {
     const line = await accessLineOf(localPort);
     assert.equal(line.outcome, 'connect_failed');
     assert.equal(line.attempts, 1, 'one backend: retries cannot reuse the tried one');
+    // The line names where it tried and why it failed.
+    assert.match(String(line.backend), /^127\.0\.0\.1:\d+$/);
+    assert.equal(line.error, 'ECONNREFUSED');
   });
 
   it('retries after a connect timeout, and bytes sent before the backend connected arrive', async () => {

@@ -164,7 +164,7 @@ function entries(list: unknown, key: string): Entry[] {
 
 function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
-  const firstBySocket = new Map<string, readonly PathSegment[]>();
+  const bound: { host: string; port: number; segments: readonly PathSegment[] }[] = [];
   for (const listener of listeners) {
     const { bind } = listener.value;
     if (typeof bind !== 'string' || bind === '') continue;
@@ -175,15 +175,24 @@ function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
       continue;
     }
     // Port 0 asks the OS for a fresh port each time, so several listeners may share it.
-    // Only identical host and port are caught here; overlaps such as 0.0.0.0:80 vs 127.0.0.1:80
-    // are left to the OS, which refuses the second bind with EADDRINUSE.
     if (parsed.port === 0) continue;
-    const socket = `${parsed.host.toLowerCase()} ${parsed.port}`;
-    const first = firstBySocket.get(socket);
-    if (first === undefined) firstBySocket.set(socket, listener.segments);
-    else issues.push({ segments, message: `${bind} is already bound by ${formatPath(first)}` });
+    const host = parsed.host.toLowerCase();
+    const clash = bound.find((other) => other.port === parsed.port && bindsOverlap(other.host, host));
+    if (clash === undefined) bound.push({ host, port: parsed.port, segments: listener.segments });
+    else issues.push({ segments, message: `${bind} overlaps ${formatPath(clash.segments)} (${clash.host.includes(':') ? `[${clash.host}]` : clash.host}:${clash.port}): the second bind would fail with EADDRINUSE` });
   }
   return issues;
+}
+
+/**
+ * Whether two listeners on the same port would collide: the same host, or a wildcard that covers
+ * the other (`0.0.0.0` covers every IPv4 address; `::` is dual-stack in Node, so it covers both
+ * families). Two spellings of one IPv6 address are still left to the OS.
+ */
+function bindsOverlap(a: string, b: string): boolean {
+  if (a === b || a === '::' || b === '::') return true;
+  const isIpv4OrName = (host: string): boolean => !host.includes(':');
+  return (a === '0.0.0.0' && isIpv4OrName(b)) || (b === '0.0.0.0' && isIpv4OrName(a));
 }
 
 function checkUniqueNames(list: readonly Entry[], kind: 'listener' | 'pool'): LocatedIssue[] {

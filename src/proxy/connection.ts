@@ -86,6 +86,10 @@ export class ProxyConnection implements SlotConnection {
   /** Sockets of ours not yet closed (the client, plus the live upstream attempt). */
   #openSockets = 1;
   #outcome: ConnectionOutcome | null = null;
+  /** Why the last attempt or the connection failed (errno code or 'timeout'), for the access log. */
+  #error: string | null = null;
+  /** The backend of the last failed attempt, so a connect_failed line names where it tried. */
+  #lastFailedSlot = -1;
   #clientAddress: string | undefined;
   #clientPort: number | undefined;
 
@@ -167,7 +171,7 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onConnectTimeout = (): void => {
-    if (!this.#connected && this.#upstream !== null) this.#failAttempt('timeout');
+    if (!this.#connected && this.#upstream !== null) this.#failAttempt('timeout', 'timeout');
   };
 
   #onIdleTick = (): void => {
@@ -185,15 +189,20 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onUpstreamError = (error: NodeJS.ErrnoException): void => {
-    if (this.#connected) this.#destroy('upstream_error');
-    else this.#failAttempt(failureReasonOf(error));
+    if (this.#connected) {
+      this.#error ??= error.code ?? error.message;
+      this.#destroy('upstream_error');
+    } else {
+      this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
+    }
   };
 
   #onUpstreamClose = (): void => {
     this.#socketClosed();
   };
 
-  #onClientError = (): void => {
+  #onClientError = (error: NodeJS.ErrnoException): void => {
+    this.#error ??= error.code ?? error.message;
     this.#destroy('client_error');
   };
 
@@ -205,9 +214,14 @@ export class ProxyConnection implements SlotConnection {
   };
 
   /** A connect attempt failed or timed out: discard its socket, then try another backend. */
-  #failAttempt(reason: ConnectFailureReason): void {
+  #failAttempt(reason: ConnectFailureReason, detail: string): void {
     const failed = this.#upstream!;
     const pool = this.#pool;
+    this.#error = detail;
+    this.#lastFailedSlot = this.#slot;
+    if (this.#context.accessLog.isLevelEnabled('debug')) {
+      this.#context.accessLog.debug({ backend: pool.addressOf(this.#slot), attempt: this.#attempts, error: detail }, 'connect attempt failed');
+    }
     failed.removeListener('error', this.#onUpstreamError);
     failed.removeListener('close', this.#onUpstreamClose);
     failed.removeListener('connect', this.#onUpstreamConnect);
@@ -258,12 +272,14 @@ export class ProxyConnection implements SlotConnection {
     this.#context.accessLog.info(
       {
         client: formatPeer(this.#clientAddress, this.#clientPort),
-        backend: this.#slot >= 0 ? pool.addressOf(this.#slot) : null,
+        backend: this.#slot >= 0 ? pool.addressOf(this.#slot) : this.#lastFailedSlot >= 0 ? pool.addressOf(this.#lastFailedSlot) : null,
         attempts: this.#attempts,
         bytesIn: client.bytesRead,
         bytesOut: client.bytesWritten,
         durationMs: Math.round((performance.now() - this.#startedAt) * 1000) / 1000,
         outcome: this.#outcome ?? 'ok',
+        // Omitted (undefined) on success; pino drops undefined fields.
+        error: this.#outcome === null ? undefined : (this.#error ?? undefined),
       },
       'connection closed',
     );

@@ -147,7 +147,10 @@ export class Listener implements ListenerContext {
     connection.start();
   };
 
-  #onServerError = (error: Error): void => {
-    this.#logger.warn({ err: error }, 'listener error');
+  #onServerError = (error: NodeJS.ErrnoException): void => {
+    // A bind failure is reported once, by listen()'s rejection; only errors of a live listener
+    // (accept failing with EMFILE/ENFILE when file descriptors run out) are logged here.
+    if (!this.#server.listening) return;
+    this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
   };
 }
