@@ -133,8 +133,12 @@ describe('ringlb CLI', () => {
     const open = await openClient({ port: ports.get('web')! });
     t.after(() => open.destroy());
     assert.equal(await readLine(open), 'one');
+    let resetCode: string | undefined;
+    open.on('error', (error: NodeJS.ErrnoException) => (resetCode = error.code));
     ringlb.child.kill('SIGTERM');
     await closed(open);
+    // Cut with a reset, so a client that only writes or half-closed learns at once.
+    assert.equal(resetCode, 'ECONNRESET');
     const status = await ringlb.waitForExit();
     assert.deepEqual(status, { code: 0, signal: null });
     assert.equal((await ringlb.waitForLine((l) => l.msg === 'drained, exiting')).forced, 1);

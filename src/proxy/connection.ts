@@ -117,6 +117,11 @@ export class ProxyConnection implements SlotConnection {
 
   /** Drain deadline passed (shutdown, a removed listener or backend): cut this connection now. */
   forceClose(): void {
+    // A reset, not a FIN: a client that half-closes or only writes would read a FIN as "the
+    // server finished sending" and keep going; RST tells both peers the connection is gone.
+    this.#outcome ??= 'drained';
+    if (!this.#client.destroyed) this.#client.resetAndDestroy();
+    if (this.#upstream !== null && !this.#upstream.destroyed) this.#upstream.resetAndDestroy();
     this.#destroy('drained');
   }
 

@@ -95,8 +95,8 @@ export function readToEnd(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
 }
 
 /**
- * Resolves when the peer has closed the connection and our socket is closed too. Reads and drops
- * whatever still arrives; on the peer's FIN we end our side (these sockets are allowHalfOpen).
+ * Resolves when the peer has closed the connection (FIN or reset) and our socket is closed too.
+ * Reads and drops whatever still arrives; on the peer's FIN we end our side (allowHalfOpen).
  */
 export async function closed(socket: Socket, timeoutMs = 10_000): Promise<void> {
   if (socket.closed) return;
@@ -112,7 +112,8 @@ export async function closed(socket: Socket, timeoutMs = 10_000): Promise<void> 
   socket.resume();
   try {
     await Promise.race([
-      once(socket, 'close'),
+      // Not events.once: it rejects on 'error', and a reset (ECONNRESET) is a way to be closed too.
+      new Promise<void>((resolve) => socket.once('close', () => resolve())),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`socket not closed within ${timeoutMs} ms`)), timeoutMs);
       }),
