@@ -49,6 +49,8 @@ export interface DrainResult {
 export interface ReloadSummary {
   readonly listenersAdded: readonly string[];
   readonly listenersRemoved: readonly string[];
+  /** Listeners whose bind changed: a new socket took over, the old one drains. */
+  readonly listenersRebound: readonly string[];
   readonly poolsChanged: readonly string[];
   readonly poolsUnchanged: readonly string[];
 }
@@ -470,6 +472,7 @@ export class Ringlb {
     // Listeners: add, remove, update in place, and point each at its (possibly new) pool.
     const added: string[] = [];
     const removed: string[] = [];
+    const rebound: string[] = [];
     for (const [name, listener] of this.#listeners) {
       if (!nextListenerNames.has(name) || opened.has(name)) {
         this.#listeners.delete(name);
@@ -484,6 +487,7 @@ export class Ringlb {
         fresh.setPool(pool);
         this.#listeners.set(listenerConfig.name, fresh);
         if (!currentListeners.has(listenerConfig.name)) added.push(listenerConfig.name);
+        else rebound.push(listenerConfig.name);
         this.#logger.info({ listener: listenerConfig.name, pool: pool.name, address: fresh.address() }, 'listener ready');
         continue;
       }
@@ -509,7 +513,7 @@ export class Ringlb {
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');
     }
 
-    const summary: ReloadSummary = { listenersAdded: added, listenersRemoved: removed, poolsChanged: changedPools, poolsUnchanged: unchangedPools };
+    const summary: ReloadSummary = { listenersAdded: added, listenersRemoved: removed, listenersRebound: rebound, poolsChanged: changedPools, poolsUnchanged: unchangedPools };
     this.#logger.info(summary, 'config reloaded');
     return { ok: true, summary };
   }
