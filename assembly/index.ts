@@ -70,6 +70,7 @@ let ewma: usize = 0; // f64[capacity]: peak-EWMA connect time in µs, -1 = never
 let ewmaStamp: usize = 0; // f64[capacity]: nowMs of the last sample
 let swrrCurrent: usize = 0; // i64[capacity]: nginx current_weight, in weight × per-mille units
 let tried: usize = 0; // i32[capacity]: scratch, the slots this connection already tried
+let tiedSlots: usize = 0; // i32[capacity]: scratch, least_connections' slots tied at the minimum
 
 // ---- double-buffered tables: table k's arrays live at base + k × stride ----
 let tableHi: usize = 0; // u32[2][capacity]
@@ -113,7 +114,6 @@ let curRingCount: i32 = 0;
 
 let builds: i32 = 0; // tables published since init: proves health flips and scale changes build nothing
 let rngState: u32 = 1;
-let leastConnectionsCursor: i32 = 0;
 
 // @ts-ignore: decorator
 @inline function loadI32(base: usize, index: i32): i32 { return load<i32>(base + (<usize>index << 2)); }
@@ -185,6 +185,7 @@ export function init(
   ewmaStamp = allocate(slots << 3);
   swrrCurrent = allocate(slots << 3);
   tried = allocate(slots << 2);
+  if (policy == POLICY_LEAST_CONNECTIONS) tiedSlots = allocate(slots << 2);
   tableHi = allocate(slots << 3);
   tableLo = allocate(slots << 3);
   tableWeight = allocate(slots << 3);
@@ -284,7 +285,6 @@ export function build(): f64 {
   publish(next);
   builds++;
   memory.fill(swrrCurrent, 0, <usize>capacity << 3);
-  leastConnectionsCursor = 0;
   if (policy == POLICY_RANDOM) computeScaledPrefix();
   return moved;
 }
@@ -682,29 +682,54 @@ function computeScaledPrefix(): void {
   scaledTotal = total;
 }
 
-/** Fewest active/weight (cross-multiplied); the scan start rotates so equal backends share evenly. */
+/**
+ * nginx least_conn (ngx_http_upstream_get_least_conn_peer): the fewest active/weight wins
+ * (cross-multiplied, weight × per-mille scale); a tie is broken by smooth weighted round robin over
+ * the tied slots only, so idle backends still share by weight (2,1,1 → 2:1:1). The policy is fixed
+ * per instance, so the tie-break reuses round_robin's `swrrCurrent` (reset on every rebuild).
+ * One O(n) pass collects the slots at the running minimum in a scratch list (restarted whenever a
+ * lower one appears), then SWRR runs over that list only. A sole minimum wins outright: nginx skips
+ * the SWRR step when nothing ties, and current += w − w would change nothing anyway.
+ */
 function pickLeastConnections(triedCount: i32): i32 {
   const n = curCount;
-  const start = leastConnectionsCursor;
-  leastConnectionsCursor = start + 1 == n ? 0 : start + 1;
-  let best = -1;
+  let tiedCount = 0;
   let bestActive: i64 = 0;
   let bestWeight: i64 = 0;
-  let index = start;
-  for (let t = 0; t < n; t++) {
-    const slot = loadI32(curOrder, index);
-    if (++index == n) index = 0;
+  for (let i = 0; i < n; i++) {
+    const slot = loadI32(curOrder, i);
     if (!usable(slot, triedCount)) continue;
     const slotActive = <i64>loadI32(active, slot);
     // Scaled weight in per-mille units; cross-multiplication stays exact in i64.
     const slotWeight = <i64>loadI32(curWeight, slot) * <i64>loadI32(weightScale, slot);
-    if (best < 0 || slotActive * bestWeight < bestActive * slotWeight) {
-      best = slot;
+    const left = slotActive * bestWeight;
+    const right = bestActive * slotWeight;
+    if (tiedCount == 0 || left < right) {
       bestActive = slotActive;
       bestWeight = slotWeight;
+      storeI32(tiedSlots, 0, slot);
+      tiedCount = 1;
+    } else if (left == right) {
+      storeI32(tiedSlots, tiedCount++, slot);
     }
   }
-  return best;
+  if (tiedCount <= 1) return tiedCount == 0 ? -1 : loadI32(tiedSlots, 0);
+  let winner = -1;
+  let winnerCurrent: i64 = 0;
+  let total: i64 = 0;
+  for (let i = 0; i < tiedCount; i++) {
+    const slot = loadI32(tiedSlots, i);
+    const slotWeight = <i64>loadI32(curWeight, slot) * <i64>loadI32(weightScale, slot);
+    const value = load<i64>(swrrCurrent + (<usize>slot << 3)) + slotWeight;
+    store<i64>(swrrCurrent + (<usize>slot << 3), value);
+    total += slotWeight;
+    if (winner < 0 || value > winnerCurrent) {
+      winner = slot;
+      winnerCurrent = value;
+    }
+  }
+  store<i64>(swrrCurrent + (<usize>winner << 3), winnerCurrent - total);
+  return winner;
 }
 
 // @ts-ignore: decorator

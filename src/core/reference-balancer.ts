@@ -60,7 +60,6 @@ export class ReferenceBalancer implements Balancer {
   #table: Table;
   #rng: number;
   #builds = 0;
-  #leastConnectionsCursor = 0;
 
   constructor(options: BalancerOptions) {
     this.options = resolveBalancerOptions(options);
@@ -95,7 +94,6 @@ export class ReferenceBalancer implements Balancer {
     this.#table = next;
     this.#builds++;
     this.#swrrCurrent.fill(0);
-    this.#leastConnectionsCursor = 0;
     this.#computeScaledPrefix();
     const buildMs = performance.now() - started;
     return { changed: true, slots: change.slots, added: change.added, removed: change.removed, reweighted: change.reweighted, buildMs, movedShare };
@@ -268,18 +266,35 @@ export class ReferenceBalancer implements Balancer {
         return scanFrom(index);
       }
       case 'least_connections': {
-        const start = this.#leastConnectionsCursor;
-        this.#leastConnectionsCursor = start + 1 === n ? 0 : start + 1;
+        // nginx least_conn (ngx_http_upstream_get_least_conn_peer): fewest active/(weight × scale),
+        // compared by cross-multiplication (no division; doubles are exact below 2^53: active <
+        // 9·10^8 at the largest weight × scale, 10^7). Ties go through smooth weighted round robin
+        // over the tied slots only, so idle backends still share by weight; the policy is fixed per
+        // instance, so it reuses round_robin's current weights.
+        const scaled = (s: number): number => table.weightBySlot[s] * this.#weightScale[s];
         let best = -1;
-        for (let t = 0; t < n; t++) {
-          const slot = table.order[(start + t) % n];
+        let first = 0; // order index of the first minimal slot: earlier slots cannot tie
+        for (let i = 0; i < n; i++) {
+          const slot = table.order[i];
           if (!usable(slot)) continue;
-          // active/(weight × scale) compared by cross-multiplication: no division, exact in integers
-          // (doubles are exact below 2^53: active < 9·10^8 at the largest weight × scale, 10^7).
-          const scaled = (s: number): number => table.weightBySlot[s] * this.#weightScale[s];
-          if (best < 0 || this.#active[slot] * scaled(best) < this.#active[best] * scaled(slot)) best = slot;
+          if (best < 0 || this.#active[slot] * scaled(best) < this.#active[best] * scaled(slot)) {
+            best = slot;
+            first = i;
+          }
         }
-        return best;
+        if (best < 0) return -1;
+        let winner = -1;
+        let total = 0;
+        for (let i = first; i < n; i++) {
+          const slot = table.order[i];
+          if (!usable(slot) || this.#active[slot] * scaled(best) !== this.#active[best] * scaled(slot)) continue;
+          const weight = scaled(slot);
+          this.#swrrCurrent[slot] += weight;
+          total += weight;
+          if (winner < 0 || this.#swrrCurrent[slot] > this.#swrrCurrent[winner]) winner = slot;
+        }
+        this.#swrrCurrent[winner] -= total;
+        return winner;
       }
       case 'least_time': {
         const first = this.#nextRandom() % n;
