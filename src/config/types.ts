@@ -1,3 +1,4 @@
+import type { DiscoveryOptions } from '../discovery/index.js';
 import type { BalancePolicy } from '../core/types.js';
 
 /** `host:port` parsed once at load; IPv6 written as `[::1]:port`. */
@@ -128,33 +129,8 @@ export type DiscoveryType = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
 export type DiscoveryConfig =
   | { readonly type: 'static' }
   | { readonly type: 'registration' }
-  | {
-      readonly type: 'file';
-      /** Absolute: a relative path in the file is resolved against the config file's directory. */
-      readonly path: string;
-      readonly debounceMs?: number;
-      readonly pollIntervalMs?: number;
-      readonly watch?: boolean;
-    }
-  | {
-      readonly type: 'dns';
-      readonly name: string;
-      readonly record: 'SRV' | 'A' | 'AAAA';
-      readonly port?: number;
-      readonly servers?: readonly string[];
-      readonly intervalMs?: number;
-      readonly timeoutMs?: number;
-      readonly retryMinMs?: number;
-      readonly retryMaxMs?: number;
-    }
-  | {
-      readonly type: 'etcd';
-      readonly endpoints: readonly string[];
-      readonly prefix: string;
-      readonly requestTimeoutMs?: number;
-      readonly retryMinMs?: number;
-      readonly retryMaxMs?: number;
-    };
+  /** `path` is absolute here: a relative path in the file is resolved against the config file's directory. */
+  | DiscoveryOptions;
 
 /** The admin HTTP listener (registration API, later metrics). */
 export interface AdminConfig {
