@@ -370,3 +370,53 @@ describe('health rules at start-up and on reload', () => {
     assert.equal(ringlb.accessLines().filter((l) => l.outcome !== 'ok').length, 0, 'a connection was refused or failed');
   });
 });
+
+describe('administrative state by reload', () => {
+  test('a backend set to drain keeps its open connection flowing and takes no new ones; back to active, it takes traffic again', async () => {
+    const backends = await backendsNamed('ra', 'rb');
+    const configPath = join(temp.path, 'state.json');
+    const configWith = (stateOfB: 'active' | 'drain' | 'maint') => ({
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{
+        name: 'web',
+        balance: 'round_robin',
+        backends: [
+          { id: 'ra', address: backends.get('ra')!.address },
+          { id: 'rb', address: backends.get('rb')!.address, state: stateOfB },
+        ],
+      }],
+      drainTimeoutMs: 60_000,
+    });
+    replaceFile(configPath, configWith('active'));
+    const ringlb = run(['run', '--config', configPath]);
+    const port = await ringlb.listenerPort('web');
+
+    // Round robin over two: of two connections, one lands on rb. Hold it open.
+    const first = await openClient({ port });
+    const second = await openClient({ port });
+    cleanups.push(() => { first.destroy(); second.destroy(); });
+    const greetings = [await readLine(first), await readLine(second)];
+    assert.deepEqual([...greetings].sort(), ['ra', 'rb']);
+    const onB = greetings[0] === 'rb' ? first : second;
+
+    for (const state of ['drain', 'maint'] as const) {
+      const since = ringlb.lines.length;
+      replaceFile(configPath, configWith(state));
+      ringlb.child.kill('SIGHUP');
+      await ringlb.waitForLine(is('config reloaded'), 5000, `config reloaded (${state})`, since);
+      // New connections avoid rb ...
+      for (let i = 0; i < 6; i += 1) assert.equal(await whichBackend({ port }), 'ra', `${state}: a new connection reached rb`);
+      // ... while the one already on rb keeps echoing both ways.
+      onB.write(`still flowing in ${state}\n`);
+      assert.equal(await readLine(onB), `still flowing in ${state}`);
+    }
+
+    const since = ringlb.lines.length;
+    replaceFile(configPath, configWith('active'));
+    ringlb.child.kill('SIGHUP');
+    await ringlb.waitForLine(is('config reloaded'), 5000, 'config reloaded (active)', since);
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i += 1) seen.add(await whichBackend({ port }));
+    assert.deepEqual([...seen].sort(), ['ra', 'rb']);
+  });
+});
