@@ -21,10 +21,21 @@
  * full current set. Services registering with a lease (`registerWithLease`) vanish from the set
  * when they die: their keys are deleted by etcd when the lease expires, which the watch reports.
  */
-import { Etcd3, type IOptions, type IKeyValue, type IWatchResponse, type Lease, type Watcher } from 'etcd3';
+import { createRequire } from 'node:module';
+import type { Etcd3, IOptions, IKeyValue, IWatchResponse, Lease, Watcher } from 'etcd3';
 import type { BackendState } from '../config/types.js';
 import { describe as describeValue, parseBackendEntry, sameBackendSet, sortById } from './backend-entries.js';
 import { Backoff } from './backoff.js';
+
+/**
+ * etcd3 (and gRPC under it) is loaded on first use: importing it costs ~200 ms of start-up and
+ * memory that a ringlb without an etcd pool should not pay. It is CommonJS, so a synchronous
+ * require keeps the source's constructor synchronous.
+ */
+const requireFromHere = createRequire(import.meta.url);
+function etcd3Module(): typeof import('etcd3') {
+  return requireFromHere('etcd3') as typeof import('etcd3');
+}
 import type { DiscoveredBackend, DiscoveryListener, DiscoverySource } from './types.js';
 
 export interface EtcdSourceOptions {
@@ -139,7 +150,7 @@ class EtcdSource implements DiscoverySource {
       throw new TypeError(`etcd discovery: requestTimeoutMs must be a positive integer (ms), got ${JSON.stringify(options.requestTimeoutMs)}`);
     }
     const policy = passThroughPolicy();
-    this.#client = new Etcd3({
+    this.#client = new (etcd3Module().Etcd3)({
       hosts: [...options.endpoints],
       // Streams (the watch) live as long as they work; unary calls get a deadline.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
