@@ -4,9 +4,11 @@
  *    `Unexpected token '}', "{"a":}" is not valid JSON`);
  *  - duplicate keys, which JSON.parse silently resolves to the last value: in a config file that
  *    is almost always a mistake (two `"retries"` in one pool, the first one ignored).
- * A small recursive-descent scanner checks the grammar and records duplicate keys; JSON.parse then
- * builds the value. Config-load speed does not matter here, clarity does.
+ * jsonc-parser (VS Code's JSON scanner, run with comments and trailing commas disallowed) checks
+ * the grammar and reports duplicate keys; JSON.parse then builds the value, so numbers and strings
+ * are exactly JSON's. This file only turns jsonc-parser's error codes into readable messages.
  */
+import { createScanner, printParseErrorCode, visit, type ParseErrorCode, SyntaxKind } from 'jsonc-parser';
 
 export type PathSegment = string | number;
 
@@ -22,27 +24,165 @@ export type JsonTextResult =
 /** Deeper than any sane config; keeps a hostile file from overflowing the stack. */
 const MAX_DEPTH = 64;
 
-class JsonSyntaxError extends Error {
-  constructor(
-    readonly offset: number,
-    message: string,
-  ) {
-    super(message);
-  }
+interface JsonError {
+  readonly offset: number;
+  readonly message: string;
 }
 
 export function readJsonText(text: string): JsonTextResult {
   // A UTF-8 byte order mark is common in files saved by Windows editors; JSON.parse rejects it.
   const source = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  const scanner = new JsonScanner(source);
-  try {
-    scanner.document();
-  } catch (error) {
-    if (!(error instanceof JsonSyntaxError)) throw error;
+  // jsonc-parser recurses once per nesting level, so a hostile file could overflow the stack:
+  // find where nesting gets too deep with its (iterative) scanner and parse only up to there.
+  const tooDeep = tooDeepOffset(source);
+  const parseable = tooDeep === undefined ? source : source.slice(0, tooDeep);
+  const duplicateKeys: DuplicateKey[] = [];
+  const keysOfOpenObjects: Set<string>[] = [];
+  const openContainers: ('{' | '[')[] = [];
+  let error: JsonError | undefined;
+  visit(
+    parseable,
+    {
+      onObjectBegin: () => {
+        openContainers.push('{');
+        keysOfOpenObjects.push(new Set());
+      },
+      onObjectEnd: () => {
+        openContainers.pop();
+        keysOfOpenObjects.pop();
+      },
+      onArrayBegin: () => {
+        openContainers.push('[');
+      },
+      onArrayEnd: () => {
+        openContainers.pop();
+      },
+      onObjectProperty: (key, _offset, _length, _line, _character, objectPath) => {
+        const keys = keysOfOpenObjects[keysOfOpenObjects.length - 1];
+        if (keys.has(key)) duplicateKeys.push({ path: [...objectPath(), key] });
+        keys.add(key);
+      },
+      onError: (code, offset, length) => {
+        // Errors at the cut are only the cut's doing; the nesting error below reports it.
+        if (error === undefined && (tooDeep === undefined || offset < tooDeep)) {
+          error = describeError(source, code, offset, length, openContainers[openContainers.length - 1]);
+        }
+      },
+    },
+    { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false },
+  );
+  if (error === undefined && tooDeep !== undefined) {
+    error = { offset: tooDeep, message: `nested more than ${MAX_DEPTH} levels deep` };
+  }
+  if (error !== undefined) {
     const { line, column } = lineAndColumn(source, error.offset);
     return { ok: false, line, column, message: error.message };
   }
-  return { ok: true, value: JSON.parse(source) as unknown, duplicateKeys: scanner.duplicateKeys };
+  return { ok: true, value: JSON.parse(source) as unknown, duplicateKeys };
+}
+
+/** Offset of the first '{' or '[' that opens more than MAX_DEPTH levels, if any. */
+function tooDeepOffset(text: string): number | undefined {
+  const scanner = createScanner(text, true);
+  let depth = 0;
+  for (let token = scanner.scan(); token !== SyntaxKind.EOF; token = scanner.scan()) {
+    if (token === SyntaxKind.OpenBraceToken || token === SyntaxKind.OpenBracketToken) {
+      if (++depth > MAX_DEPTH) return scanner.getTokenOffset();
+    } else if (token === SyntaxKind.CloseBraceToken || token === SyntaxKind.CloseBracketToken) {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+  return undefined;
+}
+
+const EXPECTED_VALUE = 'expected a value (object, array, string, number, true, false or null)';
+const AFTER_ELEMENT = "expected ',' or ']' after array element";
+const AFTER_PROPERTY = "expected ',' or '}' after property value";
+const BAD_NUMBER = 'invalid number (leading zeros, "+", hex and a bare "." are not JSON)';
+
+/** A readable message, and the offset it points at, for jsonc-parser's error `code`. */
+function describeError(
+  text: string,
+  code: ParseErrorCode,
+  offset: number,
+  length: number,
+  container: '{' | '[' | undefined,
+): JsonError {
+  const here = describeAt(text, offset);
+  const fail = (message: string, at = offset): JsonError => ({ offset: at, message });
+  const char = text[offset];
+  const before = text.slice(0, offset).trimEnd();
+  // jsonc-parser ends a number at the first character that cannot continue it ("08" is 0, then 8).
+  if (/[0-9]$/.test(text.slice(0, offset)) && /^[0-9A-Za-z.+-]/.test(text.slice(offset))) return fail(BAD_NUMBER);
+  if (char === "'") return fail(`unexpected "'"; JSON strings use double quotes (")`);
+  const trailingComma = before.endsWith(',') && (char === '}' || char === ']') ? ' (JSON allows no trailing comma)' : '';
+  switch (printParseErrorCode(code)) {
+    case 'ValueExpected':
+      if (before === '') return fail('the file is empty; expected a JSON object');
+      return fail(`unexpected ${here}; ${trailingComma === '' ? EXPECTED_VALUE : `expected a value${trailingComma}`}`);
+    case 'PropertyNameExpected':
+      return fail(`unexpected ${here}; expected a property name in double quotes${trailingComma}`);
+    case 'ColonExpected':
+      return fail(`unexpected ${here}; expected ':' after property name`);
+    case 'CommaExpected':
+      return fail(`unexpected ${here}; ${container === '[' ? AFTER_ELEMENT : AFTER_PROPERTY}`);
+    case 'CloseBracketExpected': // reported after the array's end callback, so `container` is not it
+      return fail(`unexpected ${here}; ${AFTER_ELEMENT}`);
+    case 'CloseBraceExpected':
+      return fail(`unexpected ${here}; ${AFTER_PROPERTY}`);
+    case 'EndOfFileExpected':
+      return fail(`unexpected ${here} after the end of the JSON value`);
+    case 'InvalidCommentToken':
+    case 'UnexpectedEndOfComment':
+      return fail('comments are not allowed in JSON');
+    case 'InvalidSymbol':
+      if (/^[-+.0-9]/.test(char)) return fail(BAD_NUMBER);
+      return fail(
+        container === '{' && /[{,]$/.test(before)
+          ? `unexpected ${here}; expected a property name in double quotes`
+          : `unexpected ${here}; ${EXPECTED_VALUE}`,
+      );
+    case 'UnexpectedEndOfNumber':
+      return fail('invalid number (expected a digit after "." or "e")', offset + length);
+    case 'UnexpectedEndOfString':
+      // jsonc-parser stops a string at a line break or at the end of the file.
+      return offset + length < text.length
+        ? fail('the line ends inside a string (missing closing ")', offset + length)
+        : fail('string is never closed (missing ")');
+    case 'InvalidCharacter':
+    case 'InvalidEscapeCharacter':
+    case 'InvalidUnicode':
+      return badCharacterInString(text, offset, length);
+    default:
+      return fail(`unexpected ${here} (${printParseErrorCode(code)})`);
+  }
+}
+
+/** jsonc-parser reports a bad escape or control character at the string's start; find the culprit. */
+function badCharacterInString(text: string, stringOffset: number, length: number): JsonError {
+  const escapeOrControl = /\\u[0-9A-Fa-f]{4}|\\["\\/bfnrt]|\\u|\\[\s\S]?|[\u0000-\u001f]/g;
+  const string = text.slice(0, stringOffset + length);
+  escapeOrControl.lastIndex = stringOffset + 1;
+  for (let match = escapeOrControl.exec(string); match !== null; match = escapeOrControl.exec(string)) {
+    const [found] = match;
+    if (found === '\\u') return { offset: match.index, message: '\\u must be followed by four hex digits' };
+    if (found.length < 2 || (found[0] === '\\' && !'"\\/bfnrtu'.includes(found[1]))) {
+      const message =
+        found[0] === '\\'
+          ? `invalid escape "${found}" in string`
+          : 'control character in string (write newlines and tabs as \\n and \\t)';
+      return { offset: match.index, message };
+    }
+  }
+  return { offset: stringOffset, message: 'invalid string' };
+}
+
+/** How a message names what is at `offset`: a whole word if one starts there, else the character. */
+function describeAt(text: string, offset: number): string {
+  const char = text[offset];
+  if (char === undefined) return 'end of file';
+  const word = /^[A-Za-z_$][A-Za-z0-9_$]*/.exec(text.slice(offset));
+  return JSON.stringify(word !== null ? word[0] : char);
 }
 
 /** 1-based line and column (in UTF-16 code units, as editors count for most text). */
@@ -56,175 +196,4 @@ function lineAndColumn(text: string, offset: number): { line: number; column: nu
     }
   }
   return { line, column: offset - lineStart + 1 };
-}
-
-class JsonScanner {
-  readonly duplicateKeys: DuplicateKey[] = [];
-  #pos = 0;
-  readonly #path: PathSegment[] = [];
-
-  constructor(private readonly text: string) {}
-
-  document(): void {
-    this.#skipWhitespace();
-    if (this.#pos >= this.text.length) this.#fail('the file is empty; expected a JSON object');
-    this.#value(0);
-    this.#skipWhitespace();
-    if (this.#pos < this.text.length) this.#fail(`unexpected ${this.#describeHere()} after the end of the JSON value`);
-  }
-
-  #value(depth: number): void {
-    if (depth > MAX_DEPTH) this.#fail(`nested more than ${MAX_DEPTH} levels deep`);
-    const char = this.text[this.#pos];
-    if (char === '{') this.#object(depth);
-    else if (char === '[') this.#array(depth);
-    else if (char === '"') this.#string();
-    else if (char === '-' || (char !== undefined && char >= '0' && char <= '9')) this.#number();
-    else if (this.#literal('true') || this.#literal('false') || this.#literal('null')) return;
-    else if (char === undefined) this.#fail('unexpected end of file; expected a value');
-    else if (char === "'") this.#fail('strings must use double quotes (")');
-    else this.#fail(`unexpected ${this.#describeHere()}; expected a value (object, array, string, number, true, false or null)`);
-  }
-
-  #object(depth: number): void {
-    this.#pos++; // {
-    const seen = new Set<string>();
-    this.#skipWhitespace();
-    if (this.text[this.#pos] === '}') {
-      this.#pos++;
-      return;
-    }
-    for (;;) {
-      this.#skipWhitespace();
-      if (this.text[this.#pos] !== '"') {
-        const char = this.text[this.#pos];
-        const hint =
-          char === '}' ? ' (JSON allows no trailing comma)' : char === "'" ? ' (JSON strings use double quotes)' : '';
-        this.#fail(`unexpected ${this.#describeHere()}; expected a property name in double quotes${hint}`);
-      }
-      const keyStart = this.#pos;
-      this.#string();
-      const key = JSON.parse(this.text.slice(keyStart, this.#pos)) as string;
-      if (seen.has(key)) this.duplicateKeys.push({ path: [...this.#path, key] });
-      seen.add(key);
-      this.#skipWhitespace();
-      if (this.text[this.#pos] !== ':') this.#fail(`unexpected ${this.#describeHere()}; expected ':' after property name`);
-      this.#pos++;
-      this.#skipWhitespace();
-      this.#path.push(key);
-      this.#value(depth + 1);
-      this.#path.pop();
-      this.#skipWhitespace();
-      const next = this.text[this.#pos];
-      if (next === ',') {
-        this.#pos++;
-      } else if (next === '}') {
-        this.#pos++;
-        return;
-      } else {
-        this.#fail(`unexpected ${this.#describeHere()}; expected ',' or '}' after property value`);
-      }
-    }
-  }
-
-  #array(depth: number): void {
-    this.#pos++; // [
-    this.#skipWhitespace();
-    if (this.text[this.#pos] === ']') {
-      this.#pos++;
-      return;
-    }
-    for (let index = 0; ; index++) {
-      this.#skipWhitespace();
-      if (this.text[this.#pos] === ']') this.#fail(`unexpected ']'; expected a value (JSON allows no trailing comma)`);
-      this.#path.push(index);
-      this.#value(depth + 1);
-      this.#path.pop();
-      this.#skipWhitespace();
-      const next = this.text[this.#pos];
-      if (next === ',') {
-        this.#pos++;
-      } else if (next === ']') {
-        this.#pos++;
-        return;
-      } else {
-        this.#fail(`unexpected ${this.#describeHere()}; expected ',' or ']' after array element`);
-      }
-    }
-  }
-
-  #string(): void {
-    const start = this.#pos;
-    this.#pos++; // opening quote
-    for (;;) {
-      const code = this.text.charCodeAt(this.#pos);
-      if (Number.isNaN(code)) {
-        this.#pos = start;
-        this.#fail('string is never closed (missing ")');
-      }
-      if (code === 0x22) {
-        this.#pos++;
-        return;
-      }
-      if (code === 0x0a || code === 0x0d) this.#fail('the line ends inside a string (missing closing ")');
-      if (code < 0x20) this.#fail('control character in string (write newlines and tabs as \\n and \\t)');
-      if (code === 0x5c) {
-        const escape = this.text[this.#pos + 1];
-        if (escape === 'u') {
-          if (!/^[0-9A-Fa-f]{4}$/.test(this.text.slice(this.#pos + 2, this.#pos + 6))) {
-            this.#fail('\\u must be followed by four hex digits');
-          }
-          this.#pos += 6;
-        } else if (escape !== undefined && '"\\/bfnrt'.includes(escape)) {
-          this.#pos += 2;
-        } else {
-          this.#fail(`invalid escape "\\${escape ?? ''}" in string`);
-        }
-        continue;
-      }
-      this.#pos++;
-    }
-  }
-
-  #number(): void {
-    // RFC 8259 §6: -? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?
-    const match = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/.exec(this.text.slice(this.#pos));
-    if (match === null) this.#fail(`invalid number`);
-    const after = this.text[this.#pos + match[0].length];
-    if (after !== undefined && /[0-9A-Za-z.+-]/.test(after)) {
-      this.#pos += match[0].length;
-      this.#fail(`invalid number (leading zeros, "+", hex and a bare "." are not JSON)`);
-    }
-    this.#pos += match[0].length;
-  }
-
-  #literal(word: string): boolean {
-    if (!this.text.startsWith(word, this.#pos)) return false;
-    this.#pos += word.length;
-    return true;
-  }
-
-  #skipWhitespace(): void {
-    for (;;) {
-      const char = this.text[this.#pos];
-      if (char === ' ' || char === '\t' || char === '\n' || char === '\r') {
-        this.#pos++;
-      } else if (char === '/' && (this.text[this.#pos + 1] === '/' || this.text[this.#pos + 1] === '*')) {
-        this.#fail('comments are not allowed in JSON');
-      } else {
-        return;
-      }
-    }
-  }
-
-  #describeHere(): string {
-    const char = this.text[this.#pos];
-    if (char === undefined) return 'end of file';
-    const word = /^[A-Za-z_$][A-Za-z0-9_$]*/.exec(this.text.slice(this.#pos));
-    return JSON.stringify(word !== null ? word[0] : char);
-  }
-
-  #fail(message: string): never {
-    throw new JsonSyntaxError(this.#pos, message);
-  }
 }
