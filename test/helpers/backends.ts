@@ -32,26 +32,41 @@ export interface NamedBackendOptions {
   readonly port?: number;
 }
 
-export async function startNamedBackend(name: string, options: NamedBackendOptions = {}): Promise<NamedBackend> {
+export function startNamedBackend(name: string, options: NamedBackendOptions = {}): Promise<NamedBackend> {
   const greet = options.greet ?? true;
-  const sockets = new Set<Socket>();
-  let accepted = 0;
-  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
-    accepted += 1;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
+  return serveNamed(name, { allowHalfOpen: true }, options.port ?? 0, (socket) => {
     if (greet) socket.write(`${name}\n`);
     // pipe() to itself: echo with backpressure, and our FIN follows the client's (half-close).
     socket.pipe(socket);
   });
-  server.listen({ host: '127.0.0.1', port: options.port ?? 0 });
+}
+
+/**
+ * A loopback server that counts and tracks its connections and hands each one to `serve`: the
+ * common body of every named backend here.
+ */
+async function serveNamed(
+  name: string,
+  serverOptions: { allowHalfOpen?: boolean },
+  port: number,
+  serve: (socket: Socket) => void,
+): Promise<NamedBackend> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server: Server = createServer(serverOptions, (socket) => {
+    accepted += 1;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    serve(socket);
+  });
+  server.listen({ host: '127.0.0.1', port });
   await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
+  const boundPort = (server.address() as AddressInfo).port;
   return {
     name,
-    port,
-    address: `127.0.0.1:${port}`,
+    port: boundPort,
+    address: `127.0.0.1:${boundPort}`,
     accepted: () => accepted,
     open: () => sockets.size,
     close: async () => {
@@ -209,30 +224,9 @@ export async function startHalfClosingBackend(name: string): Promise<HalfClosing
  * Greets with `<name>\n`, then answers the first byte it receives with a TCP reset (RST): the
  * upstream failing mid-connection.
  */
-export async function startResettingBackend(name: string): Promise<NamedBackend> {
-  const sockets = new Set<Socket>();
-  let accepted = 0;
-  const server = createServer((socket) => {
-    accepted += 1;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
+export function startResettingBackend(name: string): Promise<NamedBackend> {
+  return serveNamed(name, {}, 0, (socket) => {
     socket.write(`${name}\n`);
     socket.once('data', () => socket.resetAndDestroy());
   });
-  server.listen({ host: '127.0.0.1', port: 0 });
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  return {
-    name,
-    port,
-    address: `127.0.0.1:${port}`,
-    accepted: () => accepted,
-    open: () => sockets.size,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
 }
