@@ -8,13 +8,13 @@
 import {
   AdminError,
   type AdminApi,
-  type BackendSource,
   type BackendView,
   type LookupResult,
   type PoolView,
   type RegisterOutcome,
   type RegistrationRequest,
 } from './admin/api.js';
+import type { BackendSource } from './backend.js';
 import type { BalancePolicy } from './core/types.js';
 import type { BackendPool } from './proxy/backend-pool.js';
 import type { RegistrationStore } from './registry/registration-store.js';

@@ -13,19 +13,16 @@
  */
 import { isIP } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
+import { MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 import { formatPath, issueFromAjvError, sortInDocumentOrder, toConfigIssues } from '../config/issues.js';
-import { MAX_WEIGHT } from '../core/types.js';
 import { AdminError, type AdminApi, type RegistrationRequest } from './api.js';
-import type { AdminServer } from './server.js';
-import { jsonResponse, noContent, type AdminRequest } from './router.js';
+import { jsonResponse, noContent, type AdminRequest, type RouteTable } from './router.js';
 
 /** Shortest TTL: a heartbeat more often than every ~50 ms would be load, not liveness. */
 export const MIN_TTL_MS = 100;
 /** Longest TTL, one day; for "never expires" omit ttlMs. */
 export const MAX_TTL_MS = 86_400_000;
-/** Same bound as a config backend `id`. */
-export const MAX_BACKEND_ID_LENGTH = 256;
 
 /** The registration body. `additionalProperties: false`: a typo (`ttl`) is a 400, not a silent default. */
 const REGISTRATION_SCHEMA = {
@@ -49,7 +46,7 @@ function validateRegistrationBody(body: unknown): boolean {
   return registrationValidator(body);
 }
 
-export function installPoolRoutes(server: AdminServer, api: AdminApi): void {
+export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
   server.route('GET', '/healthz', () => jsonResponse(200, { status: 'ok' }));
 
   server.route('GET', '/v1/pools', async () => jsonResponse(200, { pools: await api.listPools() }));

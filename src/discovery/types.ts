@@ -4,17 +4,7 @@
  * current one and rebuilds only pools that changed (ARCHITECTURE.md "Diff, don't rebuild").
  * Modelled on Pingora's `ServiceDiscovery` (one required method) and linkerd's change streams.
  */
-import type { BackendState, HostPort } from '../config/types.js';
-
-/** One backend as a source reports it: validated exactly like a config backend. */
-export interface DiscoveredBackend {
-  /** Stable identity (default: the address text); the hash tables key on it. */
-  readonly id: string;
-  readonly address: HostPort;
-  /** Integer 0..10000. */
-  readonly weight: number;
-  readonly state: BackendState;
-}
+import type { Backend } from '../backend.js';
 
 export type DiscoveryKind = 'file' | 'dns' | 'etcd';
 
@@ -37,7 +27,7 @@ export interface DiscoveryListener {
    * The whole current set, sorted by id, never empty because of a failure (a failure is
    * `onError`). A source may repeat an unchanged set (always after `onRecovered`).
    */
-  onUpdate(backends: readonly DiscoveredBackend[]): void;
+  onUpdate(backends: readonly Backend[]): void;
   /**
    * The source cannot reach its registry / read its file, or what it read was refused (bad JSON,
    * bad entry, empty DNS answer). The registry keeps the last known set. Called once per outage
