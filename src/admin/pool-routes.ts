@@ -13,7 +13,7 @@
  */
 import { isIP } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
-import { MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
+import { backendIdLength, MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 import { formatPath, issueFromAjvError, sortInDocumentOrder, toConfigIssues } from '../config/issues.js';
 import { AdminError, type AdminApi, type RegistrationRequest } from './api.js';
@@ -96,7 +96,7 @@ export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
 /** Ids are free text (as in the config) but bounded and printable: they end up in logs and URLs. */
 function checkBackendId(id: string, path: string): void {
   // eslint-disable-next-line no-control-regex
-  if (id.length > MAX_BACKEND_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
+  if (backendIdLength(id) > MAX_BACKEND_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
     throw new AdminError(
       400,
       `backend id must be 1 to ${MAX_BACKEND_ID_LENGTH} characters without control characters`,
