@@ -139,7 +139,8 @@ export function validateBackends(backends: readonly CoreBackend[]): Map<string, 
     if (typeof backend !== 'object' || backend === null) throw new TypeError(`backends[${index}] must be an object`);
     const { id, weight } = backend;
     // `id.length` (UTF-16 units) is never below the code-point count: only a long id pays for the count.
-    if (typeof id !== 'string' || id.length === 0 || (id.length > MAX_BACKEND_ID_LENGTH && backendIdLength(id) > MAX_BACKEND_ID_LENGTH)) {
+    const tooLong = typeof id === 'string' && id.length > MAX_BACKEND_ID_LENGTH && backendIdLength(id) > MAX_BACKEND_ID_LENGTH;
+    if (typeof id !== 'string' || id.length === 0 || tooLong) {
       throw new TypeError(`backends[${index}].id must be a non-empty string of at most ${MAX_BACKEND_ID_LENGTH} characters`);
     }
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {

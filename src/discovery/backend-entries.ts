@@ -2,8 +2,9 @@
  * Validation of backend entries read from a registry (a discovery file, an etcd value), with the
  * same rules as config backends (schema/ringlb.schema.json `backend`): `address` host:port,
  * `weight` integer 0..MAX_WEIGHT default 1, `state` one of BACKEND_STATES default active, `id`
- * 1..MAX_BACKEND_ID_LENGTH code points default the address text, no other properties. Errors name the entry by a JSON path
- * (`[2].weight: must be an integer 0..10000, got 1.5`) so the caller can prefix its source.
+ * 1..MAX_BACKEND_ID_LENGTH code points default the address text, no other properties (src/backend.ts).
+ * Errors name the entry by a JSON path (`[2].weight: must be an integer 0..10000, got 1.5`) so the
+ * caller can prefix its source.
  */
 import {
   BACKEND_STATES,
@@ -54,7 +55,8 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
   }
 
   const id = record.id ?? defaultId ?? address?.text;
-  if (record.id !== undefined && (typeof record.id !== 'string' || record.id === '' || backendIdLength(record.id) > MAX_BACKEND_ID_LENGTH)) {
+  const idOk = typeof record.id === 'string' && record.id !== '' && backendIdLength(record.id) <= MAX_BACKEND_ID_LENGTH;
+  if (record.id !== undefined && !idOk) {
     errors.push(`${at('id')}: must be a string of 1..${MAX_BACKEND_ID_LENGTH} characters, got ${describe(record.id)}`);
   }
 

@@ -4,9 +4,10 @@
  * current one and rebuilds only pools that changed (ARCHITECTURE.md "Diff, don't rebuild").
  * Modelled on Pingora's `ServiceDiscovery` (one required method) and linkerd's change streams.
  */
-import type { Backend } from '../backend.js';
+import type { Backend, BackendSource } from '../backend.js';
 
-export type DiscoveryKind = 'file' | 'dns' | 'etcd';
+/** The sources that run as a `DiscoverySource` (static and registration pools have none). */
+export type DiscoveryKind = Extract<BackendSource, 'file' | 'dns' | 'etcd'>;
 
 /** A change stream of FULL backend sets. The registry diffs each set against the current one. */
 export interface DiscoverySource {
