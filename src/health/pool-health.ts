@@ -111,7 +111,7 @@ interface SlotHealth {
 
 export class PoolHealth {
   readonly #config: PoolConfig;
-  readonly #balancer: Balancer;
+  #balancer: Balancer;
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #outlier: OutlierDetector;
@@ -208,6 +208,24 @@ export class PoolHealth {
     for (const entry of [...this.#byId.values()]) if (!keep.has(entry.id)) this.#forget(entry);
     this.#pushAll(!atStart);
     this.#notifySettled();
+  }
+
+  /**
+   * The pool swapped its balancer for one built with other table settings or more slots, with the
+   * same slot per backend id (backend-pool.ts `rebuild`). Every fact this owner holds (flags,
+   * hysteresis, ejections, slow-start ramps, scheduled checks) stays as it is: only the new
+   * balancer's bits and scales are written, copied from the old one so not one pick sees a
+   * different eligibility. Call before `setBackends` with the new set.
+   */
+  adoptBalancer(balancer: Balancer, capacity: number): void {
+    const previous = this.#balancer;
+    this.#outlier.grow(capacity);
+    this.#balancer = balancer;
+    for (const entry of this.#byId.values()) {
+      if (balancer.idOf(entry.slot) !== entry.id) continue;
+      balancer.setWeightScale(entry.slot, previous.weightScale(entry.slot));
+      balancer.setEligible(entry.slot, previous.isEligible(entry.slot));
+    }
   }
 
   /** Backends still waiting for their first check verdict (start-up warming reads it). */
