@@ -289,7 +289,7 @@ function planAddOrRemove(before: PoolConfig | undefined, after: PoolConfig | und
   const pool = (after ?? before) as PoolConfig;
   const isAdded = after !== undefined;
   const backends = isAdded ? pool.backends : (options.live?.(pool.name)?.backends ?? pool.backends);
-  const summaries = backends.map(summary);
+  const summaries = byId(backends.map(summary));
   return {
     name: pool.name,
     action: isAdded ? 'add' : 'remove',
@@ -400,13 +400,18 @@ function diffBackends(oldSet: readonly BackendConfig[], newSet: readonly Backend
     if (previous.address.text !== next.address.text) readdressed.push({ id: next.id, from: previous.address.text, to: next.address.text });
     if (previous.state !== next.state) stateChanged.push({ id: next.id, from: previous.state, to: next.state });
   }
+  // By id: the live set of a pool is in the registry's order, the config's in the file's.
   return {
-    added: newSet.filter((backend) => !before.has(backend.id)).map(summary),
-    removed: oldSet.filter((backend) => !after.has(backend.id)).map(summary),
-    reweighted,
-    readdressed,
-    stateChanged,
+    added: byId(newSet.filter((backend) => !before.has(backend.id)).map(summary)),
+    removed: byId(oldSet.filter((backend) => !after.has(backend.id)).map(summary)),
+    reweighted: byId(reweighted),
+    readdressed: byId(readdressed),
+    stateChanged: byId(stateChanged),
   };
+}
+
+function byId<T extends { readonly id: string }>(items: T[]): T[] {
+  return items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 function planListeners(current: readonly ListenerConfig[], next: readonly ListenerConfig[]): ReloadPlan['listeners'] {
