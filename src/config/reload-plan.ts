@@ -328,7 +328,8 @@ function measureUpdate(
   if (pool.balance === 'maglev') slots = Math.min(slots, pool.maglev.tableSize);
   const { balancer } = buildInto(pool, oldSet, slots, options);
   const report = balancer.setBackends(newSet.map(coreBackend));
-  return { rebuild: report.changed, buildMs: report.changed ? report.buildMs : null, movedShare: report.changed ? report.movedShare : 0 };
+  // Rounded: the core sums per slot, and slot order (so the last float bits) depends on set history.
+  return { rebuild: report.changed, buildMs: report.changed ? report.buildMs : null, movedShare: report.changed ? roundShare(report.movedShare) : 0 };
 }
 
 function measureReplace(
@@ -342,7 +343,7 @@ function measureReplace(
   const newKeyed = KEYED_POLICIES.has(after.balance);
   const built = buildInto(after, newSet, Math.max(1, slotCapacity(after, newSet.length)), options);
   if (!oldKeyed && !newKeyed) {
-    return { buildMs: built.report.buildMs, movedShare: weightShareShift(oldSet, newSet) };
+    return { buildMs: built.report.buildMs, movedShare: roundShare(weightShareShift(oldSet, newSet)) };
   }
   if (oldKeyed !== newKeyed) return { buildMs: built.report.buildMs, movedShare: 1 };
   const old = buildInto(before, oldSet, Math.max(1, slotCapacity(before, oldSet.length)), options).balancer;
@@ -355,6 +356,10 @@ function measureReplace(
     if (from !== to) moved += 1;
   }
   return { buildMs: built.report.buildMs, movedShare: moved / SAMPLE_CLIENT_COUNT };
+}
+
+function roundShare(share: number): number {
+  return Math.round(share * 1e12) / 1e12;
 }
 
 /** Backend id whose table entry a key lands on, ignoring health; undefined for an empty table. */
