@@ -64,11 +64,19 @@ interface Kind {
   readonly after: Record<string, unknown>;
   /** Extra backends in the new config (growth). */
   readonly extraBackends?: number;
+  /** Health check settings changed in the same reload (a new health owner starts from the old one's verdicts). */
+  readonly healthAfter?: Record<string, unknown>;
   readonly reason: RegExp;
 }
 
 const KINDS: readonly Kind[] = [
-  { name: 'balance', before: { balance: 'round_robin' }, after: { balance: 'maglev' }, reason: /^balance round_robin → maglev$/ },
+  {
+    name: 'balance (and health check settings)',
+    before: { balance: 'round_robin' },
+    after: { balance: 'maglev' },
+    healthAfter: { rise: 2, initialHealthy: true },
+    reason: /^balance round_robin → maglev$/,
+  },
   { name: 'hashKey', before: { balance: 'maglev' }, after: { balance: 'maglev', hashKey: 'source_ip_port' }, reason: /^hashKey changed/ },
   { name: 'maglev.tableSize', before: { balance: 'maglev' }, after: { balance: 'maglev', maglev: { tableSize: 1021 } }, reason: /^maglev\.tableSize changed$/ },
   {
@@ -138,7 +146,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
                 state: 'maint',
               })),
             ],
-            healthCheck: { type: 'tcp', intervalMs: 100, unhealthyIntervalMs: 100, timeoutMs: 1000, rise: 1, fall: 1 },
+            healthCheck: { type: 'tcp', intervalMs: 100, unhealthyIntervalMs: 100, timeoutMs: 1000, rise: 1, fall: 1, ...(n === 2 ? kind.healthAfter : {}) },
           },
         ],
         drainTimeoutMs: DRAIN_TIMEOUT_MS,

@@ -256,13 +256,20 @@ export class BackendPool {
       JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
       JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
     if (!healthChanged) return;
+    // What the checks knew carries over: up stays up, down stays down (no pending round, no
+    // dead backend believed up because the new settings say initialHealthy). Without checks
+    // before, every backend that is eligible now counts as up.
+    const verdicts = this.#health.checkVerdicts();
     const healthyIds = new Set<string>();
+    const downIds = new Set<string>();
     for (const backend of this.#backends) {
-      const slot = this.balancer.slotOf(backend.id);
-      if (slot >= 0 && this.balancer.isEligible(slot)) healthyIds.add(backend.id);
+      const verdict = verdicts.get(backend.id);
+      const slot = this.#balancer.slotOf(backend.id);
+      if (verdict === 'down') downIds.add(backend.id);
+      else if (verdict === 'up' || (verdict === undefined && slot >= 0 && this.#balancer.isEligible(slot))) healthyIds.add(backend.id);
     }
     this.#health.stop();
-    this.#health = this.#createHealth(config, healthyIds);
+    this.#health = this.#createHealth(config, healthyIds, downIds);
     this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.balancer.slotOf(backend.id), backend })));
     if (scheduler !== null && !this.#retired) this.#health.startChecks(scheduler);
   }
@@ -376,8 +383,8 @@ export class BackendPool {
     );
   }
 
-  #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined): PoolHealth {
-    return new PoolHealth({ config, balancer: this.#balancer, capacity: this.#capacity, logger: this.#logger, healthyIds });
+  #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
+    return new PoolHealth({ config, balancer: this.#balancer, capacity: this.#capacity, logger: this.#logger, healthyIds, downIds });
   }
   /**
    * The key a hash policy places this client by: integers parsed from the source address inside
