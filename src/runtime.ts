@@ -382,18 +382,14 @@ export class Ringlb {
       }
     }
 
-    // New pools and rebuilt balancers are built now (not yet checked, watched or in use).
+    // New pools are built now (not yet checked or watched) so new listeners bind with their pool.
     const newPools = new Map<string, { pool: BackendPool; report: RebuildReport }>();
-    const rebuilds = new Map<string, PreparedRebuild>();
     for (const poolPlan of errors.length === 0 ? plan.pools : []) {
+      if (poolPlan.action !== 'add') continue;
       const poolConfig = nextPools.get(poolPlan.name)!;
       try {
-        if (poolPlan.action === 'add') {
-          const pool = this.#createPool({ ...poolConfig, backends: [] }, next, { capacity: slotCapacity(poolConfig) });
-          newPools.set(poolPlan.name, { pool, report: pool.setBackends(poolConfig.backends) });
-        } else if (poolPlan.action === 'replace') {
-          rebuilds.set(poolPlan.name, this.#pools.get(poolPlan.name)!.prepareRebuild(poolConfig, poolPlan.backends, poolPlan.capacity!.to));
-        }
+        const pool = this.#createPool({ ...poolConfig, backends: [] }, next, { capacity: slotCapacity(poolConfig) });
+        newPools.set(poolPlan.name, { pool, report: pool.setBackends(poolConfig.backends) });
       } catch (error) {
         errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -415,6 +411,20 @@ export class Ringlb {
         break;
       }
     }
+    // Rebuilt balancers last, after every await: a discovery update landing while listeners bind
+    // would make an earlier one stale. A discovery pool keeps its live set (plan: "keep the set").
+    const rebuilds = new Map<string, PreparedRebuild>();
+    for (const poolPlan of errors.length === 0 ? plan.pools : []) {
+      if (poolPlan.action !== 'replace') continue;
+      const poolConfig = nextPools.get(poolPlan.name)!;
+      const pool = this.#pools.get(poolPlan.name)!;
+      const backends = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : pool.backends;
+      try {
+        rebuilds.set(poolPlan.name, pool.prepareRebuild(poolConfig, backends, poolPlan.capacity!.to));
+      } catch (error) {
+        errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
     if (errors.length > 0) {
       for (const listener of opened.values()) listener.stopListening();
       for (const { pool } of newPools.values()) pool.stop();
@@ -427,6 +437,8 @@ export class Ringlb {
     const drainTimeoutMs = next.drainTimeoutMs;
     const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.drainTimeoutMs = drainTimeoutMs;
+    // Rebuilt balancers go in first, with no await since they were prepared.
+    for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
       if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
@@ -438,7 +450,6 @@ export class Ringlb {
         logPoolUpdated(this.#logger, poolPlan.name, 'config', report, poolConfig.backends.length);
       } else if (poolPlan.action === 'replace') {
         const pool = this.#pools.get(poolPlan.name)!;
-        pool.commitRebuild(rebuilds.get(poolPlan.name)!, scheduler);
         logPoolUpdated(this.#logger, poolPlan.name, 'config', planReport(poolPlan), pool.backends.length);
       } else if (poolPlan.action === 'update') {
         const pool = this.#pools.get(poolPlan.name)!;

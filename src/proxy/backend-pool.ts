@@ -20,7 +20,7 @@ const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring
 /**
  * Slot capacity of a pool's balancer. Fixed for the balancer's life, so leave room for backends
  * added later (reload, discovery); a pool that starts larger gets twice its size. A set that
- * outgrows it anyway gets a fresh, bigger pool from the runtime (see `Ringlb`, "capacity").
+ * outgrows it anyway gets its balancer rebuilt in place with more slots (`prepareRebuild`).
  */
 export const MIN_SLOT_CAPACITY = 256;
 
@@ -243,9 +243,10 @@ export class BackendPool {
   }
 
   /**
-   * Settings a running pool absorbs in place (the runtime builds a fresh pool for policy, hash
-   * key and table parameters). Health settings get a fresh health owner over the same slots;
-   * backends that are up now stay up (no pending round), the rest start over.
+   * Settings a running pool absorbs in place (policy, hash key and table parameters go through
+   * `prepareRebuild` / `commitRebuild`). Health settings get a new health owner over the same
+   * slots, which starts from the old one's check verdicts: up stays up (no pending round), down
+   * stays down; outlier ejections and slow-start ramps start over.
    */
   reconfigure(config: PoolConfig, scheduler: CheckScheduler | null): void {
     const previous = this.#config;
