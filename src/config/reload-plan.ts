@@ -161,7 +161,8 @@ export interface PlanOptions {
   readonly live?: (pool: string) => LivePool | undefined;
 }
 
-const REDACTED = '<redacted>';
+/** What a secret (`admin.token`) shows as in a plan. */
+export const REDACTED = '<redacted>';
 
 export function planReload(current: RinglbConfig, next: RinglbConfig, options: PlanOptions = {}): ReloadPlan {
   const listeners = planListeners(current.listeners, next.listeners);

@@ -8,7 +8,7 @@
  * but moves no table entry (its keys go elsewhere only while it is ineligible).
  */
 import { formatIssues, loadConfigFile } from '../config/load.js';
-import { planReload, type PlanOptions, type PoolPlan, type ReloadPlan, type SettingChange } from '../config/reload-plan.js';
+import { planReload, REDACTED, type PlanOptions, type PoolPlan, type ReloadPlan, type SettingChange } from '../config/reload-plan.js';
 import type { ListenerConfig } from '../config/types.js';
 
 /** The plan as text: listeners and global settings first, then one block per pool. No trailing newline. */
@@ -64,6 +64,7 @@ export function runDiffCommand(oldPath: string, newPath: string, out: (text: str
 
 /** `key: old → new`, values as JSON in full (`unset` for an absent key). */
 export function formatSetting(change: SettingChange): string {
+  if (change.from === REDACTED && change.to === REDACTED) return `${change.key}: changed (not shown)`;
   return `${change.key}: ${formatValue(change.from)} → ${formatValue(change.to)}`;
 }
 
@@ -93,7 +94,7 @@ function poolHeadline(pool: PoolPlan): string {
 /** Hash policies map keys; the others spread connections by weight (reload-plan.ts "Moved share"). */
 function movedText(pool: PoolPlan): string {
   const share = formatPercent(pool.movedShare ?? 0);
-  if (pool.movedMeasure === 'affinity') return `every client loses its fixed backend (${share})`;
+  if (pool.movedMeasure === 'affinity') return `client affinity starts over: every client is placed anew (${share})`;
   return pool.movedMeasure === 'keys' ? `${share} of the key space moves` : `${share} of the traffic share shifts`;
 }
 
