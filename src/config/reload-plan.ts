@@ -29,7 +29,6 @@
  *   measure for those policies).
  */
 import { createBalancer, sourceKeyHash, xorshift32, type Balancer, type BalancePolicy, type BalancerImplementation, type BalancerOptions } from '../core/index.js';
-import { slotCapacity } from '../proxy/backend-pool.js';
 import type { BackendConfig, BackendState, ListenerConfig, PoolConfig, RinglbConfig } from './types.js';
 
 /** Clients sampled to measure what moves on a replace: 10,000 keep the error under ±1.5 % (3σ). */
@@ -37,6 +36,7 @@ export const SAMPLE_CLIENT_COUNT = 10_000;
 /** Seed of the sample clients' xorshift32 sequence; fixed so preview, reload and tests agree. */
 const SAMPLE_SEED = 0x5eed_0001;
 
+/** Policies whose pick depends on the client's key (the others ignore it: no hashing per connection). */
 export const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export interface SampleClient {
@@ -177,6 +177,20 @@ export function planReload(current: RinglbConfig, next: RinglbConfig, options: P
     listeners.added.length + listeners.removed.length + listeners.rebound.length + listeners.updated.length + settings.length > 0 ||
     pools.some((pool) => pool.action !== 'unchanged');
   return { listeners, pools, settings, changed };
+}
+
+/**
+ * Slot capacity of a pool's balancer. Fixed for the balancer's life, so leave room for backends
+ * added later (reload, discovery); a pool that starts larger gets twice its size. A set that
+ * outgrows it anyway gets its balancer rebuilt in place with more slots (`prepareRebuild`).
+ */
+export const MIN_SLOT_CAPACITY = 256;
+
+/** Capacity a pool needs for `backends` backends: room to double, bounded by maglev's table. */
+export function slotCapacity(config: PoolConfig, backends: number = config.backends.length): number {
+  const wanted = Math.max(MIN_SLOT_CAPACITY, backends * 2);
+  // Every Maglev slot must be able to own a table entry, so a small (test) table caps the slots.
+  return config.balance === 'maglev' ? Math.min(wanted, config.maglev.tableSize) : wanted;
 }
 
 /** Options of the balancer a pool with `config` and `capacity` slots runs. */

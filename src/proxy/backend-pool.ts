@@ -9,20 +9,15 @@
 import type { Socket } from 'node:net';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
-import type { Balancer, BalancePolicy, RebuildReport } from '../core/types.js';
+import type { Balancer, RebuildReport } from '../core/types.js';
+import { balancerOptionsOf, KEYED_POLICIES, slotCapacity } from '../config/reload-plan.js';
 import type { BackendConfig, PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
 
-/** Policies whose pick depends on the client's key; the others ignore it, so we skip hashing. */
-const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
+// The sizing rule lives with the planner, which decides when a pool grows.
+export { MIN_SLOT_CAPACITY, slotCapacity } from '../config/reload-plan.js';
 
-/**
- * Slot capacity of a pool's balancer. Fixed for the balancer's life, so leave room for backends
- * added later (reload, discovery); a pool that starts larger gets twice its size. A set that
- * outgrows it anyway gets its balancer rebuilt in place with more slots (`prepareRebuild`).
- */
-export const MIN_SLOT_CAPACITY = 256;
 
 /** Why a connect attempt failed, as passed to the passive health hook. */
 export type ConnectFailureReason = 'timeout' | 'refused' | 'error';
@@ -53,12 +48,6 @@ export interface BackendPoolOptions {
   readonly healthyIds?: ReadonlySet<string>;
 }
 
-/** Capacity a pool needs for `backends` backends: room to double, bounded by maglev's table. */
-export function slotCapacity(config: PoolConfig, backends: number = config.backends.length): number {
-  const wanted = Math.max(MIN_SLOT_CAPACITY, backends * 2);
-  // Every Maglev slot must be able to own a table entry, so a small (test) table caps the slots.
-  return config.balance === 'maglev' ? Math.min(wanted, config.maglev.tableSize) : wanted;
-}
 
 /**
  * A balancer built for a pool's new table settings or capacity, not yet in use
@@ -373,15 +362,7 @@ export class BackendPool {
   }
 
   #createBalancer(config: PoolConfig, capacity: number): Balancer {
-    return createBalancer(
-      {
-        policy: config.balance,
-        ringPointsPerWeight: config.ringHash.pointsPerWeight,
-        maglevTableSize: config.maglev.tableSize,
-        maxBackends: capacity,
-      },
-      this.#implementation,
-    );
+    return createBalancer(balancerOptionsOf(config, capacity), this.#implementation);
   }
 
   #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
