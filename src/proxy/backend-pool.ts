@@ -18,7 +18,6 @@ import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
 // The sizing rule lives with the planner, which decides when a pool grows.
 export { MIN_SLOT_CAPACITY, slotCapacity } from '../config/reload-plan.js';
 
-
 /** Why a connect attempt failed, as passed to the passive health hook. */
 export type ConnectFailureReason = 'timeout' | 'refused' | 'error';
 
@@ -47,7 +46,6 @@ export interface BackendPoolOptions {
   /** Backend ids known to be up (a pool rebuilt for new settings): they skip the pending state. */
   readonly healthyIds?: ReadonlySet<string>;
 }
-
 
 /**
  * A balancer built for a pool's new table settings or capacity, not yet in use
@@ -116,7 +114,7 @@ export class BackendPool {
     return this.#balancer;
   }
 
-  /** Slot capacity of the current balancer; grows by `commitRebuild`, never shrinks. */
+  /** Slot capacity of the current balancer; `commitRebuild` may change it (grow, or a smaller maglev table). */
   get capacity(): number {
     return this.#capacity;
   }
