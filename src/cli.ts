@@ -19,7 +19,7 @@ import { DEMO_DEFAULT_PORT, demoInstructions, startDemo } from './demo.js';
 import { createRootLogger, type Logger } from './log.js';
 import { runDiffCommand } from './registry/diff-report.js';
 import { Ringlb } from './runtime.js';
-import { installReloadTriggers } from './runtime-reload.js';
+import { installReloadTriggers } from './reload-triggers.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;

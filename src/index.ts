@@ -1,7 +1,8 @@
 /** Library entry point: embed ringlb in another Node program. */
-export { Ringlb, type RinglbOptions, type DrainResult } from './runtime.js';
+export { Ringlb, type RinglbOptions, type DrainResult, type ReloadResult } from './runtime.js';
 export { createRootLogger, type Logger, type RootLoggerOptions } from './log.js';
 export { BackendPool } from './proxy/backend-pool.js';
 export { Listener, type ListenerStats } from './proxy/listener.js';
 export type { ConnectionOutcome } from './proxy/connection.js';
 export type { RinglbConfig } from './config/types.js';
+export { planReload, type ReloadPlan, type PoolPlan, type SettingChange } from './config/reload-plan.js';

@@ -9,26 +9,33 @@
  *   the reload is refused and nothing changed); removed ones stop accepting and their connections
  *   drain until they end or `drainTimeoutMs`; a changed bind is remove + add; maxConnections and
  *   idleTimeoutMs apply in place to new connections.
- * - pools: a new policy, hash key, maglev table size or ring points per weight gets a fresh
- *   BackendPool (listeners switch to it; connections opened before keep the old pool until they
- *   end); other setting changes are absorbed in place; membership changes of static pools go
- *   through the registry's diff like any discovery update; a changed discovery restarts the
- *   pool's source; unchanged pools are not touched at all.
+ * - pools: what happens to each is decided by the reload planner (config/reload-plan.ts), the
+ *   same plan `ringlb diff` prints; this file only executes it. A `replace` (policy, keyed hash
+ *   key, table shape, growth) rebuilds the pool's balancer in place: same BackendPool, same slot
+ *   per backend, same health owner and checks, and connections keep flowing unless their backend
+ *   left the set. An `update` is absorbed in place; membership changes of static pools go through
+ *   the registry's diff like any discovery update; a changed discovery restarts the pool's
+ *   source; unchanged pools are not touched at all.
  * - admin: a changed bind or token restarts the admin server.
  *
+ * Whole or nothing: everything that can fail (planning, discovery options, building new pools and
+ * rebuilt balancers, binding new listeners) runs before anything changes; a failure refuses the
+ * reload with nothing changed.
+ *
  * Capacity: a pool's balancer has a fixed number of slots (backend-pool.ts `slotCapacity`). A set
- * that outgrows it (a big discovery answer) gets a fresh pool with twice the slots it needs; its
- * tables are identical (they depend on ids and weights only), its backends that were up stay up,
- * and the old pool drains like a replaced one.
+ * that outgrows it (a big discovery answer) gets its balancer rebuilt in place with twice the slots
+ * it needs; tables are identical (they depend on ids and weights only), and health and
+ * connections stay as they are.
  */
 import { AdminServer } from './admin/server.js';
+import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
-import type { RebuildReport } from './core/types.js';
+import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
-import { BackendPool, slotCapacity } from './proxy/backend-pool.js';
+import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { RegistrationStore } from './registry/registration-store.js';
@@ -55,15 +62,14 @@ export interface ReloadSummary {
   readonly poolsUnchanged: readonly string[];
 }
 
-export type ReloadResult = { readonly ok: true; readonly summary: ReloadSummary } | { readonly ok: false; readonly errors: readonly string[] };
+export type ReloadResult =
+  | { readonly ok: true; readonly summary: ReloadSummary; /** The plan this reload executed. */ readonly plan: ReloadPlan }
+  | { readonly ok: false; readonly errors: readonly string[] };
 
 /** Extra time for the first check round to start: the scheduler spreads first checks over up to 1 s. */
 const WARMING_SPREAD_MS = 1000;
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
-
-/** What a reload does to one pool. */
-type PoolPlan = 'add' | 'remove' | 'replace' | 'update' | 'unchanged';
 
 export class Ringlb {
   readonly #logger: Logger;
@@ -293,7 +299,7 @@ export class Ringlb {
     clearTimeout(timer);
   }
 
-  /** The registry's (and reload's) way to change a pool's set; grows the pool when slots run out. */
+  /** The registry's way to change a pool's set; grows the pool in place when slots run out. */
   #applyBackends(name: string, backends: readonly Backend[]): RebuildReport {
     const pool = this.#pools.get(name);
     if (pool === undefined) throw new Error(`unknown pool ${name}`);
@@ -303,26 +309,21 @@ export class Ringlb {
       // SlotTable refuses a set with fewer free slots than new backends (slots of removed
       // backends stay reserved while they drain), changing nothing. Anything else is rethrown.
       const capacity = slotCapacity(pool.config, backends.length + pool.backends.length);
-      if (!(error instanceof RangeError) || !/free/.test(error.message) || capacity <= pool.capacity) throw error;
+      if (!(error instanceof SlotCapacityError) || capacity <= pool.capacity) throw error;
       return this.#growPool(pool, backends, capacity);
     }
   }
 
-  #growPool(old: BackendPool, backends: readonly Backend[], capacity: number): RebuildReport {
-    const config = this.#config!;
-    const fresh = this.#createPool({ ...old.config, backends: old.backends }, config, { capacity, healthyIds: eligibleIds(old) });
-    const report = fresh.setBackends(backends);
-    this.#swapPool(old, fresh);
-    this.#logger.info({ pool: old.name, from: old.capacity, to: capacity }, 'pool grown: more backend slots');
-    return report;
-  }
-
-  /** Listeners switch to `fresh`; `old` drains its connections and stops checking. */
-  #swapPool(old: BackendPool, fresh: BackendPool): void {
-    this.#pools.set(fresh.name, fresh);
-    for (const listener of this.#listeners.values()) if (listener.pool === old) listener.setPool(fresh);
-    if (!this.#stopping) fresh.startHealthChecks(this.#checks);
-    this.#retirePool(old);
+  /** Same policy, more slots: the balancer is rebuilt in place; health and connections stay. */
+  #growPool(pool: BackendPool, backends: readonly Backend[], capacity: number): RebuildReport {
+    const before = pool.backends;
+    const from = pool.capacity;
+    const prepared = pool.prepareRebuild(pool.config, backends, capacity);
+    // Tables depend on ids and weights only, so what moves is what the same change moves in a pool with room.
+    const measured = measureChange(pool.config, pool.config, before, backends, capacity, { implementation: this.#coreImplementation });
+    pool.commitRebuild(prepared, this.#stopping ? null : this.#checks);
+    this.#logger.info({ pool: pool.name, from, to: pool.capacity }, 'pool grown: more backend slots');
+    return { ...rebuildReportOf(before, backends, prepared), movedShare: measured.movedShare };
   }
 
   #retirePool(pool: BackendPool): void {
@@ -349,59 +350,79 @@ export class Ringlb {
 
   // --- reload ---------------------------------------------------------------------------------
 
+  /** What the running process knows about a pool beyond its config, for the planner. */
+  #livePool(name: string): LivePool | undefined {
+    const pool = this.#pools.get(name);
+    if (pool === undefined) return undefined;
+    return { backends: pool.backends, capacity: pool.capacity, freeSlots: pool.freeSlots() };
+  }
+
   async #reload(next: RinglbConfig): Promise<ReloadResult> {
     const current = this.#config;
     if (current === null || this.#stopping) return this.#refuse(['$: ringlb is not running']);
 
     // Phase 1: everything that can fail, with nothing changed yet.
-    const currentPools = new Map(current.pools.map((pool) => [pool.name, pool]));
+    let plan: ReloadPlan;
+    try {
+      plan = planReload(current, next, { implementation: this.#coreImplementation, live: (name) => this.#livePool(name) });
+    } catch (error) {
+      return this.#refuse([`$: ${error instanceof Error ? error.message : String(error)}`]);
+    }
+    const nextIndex = new Map(next.pools.map((pool, index) => [pool.name, index]));
     const nextPools = new Map(next.pools.map((pool) => [pool.name, pool]));
-    const plans = new Map<string, PoolPlan>();
-    for (const pool of next.pools) plans.set(pool.name, planPool(currentPools.get(pool.name), pool));
-    for (const pool of current.pools) if (!nextPools.has(pool.name)) plans.set(pool.name, 'remove');
+    const errors: string[] = [];
 
     const sources = new Map<string, DiscoverySource | null>();
-    const errors: string[] = [];
-    next.pools.forEach((pool, index) => {
-      const plan = plans.get(pool.name)!;
-      const before = currentPools.get(pool.name);
-      if (plan === 'unchanged' || (before !== undefined && sameJson(discoveryOf(before), discoveryOf(pool)))) return;
+    for (const poolPlan of plan.pools) {
+      if (poolPlan.action === 'remove' || poolPlan.action === 'unchanged' || !poolPlan.discoveryChanged) continue;
       try {
-        sources.set(pool.name, this.#registry.prepareSource(discoveryOf(pool)));
+        sources.set(poolPlan.name, this.#registry.prepareSource(discoveryOf(nextPools.get(poolPlan.name)!)));
       } catch (error) {
-        errors.push(`pools[${index}].discovery: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    });
-
-    // New pools are built now (not yet checked or watched) so new listeners bind with their pool.
-    const newPools = new Map<string, { pool: BackendPool; report: RebuildReport }>();
-    if (errors.length === 0) {
-      for (const poolConfig of next.pools) {
-        if (plans.get(poolConfig.name) !== 'add') continue;
-        const pool = this.#createPool({ ...poolConfig, backends: [] }, next, { capacity: slotCapacity(poolConfig) });
-        newPools.set(poolConfig.name, { pool, report: pool.setBackends(poolConfig.backends) });
+        errors.push(`pools[${nextIndex.get(poolPlan.name)}].discovery: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
 
-    const currentListeners = new Map(current.listeners.map((listener) => [listener.name, listener]));
-    const nextListenerNames = new Set(next.listeners.map((listener) => listener.name));
+    // New pools are built now (not yet checked or watched) so new listeners bind with their pool.
+    const newPools = new Map<string, { pool: BackendPool; report: RebuildReport }>();
+    for (const poolPlan of errors.length === 0 ? plan.pools : []) {
+      if (poolPlan.action !== 'add') continue;
+      const poolConfig = nextPools.get(poolPlan.name)!;
+      try {
+        const pool = this.#createPool({ ...poolConfig, backends: [] }, next, { capacity: slotCapacity(poolConfig) });
+        newPools.set(poolPlan.name, { pool, report: pool.setBackends(poolConfig.backends) });
+      } catch (error) {
+        errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+
     const opened = new Map<string, Listener>();
-    if (errors.length === 0) {
-      for (const [index, listenerConfig] of next.listeners.entries()) {
-        const before = currentListeners.get(listenerConfig.name);
-        if (before !== undefined && before.bind.text === listenerConfig.bind.text) continue;
-        // A replaced pool is swapped in below; until then the old one serves (and later drains).
-        const pool = newPools.get(listenerConfig.pool)?.pool ?? this.#pools.get(listenerConfig.pool)!;
-        const listener = this.#createListener(listenerConfig, pool);
-        opened.set(listenerConfig.name, listener);
-        try {
-          // The old listener still holds its address, so moving a listener onto an address
-          // another listener gives up in the same reload is refused (EADDRINUSE): do it in two reloads.
-          await listener.listen();
-        } catch (error) {
-          errors.push(`listeners[${index}].bind: ${error instanceof Error ? error.message : String(error)}`);
-          break;
-        }
+    const toOpen = [...plan.listeners.added, ...plan.listeners.rebound.map((listener) => listener.config)];
+    for (const listenerConfig of errors.length === 0 ? toOpen : []) {
+      const pool = newPools.get(listenerConfig.pool)?.pool ?? this.#pools.get(listenerConfig.pool)!;
+      const listener = this.#createListener(listenerConfig, pool);
+      opened.set(listenerConfig.name, listener);
+      try {
+        // The old listener still holds its address, so moving a listener onto an address
+        // another listener gives up in the same reload is refused (EADDRINUSE): do it in two reloads.
+        await listener.listen();
+      } catch (error) {
+        const index = next.listeners.findIndex((l) => l.name === listenerConfig.name);
+        errors.push(`listeners[${index}].bind: ${error instanceof Error ? error.message : String(error)}`);
+        break;
+      }
+    }
+    // Rebuilt balancers last, after every await: a discovery update landing while listeners bind
+    // would make an earlier one stale. A discovery pool keeps its live set (plan: "keep the set").
+    const rebuilds = new Map<string, PreparedRebuild>();
+    for (const poolPlan of errors.length === 0 ? plan.pools : []) {
+      if (poolPlan.action !== 'replace') continue;
+      const poolConfig = nextPools.get(poolPlan.name)!;
+      const pool = this.#pools.get(poolPlan.name)!;
+      const backends = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : pool.backends;
+      try {
+        rebuilds.set(poolPlan.name, pool.prepareRebuild(poolConfig, backends, poolPlan.capacity!.to));
+      } catch (error) {
+        errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
     if (errors.length > 0) {
@@ -411,111 +432,80 @@ export class Ringlb {
       return this.#refuse(errors);
     }
 
-    // Phase 2: apply. Nothing below is expected to fail.
+    // Phase 2: apply the plan. Nothing below is expected to fail.
     this.#config = next;
     const drainTimeoutMs = next.drainTimeoutMs;
-    const changedPools: string[] = [];
-    const unchangedPools: string[] = [];
-    for (const poolConfig of next.pools) {
-      const plan = plans.get(poolConfig.name)!;
-      if (plan === 'unchanged') {
-        unchangedPools.push(poolConfig.name);
-        continue;
-      }
-      changedPools.push(poolConfig.name);
-      const before = currentPools.get(poolConfig.name);
-      const discoveryChanged = before === undefined || !sameJson(discoveryOf(before), discoveryOf(poolConfig));
-      if (plan === 'add') {
-        const { pool, report } = newPools.get(poolConfig.name)!;
-        this.#pools.set(poolConfig.name, pool);
-        pool.startHealthChecks(this.#checks);
-        logPoolUpdated(this.#logger, poolConfig.name, 'config', report, poolConfig.backends.length);
-      } else if (plan === 'replace') {
-        const old = this.#pools.get(poolConfig.name)!;
-        // A discovery pool keeps the set its source reported until the source says otherwise.
-        const keepSet = !discoveryChanged && discoveryOf(poolConfig).type !== 'static';
-        const backends = keepSet ? old.backends : discoveryOf(poolConfig).type === 'static' ? poolConfig.backends : old.backends;
-        const fresh = this.#createPool({ ...poolConfig, backends: [] }, next, {
-          capacity: slotCapacity(poolConfig, Math.max(backends.length, poolConfig.backends.length)),
-          healthyIds: eligibleIds(old),
-        });
-        const report = fresh.setBackends(backends);
-        this.#swapPool(old, fresh);
-        const oldIds = new Set(old.backends.map((b) => b.id));
-        const newIds = new Set(backends.map((b) => b.id));
-        logPoolUpdated(
-          this.#logger,
-          poolConfig.name,
-          'config',
-          {
-            added: backends.filter((b) => !oldIds.has(b.id)).map((b) => b.id),
-            removed: old.backends.filter((b) => !newIds.has(b.id)).map((b) => b.id),
-            reweighted: [],
-            buildMs: report.buildMs,
-            // Another policy or table shape: old and new tables are not comparable, every key is re-placed.
-            movedShare: 1,
-          },
-          backends.length,
-        );
-      } else if (plan === 'update') {
-        const pool = this.#pools.get(poolConfig.name)!;
-        pool.reconfigure(poolConfig, this.#stopping ? null : this.#checks);
-        const applied = discoveryOf(poolConfig).type === 'static' && this.#registry.update(poolConfig.name, 'config', poolConfig.backends);
-        if (!applied) logPoolUpdated(this.#logger, poolConfig.name, 'config', emptyReport([]), pool.backends.length);
-      }
-      if (plan !== 'remove' && discoveryChanged) {
-        await this.#registry.watch(poolConfig.name, discoveryOf(poolConfig), sources.get(poolConfig.name) ?? null);
-      }
-    }
+    const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.drainTimeoutMs = drainTimeoutMs;
-
-    // Listeners: add, remove, update in place, and point each at its (possibly new) pool.
-    const added: string[] = [];
-    const removed: string[] = [];
-    const rebound: string[] = [];
-    for (const [name, listener] of this.#listeners) {
-      if (!nextListenerNames.has(name) || opened.has(name)) {
-        this.#listeners.delete(name);
-        this.#retireListener(listener, drainTimeoutMs);
-        if (!opened.has(name)) removed.push(name);
+    // Rebuilt balancers go in first, with no await since they were prepared.
+    for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
+    for (const poolPlan of plan.pools) {
+      const poolConfig = nextPools.get(poolPlan.name);
+      if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
+      if (poolPlan.action === 'add') {
+        const { pool, report } = newPools.get(poolPlan.name)!;
+        pool.drainTimeoutMs = drainTimeoutMs;
+        this.#pools.set(poolPlan.name, pool);
+        if (scheduler !== null) pool.startHealthChecks(scheduler);
+        logPoolUpdated(this.#logger, poolPlan.name, 'config', report, poolConfig.backends.length);
+      } else if (poolPlan.action === 'replace') {
+        const pool = this.#pools.get(poolPlan.name)!;
+        logPoolUpdated(this.#logger, poolPlan.name, 'config', planReport(poolPlan), pool.backends.length);
+      } else if (poolPlan.action === 'update') {
+        const pool = this.#pools.get(poolPlan.name)!;
+        pool.reconfigure(poolConfig, scheduler);
+        const applied = discoveryOf(poolConfig).type === 'static' && this.#registry.update(poolConfig.name, 'config', poolConfig.backends);
+        if (!applied) logPoolUpdated(this.#logger, poolPlan.name, 'config', planReport(poolPlan), pool.backends.length);
       }
+      if (poolPlan.discoveryChanged) await this.#registry.watch(poolPlan.name, discoveryOf(poolConfig), sources.get(poolPlan.name) ?? null);
     }
-    for (const listenerConfig of next.listeners) {
-      const pool = this.#pools.get(listenerConfig.pool)!;
-      const fresh = opened.get(listenerConfig.name);
-      if (fresh !== undefined) {
-        fresh.setPool(pool);
-        this.#listeners.set(listenerConfig.name, fresh);
-        if (!currentListeners.has(listenerConfig.name)) added.push(listenerConfig.name);
-        else rebound.push(listenerConfig.name);
-        this.#logger.info({ listener: listenerConfig.name, pool: pool.name, address: fresh.address() }, 'listener ready');
-        continue;
-      }
+
+    // Listeners: retire removed and rebound ones, add the new sockets, update the rest in place.
+    for (const listenerConfig of plan.listeners.removed) {
       const listener = this.#listeners.get(listenerConfig.name)!;
-      listener.updateLimits(listenerConfig);
+      this.#listeners.delete(listenerConfig.name);
+      this.#retireListener(listener, drainTimeoutMs);
+    }
+    for (const [name, fresh] of opened) {
+      const old = this.#listeners.get(name);
+      if (old !== undefined) this.#retireListener(old, drainTimeoutMs);
+      fresh.setPool(this.#pools.get(fresh.pool.name === '' ? '' : nextListener(next, name).pool)!);
+      this.#listeners.set(name, fresh);
+      this.#logger.info({ listener: name, pool: fresh.pool.name, address: fresh.address() }, 'listener ready');
+    }
+    for (const listenerPlan of plan.listeners.updated) {
+      const listener = this.#listeners.get(listenerPlan.name)!;
+      listener.updateLimits(listenerPlan.config);
+      const pool = this.#pools.get(listenerPlan.config.pool)!;
       if (listener.pool !== pool) listener.setPool(pool);
     }
 
     // Removed pools go last: no listener refers to them any more.
-    for (const [name, plan] of plans) {
-      if (plan !== 'remove') continue;
-      changedPools.push(name);
-      await this.#registry.unwatch(name);
-      const pool = this.#pools.get(name);
-      this.#pools.delete(name);
+    for (const poolPlan of plan.pools) {
+      if (poolPlan.action !== 'remove') continue;
+      await this.#registry.unwatch(poolPlan.name);
+      const pool = this.#pools.get(poolPlan.name);
+      this.#pools.delete(poolPlan.name);
       if (pool !== undefined) this.#retirePool(pool);
-      this.#logger.info({ pool: name }, 'pool removed');
+      this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }
 
-    if (!sameJson(current.admin ?? null, next.admin ?? null)) await this.#restartAdmin(next);
+    if (plan.settings.some((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'))) await this.#restartAdmin(next);
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');
     }
 
-    const summary: ReloadSummary = { listenersAdded: added, listenersRemoved: removed, listenersRebound: rebound, poolsChanged: changedPools, poolsUnchanged: unchangedPools };
-    this.#logger.info(summary, 'config reloaded');
-    return { ok: true, summary };
+    const summary: ReloadSummary = {
+      listenersAdded: plan.listeners.added.map((l) => l.name),
+      listenersRemoved: plan.listeners.removed.map((l) => l.name),
+      listenersRebound: plan.listeners.rebound.map((l) => l.name),
+      poolsChanged: plan.pools.filter((p) => p.action !== 'unchanged').map((p) => p.name),
+      poolsUnchanged: plan.pools.filter((p) => p.action === 'unchanged').map((p) => p.name),
+    };
+    const pools = plan.pools.map((p) => ({ name: p.name, action: p.action, reason: p.reason, movedShare: p.movedShare }));
+    this.#logger.info({ ...summary, pools }, 'config reloaded');
+    return { ok: true, summary, plan };
   }
 
   async #restartAdmin(next: RinglbConfig): Promise<void> {
@@ -537,45 +527,32 @@ export class Ringlb {
   }
 }
 
-/** Discovery of a pool, static when a hand-built config leaves it out. */
-function discoveryOf(pool: PoolConfig): NonNullable<PoolConfig['discovery']> {
-  return pool.discovery ?? { type: 'static' };
+function nextListener(config: RinglbConfig, name: string): ListenerConfig {
+  return config.listeners.find((listener) => listener.name === name)!;
 }
 
-/** Settings a balancer cannot absorb: its tables or key hashing are built from them. */
-function needsFreshPool(before: PoolConfig, after: PoolConfig): boolean {
-  return (
-    before.balance !== after.balance ||
-    before.hashKey !== after.hashKey ||
-    before.maglev.tableSize !== after.maglev.tableSize ||
-    before.ringHash.pointsPerWeight !== after.ringHash.pointsPerWeight
-  );
+/** A pool's `pool updated` fields from its plan (replaced pools, and updates the registry did not apply). */
+function planReport(plan: PoolPlan): Pick<RebuildReport, 'added' | 'removed' | 'reweighted' | 'buildMs' | 'movedShare'> {
+  return {
+    added: plan.added.map((b) => b.id),
+    removed: plan.removed.map((b) => b.id),
+    reweighted: plan.reweighted.map((b) => b.id),
+    buildMs: plan.buildMs ?? 0,
+    movedShare: plan.movedShare ?? 0,
+  };
 }
 
-function planPool(before: PoolConfig | undefined, after: PoolConfig): PoolPlan {
-  if (before === undefined) return 'add';
-  if (sameJson(before, after)) return 'unchanged';
-  return needsFreshPool(before, after) ? 'replace' : 'update';
-}
-
-function eligibleIds(pool: BackendPool): Set<string> {
-  const ids = new Set<string>();
-  for (const backend of pool.backends) {
-    const slot = pool.balancer.slotOf(backend.id);
-    if (slot >= 0 && pool.balancer.isEligible(slot)) ids.add(backend.id);
-  }
-  return ids;
-}
-
-function emptyReport(added: readonly string[]): Pick<RebuildReport, 'added' | 'removed' | 'reweighted' | 'buildMs' | 'movedShare'> {
-  return { added, removed: [], reweighted: [], buildMs: 0, movedShare: 0 };
-}
-
-/** Deep equality of config values as JSON (HostPort by its fields, check bytes by content). */
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a, bytesAsHex) === JSON.stringify(b, bytesAsHex);
-}
-
-function bytesAsHex(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value;
+/** Added/removed/reweighted ids between two sets, for a pool whose balancer was rebuilt from empty. */
+function rebuildReportOf(before: readonly Backend[], after: readonly Backend[], prepared: PreparedRebuild): RebuildReport {
+  const old = new Map(before.map((b) => [b.id, b.weight]));
+  const ids = new Set(after.map((b) => b.id));
+  return {
+    changed: true,
+    slots: prepared.report.slots,
+    added: after.filter((b) => !old.has(b.id)).map((b) => b.id),
+    removed: before.filter((b) => !ids.has(b.id)).map((b) => b.id),
+    reweighted: after.filter((b) => old.has(b.id) && old.get(b.id) !== b.weight).map((b) => b.id),
+    buildMs: prepared.report.buildMs,
+    movedShare: prepared.report.movedShare,
+  };
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backendIdentity } from '../src/core/hash.js';
-import { createBalancer } from '../src/core/index.js';
+import { createBalancer, SlotCapacityError } from '../src/core/index.js';
 import { RING_MAX_POINTS } from '../src/core/options.js';
 import { BALANCE_POLICIES, type Balancer, type BalancerOptions } from '../src/core/types.js';
 import { makeBackends, spreadKey } from './helpers-core.js';
@@ -221,11 +221,34 @@ describe('membership and validation', () => {
     assert.deepEqual([...drained.removed], ['a']);
     assert.equal(balancer.idOf(0), undefined);
     assert.equal(drained.slots.get('c'), 2, 'slot 0 still drains a connection and slot 1 holds b');
-    assert.throws(() => balancer.setBackends([{ id: 'b', weight: 1 }, { id: 'c', weight: 1 }, { id: 'd', weight: 1 }]), /only 0 are free/);
+    assert.throws(
+      () => balancer.setBackends([{ id: 'b', weight: 1 }, { id: 'c', weight: 1 }, { id: 'd', weight: 1 }]),
+      (error: unknown) => error instanceof SlotCapacityError && error instanceof RangeError && /only 0 are free/.test(error.message),
+    );
     balancer.release(0);
     assert.equal(balancer.setBackends([{ id: 'b', weight: 1 }, { id: 'c', weight: 1 }, { id: 'd', weight: 1 }]).slots.get('d'), 0);
     const reweighted = balancer.setBackends([{ id: 'b', weight: 3 }, { id: 'c', weight: 1 }, { id: 'd', weight: 1 }]);
     assert.deepEqual([...reweighted.reweighted], ['b']);
+  });
+
+  forEachImplementation('a balancer taking over a pool keeps each backend\'s slot and never reuses a reserved one', (make) => {
+    const balancer = make({ policy: 'ring_hash', maxBackends: 8, ringPointsPerWeight: 4 });
+    // The old pool: a at 5, b at 2; slots 0 and 3 still hold draining connections or a removed backend.
+    const reserved = new Set([0, 2, 3, 5]);
+    const report = balancer.setBackends(
+      [{ id: 'a', weight: 1 }, { id: 'b', weight: 2 }, { id: 'c', weight: 1 }, { id: 'd', weight: 1 }],
+      { slots: new Map([['a', 5], ['b', 2]]), reserved: (slot) => reserved.has(slot) },
+    );
+    assert.deepEqual([report.slots.get('a'), report.slots.get('b'), report.slots.get('c'), report.slots.get('d')], [5, 2, 1, 4]);
+    // A pinned slot that is taken falls back to a free one; too few free slots is a SlotCapacityError.
+    const other = make({ policy: 'round_robin', maxBackends: 3 });
+    other.setBackends([{ id: 'x', weight: 1 }]);
+    const placed = other.setBackends([{ id: 'x', weight: 1 }, { id: 'y', weight: 1 }], { slots: new Map([['y', 0]]), reserved: () => false });
+    assert.equal(placed.slots.get('y'), 1);
+    assert.throws(
+      () => other.setBackends([{ id: 'x', weight: 1 }, { id: 'y', weight: 1 }, { id: 'z', weight: 1 }, { id: 'w', weight: 1 }], { slots: new Map(), reserved: (slot) => slot === 2 }),
+      SlotCapacityError,
+    );
   });
 
   forEachImplementation('bad input gets a clear error', (make) => {

@@ -6,7 +6,9 @@ import { describe, test } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { createBalancer, type BalancePolicy } from '../src/core/index.js';
-import { diffConfigs, diffPools, formatDiff, runDiffCommand } from '../src/registry/diff-report.js';
+import { planReload, sampleClients, SAMPLE_CLIENT_COUNT } from '../src/config/reload-plan.js';
+import { formatPlan, runDiffCommand } from '../src/registry/diff-report.js';
+import { sourceKeyHash } from '../src/core/index.js';
 
 type RawBackend = { address: string; weight?: number; id?: string; state?: string };
 
@@ -41,6 +43,26 @@ function owners(cfg: RinglbConfig, count: number): string[] {
   return result;
 }
 
+/** The plan of the only pool of two one-pool configs. */
+function poolPlan(before: RinglbConfig, after: RinglbConfig) {
+  return planReload(before, after).pools[0];
+}
+
+/** Share of the documented sample clients whose backend differs between two one-pool configs' tables. */
+function movedOnSamples(before: RinglbConfig, after: RinglbConfig): number {
+  const table = (cfg: RinglbConfig) => {
+    const pool = cfg.pools[0];
+    const balancer = createBalancer({ policy: pool.balance, maglevTableSize: pool.maglev.tableSize, ringPointsPerWeight: pool.ringHash.pointsPerWeight, maxBackends: pool.backends.length });
+    balancer.setBackends(pool.backends);
+    const port = pool.hashKey === 'source_ip_port';
+    return (ip: string, p: number) => balancer.idOf(balancer.homeSlot(sourceKeyHash(ip, p, port)));
+  };
+  const [a, b] = [table(before), table(after)];
+  let moved = 0;
+  for (const client of sampleClients()) if (a(client.ip, client.port) !== b(client.ip, client.port)) moved += 1;
+  return moved / SAMPLE_CLIENT_COUNT;
+}
+
 const N = 10;
 const SAMPLES = 100_000;
 
@@ -48,15 +70,14 @@ describe('diff report: moved share computed by the core', () => {
   test('ring_hash: removing 1 of N moves exactly the removed backend\'s arcs', () => {
     const before = onePool('ring_hash', backends(N));
     const after = onePool('ring_hash', backends(N).slice(0, N - 1));
-    const removal = diffPools(before.pools[0], after.pools[0]);
-    assert.equal(removal.kind, 'changed');
+    const removal = poolPlan(before, after);
+    assert.equal(removal.action, 'update');
     assert.deepEqual(removal.removed, [{ id: '127.0.0.1:9010', address: '127.0.0.1:9010', weight: 1 }]);
     assert.equal(removal.rebuild, true);
-    assert.equal(removal.fullRebuild, false);
     const moved = removal.movedShare as number;
     assert.ok(Math.abs(moved - 1 / N) < 0.03, `moved ${moved}`);
     // The share is exactly the removed backend's part of the circle: adding it back moves the same arcs.
-    assert.equal(diffPools(after.pools[0], before.pools[0]).movedShare, moved);
+    assert.equal(poolPlan(after, before).movedShare, moved);
     // Key by key (Pingora's test_ketama style): a key moves if and only if the removed backend owned it.
     const old = owners(before, SAMPLES);
     const now = owners(after, SAMPLES);
@@ -72,7 +93,7 @@ describe('diff report: moved share computed by the core', () => {
   test('maglev: removing 1 of N moves within a few percent of 1/N, matching a key-by-key count', () => {
     const before = onePool('maglev', backends(N));
     const after = onePool('maglev', backends(N).slice(1));
-    const diff = diffPools(before.pools[0], after.pools[0]);
+    const diff = poolPlan(before, after);
     const moved = diff.movedShare as number;
     assert.ok(moved >= 1 / N - 0.005 && moved < 1 / N + 0.03, `moved ${moved}`);
     const old = owners(before, SAMPLES);
@@ -83,7 +104,7 @@ describe('diff report: moved share computed by the core', () => {
       if (old[i] !== now[i]) movedKeys++;
     }
     assert.ok(Math.abs(movedKeys / SAMPLES - moved) < 0.01, `sampled ${movedKeys / SAMPLES} vs core ${moved}`);
-    assert.match(formatDiff(diffConfigs(before, after)), /^pool app \(maglev\): rebuild, built in \d+\.\d\d ms, 1\d\.\d\d% of the key space moves$/m);
+    assert.match(formatPlan(planReload(before, after)), /^pool app \(maglev\): rebuild, built in \d+\.\d\d ms, 1\d\.\d\d% of the key space moves$/m);
   });
 
   test('a reordered list (and a repeated diff) is "no change": 0%, no rebuild', () => {
@@ -91,44 +112,94 @@ describe('diff report: moved share computed by the core', () => {
       const list = backends(5).map((b, i) => ({ ...b, weight: i + 1 }));
       const before = onePool(balance, list);
       const after = onePool(balance, [...list].reverse());
-      const diff = diffConfigs(before, after);
-      assert.equal(diff.changed, false);
+      const plan = planReload(before, after);
+      assert.equal(plan.changed, false);
       assert.deepEqual(
-        { kind: diff.pools[0].kind, rebuild: diff.pools[0].rebuild, moved: diff.pools[0].movedShare, ms: diff.pools[0].buildMs },
-        { kind: 'unchanged', rebuild: false, moved: 0, ms: null },
+        { action: plan.pools[0].action, rebuild: plan.pools[0].rebuild, moved: plan.pools[0].movedShare, ms: plan.pools[0].buildMs },
+        { action: 'unchanged', rebuild: false, moved: 0, ms: null },
       );
-      assert.equal(formatDiff(diff), `pool app (${balance}): no change\nno change`);
+      assert.equal(formatPlan(plan), `pool app (${balance}): no change\nno change`);
     }
   });
 
-  test('a policy change is a full rebuild (100%), as is a hash key or table size change', () => {
+  test('a table setting the policy reads replaces the pool, with the share measured on the sample clients', () => {
     const list = backends(4);
-    const policy = diffPools(onePool('maglev', list).pools[0], onePool('ring_hash', list).pools[0]);
-    assert.deepEqual([policy.rebuild, policy.fullRebuild, policy.movedShare], [true, true, 1]);
-    assert.deepEqual(policy.settings, ['balance: maglev → ring_hash']);
+    const policy = poolPlan(onePool('maglev', list), onePool('ring_hash', list));
+    assert.deepEqual([policy.action, policy.rebuild, policy.movedMeasure], ['replace', true, 'keys']);
+    assert.deepEqual(policy.settings, [{ key: 'balance', from: 'maglev', to: 'ring_hash' }]);
+    // Independent count: the same sample clients looked up in tables built here.
+    const share = movedOnSamples(onePool('maglev', list), onePool('ring_hash', list));
+    assert.equal(policy.movedShare, share);
+    assert.ok(share > 0.3 && share < 0.95, `two unrelated tables of 4 backends agree on about ¼ of the keys: ${share}`);
     assert.match(
-      formatDiff(diffConfigs(onePool('maglev', list), onePool('ring_hash', list))),
-      /^pool app \(ring_hash\): full rebuild, built in \d+\.\d\d ms: every key is re-placed \(100%\)\n {2}~ balance: maglev → ring_hash/,
+      formatPlan(planReload(onePool('maglev', list), onePool('ring_hash', list))),
+      /^pool app \(ring_hash\): rebuilt in place \(balance maglev → ring_hash\), built in \d+\.\d\d ms, \d+\.\d\d% of the key space moves; connections stay unless their backend left\n {2}~ balance: "maglev" → "ring_hash"$/m,
     );
-    const hashKey = diffPools(onePool('maglev', list).pools[0], onePool('maglev', list, { hashKey: 'source_ip_port' }).pools[0]);
-    assert.deepEqual([hashKey.fullRebuild, hashKey.movedShare], [true, 1]);
-    assert.deepEqual(hashKey.settings, ['hashKey: "source_ip" → "source_ip_port"']);
-    const table = diffPools(onePool('maglev', list).pools[0], onePool('maglev', list, { maglev: { tableSize: 251 } }).pools[0]);
-    assert.deepEqual([table.fullRebuild, table.settings], [true, ['maglev.tableSize: 65537 → 251']]);
-    // hashKey means nothing to round_robin: listed, no rebuild.
-    const rr = diffPools(onePool('round_robin', list).pools[0], onePool('round_robin', list, { hashKey: 'source_ip_port' }).pools[0]);
-    assert.deepEqual([rr.kind, rr.rebuild, rr.movedShare], ['changed', false, 0]);
+    const hashKey = poolPlan(onePool('maglev', list), onePool('maglev', list, { hashKey: 'source_ip_port' }));
+    assert.equal(hashKey.action, 'replace');
+    assert.equal(hashKey.movedShare, movedOnSamples(onePool('maglev', list), onePool('maglev', list, { hashKey: 'source_ip_port' })));
+    assert.deepEqual(hashKey.settings, [{ key: 'hashKey', from: 'source_ip', to: 'source_ip_port' }]);
+    const table = poolPlan(onePool('maglev', list), onePool('maglev', list, { maglev: { tableSize: 251 } }));
+    assert.deepEqual([table.action, table.settings], ['replace', [{ key: 'maglev.tableSize', from: 65537, to: 251 }]]);
+    assert.deepEqual(table.capacity, { from: 256, to: 251 });
+    // keyed → weighted: no client keeps a fixed backend.
+    const affinity = poolPlan(onePool('maglev', list), onePool('round_robin', list));
+    assert.deepEqual([affinity.action, affinity.movedMeasure, affinity.movedShare], ['replace', 'affinity', 1]);
+    // weighted → weighted, same weights: the traffic share does not change.
+    const weighted = poolPlan(onePool('round_robin', list), onePool('least_connections', list));
+    assert.deepEqual([weighted.action, weighted.movedMeasure, weighted.movedShare], ['replace', 'traffic', 0]);
+  });
+
+  test('a setting the policy ignores changes nothing: no replace, 0% moved', () => {
+    const list = backends(4);
+    const cases: Array<[BalancePolicy, Record<string, unknown>, string]> = [
+      ['ring_hash', { maglev: { tableSize: 251 } }, 'maglev.tableSize is ignored by ring_hash'],
+      ['maglev', { ringHash: { pointsPerWeight: 40 } }, 'ringHash.pointsPerWeight is ignored by maglev'],
+      ['round_robin', { hashKey: 'source_ip_port' }, 'hashKey is ignored by round_robin'],
+      ['least_connections', { hashKey: 'source_ip_port', maglev: { tableSize: 251 } }, 'hashKey, maglev.tableSize are ignored by least_connections'],
+    ];
+    for (const [balance, extra, reason] of cases) {
+      const plan = planReload(onePool(balance, list), onePool(balance, list, extra));
+      const pool = plan.pools[0];
+      assert.deepEqual([pool.action, pool.reason, pool.rebuild, pool.movedShare, pool.buildMs], ['update', reason, false, 0, null], balance);
+      assert.match(formatPlan(plan), new RegExp(`^pool app \\(${balance}\\): changed, tables untouched \\(0% of keys move\\); ${reason}$`, 'm'));
+    }
+  });
+
+  test('changed settings are listed key by key with full values, never shortened', () => {
+    const list = backends(2);
+    const check = { type: 'http', intervalMs: 1000, rise: 2, http: { path: '/a-rather-long-health-check-path/that/goes/on/and/on/past/eighty/characters/of/text' } };
+    const before = onePool('maglev', list, { healthCheck: check });
+    const after = onePool('maglev', list, { healthCheck: { ...check, rise: 3, http: { path: `${check.http.path}/v2` } } });
+    const plan = planReload(before, after);
+    assert.deepEqual(plan.pools[0].settings, [
+      { key: 'healthCheck.rise', from: 2, to: 3 },
+      { key: 'healthCheck.http.path', from: check.http.path, to: `${check.http.path}/v2` },
+    ]);
+    const text = formatPlan(plan);
+    assert.match(text, /^ {2}~ healthCheck\.rise: 2 → 3$/m);
+    assert.ok(text.includes(`  ~ healthCheck.http.path: "${check.http.path}" → "${check.http.path}/v2"`), text);
+    assert.ok(!text.includes('...'), text);
+    // A whole object appearing is one change with its full value.
+    const added = planReload(onePool('maglev', list), before).pools[0].settings;
+    assert.equal(added.length, 1);
+    assert.equal(added[0].key, 'healthCheck');
+    assert.equal(added[0].from, null);
+    assert.equal((added[0].to as { http: { path: string } }).http.path, check.http.path);
+    // The admin token never appears in the preview.
+    const admin = (token: string) => ({ ...before, admin: { bind: before.listeners[0].bind, token } });
+    assert.deepEqual(planReload(admin('old-secret'), admin('new-secret')).settings, [{ key: 'admin.token', from: '<redacted>', to: '<redacted>' }]);
   });
 
   test('a reweight: weighted policies report ½Σ|Δshare|; ring moves part of the space', () => {
     const list = backends(4);
     const heavier = list.map((b, i) => (i === 0 ? { ...b, weight: 3 } : b));
-    const rr = diffPools(onePool('round_robin', list).pools[0], onePool('round_robin', heavier).pools[0]);
+    const rr = poolPlan(onePool('round_robin', list), onePool('round_robin', heavier));
     assert.deepEqual(rr.reweighted, [{ id: '127.0.0.1:9001', from: 1, to: 3 }]);
     // Shares ¼,¼,¼,¼ → ½,⅙,⅙,⅙: ½(¼ + 3·1/12) = ¼.
     assert.ok(Math.abs((rr.movedShare as number) - 0.25) < 1e-9, String(rr.movedShare));
-    assert.match(formatDiff(diffConfigs(onePool('round_robin', list), onePool('round_robin', heavier))), /25\.00% of the traffic share shifts\n {2}~ 127\.0\.0\.1:9001: weight 1 → 3/);
-    const ring = diffPools(onePool('ring_hash', list).pools[0], onePool('ring_hash', heavier).pools[0]);
+    assert.match(formatPlan(planReload(onePool('round_robin', list), onePool('round_robin', heavier))), /25\.00% of the traffic share shifts\n {2}~ 127\.0\.0\.1:9001: weight 1 → 3/);
+    const ring = poolPlan(onePool('ring_hash', list), onePool('ring_hash', heavier));
     // The heavier backend gains about ½ − ¼ of the circle; every other key stays.
     assert.ok(Math.abs((ring.movedShare as number) - 0.25) < 0.05, String(ring.movedShare));
   });
@@ -136,11 +207,11 @@ describe('diff report: moved share computed by the core', () => {
   test('state and address changes move no table entry', () => {
     const list: RawBackend[] = backends(3).map((b, i) => ({ ...b, id: `b${i}` }));
     const changed = list.map((b, i) => (i === 0 ? { ...b, state: 'drain' } : i === 1 ? { ...b, address: '127.0.0.1:9999' } : b));
-    const diff = diffPools(onePool('maglev', list).pools[0], onePool('maglev', changed).pools[0]);
+    const diff = poolPlan(onePool('maglev', list), onePool('maglev', changed));
     assert.deepEqual(diff.stateChanged, [{ id: 'b0', from: 'active', to: 'drain' }]);
     assert.deepEqual(diff.readdressed, [{ id: 'b1', from: '127.0.0.1:9002', to: '127.0.0.1:9999' }]);
-    assert.deepEqual([diff.kind, diff.rebuild, diff.movedShare], ['changed', false, 0]);
-    const text = formatDiff(diffConfigs(onePool('maglev', list), onePool('maglev', changed)));
+    assert.deepEqual([diff.action, diff.rebuild, diff.movedShare], ['update', false, 0]);
+    const text = formatPlan(planReload(onePool('maglev', list), onePool('maglev', changed)));
     assert.match(text, /changed, tables untouched \(0% of keys move\)/);
     assert.match(text, /b0: state active → drain \(eligibility only; no table change\)/);
     assert.match(text, /b1: address 127\.0\.0\.1:9002 → 127\.0\.0\.1:9999 \(keeps its keys\)/);
@@ -159,25 +230,26 @@ describe('diff report: moved share computed by the core', () => {
       { name: 'new', balance: 'ring_hash', backends: backends(2, 9200) },
     ]);
     const moved = { ...after, listeners: after.listeners.map((l) => (l.name === 'app' ? { ...l, maxConnections: 5 } : l)) };
-    const diff = diffConfigs(before, moved);
+    const diff = planReload(before, moved);
     assert.deepEqual(diff.listeners.added.map((l) => l.name), ['new']);
     assert.deepEqual(diff.listeners.removed.map((l) => l.name), ['old']);
-    assert.deepEqual(diff.listeners.changed, [{ name: 'app', changes: ['maxConnections: 10000 → 5'] }]);
-    assert.deepEqual(diff.pools.map((p) => [p.name, p.kind]), [
-      ['app', 'changed'],
-      ['new', 'added'],
-      ['old', 'removed'],
+    assert.deepEqual(diff.listeners.updated.map((l) => [l.name, l.changes]), [['app', [{ key: 'maxConnections', from: 10000, to: 5 }]]]);
+    assert.deepEqual(diff.listeners.rebound, []);
+    assert.deepEqual(diff.pools.map((p) => [p.name, p.action]), [
+      ['app', 'update'],
+      ['new', 'add'],
+      ['old', 'remove'],
     ]);
     assert.equal(diff.pools[1].movedShare, null);
-    assert.equal(typeof diff.pools[1].buildMs, 'number');
-    const text = formatDiff(diff);
+    assert.ok((diff.pools[1].buildMs as number) >= 0);
+    const text = formatPlan(diff);
     assert.match(text, /^listener new: added \(127\.0\.0\.1:0 → pool new\)$/m);
     assert.match(text, /^listener old: removed \(stops accepting; its connections drain\)$/m);
     assert.match(text, /^pool app \(maglev\): changed, tables untouched \(0% of keys move\)\n {2}~ connectTimeoutMs: 3000 → 500$/m);
     assert.match(text, /^pool new \(ring_hash\): added with 2 backends, built in \d+\.\d\d ms\n {2}\+ 127\.0\.0\.1:9200 weight 1/m);
     assert.match(text, /^pool old \(round_robin\): removed/m);
     assert.match(text, /3 of 3 pools changed$/);
-    assert.deepEqual(diffConfigs(before, { ...before, drainTimeoutMs: 5 }).settings, ['drainTimeoutMs: 30000 → 5']);
+    assert.deepEqual(planReload(before, { ...before, drainTimeoutMs: 5 }).settings, [{ key: 'drainTimeoutMs', from: 30000, to: 5 }]);
   });
 });
 

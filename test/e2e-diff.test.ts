@@ -120,6 +120,24 @@ describe('ringlb diff', () => {
     assert.doesNotMatch(drain.stdout, /\d% of the key space moves/);
   });
 
+  test('settings: each changed key with its full old and new value; a setting the policy ignores moves nothing', async () => {
+    const longPath = `/health/${'segment/'.repeat(12)}ready`;
+    const withHealth = (rise: number, path: string, tableSize: number): unknown => {
+      const base = configWith(BACKENDS) as { pools: Array<Record<string, unknown>> };
+      base.pools[0] = { ...base.pools[0], healthCheck: { type: 'http', rise, http: { path } } };
+      base.pools[1] = { ...base.pools[1], maglev: { tableSize } };
+      return base;
+    };
+    const { code, stdout, stderr } = await diff(withHealth(2, longPath, 65537), withHealth(3, `${longPath}/v2`, 1021));
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /^ {2}~ healthCheck\.rise: 2 → 3$/m);
+    assert.ok(stdout.includes(`  ~ healthCheck.http.path: "${longPath}" → "${longPath}/v2"`), stdout);
+    assert.doesNotMatch(stdout, /\.\.\./);
+    // maglev.tableSize on a ring_hash pool: listed, nothing rebuilt, nothing moves.
+    assert.match(stdout, /^pool r \(ring_hash\): changed, tables untouched \(0% of keys move\); maglev\.tableSize is ignored by ring_hash\n {2}~ maglev\.tableSize: 65537 → 1021$/m);
+    assert.match(stdout, /^pool m \(maglev\): changed, tables untouched \(0% of keys move\)$/m);
+  });
+
   test('a bad NEW config → exit 2 with the problem on stderr, nothing on stdout', async () => {
     const bad = { listeners: [{ name: 'm', bind: '127.0.0.1:0', pool: 'm' }], pools: [{ name: 'm', balance: 'maglev', backends: [{ address: '127.0.0.1:9001', weight: -1 }] }] };
     const { code, stdout, stderr } = await diff(configWith(BACKENDS), bad);

@@ -5,6 +5,8 @@ import { WasmBalancer } from './wasm-balancer.js';
 
 export * from './types.js';
 export { sourceKeyHash } from './key-hash.js';
+export { SlotCapacityError } from './slot-table.js';
+export { xorshift32 } from './prng.js';
 export { ReferenceBalancer } from './reference-balancer.js';
 export { WasmBalancer, type CoreBuildFlavour } from './wasm-balancer.js';
 

@@ -19,7 +19,7 @@ import {
 } from './options.js';
 import { normalizeSeed, xorshift32 } from './prng.js';
 import { SlotTable } from './slot-table.js';
-import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildReport } from './types.js';
+import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildReport, SlotPlacement } from './types.js';
 
 interface RingPoint {
   readonly hash: number;
@@ -76,8 +76,8 @@ export class ReferenceBalancer implements Balancer {
     this.#table = this.#buildTable();
   }
 
-  setBackends(backends: readonly CoreBackend[]): RebuildReport {
-    const change = this.#slots.apply(backends, (slot) => this.#active[slot]);
+  setBackends(backends: readonly CoreBackend[], placement?: SlotPlacement): RebuildReport {
+    const change = this.#slots.apply(backends, (slot) => this.#active[slot], placement);
     if (!change.changed) {
       return { changed: false, slots: change.slots, added: [], removed: [], reweighted: [], buildMs: 0, movedShare: 0 };
     }

@@ -6,7 +6,7 @@
  */
 import { backendIdLength, MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
 import { backendIdentity, type BackendIdentity } from './hash.js';
-import type { CoreBackend } from './types.js';
+import type { CoreBackend, SlotPlacement } from './types.js';
 
 export interface SlotChange {
   readonly changed: boolean;
@@ -20,6 +20,21 @@ export interface SlotChange {
   readonly removedSlots: readonly number[];
   /** Slots whose backend stays with a new weight. */
   readonly reweightedSlots: readonly number[];
+}
+
+/** The set needs more free slots than the table has: the caller may grow the pool (nothing changed). */
+export class SlotCapacityError extends RangeError {
+  readonly needed: number;
+  readonly free: number;
+  constructor(needed: number, free: number, capacity: number) {
+    super(
+      `backend set needs ${needed} new slots but only ${free} are free ` +
+        `(maxBackends ${capacity}; slots of removed backends stay reserved while they drain)`,
+    );
+    this.name = 'SlotCapacityError';
+    this.needed = needed;
+    this.free = free;
+  }
 }
 
 export class SlotTable {
@@ -54,9 +69,10 @@ export class SlotTable {
 
   /**
    * Validates the whole new set first (nothing changes on error), then diffs and assigns slots.
-   * `activeConnections(slot)` tells which free slots still drain connections.
+   * `activeConnections(slot)` tells which free slots still drain connections; `placement` pins
+   * slots for a balancer that takes over from another one (see SlotPlacement).
    */
-  apply(backends: readonly CoreBackend[], activeConnections: (slot: number) => number): SlotChange {
+  apply(backends: readonly CoreBackend[], activeConnections: (slot: number) => number, placement?: SlotPlacement): SlotChange {
     const next = validateBackends(backends);
     const added: string[] = [];
     const reweighted: string[] = [];
@@ -98,16 +114,26 @@ export class SlotTable {
     }
 
     // Free = unoccupied before this call (so no slot removed now is reused now) and not draining.
+    // A pinned slot is the backend's own (its connections are the ones counted there), so it only
+    // has to be unoccupied.
     const addedSlots: number[] = [];
-    for (let slot = 0; slot < this.capacity && addedSlots.length < added.length; slot++) {
-      if (this.#idBySlot[slot] === undefined && activeConnections(slot) === 0) addedSlots.push(slot);
+    const taken = new Set<number>();
+    const unplaced: number[] = [];
+    for (let i = 0; i < added.length; i++) {
+      const pinned = placement?.slots.get(added[i]);
+      if (pinned !== undefined && pinned >= 0 && pinned < this.capacity && this.#idBySlot[pinned] === undefined && !taken.has(pinned)) {
+        addedSlots[i] = pinned;
+        taken.add(pinned);
+      } else unplaced.push(i);
     }
-    if (addedSlots.length < added.length) {
-      throw new RangeError(
-        `backend set needs ${added.length} new slots but only ${addedSlots.length} are free ` +
-          `(maxBackends ${this.capacity}; slots of removed backends stay reserved while they drain)`,
-      );
+    let free = 0;
+    for (let slot = 0; slot < this.capacity && free < unplaced.length; slot++) {
+      if (this.#idBySlot[slot] !== undefined || taken.has(slot) || activeConnections(slot) !== 0) continue;
+      if (placement !== undefined && placement.reserved(slot)) continue;
+      addedSlots[unplaced[free]] = slot;
+      free += 1;
     }
+    if (free < unplaced.length) throw new SlotCapacityError(added.length, added.length - unplaced.length + free, this.capacity);
 
     for (let i = 0; i < removed.length; i++) {
       const slot = removedSlots[i];

@@ -20,6 +20,16 @@ export interface CoreBackend {
   readonly weight: number;
 }
 
+/**
+ * Where a balancer built to take over from another one (a pool whose policy or capacity changes in
+ * place) puts its backends: each id in `slots` gets that slot if it is free, and slots for which
+ * `reserved(slot)` is true are never given to another backend (the old balancer's draining slots).
+ */
+export interface SlotPlacement {
+  readonly slots: ReadonlyMap<string, number>;
+  readonly reserved: (slot: number) => boolean;
+}
+
 export interface BalancerOptions {
   readonly policy: BalancePolicy;
   /** ring_hash: points per weight unit (ketama/nginx: 160). */
@@ -51,8 +61,11 @@ export interface RebuildReport {
 
 export interface Balancer {
   readonly policy: BalancePolicy;
-  /** Replace the membership (control plane, rare). Builds off the hot path and publishes at once. */
-  setBackends(backends: readonly CoreBackend[]): RebuildReport;
+  /**
+   * Replace the membership (control plane, rare). Builds off the hot path and publishes at once.
+   * `placement` (a balancer taking over a pool's slots) pins the slot of each listed id.
+   */
+  setBackends(backends: readonly CoreBackend[], placement?: SlotPlacement): RebuildReport;
   /** Slot of a backend id, or -1. */
   slotOf(id: string): number;
   /** Backend id held by a slot, or undefined when the slot is free. */

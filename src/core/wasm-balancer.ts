@@ -19,7 +19,7 @@ import {
   type ResolvedBalancerOptions,
 } from './options.js';
 import { SlotTable } from './slot-table.js';
-import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildReport } from './types.js';
+import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildReport, SlotPlacement } from './types.js';
 
 /**
  * The slice of the WebAssembly JS API this file uses. tsconfig's lib is ES2022 without DOM, where the
@@ -116,9 +116,9 @@ export class WasmBalancer implements Balancer {
     return new Int32Array(this.#core.memory.buffer, this.#triedPointer, this.options.maxBackends);
   }
 
-  setBackends(backends: readonly CoreBackend[]): RebuildReport {
+  setBackends(backends: readonly CoreBackend[], placement?: SlotPlacement): RebuildReport {
     const core = this.#core;
-    const change = this.#slots.apply(backends, (slot) => core.activeConnections(slot));
+    const change = this.#slots.apply(backends, (slot) => core.activeConnections(slot), placement);
     if (!change.changed) {
       return { changed: false, slots: change.slots, added: [], removed: [], reweighted: [], buildMs: 0, movedShare: 0 };
     }

@@ -43,10 +43,10 @@ export class OutlierDetector {
   readonly #events: OutlierEvents;
   readonly #poolSize: () => number;
   readonly #now: () => number;
-  readonly #consecutive: Int32Array;
-  readonly #timesEjected: Int32Array;
+  #consecutive: Int32Array;
+  #timesEjected: Int32Array;
   /** When each slot last returned from an ejection (for the multiplier's decay); -Infinity if never. */
-  readonly #returnedAt: Float64Array;
+  #returnedAt: Float64Array;
   /** Ejection timer per ejected slot. */
   readonly #timers = new Map<number, NodeJS.Timeout>();
 
@@ -58,6 +58,23 @@ export class OutlierDetector {
     this.#consecutive = new Int32Array(options.capacity);
     this.#timesEjected = new Int32Array(options.capacity);
     this.#returnedAt = new Float64Array(options.capacity).fill(Number.NEGATIVE_INFINITY);
+  }
+
+  /**
+   * The pool grew past its slot capacity (control plane, rare): streaks and ejection history of
+   * every slot are kept; new slots start clean.
+   */
+  grow(capacity: number): void {
+    if (capacity <= this.#consecutive.length) return;
+    const consecutive = new Int32Array(capacity);
+    consecutive.set(this.#consecutive);
+    const timesEjected = new Int32Array(capacity);
+    timesEjected.set(this.#timesEjected);
+    const returnedAt = new Float64Array(capacity).fill(Number.NEGATIVE_INFINITY);
+    returnedAt.set(this.#returnedAt);
+    this.#consecutive = consecutive;
+    this.#timesEjected = timesEjected;
+    this.#returnedAt = returnedAt;
   }
 
   get enabled(): boolean {

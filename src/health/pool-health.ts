@@ -69,6 +69,8 @@ export interface PoolHealthOptions {
    * `setBackends` they start up instead of pending, so a settings reload costs no pending round.
    */
   readonly healthyIds?: ReadonlySet<string>;
+  /** Ids the previous health owner had found down: with active checks they start down, not up or pending. */
+  readonly downIds?: ReadonlySet<string>;
 }
 
 /** Counters for metrics (monotonic) and gauges (current). */
@@ -109,7 +111,7 @@ interface SlotHealth {
 
 export class PoolHealth {
   readonly #config: PoolConfig;
-  readonly #balancer: Balancer;
+  #balancer: Balancer;
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #outlier: OutlierDetector;
@@ -122,6 +124,7 @@ export class PoolHealth {
   #rampTimer: NodeJS.Timeout | null = null;
   #stopped = false;
   readonly #healthyIds: ReadonlySet<string>;
+  readonly #downIds: ReadonlySet<string>;
   /** Resolvers waiting for no backend to be pending (start-up warming). */
   #settledWaiters: Array<() => void> = [];
   // counters
@@ -139,6 +142,7 @@ export class PoolHealth {
     this.#logger = options.logger;
     this.#now = options.now ?? (() => performance.now());
     this.#healthyIds = options.healthyIds ?? new Set();
+    this.#downIds = options.downIds ?? new Set();
     this.#outlier = new OutlierDetector({
       config: options.config.outlierDetection,
       capacity: options.capacity,
@@ -177,9 +181,10 @@ export class PoolHealth {
       }
       if (existing !== undefined) this.#forget(existing);
       const knownUp = atStart && this.#healthyIds.has(backend.id);
-      const pending = check !== null && !check.initialHealthy && backend.state !== 'maint' && !knownUp;
+      const knownDown = atStart && check !== null && backend.state !== 'maint' && this.#downIds.has(backend.id);
+      const pending = check !== null && !check.initialHealthy && backend.state !== 'maint' && !knownUp && !knownDown;
       const health = new BackendHealth(
-        adminFlagsOf(backend.state) | (pending ? HealthFlag.PENDING_FIRST_CHECK : 0),
+        adminFlagsOf(backend.state) | (pending ? HealthFlag.PENDING_FIRST_CHECK : 0) | (knownDown ? HealthFlag.FAILED_ACTIVE_CHECK : 0),
       );
       const entry: SlotHealth = {
         slot,
@@ -189,7 +194,7 @@ export class PoolHealth {
         port: backend.address.port,
         state: backend.state,
         health,
-        hysteresis: check === null ? null : new CheckHysteresis(check.rise, check.fall, pending ? 'pending' : 'up'),
+        hysteresis: check === null ? null : new CheckHysteresis(check.rise, check.fall, pending ? 'pending' : knownDown ? 'down' : 'up'),
         checkKey: null,
         atStart,
         everEligible: health.eligible,
@@ -206,6 +211,34 @@ export class PoolHealth {
     for (const entry of [...this.#byId.values()]) if (!keep.has(entry.id)) this.#forget(entry);
     this.#pushAll(!atStart);
     this.#notifySettled();
+  }
+
+  /**
+   * The pool swapped its balancer for one built with other table settings or more slots, with the
+   * same slot per backend id (backend-pool.ts `rebuild`). Every fact this owner holds (flags,
+   * hysteresis, ejections, slow-start ramps, scheduled checks) stays as it is: only the new
+   * balancer's bits and scales are written, copied from the old one so not one pick sees a
+   * different eligibility. Call before `setBackends` with the new set.
+   */
+  adoptBalancer(balancer: Balancer, capacity: number): void {
+    const previous = this.#balancer;
+    this.#outlier.grow(capacity);
+    this.#balancer = balancer;
+    for (const entry of this.#byId.values()) {
+      if (balancer.idOf(entry.slot) !== entry.id) continue;
+      balancer.setWeightScale(entry.slot, previous.weightScale(entry.slot));
+      balancer.setEligible(entry.slot, previous.isEligible(entry.slot));
+    }
+  }
+
+  /**
+   * What active checks concluded per backend id (`up`, `down`, `pending`); empty without checks. A
+   * new health owner for new health settings starts from it (BackendPool.reconfigure).
+   */
+  checkVerdicts(): Map<string, CheckVerdict> {
+    const verdicts = new Map<string, CheckVerdict>();
+    for (const entry of this.#byId.values()) if (entry.hysteresis !== null) verdicts.set(entry.id, entry.hysteresis.verdict);
+    return verdicts;
   }
 
   /** Backends still waiting for their first check verdict (start-up warming reads it). */

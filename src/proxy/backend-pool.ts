@@ -10,20 +10,14 @@ import type { Socket } from 'node:net';
 import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
-import type { Balancer, BalancePolicy, RebuildReport } from '../core/types.js';
+import type { Balancer, RebuildReport } from '../core/types.js';
+import { balancerOptionsOf, KEYED_POLICIES, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
 
-/** Policies whose pick depends on the client's key; the others ignore it, so we skip hashing. */
-const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
-
-/**
- * Slot capacity of a pool's balancer. Fixed for the balancer's life, so leave room for backends
- * added later (reload, discovery); a pool that starts larger gets twice its size. A set that
- * outgrows it anyway gets a fresh, bigger pool from the runtime (see `Ringlb`, "capacity").
- */
-export const MIN_SLOT_CAPACITY = 256;
+// The sizing rule lives with the planner, which decides when a pool grows.
+export { MIN_SLOT_CAPACITY, slotCapacity } from '../config/reload-plan.js';
 
 /**
  * What the pool needs from a connection to drain it: intrusive per-slot list links (no Set churn
@@ -51,17 +45,25 @@ export interface BackendPoolOptions {
   readonly healthyIds?: ReadonlySet<string>;
 }
 
-/** Capacity a pool needs for `backends` backends: room to double, bounded by maglev's table. */
-export function slotCapacity(config: PoolConfig, backends: number = config.backends.length): number {
-  const wanted = Math.max(MIN_SLOT_CAPACITY, backends * 2);
-  // Every Maglev slot must be able to own a table entry, so a small (test) table caps the slots.
-  return config.balance === 'maglev' ? Math.min(wanted, config.maglev.tableSize) : wanted;
+/**
+ * A balancer built for a pool's new table settings or capacity, not yet in use
+ * (`BackendPool.prepareRebuild`); `BackendPool.commitRebuild` swaps it in.
+ */
+export interface PreparedRebuild {
+  readonly config: PoolConfig;
+  readonly backends: readonly Backend[];
+  readonly capacity: number;
+  readonly balancer: Balancer;
+  readonly report: RebuildReport;
+  /** The pool's balancer when this was prepared: a commit after another swap is refused. */
+  readonly replaces: Balancer;
 }
 
 export class BackendPool {
   readonly name: string;
-  readonly balancer: Balancer;
-  readonly capacity: number;
+  #balancer: Balancer;
+  #capacity: number;
+  readonly #implementation: 'wasm' | 'reference' | undefined;
   /** The config this pool was built from; `reconfigure` replaces it for settings it can absorb. */
   #config: PoolConfig;
   connectTimeoutMs: number;
@@ -70,8 +72,8 @@ export class BackendPool {
   /** Connections to a removed backend are cut this long after its removal. */
   drainTimeoutMs: number;
   /** False for policies that ignore the key: no address parsing per connection at all. */
-  readonly usesClientKey: boolean;
-  readonly #includePort: boolean;
+  usesClientKey: boolean;
+  #includePort: boolean;
   readonly #logger: Logger;
   #health: PoolHealth;
   /** Indexed by slot; a removed backend's entries stay until its slot is reused (draining connections log it). */
@@ -79,9 +81,9 @@ export class BackendPool {
   readonly #portBySlot: number[] = [];
   readonly #addressBySlot: string[] = [];
   /** Head of each slot's list of connections holding it (acquired, not yet released). */
-  readonly #connectionsBySlot: (SlotConnection | null)[];
+  #connectionsBySlot: (SlotConnection | null)[];
   /** Drain deadline per removed slot that still had connections when its backend left. */
-  readonly #drainTimers: (NodeJS.Timeout | undefined)[];
+  #drainTimers: (NodeJS.Timeout | undefined)[];
   #backends: readonly Backend[] = [];
   #retired = false;
 
@@ -96,20 +98,23 @@ export class BackendPool {
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#logger = options.logger;
     const capacity = options.capacity ?? slotCapacity(config);
-    this.capacity = capacity;
+    this.#capacity = capacity;
+    this.#implementation = options.implementation;
     this.#connectionsBySlot = new Array<SlotConnection | null>(capacity).fill(null);
     this.#drainTimers = new Array<NodeJS.Timeout | undefined>(capacity).fill(undefined);
-    this.balancer = createBalancer(
-      {
-        policy: config.balance,
-        ringPointsPerWeight: config.ringHash.pointsPerWeight,
-        maglevTableSize: config.maglev.tableSize,
-        maxBackends: capacity,
-      },
-      options.implementation,
-    );
+    this.#balancer = this.#createBalancer(config, capacity);
     this.#health = this.#createHealth(config, options.healthyIds);
     this.setBackends(config.backends);
+  }
+
+  /** The core behind this pool; replaced (same slots) by `commitRebuild`, so never cache it. */
+  get balancer(): Balancer {
+    return this.#balancer;
+  }
+
+  /** Slot capacity of the current balancer; `commitRebuild` may change it (grow, or a smaller maglev table). */
+  get capacity(): number {
+    return this.#capacity;
   }
 
   /** Sole writer of the balancer's eligibility bits and weight scales. */
@@ -136,9 +141,78 @@ export class BackendPool {
    * (the core never reuses it before), and they are cut `drainTimeoutMs` after the removal.
    */
   setBackends(backends: readonly Backend[]): RebuildReport {
-    const previousSlots = new Map<string, number>();
-    for (const backend of this.#backends) previousSlots.set(backend.id, this.balancer.slotOf(backend.id));
-    const report = this.balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
+    const previousSlots = this.#slotsById();
+    const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
+    this.#adoptSet(backends, report, previousSlots);
+    return report;
+  }
+
+  /**
+   * Builds, without touching the running pool, the balancer this pool would have with `config`'s
+   * table settings (policy, maglev table, ring points) and `capacity` slots, holding `backends`.
+   * Every backend that stays keeps its slot, and no slot the current balancer still uses (a
+   * removed backend's, draining connections') goes to a new backend, so connections that hold a
+   * slot now release it on the same slot number after the swap. Throws (changing nothing) when
+   * the set is invalid for the core or does not fit.
+   */
+  prepareRebuild(config: PoolConfig, backends: readonly Backend[], capacity: number): PreparedRebuild {
+    const current = this.#balancer;
+    const currentCapacity = this.#capacity;
+    // Fewer slots (a maglev table smaller than the old capacity) only when no slot beyond is in use.
+    for (let slot = capacity; slot < currentCapacity; slot++) {
+      if (current.idOf(slot) !== undefined || current.activeConnections(slot) > 0) {
+        throw new RangeError(`pool ${this.name}: slot ${slot} is in use, so the pool cannot shrink to ${capacity} slots (maglev.tableSize bounds the slots)`);
+      }
+    }
+    const balancer = this.#createBalancer(config, capacity);
+    const report = balancer.setBackends(
+      backends.map((b) => ({ id: b.id, weight: b.weight })),
+      {
+        slots: this.#slotsById(),
+        reserved: (slot) => slot < currentCapacity && (current.idOf(slot) !== undefined || current.activeConnections(slot) > 0),
+      },
+    );
+    return { config, backends, capacity, balancer, report, replaces: current };
+  }
+
+  /**
+   * Swaps in a prepared balancer (ARCHITECTURE.md "Reload never drops established connections").
+   * The pool object, its health owner (flags, ejections, slow start, scheduled checks) and its
+   * connections stay; active counts move to the new balancer slot by slot. Only connections to
+   * backends that left the set drain (cut after drainTimeoutMs); the others run until they end.
+   * Then the other settings of `prepared.config` apply as in `reconfigure`.
+   */
+  commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null): void {
+    if (prepared.replaces !== this.#balancer) throw new Error(`pool ${this.name}: prepared rebuild is stale (the balancer changed since)`);
+    const previous = this.#balancer;
+    const previousSlots = this.#slotsById();
+    const fresh = prepared.balancer;
+    for (let slot = 0; slot < Math.min(this.#capacity, prepared.capacity); slot++) {
+      for (let count = previous.activeConnections(slot); count > 0; count--) fresh.acquire(slot);
+    }
+    // Per-slot lists only ever grow: a shrink (prepareRebuild checked) leaves unused tails.
+    for (let slot = this.#connectionsBySlot.length; slot < prepared.capacity; slot++) {
+      this.#connectionsBySlot.push(null);
+      this.#drainTimers.push(undefined);
+    }
+    this.#capacity = prepared.capacity;
+    this.#balancer = fresh;
+    this.usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
+    this.#includePort = prepared.config.hashKey === 'source_ip_port';
+    this.#health.adoptBalancer(fresh, this.#capacity);
+    this.#adoptSet(prepared.backends, prepared.report, previousSlots);
+    this.reconfigure(prepared.config, scheduler);
+  }
+
+  /** Slot of every backend in the current set. */
+  #slotsById(): Map<string, number> {
+    const slots = new Map<string, number>();
+    for (const backend of this.#backends) slots.set(backend.id, this.#balancer.slotOf(backend.id));
+    return slots;
+  }
+
+  /** After the balancer placed `backends`: addresses by slot, health's view, drains of removed slots. */
+  #adoptSet(backends: readonly Backend[], report: RebuildReport, previousSlots: ReadonlyMap<string, number>): void {
     for (const backend of backends) {
       const slot = report.slots.get(backend.id);
       if (slot === undefined) throw new Error(`pool ${this.name}: core returned no slot for backend ${backend.id}`);
@@ -148,18 +222,16 @@ export class BackendPool {
     }
     this.#backends = backends;
     this.#health.setBackends(backends.map((backend) => ({ slot: report.slots.get(backend.id)!, backend })));
-    for (const id of report.removed) {
-      const slot = previousSlots.get(id);
-      if (slot !== undefined && slot >= 0) this.#startDrain(slot);
-    }
+    const staying = new Set(backends.map((backend) => backend.id));
+    for (const [id, slot] of previousSlots) if (!staying.has(id) && slot >= 0) this.#startDrain(slot);
     this.#logger.debug({ backends: backends.length, changed: report.changed, buildMs: report.buildMs }, 'pool backends set');
-    return report;
   }
 
   /**
-   * Settings a running pool absorbs in place (the runtime builds a fresh pool for policy, hash
-   * key and table parameters). Health settings get a fresh health owner over the same slots;
-   * backends that are up now stay up (no pending round), the rest start over.
+   * Settings a running pool absorbs in place (policy, hash key and table parameters go through
+   * `prepareRebuild` / `commitRebuild`). Health settings get a new health owner over the same
+   * slots, which starts from the old one's check verdicts: up stays up (no pending round), down
+   * stays down; outlier ejections and slow-start ramps start over.
    */
   reconfigure(config: PoolConfig, scheduler: CheckScheduler | null): void {
     const previous = this.#config;
@@ -170,20 +242,27 @@ export class BackendPool {
       JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
       JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
     if (!healthChanged) return;
+    // What the checks knew carries over: up stays up, down stays down (no pending round, no
+    // dead backend believed up because the new settings say initialHealthy). Without checks
+    // before, every backend that is eligible now counts as up.
+    const verdicts = this.#health.checkVerdicts();
     const healthyIds = new Set<string>();
+    const downIds = new Set<string>();
     for (const backend of this.#backends) {
-      const slot = this.balancer.slotOf(backend.id);
-      if (slot >= 0 && this.balancer.isEligible(slot)) healthyIds.add(backend.id);
+      const verdict = verdicts.get(backend.id);
+      const slot = this.#balancer.slotOf(backend.id);
+      if (verdict === 'down') downIds.add(backend.id);
+      else if (verdict === 'up' || (verdict === undefined && slot >= 0 && this.#balancer.isEligible(slot))) healthyIds.add(backend.id);
     }
     this.#health.stop();
-    this.#health = this.#createHealth(config, healthyIds);
+    this.#health = this.#createHealth(config, healthyIds, downIds);
     this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.balancer.slotOf(backend.id), backend })));
     if (scheduler !== null && !this.#retired) this.#health.startChecks(scheduler);
   }
 
   /**
-   * The pool is being replaced (policy change, capacity) or removed: no new picks reach it; its
-   * checks stop and every connection it still holds is cut after `drainTimeoutMs`.
+   * The pool is removed: no new picks reach it; its checks stop and every connection it still
+   * holds is cut after `drainTimeoutMs` (a pool whose settings change is rebuilt in place instead).
    */
   retire(): void {
     if (this.#retired) return;
@@ -197,6 +276,15 @@ export class BackendPool {
     let cut = 0;
     for (let slot = 0; slot < this.capacity; slot++) cut += this.#cutSlot(slot);
     return cut;
+  }
+
+  /** Slots a new backend may take now: not held by a backend, not held by draining connections. */
+  freeSlots(): number {
+    let free = 0;
+    for (let slot = 0; slot < this.#capacity; slot++) {
+      if (this.#balancer.idOf(slot) === undefined && this.#balancer.activeConnections(slot) === 0) free += 1;
+    }
+    return free;
   }
 
   /** Connections holding a slot of this pool (acquired and not released). */
@@ -219,7 +307,7 @@ export class BackendPool {
    * connection into the slot's list (three field writes, no allocation).
    */
   acquire(slot: number, connection: SlotConnection): void {
-    this.balancer.acquire(slot);
+    this.#balancer.acquire(slot);
     const head = this.#connectionsBySlot[slot];
     connection.slotPrevious = null;
     connection.slotNext = head;
@@ -229,7 +317,7 @@ export class BackendPool {
 
   /** Hot path: that attempt failed, or its connection closed. */
   release(slot: number, connection: SlotConnection): void {
-    this.balancer.release(slot);
+    this.#balancer.release(slot);
     if (connection.slotPrevious !== null) connection.slotPrevious.slotNext = connection.slotNext;
     else if (this.#connectionsBySlot[slot] === connection) this.#connectionsBySlot[slot] = connection.slotNext;
     if (connection.slotNext !== null) connection.slotNext.slotPrevious = connection.slotPrevious;
@@ -269,8 +357,12 @@ export class BackendPool {
     return cut;
   }
 
-  #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined): PoolHealth {
-    return new PoolHealth({ config, balancer: this.balancer, capacity: this.capacity, logger: this.#logger, healthyIds });
+  #createBalancer(config: PoolConfig, capacity: number): Balancer {
+    return createBalancer(balancerOptionsOf(config, capacity), this.#implementation);
+  }
+
+  #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
+    return new PoolHealth({ config, balancer: this.#balancer, capacity: this.#capacity, logger: this.#logger, healthyIds, downIds });
   }
   /**
    * The key a hash policy places this client by: integers parsed from the source address inside

@@ -10,8 +10,8 @@
  * with backoff; they tell us once per outage (`discovery error`) and once on recovery
  * (`discovery recovered`), after which they resync the full set.
  *
- * The registry never caches a pool object: a reload may replace a pool (new policy, more slots),
- * so every update asks the host for the pool by name.
+ * The registry never caches a pool object: a reload may remove a pool and add one of the same
+ * name, so every update asks the host for the pool by name.
  */
 import type { Backend, BackendSource } from '../backend.js';
 import type { DiscoveryConfig } from '../config/types.js';
