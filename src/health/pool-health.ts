@@ -15,10 +15,9 @@
  *   the base is empty there is no panic.
  * - Panic routes over every `active` backend, whatever its health flags; drain and maint stay
  *   excluded even in panic (an operator's decision outranks a guess that health checks are wrong).
- * - Slow start ramps a backend's scale from 10% to 100% linearly over slowStartMs whenever it
- *   becomes eligible, except the first time for a backend present when the pool was created
- *   (process start). A backend added later (reload, discovery) ramps on its first eligibility too.
- *   The ramp is updated by one timer every max(50, slowStartMs / 20) ms while any backend ramps.
+ * - Slow start (slow-start.ts) ramps a backend whenever it becomes eligible, except the first time
+ *   for a backend present when the pool was created (process start). A backend added later
+ *   (reload, discovery) ramps on its first eligibility too.
  */
 import type { BackendConfig, BackendState, PoolConfig } from '../config/types.js';
 import type { Balancer } from '../core/types.js';
@@ -35,12 +34,9 @@ import {
 import { OutlierDetector } from './outlier.js';
 import type { CheckResult, ScheduledCheck } from './types.js';
 
-/** Scale a recovered backend starts at (HAProxy's slowstart also starts above zero). */
-export const SLOW_START_INITIAL_PERMILLE = 100;
-const FULL_SCALE_PERMILLE = 1000;
-/** Ramp updates: at least every 50 ms apart, at most 20 steps per window. */
-const SLOW_START_MIN_STEP_MS = 50;
-const SLOW_START_STEPS = 20;
+import { SlowStart } from './slow-start.js';
+
+export { SLOW_START_INITIAL_PERMILLE } from './slow-start.js';
 
 /** What the pool's scheduler needs from us; a `HealthCheckScheduler` satisfies it. */
 export interface CheckScheduler {
@@ -105,8 +101,6 @@ interface SlotHealth {
   /** Present when the pool was created: its first eligibility is start-up, not a recovery. */
   readonly atStart: boolean;
   everEligible: boolean;
-  /** Slow start begin (ms, `now()` clock), or NaN when not ramping. */
-  rampStartedAt: number;
 }
 
 export class PoolHealth {
@@ -121,7 +115,7 @@ export class PoolHealth {
   #created = false;
   #panic = false;
   #noneEligibleWarned = false;
-  #rampTimer: NodeJS.Timeout | null = null;
+  readonly #slowStart: SlowStart;
   #stopped = false;
   readonly #healthyIds: ReadonlySet<string>;
   /** Resolvers waiting for no backend to be pending (start-up warming). */
@@ -141,6 +135,13 @@ export class PoolHealth {
     this.#logger = options.logger;
     this.#now = options.now ?? (() => performance.now());
     this.#healthyIds = options.healthyIds ?? new Set();
+    this.#slowStart = new SlowStart({
+      balancer: options.balancer,
+      capacity: options.capacity,
+      windowMs: options.config.slowStartMs,
+      logger: options.logger,
+      now: this.#now,
+    });
     this.#outlier = new OutlierDetector({
       config: options.config.outlierDetection,
       capacity: options.capacity,
@@ -195,15 +196,14 @@ export class PoolHealth {
         checkKey: null,
         atStart,
         everEligible: health.eligible,
-        rampStartedAt: Number.NaN,
       };
       this.#bySlot[slot] = entry;
       this.#byId.set(backend.id, entry);
       // A new slot's scale is 1000 (core contract); a reused slot starts fresh as well.
-      this.#balancer.setWeightScale(slot, FULL_SCALE_PERMILLE);
+      this.#slowStart.reset(slot);
       if (backend.state !== 'active') this.#logger.info({ backend: entry.address, id: entry.id, state: backend.state }, 'backend state from config');
       if (this.#scheduler !== null) this.#schedule(entry);
-      if (!atStart && health.eligible) this.#startRamp(entry);
+      if (!atStart && health.eligible) this.#slowStart.start(slot, entry);
     }
     for (const entry of [...this.#byId.values()]) if (!keep.has(entry.id)) this.#forget(entry);
     this.#pushAll(!atStart);
@@ -255,8 +255,7 @@ export class PoolHealth {
     for (const entry of this.#byId.values()) this.#unschedule(entry);
     this.#scheduler = null;
     this.#outlier.stop();
-    if (this.#rampTimer !== null) clearInterval(this.#rampTimer);
-    this.#rampTimer = null;
+    this.#slowStart.close();
   }
 
   stats(): PoolHealthStats {
@@ -321,6 +320,7 @@ export class PoolHealth {
   #forget(entry: SlotHealth): void {
     this.#unschedule(entry);
     this.#outlier.forget(entry.slot);
+    if (this.#bySlot[entry.slot] === entry) this.#slowStart.forget(entry.slot);
     this.#byId.delete(entry.id);
     if (this.#bySlot[entry.slot] === entry) this.#bySlot[entry.slot] = undefined;
   }
@@ -379,10 +379,10 @@ export class PoolHealth {
     // Admin flags can change the panic base without flipping eligibility (e.g. drain on a down backend).
     if (wasEligible === isEligible && (flag & ADMIN_FLAGS) === 0 && flag !== HealthFlag.PENDING_FIRST_CHECK) return;
     if (!wasEligible && isEligible) {
-      if (!entry.atStart || entry.everEligible) this.#startRamp(entry);
+      if (!entry.atStart || entry.everEligible) this.#slowStart.start(entry.slot, entry);
       entry.everEligible = true;
     } else if (wasEligible && !isEligible) {
-      this.#stopRamp(entry);
+      this.#slowStart.stop(entry.slot);
     }
     if (push) this.#pushAll(true);
   }
@@ -439,49 +439,6 @@ export class PoolHealth {
     if (threshold <= 0) return false;
     const { healthy, base } = this.#panicShare();
     return base > 0 && healthy / base < threshold;
-  }
-
-  // --- slow start ----------------------------------------------------------------------------
-
-  #startRamp(entry: SlotHealth): void {
-    const windowMs = this.#config.slowStartMs;
-    if (windowMs <= 0 || this.#stopped) return;
-    entry.rampStartedAt = this.#now();
-    this.#balancer.setWeightScale(entry.slot, SLOW_START_INITIAL_PERMILLE);
-    this.#logger.info({ backend: entry.address, id: entry.id, slowStartMs: windowMs }, 'backend slow start');
-    if (this.#rampTimer === null) {
-      const stepMs = Math.max(SLOW_START_MIN_STEP_MS, Math.floor(windowMs / SLOW_START_STEPS));
-      this.#rampTimer = setInterval(() => this.#stepRamps(), stepMs);
-      this.#rampTimer.unref();
-    }
-  }
-
-  #stopRamp(entry: SlotHealth): void {
-    if (Number.isNaN(entry.rampStartedAt)) return;
-    entry.rampStartedAt = Number.NaN;
-    this.#balancer.setWeightScale(entry.slot, FULL_SCALE_PERMILLE);
-  }
-
-  #stepRamps(): void {
-    const windowMs = this.#config.slowStartMs;
-    const now = this.#now();
-    let ramping = 0;
-    for (const entry of this.#byId.values()) {
-      if (Number.isNaN(entry.rampStartedAt)) continue;
-      const progress = (now - entry.rampStartedAt) / windowMs;
-      if (progress >= 1) {
-        this.#stopRamp(entry);
-        this.#logger.debug({ backend: entry.address, id: entry.id }, 'backend slow start done');
-        continue;
-      }
-      ramping += 1;
-      const permille = Math.round(SLOW_START_INITIAL_PERMILLE + (FULL_SCALE_PERMILLE - SLOW_START_INITIAL_PERMILLE) * progress);
-      this.#balancer.setWeightScale(entry.slot, permille);
-    }
-    if (ramping === 0 && this.#rampTimer !== null) {
-      clearInterval(this.#rampTimer);
-      this.#rampTimer = null;
-    }
   }
 }
 
