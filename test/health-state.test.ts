@@ -162,7 +162,7 @@ function poolConfig(backends: BackendConfig[], extra: Partial<PoolConfig> = {}):
     ringHash: { pointsPerWeight: 160 }, maglev: { tableSize: 65537 }, backends,
     healthCheck: TCP_CHECK,
     outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 1000, maxEjectionMs: 10000, maxEjectionPercent: 50 },
-    panicThreshold: 0, slowStartMs: 0,
+    panicThreshold: 0, slowStartMs: 0, resolveIntervalMs: 0,
     ...extra,
   };
 }

@@ -152,6 +152,7 @@ interface ValidatedPool {
   outlierDetection: OutlierDetectionConfig;
   panicThreshold: number;
   slowStartMs: number;
+  resolveIntervalMs: number;
   discovery?: ValidatedDiscovery;
 }
 
@@ -216,6 +217,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       },
       panicThreshold: pool.panicThreshold,
       slowStartMs: pool.slowStartMs,
+      resolveIntervalMs: pool.resolveIntervalMs,
       discovery: normalizeDiscovery(pool.discovery, baseDir),
     })),
     log: { level: config.log.level },

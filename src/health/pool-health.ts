@@ -67,6 +67,11 @@ export interface PoolHealthOptions {
    * `setBackends` they start up instead of pending, so a settings reload costs no pending round.
    */
   readonly healthyIds?: ReadonlySet<string>;
+  /**
+   * Where a slot's checks connect, asked before every check (the pool's resolved address of a
+   * backend name); default the backend's host as written.
+   */
+  readonly connectHostOf?: (slot: number) => string;
 }
 
 /** Counters for metrics (monotonic) and gauges (current). */
@@ -118,6 +123,7 @@ export class PoolHealth {
   readonly #slowStart: SlowStart;
   #stopped = false;
   readonly #healthyIds: ReadonlySet<string>;
+  readonly #connectHostOf: ((slot: number) => string) | undefined;
   /** Resolvers waiting for no backend to be pending (start-up warming). */
   #settledWaiters: Array<() => void> = [];
   // counters
@@ -135,6 +141,7 @@ export class PoolHealth {
     this.#logger = options.logger;
     this.#now = options.now ?? (() => performance.now());
     this.#healthyIds = options.healthyIds ?? new Set();
+    this.#connectHostOf = options.connectHostOf;
     this.#slowStart = new SlowStart({
       balancer: options.balancer,
       capacity: options.capacity,
@@ -301,9 +308,19 @@ export class PoolHealth {
     const key = `${this.#config.name}/${entry.id}`;
     const slot = entry.slot;
     const hysteresis = entry.hysteresis!;
+    const connectHostOf = this.#connectHostOf;
     this.#scheduler.add({
       key,
-      target: { host: entry.host, port: entry.port },
+      target:
+        connectHostOf === undefined
+          ? { host: entry.host, port: entry.port }
+          : {
+              host: entry.host,
+              port: entry.port,
+              get connectHost(): string {
+                return connectHostOf(slot);
+              },
+            },
       config,
       isDown: () => hysteresis.verdict !== 'up',
       onResult: (result) => this.recordCheck(slot, result),

@@ -152,9 +152,11 @@ export class ProxyConnection implements SlotConnection {
     this.#slot = slot;
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
+    // An IP literal (names are resolved off the hot path by the pool): net.connect makes no lookup.
     const upstream = connect({
       host: pool.hostOf(slot),
       port: pool.portOf(slot),
+      family: pool.familyOf(slot),
       allowHalfOpen: true,
       noDelay: true,
     });
