@@ -311,7 +311,7 @@ export class Ringlb {
         const pool = this.#pools.get(poolConfig.name)!;
         await Promise.race([pool.health.whenSettled(), deadline]);
         const stats = pool.health.stats();
-        this.#logger.info({ pool: poolConfig.name, eligible: stats.eligible, total: stats.backends }, 'pool warmed');
+        this.#logger.info({ pool: poolConfig.name, healthy: stats.healthy, routable: stats.routable, total: stats.backends }, 'pool warmed');
       }),
     );
     clearTimeout(timer);
@@ -582,13 +582,9 @@ function planPool(before: PoolConfig | undefined, after: PoolConfig): PoolPlan {
   return needsFreshPool(before, after) ? 'replace' : 'update';
 }
 
+/** Backends a fresh pool may start as up: the healthy ones, not those panic merely routes to. */
 function eligibleIds(pool: BackendPool): Set<string> {
-  const ids = new Set<string>();
-  for (const backend of pool.backends) {
-    const slot = pool.balancer.slotOf(backend.id);
-    if (slot >= 0 && pool.balancer.isEligible(slot)) ids.add(backend.id);
-  }
-  return ids;
+  return pool.health.healthyIds();
 }
 
 function emptyReport(added: readonly string[]): Pick<RebuildReport, 'added' | 'removed' | 'reweighted' | 'buildMs' | 'movedShare'> {

@@ -262,8 +262,11 @@ describe('PoolHealth', () => {
     assert.deepEqual(messages(h), [
       'warn backend down a (ECONNREFUSED)',
       'warn backend down b (ECONNREFUSED)',
+      // Two facts: no backend is healthy (health), and none takes connections (routing; panic is off).
+      'warn pool has no healthy backend',
       'warn pool has no eligible backend: new connections fail',
       'info backend up b (ok)',
+      'info pool has healthy backends again',
       'info pool has eligible backends again',
     ]);
   });

@@ -12,7 +12,13 @@
  *   pending their first check. Envoy divides healthy hosts by all hosts; we leave out backends an
  *   operator took out on purpose (draining half a pool for a deploy must not trigger panic) and
  *   backends never checked yet (process start with `initialHealthy: false` is not an outage). When
- *   the base is empty there is no panic.
+ *   the base is empty there is no panic. While backends present at the pool's creation are still
+ *   pending their first check, panic is not entered at all: otherwise the first backend found dead
+ *   would be the whole base (one dead of three, the two others pending, is not 0% healthy).
+ * - Health and routing are two facts: a backend is healthy when no flag is set; it is routable when
+ *   its eligibility bit is set, because it is healthy or because panic routes to it. Both are
+ *   reported (stats, `backendStatus`), and an outage (no healthy backend, none pending) is logged
+ *   once, with its recovery, even when panic keeps routing.
  * - Panic routes over every `active` backend, whatever its health flags; drain and maint stay
  *   excluded even in panic (an operator's decision outranks a guess that health checks are wrong).
  * - Slow start (slow-start.ts) ramps a backend whenever it becomes eligible, except the first time
@@ -74,10 +80,28 @@ export interface PoolHealthOptions {
   readonly connectHostOf?: (slot: number) => string;
 }
 
+/** Why a backend takes new connections: it is healthy, or panic routes to it although it is not. */
+export type RoutableBecause = 'healthy' | 'panic';
+
+/** One backend's health and routing, as two separate facts. */
+export interface BackendStatus {
+  /** No health or admin flag set. */
+  readonly healthy: boolean;
+  /** The set flags, e.g. `failed_active_check`, `ejected_outlier`, `pending_first_check`, `drain`, `maint`. */
+  readonly flags: readonly string[];
+  /** New connections may be sent to it now. */
+  readonly routable: boolean;
+  /** null when not routable. */
+  readonly routableBecause: RoutableBecause | null;
+}
+
 /** Counters for metrics (monotonic) and gauges (current). */
 export interface PoolHealthStats {
   readonly backends: number;
-  readonly eligible: number;
+  /** Backends with no flag set. */
+  readonly healthy: number;
+  /** Backends new connections may go to: the healthy ones, or in panic every `active` one. */
+  readonly routable: number;
   readonly ejected: number;
   readonly panic: boolean;
   readonly panicsEntered: number;
@@ -120,6 +144,8 @@ export class PoolHealth {
   #created = false;
   #panic = false;
   #noneEligibleWarned = false;
+  /** Every backend is known down (none healthy, none pending): logged once until one recovers. */
+  #outage = false;
   readonly #slowStart: SlowStart;
   #stopped = false;
   readonly #healthyIds: ReadonlySet<string>;
@@ -267,14 +293,17 @@ export class PoolHealth {
 
   stats(): PoolHealthStats {
     const flags: Record<string, readonly string[]> = {};
-    let eligible = 0;
+    let healthy = 0;
+    let routable = 0;
     for (const entry of this.#byId.values()) {
       flags[entry.id] = flagNames(entry.health.flags);
-      if (this.#balancer.isEligible(entry.slot)) eligible += 1;
+      if (entry.health.eligible) healthy += 1;
+      if (this.#balancer.isEligible(entry.slot)) routable += 1;
     }
     return {
       backends: this.#byId.size,
-      eligible,
+      healthy,
+      routable,
       ejected: this.#outlier.ejectedCount,
       panic: this.#panic,
       panicsEntered: this.#panicsEntered,
@@ -286,6 +315,22 @@ export class PoolHealth {
       connectFailures: this.#connectFailures,
       flags,
     };
+  }
+
+  /** Health and routing of one backend; undefined for an id not in the pool. */
+  backendStatus(id: string): BackendStatus | undefined {
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return undefined;
+    const healthy = entry.health.eligible;
+    const routable = this.#balancer.isEligible(entry.slot);
+    return { healthy, flags: flagNames(entry.health.flags), routable, routableBecause: routable ? (healthy ? 'healthy' : 'panic') : null };
+  }
+
+  /** Ids of the backends that are healthy now (not merely routed to by panic). */
+  healthyIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const entry of this.#byId.values()) if (entry.health.eligible) ids.add(entry.id);
+    return ids;
   }
 
   /** Feeds one active check result (the scheduler calls this through the ScheduledCheck). */
@@ -424,10 +469,26 @@ export class PoolHealth {
       }
     }
     let eligibleCount = 0;
+    let healthyCount = 0;
+    let pendingCount = 0;
     for (const entry of this.#byId.values()) {
       const eligible = panic ? (entry.health.flags & ADMIN_FLAGS) === 0 : entry.health.eligible;
       if (eligible) eligibleCount += 1;
+      if (entry.health.eligible) healthyCount += 1;
+      if (entry.health.has(HealthFlag.PENDING_FIRST_CHECK)) pendingCount += 1;
       if (this.#balancer.isEligible(entry.slot) !== eligible) this.#balancer.setEligible(entry.slot, eligible);
+    }
+    // The outage is a health fact, logged whether or not panic keeps routing: in panic, no
+    // connection fails for lack of a backend, so this line is the only sign every backend is down.
+    if (healthyCount === 0 && pendingCount === 0 && this.#byId.size > 0 && !this.#outage && logTransitions) {
+      this.#outage = true;
+      this.#logger.warn(
+        { backends: this.#byId.size, routable: eligibleCount, panic, flags: this.stats().flags },
+        'pool has no healthy backend',
+      );
+    } else if (healthyCount > 0 && this.#outage) {
+      this.#outage = false;
+      this.#logger.info({ healthy: healthyCount, of: this.#byId.size }, 'pool has healthy backends again');
     }
     // Once per transition, not per connection: the access log says `no_backend` for each client.
     if (eligibleCount === 0 && !this.#noneEligibleWarned && logTransitions) {
@@ -437,6 +498,14 @@ export class PoolHealth {
       this.#noneEligibleWarned = false;
       this.#logger.info({ eligible: eligibleCount }, 'pool has eligible backends again');
     }
+  }
+
+  /** A backend present at the pool's creation has not had its first check verdict yet. */
+  #startPending(): boolean {
+    for (const entry of this.#byId.values()) {
+      if (entry.atStart && entry.health.has(HealthFlag.PENDING_FIRST_CHECK)) return true;
+    }
+    return false;
   }
 
   #panicShare(): { healthy: number; base: number } {
@@ -453,7 +522,7 @@ export class PoolHealth {
 
   #computePanic(): boolean {
     const threshold = this.#config.panicThreshold;
-    if (threshold <= 0) return false;
+    if (threshold <= 0 || this.#startPending()) return false;
     const { healthy, base } = this.#panicShare();
     return base > 0 && healthy / base < threshold;
   }

@@ -197,11 +197,8 @@ export class BackendPool {
       JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
       JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
     if (!healthChanged) return;
-    const healthyIds = new Set<string>();
-    for (const backend of this.#backends) {
-      const slot = this.balancer.slotOf(backend.id);
-      if (slot >= 0 && this.balancer.isEligible(slot)) healthyIds.add(backend.id);
-    }
+    // Healthy, not merely routable: a dead backend that panic routes to must not start out up.
+    const healthyIds = this.#health.healthyIds();
     this.#health.stop();
     this.#health = this.#createHealth(config, healthyIds);
     this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.balancer.slotOf(backend.id), backend })));
