@@ -12,6 +12,8 @@
  * `stream.pipe` does itself (it owns backpressure and passes `end()` on for half-close). We do no
  * work per chunk: byte counts come from the sockets' own counters at close, and the idle timeout
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
+ * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
+ * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
 import { connect, type Socket } from 'node:net';
 import type { BackendPool, ConnectFailureReason, SlotConnection } from './backend-pool.js';
