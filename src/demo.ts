@@ -61,6 +61,8 @@ export async function startDemo(port: number, logger: Logger): Promise<Demo> {
     outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectionPercent: 50 },
     panicThreshold: 0.5,
     slowStartMs: 0,
+    // IP addresses only: nothing to resolve.
+    resolveIntervalMs: 0,
   };
   const config: RinglbConfig = {
     listeners: [

@@ -27,6 +27,9 @@ export interface AdminRuntimeView {
   readonly store: RegistrationStore;
 }
 
+/** A backend the health owner does not know (cannot happen for a backend of the current set). */
+const NOT_TRACKED = { healthy: false, flags: [], routable: false, routableBecause: null } as const;
+
 const HASH_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export class RuntimeAdminApi implements AdminApi {
@@ -40,13 +43,20 @@ export class RuntimeAdminApi implements AdminApi {
     return this.#runtime.poolNames().map((name) => {
       const pool = this.#pool(name);
       const stats = pool.health.stats();
-      return { name, balance: pool.balancer.policy, source: this.#runtime.sourceOf(name), backends: pool.backends.length, eligible: stats.eligible };
+      return {
+        name,
+        balance: pool.balancer.policy,
+        source: this.#runtime.sourceOf(name),
+        backends: pool.backends.length,
+        healthy: stats.healthy,
+        routable: stats.routable,
+        panic: stats.panic,
+      };
     });
   }
 
   listBackends(poolName: string): readonly BackendView[] {
     const pool = this.#pool(poolName);
-    const flags = pool.health.stats().flags;
     const source = this.#runtime.sourceOf(poolName);
     return pool.backends.map((backend) => {
       const slot = pool.balancer.slotOf(backend.id);
@@ -55,7 +65,7 @@ export class RuntimeAdminApi implements AdminApi {
         address: backend.address.text,
         weight: backend.weight,
         state: backend.state,
-        health: { eligible: slot >= 0 && pool.balancer.isEligible(slot), flags: flags[backend.id] ?? [] },
+        health: pool.health.backendStatus(backend.id) ?? NOT_TRACKED,
         source,
         activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
         ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,

@@ -33,6 +33,7 @@ import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
 import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
+import type { ResolveHost } from './discovery/name-resolver.js';
 import type { Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
@@ -45,7 +46,12 @@ export interface RinglbOptions {
   readonly logger: Logger;
   /** Balancer implementation for every pool; default is the core's default (WASM). */
   readonly coreImplementation?: 'wasm' | 'reference';
+  /** How pools resolve backend host names (off the hot path); default getaddrinfo. Tests inject one. */
+  readonly resolveHost?: ResolveHost;
 }
+
+/** Start-up waits at most this long for backend names' first answers; a slower name connects by name until it resolves. */
+const RESOLVE_AT_START_BOUND_MS = 5000;
 
 export interface DrainResult {
   /** Connections still open at the deadline and cut. */
@@ -74,6 +80,7 @@ const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 export class Ringlb {
   readonly #logger: Logger;
   readonly #coreImplementation: 'wasm' | 'reference' | undefined;
+  readonly #resolveHost: ResolveHost | undefined;
   readonly #pools = new Map<string, BackendPool>();
   readonly #listeners = new Map<string, Listener>();
   /** Removed listeners and replaced pools whose connections are still draining. */
@@ -93,6 +100,7 @@ export class Ringlb {
   constructor(options: RinglbOptions) {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
+    this.#resolveHost = options.resolveHost;
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
@@ -113,6 +121,7 @@ export class Ringlb {
     this.#started = true;
     this.#config = config;
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
+    await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
     // before the listeners bind, so pending backends get their first verdict as early as possible.
     for (const pool of this.#pools.values()) pool.startHealthChecks(this.#checks);
@@ -240,12 +249,27 @@ export class Ringlb {
 
   // --- building blocks -------------------------------------------------------------------------
 
+  /**
+   * Backend names get their first answer before checks start and listeners bind, so the first
+   * connections and checks already connect to an IP literal. Bounded: a name still unanswered
+   * connects by name until its answer arrives (logged by the pool).
+   */
+  async #resolveNames(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, RESOLVE_AT_START_BOUND_MS);
+    });
+    await Promise.race([Promise.all([...this.#pools.values()].map((pool) => pool.whenResolved())), bound]);
+    clearTimeout(timer);
+  }
+
   #createPool(poolConfig: PoolConfig, config: RinglbConfig, extra: { capacity?: number; healthyIds?: ReadonlySet<string> } = {}): BackendPool {
     return new BackendPool({
       config: poolConfig,
       logger: this.#logger.child({ pool: poolConfig.name }),
       implementation: this.#coreImplementation,
       drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
+      resolveHost: this.#resolveHost,
       ...extra,
     });
   }
@@ -293,7 +317,7 @@ export class Ringlb {
         const pool = this.#pools.get(poolConfig.name)!;
         await Promise.race([pool.health.whenSettled(), deadline]);
         const stats = pool.health.stats();
-        this.#logger.info({ pool: poolConfig.name, eligible: stats.eligible, total: stats.backends }, 'pool warmed');
+        this.#logger.info({ pool: poolConfig.name, healthy: stats.healthy, routable: stats.routable, total: stats.backends }, 'pool warmed');
       }),
     );
     clearTimeout(timer);

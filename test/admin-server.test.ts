@@ -63,7 +63,9 @@ class InMemoryAdminApi implements AdminApi {
         balance: this.#balancer(name).policy,
         source: name === 'app' ? 'registration' : 'static',
         backends: backends.length,
-        eligible: backends.filter((b) => b.health.eligible).length,
+        healthy: backends.filter((b) => b.health.healthy).length,
+        routable: backends.filter((b) => b.health.routable).length,
+        panic: false,
       };
     });
   }
@@ -77,7 +79,10 @@ class InMemoryAdminApi implements AdminApi {
       address: backend.address.text,
       weight: backend.weight,
       state: backend.state,
-      health: { eligible: backend.state === 'active', flags: backend.state === 'active' ? [] : ['drained'] },
+      health:
+        backend.state === 'active'
+          ? { healthy: true, flags: [], routable: true, routableBecause: 'healthy' as const }
+          : { healthy: false, flags: [backend.state], routable: false, routableBecause: null },
       source: pool === 'app' ? 'registration' : 'static',
       activeConnections: balancer.activeConnections(balancer.slotOf(backend.id)),
       ttlRemainingMs: pool === 'app' ? (this.store.ttlRemainingMs(pool, backend.id) ?? null) : null,
@@ -445,7 +450,7 @@ describe('admin server', () => {
       assert.equal(one.status, 200);
       assert.equal(one.json.id, 'web-1');
       assert.equal(one.json.source, 'registration');
-      assert.deepEqual(one.json.health, { eligible: true, flags: [] });
+      assert.deepEqual(one.json.health, { healthy: true, flags: [], routable: true, routableBecause: 'healthy' });
       const remaining = one.json.ttlRemainingMs as number;
       assert.ok(remaining > 50_000 && remaining <= 60_000, `ttlRemainingMs ${remaining}`);
 
@@ -508,7 +513,7 @@ describe('admin server', () => {
       );
       const fixed = await call(address, '/v1/pools/fixed/backends/two');
       assert.equal(fixed.json.state, 'drain');
-      assert.deepEqual(fixed.json.health, { eligible: false, flags: ['drained'] });
+      assert.deepEqual(fixed.json.health, { healthy: false, flags: ['drain'], routable: false, routableBecause: null });
       assert.equal(fixed.json.ttlRemainingMs, null);
     });
 

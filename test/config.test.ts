@@ -93,6 +93,7 @@ describe('validateConfig: normalization', () => {
           outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
           panicThreshold: 0.5,
           slowStartMs: 0,
+          resolveIntervalMs: 30000,
           discovery: { type: 'static' },
         },
       ],
@@ -130,6 +131,7 @@ describe('validateConfig: normalization', () => {
           outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50 },
           panicThreshold: 0.5,
           slowStartMs: 0,
+          resolveIntervalMs: 30000,
           discovery: { type: 'static' },
         },
       ],
@@ -252,18 +254,20 @@ describe('validateConfig: health keys', () => {
     assert.deepEqual(configOf(validateConfig(raw)).pools[0].healthCheck!.http, { path: '/healthz', host: 'svc', expectStatus: [200, 200] });
   });
 
-  test('outlier detection, panic, slow start and backend state keep given values', () => {
+  test('outlier detection, panic, slow start, name re-resolution and backend state keep given values', () => {
     const raw = minimalConfig();
     Object.assign(pool(raw), {
       outlierDetection: { consecutiveFailures: 0, baseEjectionMs: 100, maxEjectionMs: 100, maxEjectionPercent: 100 },
       panicThreshold: 0,
       slowStartMs: 10000,
+      resolveIntervalMs: 0,
     });
     backends(raw).push({ address: '127.0.0.1:9002', state: 'drain' }, { address: '127.0.0.1:9003', state: 'maint' });
     const config = configOf(validateConfig(raw)).pools[0];
     assert.deepEqual(config.outlierDetection, { consecutiveFailures: 0, baseEjectionMs: 100, maxEjectionMs: 100, maxEjectionPercent: 100 });
     assert.equal(config.panicThreshold, 0);
     assert.equal(config.slowStartMs, 10000);
+    assert.equal(config.resolveIntervalMs, 0);
     assert.deepEqual(config.backends.map((b) => b.state), ['active', 'drain', 'maint']);
   });
 });
@@ -319,6 +323,8 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
     /^must be between 0 and 100 \(got 101\)$/],
   ['panicThreshold above 1', (c) => { pool(c).panicThreshold = 1.5; }, 'pools[0].panicThreshold', /^must be between 0 and 1 \(got 1\.5\)$/],
   ['slowStartMs negative', (c) => { pool(c).slowStartMs = -1; }, 'pools[0].slowStartMs', /^must be between 0 and 2147483647 \(got -1\)$/],
+  ['resolveIntervalMs not an integer', (c) => { pool(c).resolveIntervalMs = 1.5; }, 'pools[0].resolveIntervalMs', /^must be an integer \(got 1\.5\)$/],
+  ['resolveIntervalMs negative', (c) => { pool(c).resolveIntervalMs = -1; }, 'pools[0].resolveIntervalMs', /^must be between 0 and 2147483647 \(got -1\)$/],
   ['backend state unknown', (c) => { backend(c).state = 'drained'; }, 'pools[0].backends[0].state',
     /^must be one of active, drain, maint \(got "drained"\); did you mean "drain"\?$/],
   // --- health (cross-checks) ---
@@ -410,7 +416,7 @@ describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
     ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, admin'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
-    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, discovery'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
       'type, intervalMs, timeoutMs, jitter, rise, fall, unhealthyIntervalMs, port, send, expect, http, initialHealthy'],
     ['http check', (c) => ((pool(c).healthCheck = { type: 'http', http: {} }) as { http: JsonObject }).http, 'pools[0].healthCheck.http.foo',

@@ -106,11 +106,12 @@ describe('registration API', () => {
     await delay(TTL_MS + 2 * HEARTBEAT_MS);
     const view = await admin.request('GET', '/v1/pools/app/backends/mortal');
     assert.equal(view.status, 200);
-    const body = view.body as { source: string; ttlRemainingMs: number; activeConnections: number; health: { eligible: boolean } };
+    const body = view.body as { source: string; ttlRemainingMs: number; activeConnections: number; health: { healthy: boolean; routable: boolean } };
     assert.equal(body.source, 'registration');
     assert.ok(body.ttlRemainingMs > 0 && body.ttlRemainingMs <= TTL_MS, `ttlRemainingMs ${body.ttlRemainingMs}`);
     assert.equal(body.activeConnections, 1);
-    assert.equal(body.health.eligible, true);
+    assert.equal(body.health.healthy, true);
+    assert.equal(body.health.routable, true);
     assert.equal(ringlb.lines.slice(since).filter(poolUpdated('app', (l) => lists(l.removed, 'mortal'))).length, 0, 'removed while heartbeating');
     assert.equal(await whichBackend({ port: appPort, localAddress: mortalIp }), 'mortal');
 

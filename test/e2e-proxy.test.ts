@@ -1,7 +1,7 @@
 /**
  * Data-plane behaviour end to end (CLI child process, real loopback sockets): retries, connect
  * timeout, bytes sent before the backend connects, half-close both ways, a 64 MiB byte-exact round
- * trip, idle timeout, maxConnections, client resets, and the access-log line.
+ * trip, idle timeout, maxConnections, resets passed on as resets both ways, and the access-log line.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,9 +11,12 @@ import {
   closedPort,
   startHalfClosingBackend,
   startNamedBackend,
+  startEndingRecordingBackend,
   startResettingBackend,
   startStalledBackend,
+  type EndingRecordingBackend,
   type HalfClosingBackend,
+  type PeerEnding,
   type NamedBackend,
   type StalledBackend,
 } from './helpers/backends.js';
@@ -24,6 +27,23 @@ import { startRinglb, TempDir, type LogLine, type RinglbProcess } from './helper
 const IDLE_TIMEOUT_MS = 300;
 const CONNECT_TIMEOUT_MS = 300;
 
+/** How the peer ended `socket`: a reset (the socket errors with ECONNRESET) or a FIN ('end'). */
+function endingSeenBy(socket: Socket, timeoutMs = 10_000): Promise<PeerEnding> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`peer did not end the connection within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (error.code === 'ECONNRESET') resolve('reset');
+      else reject(error);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      resolve('fin');
+    });
+    socket.resume();
+  });
+}
+
 describe('proxy data plane', () => {
   const temp = new TempDir();
   let greeter: NamedBackend;
@@ -31,6 +51,7 @@ describe('proxy data plane', () => {
   let stalled: StalledBackend;
   let halfCloser: HalfClosingBackend;
   let resetter: NamedBackend;
+  let recorder: EndingRecordingBackend;
   let ringlb: RinglbProcess;
   let ports = new Map<string, number>();
 
@@ -64,6 +85,7 @@ describe('proxy data plane', () => {
     stalled = await startStalledBackend('stalled');
     halfCloser = await startHalfClosingBackend('closer');
     resetter = await startResettingBackend('resetter');
+    recorder = await startEndingRecordingBackend('recorder');
     const refused = await closedPort();
     const pools: RawPool[] = [
       {
@@ -90,10 +112,11 @@ describe('proxy data plane', () => {
       { name: 'closer', backends: [{ address: halfCloser.address }] },
       { name: 'greeter', backends: [{ address: greeter.address }] },
       { name: 'resetter', backends: [{ address: resetter.address }] },
+      { name: 'recorder', backends: [{ address: recorder.address }] },
     ];
     const config: RawConfig = {
       listeners: [
-        ...['retry', 'timeout', 'exhausted', 'echo', 'closer', 'resetter'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
+        ...['retry', 'timeout', 'exhausted', 'echo', 'closer', 'resetter', 'recorder'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
         { name: 'idle', bind: '127.0.0.1:0', pool: 'greeter', idleTimeoutMs: IDLE_TIMEOUT_MS },
         { name: 'limited', bind: '127.0.0.1:0', pool: 'greeter', maxConnections: 2 },
       ],
@@ -107,7 +130,7 @@ describe('proxy data plane', () => {
 
   after(async () => {
     await ringlb?.kill();
-    await Promise.all([greeter?.close(), echo?.close(), stalled?.close(), halfCloser?.close(), resetter?.close()]);
+    await Promise.all([greeter?.close(), echo?.close(), stalled?.close(), halfCloser?.close(), resetter?.close(), recorder?.close()]);
     temp.remove();
   });
 
@@ -249,18 +272,54 @@ describe('proxy data plane', () => {
     assert.equal(ringlb.child.exitCode, null);
   });
 
-  it('a backend reset mid-stream closes the client and logs upstream_error', async () => {
+  it('a backend reset mid-stream reaches the client as a reset (ECONNRESET), logged as upstream_error', async () => {
     const client = await openTracked({ port: ports.get('resetter')! });
     const localPort = client.localPort!;
     try {
       assert.equal(await readLine(client), 'resetter');
+      const ending = endingSeenBy(client);
       client.write('trigger');
+      assert.equal(await ending, 'reset', 'a FIN here would let the client take a cut reply for a whole one');
+    } finally {
+      client.destroy();
+    }
+    const line = await accessLineOf(localPort);
+    assert.equal(line.outcome, 'upstream_error');
+    assert.equal(line.error, 'ECONNRESET');
+    assert.equal(line.backend, resetter.address);
+    assert.equal(await whichBackend({ port: ports.get('retry')! }), 'greeter');
+    assert.equal(ringlb.child.exitCode, null);
+  });
+
+  it('a client reset reaches the backend as a reset, logged as client_error', async () => {
+    const connection = recorder.accepted();
+    const client = await openTracked({ port: ports.get('recorder')! });
+    const localPort = client.localPort!;
+    assert.equal(await readLine(client), 'recorder');
+    client.resetAndDestroy();
+    assert.equal(await recorder.endingOf(connection), 'reset');
+    const line = await accessLineOf(localPort);
+    assert.equal(line.outcome, 'client_error');
+    assert.equal(line.error, 'ECONNRESET');
+  });
+
+  it('a client FIN still reaches the backend as a FIN, and the backend FIN the client (half-close)', async () => {
+    const connection = recorder.accepted();
+    const client = await openTracked({ port: ports.get('recorder')! });
+    const localPort = client.localPort!;
+    try {
+      assert.equal(await readLine(client), 'recorder');
+      const clientSaw = endingSeenBy(client);
+      client.end();
+      assert.equal(await recorder.endingOf(connection), 'fin');
+      assert.equal(await clientSaw, 'fin');
       await closed(client);
     } finally {
       client.destroy();
     }
-    assert.equal((await accessLineOf(localPort)).outcome, 'upstream_error');
-    assert.equal(await whichBackend({ port: ports.get('retry')! }), 'greeter');
+    const line = await accessLineOf(localPort);
+    assert.equal(line.outcome, 'ok');
+    assert.equal(line.error, undefined);
   });
 
   it('writes one access-log line with every field', async () => {

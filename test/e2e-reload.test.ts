@@ -350,7 +350,8 @@ describe('health rules at start-up and on reload', () => {
     const warmedAt = ringlb.lines.findIndex((l) => l.msg === 'pool warmed' && l.pool === 'web');
     const readyAt = ringlb.lines.findIndex((l) => l.msg === 'listener ready' && l.listener === 'web');
     assert.ok(warmedAt >= 0 && warmedAt < readyAt, 'pool warmed before listener ready');
-    assert.equal(ringlb.lines[warmedAt]!.eligible, 1);
+    assert.equal(ringlb.lines[warmedAt]!.healthy, 1);
+    assert.equal(ringlb.lines[warmedAt]!.routable, 1);
     assert.equal(ringlb.lines[warmedAt]!.total, 1);
     // The very first client is served (not refused with no_backend).
     assert.equal(await whichBackend({ port }), 'a');

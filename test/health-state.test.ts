@@ -163,7 +163,7 @@ function poolConfig(backends: Backend[], extra: Partial<PoolConfig> = {}): PoolC
     ringHash: { pointsPerWeight: 160 }, maglev: { tableSize: 65537 }, backends,
     healthCheck: TCP_CHECK,
     outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 1000, maxEjectionMs: 10000, maxEjectionPercent: 50 },
-    panicThreshold: 0, slowStartMs: 0,
+    panicThreshold: 0, slowStartMs: 0, resolveIntervalMs: 0,
     ...extra,
   };
 }
@@ -263,8 +263,11 @@ describe('PoolHealth', () => {
     assert.deepEqual(messages(h), [
       'warn backend down a (ECONNREFUSED)',
       'warn backend down b (ECONNREFUSED)',
+      // Two facts: no backend is healthy (health), and none takes connections (routing; panic is off).
+      'warn pool has no healthy backend',
       'warn pool has no eligible backend: new connections fail',
       'info backend up b (ok)',
+      'info pool has healthy backends again',
       'info pool has eligible backends again',
     ]);
   });

@@ -293,7 +293,7 @@ describe('runtime: live membership', () => {
     const warmed = log.lines.findIndex((line) => line.msg === 'pool warmed');
     const ready = log.lines.findIndex((line) => line.msg === 'listener ready');
     assert.ok(warmed >= 0 && warmed < ready, 'warmed before the listener binds');
-    assert.deepEqual([log.lines[warmed].eligible, log.lines[warmed].total], [1, 1]);
+    assert.deepEqual([log.lines[warmed].healthy, log.lines[warmed].routable, log.lines[warmed].total], [1, 1, 1]);
     assert.equal(await whichBackend({ port: portOf(ringlb, 'web') }), 'a', 'the first client is served');
   });
 });

@@ -13,11 +13,22 @@
 import type { BackendSource, BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
 
+/**
+ * Health and routing are separate facts: in panic a dead backend is `healthy: false` and
+ * `routable: true` with `routableBecause: "panic"`.
+ */
 export interface BackendHealthView {
-  /** Takes new connections now (healthy, not drained, not in maint, not ejected). */
-  readonly eligible: boolean;
-  /** One string per set health flag, e.g. `failed_active_check`, `ejected`, `pending`; empty when healthy. */
+  /** No health or admin flag set: checks pass (or none are configured), not ejected, not pending, active. */
+  readonly healthy: boolean;
+  /**
+   * One string per set flag: `failed_active_check`, `ejected_outlier`, `pending_first_check`,
+   * `drain`, `maint`; empty when healthy.
+   */
   readonly flags: readonly string[];
+  /** New connections may go to it now. */
+  readonly routable: boolean;
+  /** `healthy`, or `panic` (unhealthy, but the pool is in panic and routes to it); null when not routable. */
+  readonly routableBecause: 'healthy' | 'panic' | null;
 }
 
 export interface BackendView {
@@ -37,9 +48,14 @@ export interface PoolView {
   readonly name: string;
   readonly balance: BalancePolicy;
   readonly source: BackendSource;
-  /** Backends in the set, and how many of them are eligible now. */
+  /** Backends in the set. */
   readonly backends: number;
-  readonly eligible: number;
+  /** How many are healthy (no flag set). */
+  readonly healthy: number;
+  /** How many take new connections now: the healthy ones, or in panic every `active` one. */
+  readonly routable: number;
+  /** The pool routes over unhealthy backends because too few are healthy (panicThreshold). */
+  readonly panic: boolean;
 }
 
 /** A validated registration body (the route parsed the address and filled defaults). */

@@ -151,6 +151,7 @@ interface ValidatedPool {
   outlierDetection: OutlierDetectionConfig;
   panicThreshold: number;
   slowStartMs: number;
+  resolveIntervalMs: number;
   discovery?: ValidatedDiscovery;
 }
 
@@ -215,6 +216,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       },
       panicThreshold: pool.panicThreshold,
       slowStartMs: pool.slowStartMs,
+      resolveIntervalMs: pool.resolveIntervalMs,
       discovery: normalizeDiscovery(pool.discovery, baseDir),
     })),
     log: { level: config.log.level },

@@ -89,6 +89,11 @@ export interface PoolConfig {
   /** Linear weight ramp for a backend that became eligible after start; 0 disables. */
   readonly slowStartMs: number;
   /**
+   * Backend host names are resolved when they enter the set and again every this many ms
+   * (default 30000); 0 resolves them only when they enter the set. IP literals are never resolved.
+   */
+  readonly resolveIntervalMs: number;
+  /**
    * Where the backend set comes from. `static` (default): `backends` above. Any other source starts
    * the pool empty (`backends` is then empty) and fills it when the source first reports.
    * Always set by the loader; optional so hand-built configs (demo, tests) may omit it (= static).

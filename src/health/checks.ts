@@ -64,7 +64,8 @@ export function runHealthCheck(
 
     try {
       const run = config.type === 'http' ? runHttp : config.type === 'send_expect' ? runSendExpect : runTcp;
-      running = run(target.host, port, config, finish);
+      // Read per check: the pool re-resolves backend names, and a check follows the current address.
+      running = run({ connectHost: target.connectHost ?? target.host, host: target.host }, port, config, finish);
     } catch (error) {
       // E.g. a synchronous ERR_INVALID_ARG from node:net/node:http: still a result, not a throw.
       finish(false, errorReason(error));
@@ -84,13 +85,19 @@ interface RunningCheck {
 }
 
 /** Starts a check; `finish` is called at most once with the verdict (later calls are ignored). */
-type CheckRunner = (host: string, port: number, config: HealthCheckConfig, finish: Finish) => RunningCheck;
+type CheckRunner = (target: CheckEndpoint, port: number, config: HealthCheckConfig, finish: Finish) => RunningCheck;
+
+/** Where a check connects (an IP literal once the name is resolved) and the host as written (HTTP Host header). */
+interface CheckEndpoint {
+  readonly connectHost: string;
+  readonly host: string;
+}
 
 const TIMEOUT = 'timeout';
 
 /** Connect, then close at once: the layer-4 check (HAProxy `check` with no options). */
-const runTcp: CheckRunner = (host, port, _config, finish) => {
-  const socket = connect({ host, port });
+const runTcp: CheckRunner = (target, port, _config, finish) => {
+  const socket = connect({ host: target.connectHost, port });
   socket.on('error', (error) => finish(false, errorReason(error)));
   socket.on('connect', () => finish(true, 'ok'));
   return { close: () => socket.destroy(), timeoutReason: () => TIMEOUT };
@@ -100,8 +107,8 @@ const runTcp: CheckRunner = (host, port, _config, finish) => {
  * Connect, write `send` (if any), then accumulate the reply until `expect` matches. The peer closing
  * first, or the buffer filling up without a match, is 'expect mismatch' with an excerpt of the reply.
  */
-const runSendExpect: CheckRunner = (host, port, config, finish) => {
-  const socket: Socket = connect({ host, port });
+const runSendExpect: CheckRunner = (target, port, config, finish) => {
+  const socket: Socket = connect({ host: target.connectHost, port });
   const reply = Buffer.allocUnsafe(MAX_REPLY_BYTES);
   let received = 0;
   const matches = expectMatcher(config.expect);
@@ -168,16 +175,17 @@ function expectMatcher(expect: ExpectMatcher | null): ReplyMatcher | null {
  * check, as HAProxy's httpchk): healthy when the status is within `expectStatus`, inclusive. The
  * body is drained up to MAX_REPLY_BYTES and discarded; the verdict comes with the status line.
  */
-const runHttp: CheckRunner = (host, port, config, finish) => {
+const runHttp: CheckRunner = (target, port, config, finish) => {
   const http = config.http ?? { path: '/', host: null, expectStatus: [200, 399] as const };
   const req = request({
-    host,
+    host: target.connectHost,
     port,
     method: 'GET',
     path: http.path,
     agent: false,
     headers: {
-      host: http.host ?? hostHeader(host, port),
+      // The name as written (`localhost:9001`), not the address it resolved to.
+      host: http.host ?? hostHeader(target.host, port),
       connection: 'close',
       'user-agent': HEALTH_CHECK_USER_AGENT,
     },

@@ -12,13 +12,18 @@
  *   pending their first check. Envoy divides healthy hosts by all hosts; we leave out backends an
  *   operator took out on purpose (draining half a pool for a deploy must not trigger panic) and
  *   backends never checked yet (process start with `initialHealthy: false` is not an outage). When
- *   the base is empty there is no panic.
+ *   the base is empty there is no panic. While backends present at the pool's creation are still
+ *   pending their first check, panic is not entered at all: otherwise the first backend found dead
+ *   would be the whole base (one dead of three, the two others pending, is not 0% healthy).
+ * - Health and routing are two facts: a backend is healthy when no flag is set; it is routable when
+ *   its eligibility bit is set, because it is healthy or because panic routes to it. Both are
+ *   reported (stats, `backendStatus`), and an outage (no healthy backend, none pending) is logged
+ *   once, with its recovery, even when panic keeps routing.
  * - Panic routes over every `active` backend, whatever its health flags; drain and maint stay
  *   excluded even in panic (an operator's decision outranks a guess that health checks are wrong).
- * - Slow start ramps a backend's scale from 10% to 100% linearly over slowStartMs whenever it
- *   becomes eligible, except the first time for a backend present when the pool was created
- *   (process start). A backend added later (reload, discovery) ramps on its first eligibility too.
- *   The ramp is updated by one timer every max(50, slowStartMs / 20) ms while any backend ramps.
+ * - Slow start (slow-start.ts) ramps a backend whenever it becomes eligible, except the first time
+ *   for a backend present when the pool was created (process start). A backend added later
+ *   (reload, discovery) ramps on its first eligibility too.
  */
 import type { Backend, BackendState, ConnectFailureReason } from '../backend.js';
 import type { PoolConfig } from '../config/types.js';
@@ -36,12 +41,9 @@ import {
 import { OutlierDetector } from './outlier.js';
 import type { CheckResult, ScheduledCheck } from './types.js';
 
-/** Scale a recovered backend starts at (HAProxy's slowstart also starts above zero). */
-export const SLOW_START_INITIAL_PERMILLE = 100;
-const FULL_SCALE_PERMILLE = 1000;
-/** Ramp updates: at least every 50 ms apart, at most 20 steps per window. */
-const SLOW_START_MIN_STEP_MS = 50;
-const SLOW_START_STEPS = 20;
+import { SlowStart } from './slow-start.js';
+
+export { SLOW_START_INITIAL_PERMILLE } from './slow-start.js';
 
 /** What the pool's scheduler needs from us; a `HealthCheckScheduler` satisfies it. */
 export interface CheckScheduler {
@@ -71,12 +73,35 @@ export interface PoolHealthOptions {
   readonly healthyIds?: ReadonlySet<string>;
   /** Ids the previous health owner had found down: with active checks they start down, not up or pending. */
   readonly downIds?: ReadonlySet<string>;
+  /**
+   * Where a slot's checks connect, asked before every check (the pool's resolved address of a
+   * backend name); default the backend's host as written.
+   */
+  readonly connectHostOf?: (slot: number) => string;
+}
+
+/** Why a backend takes new connections: it is healthy, or panic routes to it although it is not. */
+export type RoutableBecause = 'healthy' | 'panic';
+
+/** One backend's health and routing, as two separate facts. */
+export interface BackendStatus {
+  /** No health or admin flag set. */
+  readonly healthy: boolean;
+  /** The set flags, e.g. `failed_active_check`, `ejected_outlier`, `pending_first_check`, `drain`, `maint`. */
+  readonly flags: readonly string[];
+  /** New connections may be sent to it now. */
+  readonly routable: boolean;
+  /** null when not routable. */
+  readonly routableBecause: RoutableBecause | null;
 }
 
 /** Counters for metrics (monotonic) and gauges (current). */
 export interface PoolHealthStats {
   readonly backends: number;
-  readonly eligible: number;
+  /** Backends with no flag set. */
+  readonly healthy: number;
+  /** Backends new connections may go to: the healthy ones, or in panic every `active` one. */
+  readonly routable: number;
   readonly ejected: number;
   readonly panic: boolean;
   readonly panicsEntered: number;
@@ -105,8 +130,6 @@ interface SlotHealth {
   /** Present when the pool was created: its first eligibility is start-up, not a recovery. */
   readonly atStart: boolean;
   everEligible: boolean;
-  /** Slow start begin (ms, `now()` clock), or NaN when not ramping. */
-  rampStartedAt: number;
 }
 
 export class PoolHealth {
@@ -121,10 +144,13 @@ export class PoolHealth {
   #created = false;
   #panic = false;
   #noneEligibleWarned = false;
-  #rampTimer: NodeJS.Timeout | null = null;
+  /** Every backend is known down (none healthy, none pending): logged once until one recovers. */
+  #outage = false;
+  readonly #slowStart: SlowStart;
   #stopped = false;
   readonly #healthyIds: ReadonlySet<string>;
   readonly #downIds: ReadonlySet<string>;
+  readonly #connectHostOf: ((slot: number) => string) | undefined;
   /** Resolvers waiting for no backend to be pending (start-up warming). */
   #settledWaiters: Array<() => void> = [];
   // counters
@@ -143,6 +169,14 @@ export class PoolHealth {
     this.#now = options.now ?? (() => performance.now());
     this.#healthyIds = options.healthyIds ?? new Set();
     this.#downIds = options.downIds ?? new Set();
+    this.#connectHostOf = options.connectHostOf;
+    this.#slowStart = new SlowStart({
+      balancer: options.balancer,
+      capacity: options.capacity,
+      windowMs: options.config.slowStartMs,
+      logger: options.logger,
+      now: this.#now,
+    });
     this.#outlier = new OutlierDetector({
       config: options.config.outlierDetection,
       capacity: options.capacity,
@@ -198,15 +232,14 @@ export class PoolHealth {
         checkKey: null,
         atStart,
         everEligible: health.eligible,
-        rampStartedAt: Number.NaN,
       };
       this.#bySlot[slot] = entry;
       this.#byId.set(backend.id, entry);
       // A new slot's scale is 1000 (core contract); a reused slot starts fresh as well.
-      this.#balancer.setWeightScale(slot, FULL_SCALE_PERMILLE);
+      this.#slowStart.reset(slot);
       if (backend.state !== 'active') this.#logger.info({ backend: entry.address, id: entry.id, state: backend.state }, 'backend state from config');
       if (this.#scheduler !== null) this.#schedule(entry);
-      if (!atStart && health.eligible) this.#startRamp(entry);
+      if (!atStart && health.eligible) this.#slowStart.start(slot, entry);
     }
     for (const entry of [...this.#byId.values()]) if (!keep.has(entry.id)) this.#forget(entry);
     this.#pushAll(!atStart);
@@ -223,6 +256,7 @@ export class PoolHealth {
   adoptBalancer(balancer: Balancer, capacity: number): void {
     const previous = this.#balancer;
     this.#outlier.grow(capacity);
+    this.#slowStart.adoptBalancer(balancer, capacity);
     this.#balancer = balancer;
     for (const entry of this.#byId.values()) {
       if (balancer.idOf(entry.slot) !== entry.id) continue;
@@ -286,20 +320,22 @@ export class PoolHealth {
     for (const entry of this.#byId.values()) this.#unschedule(entry);
     this.#scheduler = null;
     this.#outlier.stop();
-    if (this.#rampTimer !== null) clearInterval(this.#rampTimer);
-    this.#rampTimer = null;
+    this.#slowStart.close();
   }
 
   stats(): PoolHealthStats {
     const flags: Record<string, readonly string[]> = {};
-    let eligible = 0;
+    let healthy = 0;
+    let routable = 0;
     for (const entry of this.#byId.values()) {
       flags[entry.id] = flagNames(entry.health.flags);
-      if (this.#balancer.isEligible(entry.slot)) eligible += 1;
+      if (entry.health.eligible) healthy += 1;
+      if (this.#balancer.isEligible(entry.slot)) routable += 1;
     }
     return {
       backends: this.#byId.size,
-      eligible,
+      healthy,
+      routable,
       ejected: this.#outlier.ejectedCount,
       panic: this.#panic,
       panicsEntered: this.#panicsEntered,
@@ -311,6 +347,22 @@ export class PoolHealth {
       connectFailures: this.#connectFailures,
       flags,
     };
+  }
+
+  /** Health and routing of one backend; undefined for an id not in the pool. */
+  backendStatus(id: string): BackendStatus | undefined {
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return undefined;
+    const healthy = entry.health.eligible;
+    const routable = this.#balancer.isEligible(entry.slot);
+    return { healthy, flags: flagNames(entry.health.flags), routable, routableBecause: routable ? (healthy ? 'healthy' : 'panic') : null };
+  }
+
+  /** Ids of the backends that are healthy now (not merely routed to by panic). */
+  healthyIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const entry of this.#byId.values()) if (entry.health.eligible) ids.add(entry.id);
+    return ids;
   }
 
   /** Feeds one active check result (the scheduler calls this through the ScheduledCheck). */
@@ -333,9 +385,19 @@ export class PoolHealth {
     const key = `${this.#config.name}/${entry.id}`;
     const slot = entry.slot;
     const hysteresis = entry.hysteresis!;
+    const connectHostOf = this.#connectHostOf;
     this.#scheduler.add({
       key,
-      target: { host: entry.host, port: entry.port },
+      target:
+        connectHostOf === undefined
+          ? { host: entry.host, port: entry.port }
+          : {
+              host: entry.host,
+              port: entry.port,
+              get connectHost(): string {
+                return connectHostOf(slot);
+              },
+            },
       config,
       isDown: () => hysteresis.verdict !== 'up',
       onResult: (result) => this.recordCheck(slot, result),
@@ -352,6 +414,7 @@ export class PoolHealth {
   #forget(entry: SlotHealth): void {
     this.#unschedule(entry);
     this.#outlier.forget(entry.slot);
+    if (this.#bySlot[entry.slot] === entry) this.#slowStart.forget(entry.slot);
     this.#byId.delete(entry.id);
     if (this.#bySlot[entry.slot] === entry) this.#bySlot[entry.slot] = undefined;
   }
@@ -410,10 +473,10 @@ export class PoolHealth {
     // Admin flags can change the panic base without flipping eligibility (e.g. drain on a down backend).
     if (wasEligible === isEligible && (flag & ADMIN_FLAGS) === 0 && flag !== HealthFlag.PENDING_FIRST_CHECK) return;
     if (!wasEligible && isEligible) {
-      if (!entry.atStart || entry.everEligible) this.#startRamp(entry);
+      if (!entry.atStart || entry.everEligible) this.#slowStart.start(entry.slot, entry);
       entry.everEligible = true;
     } else if (wasEligible && !isEligible) {
-      this.#stopRamp(entry);
+      this.#slowStart.stop(entry.slot);
     }
     if (push) this.#pushAll(true);
   }
@@ -438,10 +501,26 @@ export class PoolHealth {
       }
     }
     let eligibleCount = 0;
+    let healthyCount = 0;
+    let pendingCount = 0;
     for (const entry of this.#byId.values()) {
       const eligible = panic ? (entry.health.flags & ADMIN_FLAGS) === 0 : entry.health.eligible;
       if (eligible) eligibleCount += 1;
+      if (entry.health.eligible) healthyCount += 1;
+      if (entry.health.has(HealthFlag.PENDING_FIRST_CHECK)) pendingCount += 1;
       if (this.#balancer.isEligible(entry.slot) !== eligible) this.#balancer.setEligible(entry.slot, eligible);
+    }
+    // The outage is a health fact, logged whether or not panic keeps routing: in panic, no
+    // connection fails for lack of a backend, so this line is the only sign every backend is down.
+    if (healthyCount === 0 && pendingCount === 0 && this.#byId.size > 0 && !this.#outage && logTransitions) {
+      this.#outage = true;
+      this.#logger.warn(
+        { backends: this.#byId.size, routable: eligibleCount, panic, flags: this.stats().flags },
+        'pool has no healthy backend',
+      );
+    } else if (healthyCount > 0 && this.#outage) {
+      this.#outage = false;
+      this.#logger.info({ healthy: healthyCount, of: this.#byId.size }, 'pool has healthy backends again');
     }
     // Once per transition, not per connection: the access log says `no_backend` for each client.
     if (eligibleCount === 0 && !this.#noneEligibleWarned && logTransitions) {
@@ -451,6 +530,14 @@ export class PoolHealth {
       this.#noneEligibleWarned = false;
       this.#logger.info({ eligible: eligibleCount }, 'pool has eligible backends again');
     }
+  }
+
+  /** A backend present at the pool's creation has not had its first check verdict yet. */
+  #startPending(): boolean {
+    for (const entry of this.#byId.values()) {
+      if (entry.atStart && entry.health.has(HealthFlag.PENDING_FIRST_CHECK)) return true;
+    }
+    return false;
   }
 
   #panicShare(): { healthy: number; base: number } {
@@ -467,52 +554,9 @@ export class PoolHealth {
 
   #computePanic(): boolean {
     const threshold = this.#config.panicThreshold;
-    if (threshold <= 0) return false;
+    if (threshold <= 0 || this.#startPending()) return false;
     const { healthy, base } = this.#panicShare();
     return base > 0 && healthy / base < threshold;
-  }
-
-  // --- slow start ----------------------------------------------------------------------------
-
-  #startRamp(entry: SlotHealth): void {
-    const windowMs = this.#config.slowStartMs;
-    if (windowMs <= 0 || this.#stopped) return;
-    entry.rampStartedAt = this.#now();
-    this.#balancer.setWeightScale(entry.slot, SLOW_START_INITIAL_PERMILLE);
-    this.#logger.info({ backend: entry.address, id: entry.id, slowStartMs: windowMs }, 'backend slow start');
-    if (this.#rampTimer === null) {
-      const stepMs = Math.max(SLOW_START_MIN_STEP_MS, Math.floor(windowMs / SLOW_START_STEPS));
-      this.#rampTimer = setInterval(() => this.#stepRamps(), stepMs);
-      this.#rampTimer.unref();
-    }
-  }
-
-  #stopRamp(entry: SlotHealth): void {
-    if (Number.isNaN(entry.rampStartedAt)) return;
-    entry.rampStartedAt = Number.NaN;
-    this.#balancer.setWeightScale(entry.slot, FULL_SCALE_PERMILLE);
-  }
-
-  #stepRamps(): void {
-    const windowMs = this.#config.slowStartMs;
-    const now = this.#now();
-    let ramping = 0;
-    for (const entry of this.#byId.values()) {
-      if (Number.isNaN(entry.rampStartedAt)) continue;
-      const progress = (now - entry.rampStartedAt) / windowMs;
-      if (progress >= 1) {
-        this.#stopRamp(entry);
-        this.#logger.debug({ backend: entry.address, id: entry.id }, 'backend slow start done');
-        continue;
-      }
-      ramping += 1;
-      const permille = Math.round(SLOW_START_INITIAL_PERMILLE + (FULL_SCALE_PERMILLE - SLOW_START_INITIAL_PERMILLE) * progress);
-      this.#balancer.setWeightScale(entry.slot, permille);
-    }
-    if (ramping === 0 && this.#rampTimer !== null) {
-      clearInterval(this.#rampTimer);
-      this.#rampTimer = null;
-    }
   }
 }
 

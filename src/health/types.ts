@@ -14,8 +14,14 @@ export interface CheckResult {
 }
 
 export interface CheckTarget {
+  /** The host as written (a name or an IP literal); the default HTTP Host header. */
   readonly host: string;
   readonly port: number;
+  /**
+   * Where to connect, read at every check: the address the pool resolved `host` to (an IP
+   * literal), so checks make no name lookup and follow a changed answer. Default `host`.
+   */
+  readonly connectHost?: string;
 }
 
 /** One backend's entry in the scheduler. */

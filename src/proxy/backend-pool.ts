@@ -6,7 +6,7 @@
  * Slot → address tables are plain arrays indexed by slot, rebuilt only when membership changes
  * (control plane), so the hot path reads them with no lookup by string.
  */
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
@@ -15,6 +15,7 @@ import { balancerOptionsOf, KEYED_POLICIES, slotCapacity } from '../config/reloa
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
+import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
 
 // The sizing rule lives with the planner, which decides when a pool grows.
 export { MIN_SLOT_CAPACITY, slotCapacity } from '../config/reload-plan.js';
@@ -43,6 +44,8 @@ export interface BackendPoolOptions {
   readonly drainTimeoutMs?: number;
   /** Backend ids known to be up (a pool rebuilt for new settings): they skip the pending state. */
   readonly healthyIds?: ReadonlySet<string>;
+  /** How backend host names are resolved (off the hot path); default getaddrinfo (tests inject one). */
+  readonly resolveHost?: ResolveHost;
 }
 
 /**
@@ -78,6 +81,12 @@ export class BackendPool {
   #health: PoolHealth;
   /** Indexed by slot; a removed backend's entries stay until its slot is reused (draining connections log it). */
   readonly #hostBySlot: string[] = [];
+  /**
+   * Where a slot connects: the IP literal its host resolved to (or the host itself when it is an
+   * IP literal, or a name that never resolved), and that address's family (0 = unknown).
+   */
+  readonly #connectHostBySlot: string[] = [];
+  readonly #familyBySlot: number[] = [];
   readonly #portBySlot: number[] = [];
   readonly #addressBySlot: string[] = [];
   /** Head of each slot's list of connections holding it (acquired, not yet released). */
@@ -86,6 +95,9 @@ export class BackendPool {
   #drainTimers: (NodeJS.Timeout | undefined)[];
   #backends: readonly Backend[] = [];
   #retired = false;
+  readonly #resolver: NameResolver;
+  /** Settles when every name of the last set has its first answer (or failed). */
+  #resolving: Promise<void> = Promise.resolve();
 
   constructor(options: BackendPoolOptions) {
     const { config } = options;
@@ -103,6 +115,12 @@ export class BackendPool {
     this.#connectionsBySlot = new Array<SlotConnection | null>(capacity).fill(null);
     this.#drainTimers = new Array<NodeJS.Timeout | undefined>(capacity).fill(undefined);
     this.#balancer = this.#createBalancer(config, capacity);
+    this.#resolver = new NameResolver({
+      resolve: options.resolveHost,
+      intervalMs: config.resolveIntervalMs,
+      logger: this.#logger,
+      onChange: (name, address) => this.#onNameResolved(name, address),
+    });
     this.#health = this.#createHealth(config, options.healthyIds);
     this.setBackends(config.backends);
   }
@@ -216,11 +234,17 @@ export class BackendPool {
     for (const backend of backends) {
       const slot = report.slots.get(backend.id);
       if (slot === undefined) throw new Error(`pool ${this.name}: core returned no slot for backend ${backend.id}`);
-      this.#hostBySlot[slot] = backend.address.host;
+      const host = backend.address.host;
+      this.#hostBySlot[slot] = host;
       this.#portBySlot[slot] = backend.address.port;
+      const resolved = isHostName(host) ? this.#resolver.addressOf(host) : undefined;
+      this.#connectHostBySlot[slot] = resolved?.address ?? host;
+      this.#familyBySlot[slot] = resolved?.family ?? isIP(host);
       this.#addressBySlot[slot] = backend.address.text;
     }
     this.#backends = backends;
+    // New names resolve now, off the hot path; until a name's first answer its slot connects by name.
+    this.#resolving = this.#resolver.track(backends.map((backend) => backend.address.host));
     this.#health.setBackends(backends.map((backend) => ({ slot: report.slots.get(backend.id)!, backend })));
     const staying = new Set(backends.map((backend) => backend.id));
     for (const [id, slot] of previousSlots) if (!staying.has(id) && slot >= 0) this.#startDrain(slot);
@@ -238,6 +262,7 @@ export class BackendPool {
     this.#config = config;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    this.#resolver.setInterval(config.resolveIntervalMs);
     const healthChanged =
       JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
       JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
@@ -246,13 +271,15 @@ export class BackendPool {
     // dead backend believed up because the new settings say initialHealthy). Without checks
     // before, every backend that is eligible now counts as up.
     const verdicts = this.#health.checkVerdicts();
+    const healthyNow = this.#health.healthyIds();
     const healthyIds = new Set<string>();
     const downIds = new Set<string>();
     for (const backend of this.#backends) {
       const verdict = verdicts.get(backend.id);
       const slot = this.#balancer.slotOf(backend.id);
       if (verdict === 'down') downIds.add(backend.id);
-      else if (verdict === 'up' || (verdict === undefined && slot >= 0 && this.#balancer.isEligible(slot))) healthyIds.add(backend.id);
+      // Healthy, not merely routable: a dead backend that panic routes to must not start out up.
+      else if (verdict === 'up' || (verdict === undefined && slot >= 0 && healthyNow.has(backend.id))) healthyIds.add(backend.id);
     }
     this.#health.stop();
     this.#health = this.#createHealth(config, healthyIds, downIds);
@@ -268,6 +295,7 @@ export class BackendPool {
     if (this.#retired) return;
     this.#retired = true;
     this.#health.stop();
+    this.#resolver.close();
     for (let slot = 0; slot < this.capacity; slot++) this.#startDrain(slot);
   }
 
@@ -299,6 +327,7 @@ export class BackendPool {
   /** Stops timers (health, drains); connections are left alone. */
   stop(): void {
     this.#health.stop();
+    this.#resolver.close();
     for (let slot = 0; slot < this.capacity; slot++) this.#clearDrain(slot);
   }
 
@@ -362,8 +391,41 @@ export class BackendPool {
   }
 
   #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
-    return new PoolHealth({ config, balancer: this.#balancer, capacity: this.#capacity, logger: this.#logger, healthyIds, downIds });
+    return new PoolHealth({
+      config,
+      balancer: this.#balancer,
+      capacity: this.#capacity,
+      logger: this.#logger,
+      healthyIds,
+      downIds,
+      connectHostOf: (slot) => this.#connectHostBySlot[slot]!,
+    });
   }
+
+  /** A backend name got its first or a new address: new connections and checks use it. O(backends), rare. */
+  #onNameResolved(name: string, address: ResolvedAddress): void {
+    for (const backend of this.#backends) {
+      if (backend.address.host !== name) continue;
+      const slot = this.balancer.slotOf(backend.id);
+      if (slot < 0) continue;
+      this.#connectHostBySlot[slot] = address.address;
+      this.#familyBySlot[slot] = address.family;
+    }
+  }
+
+  /**
+   * Settles when every backend name of the current set has its first answer or failed (start-up
+   * waits for it, so the first connections and checks already skip the lookup).
+   */
+  whenResolved(): Promise<void> {
+    return this.#resolving;
+  }
+
+  /** Re-resolves every backend name now (what the resolveIntervalMs timer does). */
+  resolveNames(): Promise<void> {
+    return this.#resolver.refresh();
+  }
+
   /**
    * The key a hash policy places this client by: integers parsed from the source address inside
    * `sourceKeyHash` (IPv4-mapped IPv6 folds onto IPv4), never a string into WASM. 0 for policies
@@ -374,8 +436,17 @@ export class BackendPool {
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
   }
 
+  /**
+   * Hot path: where a connection to `slot` connects, an IP literal once the backend's name has
+   * resolved (Node then makes no lookup); see discovery/name-resolver.ts.
+   */
   hostOf(slot: number): string {
-    return this.#hostBySlot[slot]!;
+    return this.#connectHostBySlot[slot]!;
+  }
+
+  /** Hot path: the family of `hostOf(slot)`: 4, 6, or 0 for a name that never resolved. */
+  familyOf(slot: number): number {
+    return this.#familyBySlot[slot]!;
   }
 
   portOf(slot: number): number {

@@ -2,7 +2,8 @@
  * One proxied connection's life, from accept to the access-log line:
  *
  *   key hash (once) → pick → connect (timeout) ─ error/timeout → pick again, attempt+1, never a
- *   tried slot while an untried eligible one exists ─→ pipe both ways → close → release, log.
+ *   tried slot while an untried eligible one exists ─→ pipe both ways (a FIN passes on as a FIN, a
+ *   reset as a reset) → close → release, log.
  *
  * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
@@ -11,6 +12,8 @@
  * `stream.pipe` does itself (it owns backpressure and passes `end()` on for half-close). We do no
  * work per chunk: byte counts come from the sockets' own counters at close, and the idle timeout
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
+ * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
+ * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
 import { connect, type Socket } from 'node:net';
 import type { ConnectFailureReason } from '../backend.js';
@@ -22,7 +25,9 @@ export type ConnectionOutcome =
   | 'no_backend'
   | 'connect_failed'
   | 'idle_timeout'
+  /** The client's error ended the connection; a client reset (error ECONNRESET) reached the backend as a reset. */
   | 'client_error'
+  /** The backend's error ended the connection; a backend reset (error ECONNRESET) reached the client as a reset. */
   | 'upstream_error'
   | 'rejected_max_connections'
   | 'drained';
@@ -54,6 +59,15 @@ function noop(): void {}
  * between idleTimeoutMs and idleTimeoutMs × (1 + 1/IDLE_TICKS) of silence.
  */
 const IDLE_TICKS = 4;
+
+/**
+ * A peer that resets (RST) is answered by resetting the other side, so the far end can tell a cut
+ * from a complete reply: a FIN would read as "the server finished sending" and a truncated
+ * response would pass as whole. (A FIN is passed on as a FIN by `pipe`: half-close is untouched.)
+ */
+function isReset(error: NodeJS.ErrnoException): boolean {
+  return error.code === 'ECONNRESET';
+}
 
 function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
@@ -141,9 +155,11 @@ export class ProxyConnection implements SlotConnection {
     this.#slot = slot;
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
+    // An IP literal (names are resolved off the hot path by the pool): net.connect makes no lookup.
     const upstream = connect({
       host: pool.hostOf(slot),
       port: pool.portOf(slot),
+      family: pool.familyOf(slot),
       allowHalfOpen: true,
       noDelay: true,
     });
@@ -197,6 +213,7 @@ export class ProxyConnection implements SlotConnection {
   #onUpstreamError = (error: NodeJS.ErrnoException): void => {
     if (this.#connected) {
       this.#error ??= error.code ?? error.message;
+      if (isReset(error) && !this.#client.destroyed) this.#client.resetAndDestroy();
       this.#destroy('upstream_error');
     } else {
       this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
@@ -209,6 +226,8 @@ export class ProxyConnection implements SlotConnection {
 
   #onClientError = (error: NodeJS.ErrnoException): void => {
     this.#error ??= error.code ?? error.message;
+    const upstream = this.#upstream;
+    if (isReset(error) && this.#connected && upstream !== null && !upstream.destroyed) upstream.resetAndDestroy();
     this.#destroy('client_error');
   };
 

@@ -230,3 +230,43 @@ export function startResettingBackend(name: string): Promise<NamedBackend> {
     socket.once('data', () => socket.resetAndDestroy());
   });
 }
+
+/** How a peer ended a connection, as the other end saw it. */
+export type PeerEnding = 'reset' | 'fin';
+
+export interface EndingRecordingBackend extends NamedBackend {
+  /** How the n-th accepted connection (0-based) was ended by its client: a reset or a FIN. */
+  endingOf(connection: number): Promise<PeerEnding>;
+}
+
+/**
+ * Greets with `<name>\n`, then reads and records how the client ended each connection: a TCP reset
+ * (ECONNRESET) or a FIN. Proves what a proxy passes on when its own client goes away.
+ */
+export async function startEndingRecordingBackend(name: string): Promise<EndingRecordingBackend> {
+  const endings: Array<Promise<PeerEnding>> = [];
+  const backend = await serveNamed(name, { allowHalfOpen: true }, 0, (socket) => {
+    endings.push(
+      new Promise<PeerEnding>((resolve) => {
+        socket.on('error', (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ECONNRESET') resolve('reset');
+        });
+        socket.on('end', () => {
+          resolve('fin');
+          socket.end();
+        });
+      }),
+    );
+    socket.write(`${name}\n`);
+    socket.resume();
+  });
+  return {
+    ...backend,
+    endingOf: async (connection) => {
+      // Accepted by the time the client read the greeting; the ending itself is awaited.
+      const ending = endings[connection];
+      if (ending === undefined) throw new Error(`${name}: no connection #${connection} accepted (${endings.length} so far)`);
+      return await ending;
+    },
+  };
+}
