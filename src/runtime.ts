@@ -277,7 +277,7 @@ export class Ringlb {
       (pool) => pool.healthCheck !== null && !pool.healthCheck.initialHealthy && (this.#pools.get(pool.name)?.backends.length ?? 0) > 0,
     );
     if (warming.length === 0) return;
-    const boundMs = Math.max(...warming.map((pool) => pool.healthCheck!.timeoutMs)) + WARMING_SPREAD_MS;
+    const boundMs = warming.reduce((longest, pool) => Math.max(longest, pool.healthCheck!.timeoutMs), 0) + WARMING_SPREAD_MS;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, boundMs);

@@ -14,22 +14,24 @@
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
 import { isHostPort, parseHostPort } from './host-port.js';
-import { closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
+import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
 
 export function crossCheck(config: unknown): LocatedIssue[] {
   if (!isRecord(config)) return [];
   const listeners = entries(config.listeners, 'listeners');
   const pools = entries(config.pools, 'pools');
-  return [
-    ...checkListenerBinds(listeners),
-    ...checkUniqueNames(listeners, 'listener'),
-    ...checkUniqueNames(pools, 'pool'),
-    ...checkListenerPools(listeners, pools),
-    ...pools.flatMap(checkPool),
-    ...checkAdmin(config.admin),
-    ...pools.flatMap((pool) => checkDiscovery(pool, isRecord(config.admin))),
-  ];
+  // Every step is linear (or n log n) in listeners, pools and backends, and results are appended
+  // in loops: a file with 100,000 bad backends yields 200,000 issues, too many for a spread.
+  const issues: LocatedIssue[] = [];
+  appendAll(issues, checkListenerBinds(listeners));
+  appendAll(issues, checkUniqueNames(listeners, 'listener'));
+  appendAll(issues, checkUniqueNames(pools, 'pool'));
+  appendAll(issues, checkListenerPools(listeners, pools));
+  for (const pool of pools) appendAll(issues, checkPool(pool));
+  appendAll(issues, checkAdmin(config.admin));
+  for (const pool of pools) appendAll(issues, checkDiscovery(pool, isRecord(config.admin)));
+  return issues;
 }
 
 /** A non-loopback admin bind without a token would expose the registration API to the network. */
@@ -92,7 +94,7 @@ function checkDiscovery(pool: Entry, adminConfigured: boolean): LocatedIssue[] {
   for (const key of REQUIRED_DISCOVERY_KEYS[type] ?? []) {
     if (!(key in discovery)) issues.push({ segments: [...segments, key], message: `is required when "type" is "${type}"` });
   }
-  if (type === 'dns') issues.push(...checkDnsDiscovery(discovery, segments));
+  if (type === 'dns') appendAll(issues, checkDnsDiscovery(discovery, segments));
   if (type === 'etcd' && Array.isArray(discovery.endpoints)) {
     discovery.endpoints.forEach((endpoint: unknown, index) => {
       if (typeof endpoint === 'string' && endpoint !== '' && !ETCD_ENDPOINT.test(endpoint)) {
@@ -164,7 +166,8 @@ function entries(list: unknown, key: string): Entry[] {
 
 function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
-  const bound: { host: string; port: number; segments: readonly PathSegment[] }[] = [];
+  // By port, so each bind is compared only with the binds on its own port.
+  const boundByPort = new Map<number, { host: string; port: number; segments: readonly PathSegment[] }[]>();
   for (const listener of listeners) {
     const { bind } = listener.value;
     if (typeof bind !== 'string' || bind === '') continue;
@@ -177,7 +180,9 @@ function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
     // Port 0 asks the OS for a fresh port each time, so several listeners may share it.
     if (parsed.port === 0) continue;
     const host = parsed.host.toLowerCase();
-    const clash = bound.find((other) => other.port === parsed.port && bindsOverlap(other.host, host));
+    let bound = boundByPort.get(parsed.port);
+    if (bound === undefined) boundByPort.set(parsed.port, (bound = []));
+    const clash = bound.find((other) => bindsOverlap(other.host, host));
     if (clash === undefined) bound.push({ host, port: parsed.port, segments: listener.segments });
     else issues.push({ segments, message: `${bind} overlaps ${formatPath(clash.segments)} (${clash.host.includes(':') ? `[${clash.host}]` : clash.host}:${clash.port}): the second bind would fail with EADDRINUSE` });
   }
@@ -212,10 +217,11 @@ function checkListenerPools(listeners: readonly Entry[], pools: readonly Entry[]
   const poolNames = pools.map((pool) => pool.value.name);
   // A pool whose name is missing or mistyped is already reported; guessing here would only add noise.
   if (pools.length === 0 || !poolNames.every((name): name is string => typeof name === 'string')) return [];
+  const knownPools = new Set<string>(poolNames);
   const issues: LocatedIssue[] = [];
   for (const listener of listeners) {
     const { pool } = listener.value;
-    if (typeof pool !== 'string' || pool === '' || poolNames.includes(pool)) continue;
+    if (typeof pool !== 'string' || pool === '' || knownPools.has(pool)) continue;
     const suggestion = closestMatch(pool, poolNames);
     const hint = suggestion === undefined ? '' : `; did you mean "${suggestion}"?`;
     issues.push({
@@ -230,7 +236,7 @@ function checkPool(pool: Entry): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
   const backends = Array.isArray(pool.value.backends) ? (pool.value.backends as unknown[]) : undefined;
   if (backends !== undefined) {
-    issues.push(...checkBackends(pool.segments, backends));
+    appendAll(issues, checkBackends(pool.segments, backends));
     if (backends.length === 0 && isStaticPool(pool)) {
       issues.push({
         segments: [...pool.segments, 'backends'],
@@ -238,9 +244,9 @@ function checkPool(pool: Entry): LocatedIssue[] {
       });
     }
   }
-  issues.push(...checkMaglev(pool, backends));
-  issues.push(...checkHealthCheck(pool));
-  issues.push(...checkOutlierDetection(pool));
+  appendAll(issues, checkMaglev(pool, backends));
+  appendAll(issues, checkHealthCheck(pool));
+  appendAll(issues, checkOutlierDetection(pool));
   return issues;
 }
 

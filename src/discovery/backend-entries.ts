@@ -74,7 +74,8 @@ export function parseBackendList(value: unknown): { readonly backends: readonly 
   value.forEach((entry: unknown, index) => {
     const result = parseBackendEntry(entry, `[${index}]`);
     if ('errors' in result) {
-      errors.push(...result.errors);
+      // A loop, not push(...): a file of 100,000 bad entries must not overflow the stack.
+      for (const error of result.errors) errors.push(error);
       return;
     }
     const first = firstIndexById.get(result.backend.id);
