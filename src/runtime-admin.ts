@@ -67,16 +67,20 @@ export class RuntimeAdminApi implements AdminApi {
     return this.listBackends(poolName).find((backend) => backend.id === id);
   }
 
-  register(poolName: string, id: string, request: RegistrationRequest): RegisterOutcome {
+  /** Answers once the change is applied (the store batches bursts into one rebuild), so a lookup right after sees it. */
+  async register(poolName: string, id: string, request: RegistrationRequest): Promise<RegisterOutcome> {
     this.#registrationPool(poolName);
     const result = this.#runtime.store.register(poolName, id, request);
     if (!result.ok) throw AdminError.conflict(result.message);
+    await this.#runtime.store.settled();
     return result.outcome;
   }
 
-  deregister(poolName: string, id: string): boolean {
+  async deregister(poolName: string, id: string): Promise<boolean> {
     this.#registrationPool(poolName);
-    return this.#runtime.store.deregister(poolName, id);
+    const removed = this.#runtime.store.deregister(poolName, id);
+    await this.#runtime.store.settled();
+    return removed;
   }
 
   /**

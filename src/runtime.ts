@@ -31,7 +31,7 @@ import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
-import { RegistrationStore } from './registry/registration-store.js';
+import { REGISTRATION_BATCH_MS, RegistrationStore } from './registry/registration-store.js';
 import { RuntimeAdminApi } from './runtime-admin.js';
 
 export interface RinglbOptions {
@@ -62,6 +62,9 @@ const WARMING_SPREAD_MS = 1000;
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
+/** Errors a refused reload logs (all are counted in `errorCount`); `ringlb check` lists them. */
+const MAX_LOGGED_RELOAD_ERRORS = 100;
+
 /** What a reload does to one pool. */
 type PoolPlan = 'add' | 'remove' | 'replace' | 'update' | 'unchanged';
 
@@ -75,7 +78,8 @@ export class Ringlb {
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
   readonly #checks = new HealthCheckScheduler();
-  readonly #store = new RegistrationStore();
+  /** Registration bursts are batched: one table rebuild per pool per window, not one per PUT. */
+  readonly #store = new RegistrationStore({ batchMs: REGISTRATION_BATCH_MS });
   readonly #registry: Registry;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
@@ -179,9 +183,14 @@ export class Ringlb {
     return run;
   }
 
-  /** Logs a config that failed validation as refused (the caller validated; nothing changes). */
-  refuseReload(errors: readonly string[]): void {
-    this.#logger.error({ errors }, 'config reload refused');
+  /**
+   * Logs a config that failed validation as refused (the caller validated; nothing changes).
+   * `errorCount` counts every error when the caller passes only the first ones.
+   */
+  refuseReload(errors: readonly string[], errorCount = errors.length): void {
+    // One log line of 200,000 errors would be a 20 MB write on the main thread: log the first ones and the count.
+    const logged = errors.length > MAX_LOGGED_RELOAD_ERRORS ? errors.slice(0, MAX_LOGGED_RELOAD_ERRORS) : errors;
+    this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
