@@ -1,6 +1,6 @@
 /**
  * Rules the JSON Schema cannot express: host:port syntax and port ranges, unique names, listener →
- * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
+ * pool references, backend id characters (backend-id.ts) and unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
  * at least one backend per static pool, the admin listener (loopback or a token), the discovery keys
  * (which keys apply to which source type, what each type needs, one source of truth), and the health keys (keys valid only for one check type, what
  * send_expect needs, hex and regex that parse, ordered ranges). (A ring larger than the core's cap is not an error: the core
@@ -13,6 +13,7 @@
  */
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
+import { backendIdProblem, MAX_BACKEND_ID_LENGTH } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
 import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
@@ -343,6 +344,9 @@ function checkBackends(poolSegments: readonly PathSegment[], backends: readonly 
       const parsed = parseHostPort(address, { allowPortZero: false });
       if (!isHostPort(parsed)) issues.push({ segments: [...backendSegments, 'address'], message: parsed.error });
     }
+    // Length is the schema's to report; the characters are checked here, by the rule the admin API shares.
+    const idProblem = typeof id === 'string' && id !== '' && id.length <= MAX_BACKEND_ID_LENGTH ? backendIdProblem(id) : undefined;
+    if (idProblem !== undefined) issues.push({ segments: [...backendSegments, 'id'], message: idProblem });
     // The id defaults to the address text, so two backends with one address collide as well.
     const explicitId = typeof id === 'string';
     const effectiveId = explicitId ? id : address;

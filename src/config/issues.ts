@@ -260,23 +260,33 @@ function describeValue(value: unknown): string {
   return String(value);
 }
 
-/** The candidate closest to `word` when it is a likely typo (case slip or at most 2 edits), else undefined. */
+/**
+ * The candidate closest to `word` when it is a likely typo (case slip or at most 2 edits), else
+ * the one candidate that `word` is the start of when the rest is a unit or a word (`ttl` →
+ * `ttlMs`, `interval` → `intervalMs`), else undefined.
+ */
 export function closestMatch(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   const tolerance = Math.min(2, Math.floor(word.length / 3));
   const lowerWord = word.toLowerCase();
+  const extensions: string[] = [];
   for (const candidate of candidates) {
+    const lowerCandidate = candidate.toLowerCase();
+    // A camelCase continuation after the whole word: `ttl` + `Ms`, not `a` + `ddress`.
+    if (word.length >= 3 && lowerCandidate.startsWith(lowerWord) && /^[A-Z]/.test(candidate.slice(word.length))) {
+      extensions.push(candidate);
+    }
     // The distance is at least the length difference: skip what cannot be a typo without computing it.
     if (Math.abs(candidate.length - word.length) > tolerance) continue;
-    const lowerCandidate = candidate.toLowerCase();
     const distance = lowerCandidate === lowerWord ? 0 : editDistance(lowerWord, lowerCandidate);
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;
     }
   }
-  return bestDistance <= tolerance ? best : undefined;
+  if (bestDistance <= tolerance) return best;
+  return extensions.length === 1 ? extensions[0] : undefined;
 }
 
 /** Levenshtein distance; words here are config keys and enum values, a few dozen characters at most. */

@@ -5,13 +5,14 @@
  * characters default the address text, no other properties. Errors name the entry by a JSON path
  * (`[2].weight: must be an integer 0..10000, got 1.5`) so the caller can prefix its source.
  */
+import { backendIdProblem, MAX_BACKEND_ID_LENGTH } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 import type { BackendState } from '../config/types.js';
 import type { DiscoveredBackend } from './types.js';
 
 /** Bounds shared with the config schema's `backend` definition. */
 export const MAX_WEIGHT = 10000;
-export const MAX_ID_LENGTH = 256;
+export const MAX_ID_LENGTH = MAX_BACKEND_ID_LENGTH;
 const STATES: readonly BackendState[] = ['active', 'drain', 'maint'];
 const KNOWN_PROPERTIES = new Set(['address', 'weight', 'id', 'state']);
 
@@ -52,8 +53,11 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
   }
 
   const id = record.id ?? defaultId ?? address?.text;
-  if (record.id !== undefined && (typeof record.id !== 'string' || record.id.length < 1 || record.id.length > MAX_ID_LENGTH)) {
+  if (record.id !== undefined && typeof record.id !== 'string') {
     errors.push(`${at('id')}: must be a string of 1..${MAX_ID_LENGTH} characters, got ${describe(record.id)}`);
+  } else if (typeof record.id === 'string') {
+    const idProblem = backendIdProblem(record.id);
+    if (idProblem !== undefined) errors.push(`${at('id')}: ${idProblem}`);
   }
 
   if (errors.length > 0 || address === undefined || typeof id !== 'string') return { errors };
