@@ -15,6 +15,7 @@ import {
   type RegisterOutcome,
   type RegistrationRequest,
 } from './admin/api.js';
+import type { BackendConfig } from './config/types.js';
 import type { BalancePolicy } from './core/types.js';
 import type { BackendPool } from './proxy/backend-pool.js';
 import type { RegistrationStore } from './registry/registration-store.js';
@@ -48,23 +49,29 @@ export class RuntimeAdminApi implements AdminApi {
     const pool = this.#pool(poolName);
     const flags = pool.health.stats().flags;
     const source = this.#runtime.sourceOf(poolName);
-    return pool.backends.map((backend) => {
-      const slot = pool.balancer.slotOf(backend.id);
-      return {
-        id: backend.id,
-        address: backend.address.text,
-        weight: backend.weight,
-        state: backend.state,
-        health: { eligible: slot >= 0 && pool.balancer.isEligible(slot), flags: flags[backend.id] ?? [] },
-        source,
-        activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
-        ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
-      };
-    });
+    return pool.backends.map((backend) => this.#view(poolName, pool, source, backend, flags[backend.id] ?? []));
   }
 
+  /** One backend's view without building the others' (a GET per backend must not cost O(backends) views). */
   getBackend(poolName: string, id: string): BackendView | undefined {
-    return this.listBackends(poolName).find((backend) => backend.id === id);
+    const pool = this.#pool(poolName);
+    const backend = pool.backends.find((candidate) => candidate.id === id);
+    if (backend === undefined) return undefined;
+    return this.#view(poolName, pool, this.#runtime.sourceOf(poolName), backend, pool.health.flagsOf(id));
+  }
+
+  #view(poolName: string, pool: BackendPool, source: BackendSource, backend: BackendConfig, flags: readonly string[]): BackendView {
+    const slot = pool.balancer.slotOf(backend.id);
+    return {
+      id: backend.id,
+      address: backend.address.text,
+      weight: backend.weight,
+      state: backend.state,
+      health: { eligible: slot >= 0 && pool.balancer.isEligible(slot), flags },
+      source,
+      activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
+      ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
+    };
   }
 
   /** Answers once the change is applied (the store batches bursts into one rebuild), so a lookup right after sees it. */

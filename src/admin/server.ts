@@ -22,6 +22,7 @@ import { BearerToken, isLoopbackHost } from './access.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
+import { TurnBudget } from './turn-budget.js';
 import { jsonResponse, Router, type AdminHandler, type AdminRequest, type AdminResponse, type HttpMethod } from './router.js';
 
 export interface AdminServerOptions {
@@ -40,6 +41,9 @@ export interface AdminServerOptions {
   readonly keepAliveTimeoutMs?: number;
 }
 
+/** See TurnBudget: 8 small handlers are well under a millisecond of one loop turn. */
+const ADMIN_REQUESTS_PER_TURN = 8;
+
 export class AdminServer {
   readonly #router = new Router();
   readonly #server: Server;
@@ -47,6 +51,8 @@ export class AdminServer {
   readonly #token: BearerToken | null;
   readonly #logger: Logger;
   readonly #maxBodyBytes: number;
+  /** Handlers started per event loop turn: a burst of requests must not hold up the data plane. */
+  readonly #budget = new TurnBudget(ADMIN_REQUESTS_PER_TURN);
   #address: string | null = null;
   #closing: Promise<void> | undefined;
 
@@ -134,6 +140,7 @@ export class AdminServer {
   }
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    await this.#budget.admit();
     const started = performance.now();
     const method = request.method ?? 'GET';
     const rawUrl = request.url ?? '/';

@@ -259,6 +259,12 @@ export class PoolHealth {
     this.#rampTimer = null;
   }
 
+  /** One backend's flag names, as in `stats().flags` (empty for an unknown id); O(1), for one-backend reads. */
+  flagsOf(id: string): readonly string[] {
+    const entry = this.#byId.get(id);
+    return entry === undefined ? [] : flagNames(entry.health.flags);
+  }
+
   stats(): PoolHealthStats {
     const flags: Record<string, readonly string[]> = {};
     let eligible = 0;

@@ -68,6 +68,9 @@ export const DEFAULT_MAX_REGISTRATIONS_PER_POOL = 4096;
  */
 export const REGISTRATION_BATCH_MS = 25;
 
+/** `settled()` callers resumed per event loop turn after a batch (see #releaseSettledWaiters). */
+const WAITERS_RELEASED_PER_TURN = 16;
+
 /** Expiry sweeps are at least this far apart: each is O(entries), so heartbeats cannot make them quadratic. */
 export const MIN_SWEEP_INTERVAL_MS = 25;
 
@@ -303,7 +306,14 @@ export class RegistrationStore {
   #releaseSettledWaiters(): void {
     const waiters = this.#settledWaiters;
     this.#settledWaiters = [];
-    for (const resolve of waiters) resolve();
+    // Each waiter is an admin request that answers when released: release them a few per event
+    // loop turn, so that 500 answers are not written in one go while connections wait for the loop.
+    const releaseFrom = (start: number): void => {
+      const end = Math.min(waiters.length, start + WAITERS_RELEASED_PER_TURN);
+      for (let i = start; i < end; i++) waiters[i]!();
+      if (end < waiters.length) setImmediate(releaseFrom, end);
+    };
+    releaseFrom(0);
   }
 
   #emit(pool: string, entries: ReadonlyMap<string, RegistrationEntry>): void {
