@@ -8,14 +8,13 @@
 import {
   AdminError,
   type AdminApi,
-  type BackendSource,
   type BackendView,
   type LookupResult,
   type PoolView,
   type RegisterOutcome,
   type RegistrationRequest,
 } from './admin/api.js';
-import type { BackendConfig } from './config/types.js';
+import type { Backend, BackendSource } from './backend.js';
 import type { BalancePolicy } from './core/types.js';
 import type { BackendPool } from './proxy/backend-pool.js';
 import type { RegistrationStore } from './registry/registration-store.js';
@@ -60,7 +59,7 @@ export class RuntimeAdminApi implements AdminApi {
     return this.#view(poolName, pool, this.#runtime.sourceOf(poolName), backend, pool.health.flagsOf(id));
   }
 
-  #view(poolName: string, pool: BackendPool, source: BackendSource, backend: BackendConfig, flags: readonly string[]): BackendView {
+  #view(poolName: string, pool: BackendPool, source: BackendSource, backend: Backend, flags: readonly string[]): BackendView {
     const slot = pool.balancer.slotOf(backend.id);
     return {
       id: backend.id,

@@ -22,8 +22,8 @@
  * and the old pool drains like a replaced one.
  */
 import { AdminServer } from './admin/server.js';
-import type { BackendSource } from './admin/api.js';
-import type { BackendConfig, ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
+import type { Backend, BackendSource } from './backend.js';
+import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
 import type { RebuildReport } from './core/types.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { Logger } from './log.js';
@@ -303,7 +303,7 @@ export class Ringlb {
   }
 
   /** The registry's (and reload's) way to change a pool's set; grows the pool when slots run out. */
-  #applyBackends(name: string, backends: readonly BackendConfig[]): RebuildReport {
+  #applyBackends(name: string, backends: readonly Backend[]): RebuildReport {
     const pool = this.#pools.get(name);
     if (pool === undefined) throw new Error(`unknown pool ${name}`);
     try {
@@ -317,7 +317,7 @@ export class Ringlb {
     }
   }
 
-  #growPool(old: BackendPool, backends: readonly BackendConfig[], capacity: number): RebuildReport {
+  #growPool(old: BackendPool, backends: readonly Backend[], capacity: number): RebuildReport {
     const config = this.#config!;
     const fresh = this.#createPool({ ...old.config, backends: old.backends }, config, { capacity, healthyIds: eligibleIds(old) });
     const report = fresh.setBackends(backends);

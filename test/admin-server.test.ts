@@ -21,7 +21,7 @@ import {
 import { AdminServer, type AdminServerOptions } from '../src/admin/server.js';
 import { textResponse } from '../src/admin/router.js';
 import { parseHostPort } from '../src/config/host-port.js';
-import type { BackendConfig, HostPort } from '../src/config/types.js';
+import type { Backend, HostPort } from '../src/backend.js';
 import { createBalancer, sourceKeyHash, type Balancer } from '../src/core/index.js';
 import { RegistrationStore } from '../src/registry/registration-store.js';
 
@@ -38,7 +38,7 @@ function hostPort(text: string): HostPort {
 class InMemoryAdminApi implements AdminApi {
   readonly store = new RegistrationStore();
   readonly #balancers = new Map<string, Balancer>();
-  readonly #static: BackendConfig[] = [
+  readonly #static: Backend[] = [
     { id: 'one', address: hostPort('127.0.0.1:9101'), weight: 1, state: 'active' },
     { id: 'two', address: hostPort('127.0.0.1:9102'), weight: 2, state: 'drain' },
   ];

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { createBalancer } from '../src/core/index.js';
 import type { Balancer } from '../src/core/types.js';
-import type { BackendConfig, HealthCheckConfig, PoolConfig } from '../src/config/types.js';
+import type { Backend } from '../src/backend.js';
+import type { HealthCheckConfig, PoolConfig } from '../src/config/types.js';
 import { BackendHealth, CheckHysteresis, HealthFlag } from '../src/health/backend-health.js';
 import { OutlierDetector } from '../src/health/outlier.js';
 import { PoolHealth, SLOW_START_INITIAL_PERMILLE, type CheckScheduler } from '../src/health/pool-health.js';
@@ -147,7 +148,7 @@ describe('OutlierDetector', () => {
 
 // --- PoolHealth ---------------------------------------------------------------------------------
 
-function backend(id: string, state: BackendConfig['state'] = 'active', weight = 1): BackendConfig {
+function backend(id: string, state: Backend['state'] = 'active', weight = 1): Backend {
   return { id, address: { host: '127.0.0.1', port: 1, text: id }, weight, state };
 }
 
@@ -156,7 +157,7 @@ const TCP_CHECK: HealthCheckConfig = {
   port: null, send: null, expect: null, http: null, initialHealthy: false,
 };
 
-function poolConfig(backends: BackendConfig[], extra: Partial<PoolConfig> = {}): PoolConfig {
+function poolConfig(backends: Backend[], extra: Partial<PoolConfig> = {}): PoolConfig {
   return {
     name: 'p', balance: 'round_robin', hashKey: 'source_ip', connectTimeoutMs: 100, retries: 2,
     ringHash: { pointsPerWeight: 160 }, maglev: { tableSize: 65537 }, backends,

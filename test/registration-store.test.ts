@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { parseHostPort } from '../src/config/host-port.js';
-import type { BackendConfig, HostPort } from '../src/config/types.js';
+import type { Backend, HostPort } from '../src/backend.js';
 import { MIN_SWEEP_INTERVAL_MS, RegistrationStore } from '../src/registry/registration-store.js';
 
 function address(text: string): HostPort {
@@ -22,7 +22,7 @@ function storeOnMockedTime(t: TestContext, options: { maxEntriesPerPool?: number
   const store = new RegistrationStore({ now: () => Date.now(), ...options });
   t.after(() => store.close());
   const emitted: Emitted[] = [];
-  store.onChange((pool, backends: readonly BackendConfig[]) => {
+  store.onChange((pool, backends: readonly Backend[]) => {
     emitted.push({ pool, set: backends.map((b) => `${b.id}@${b.address.text}*${b.weight}`) });
   });
   return { store, emitted };

@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
-import type { BackendConfig, RinglbConfig } from '../src/config/types.js';
+import type { Backend } from '../src/backend.js';
+import type { RinglbConfig } from '../src/config/types.js';
 import type { RebuildReport } from '../src/core/types.js';
 import type { DiscoveryListener, DiscoverySource } from '../src/discovery/types.js';
 import { createRootLogger, type Logger } from '../src/log.js';
@@ -78,12 +79,12 @@ function configOf(raw: unknown): RinglbConfig {
   return result.config;
 }
 
-function hostPort(text: string): BackendConfig['address'] {
+function hostPort(text: string): Backend['address'] {
   const [host, port] = text.split(':') as [string, string];
   return { host, port: Number(port), text };
 }
 
-function backend(address: string, id = address, weight = 1): BackendConfig {
+function backend(address: string, id = address, weight = 1): Backend {
   return { id, address: hostPort(address), weight, state: 'active' };
 }
 
@@ -127,11 +128,11 @@ class FakeSource implements DiscoverySource {
 }
 
 describe('Registry', () => {
-  function harness(): { registry: Registry; source: FakeSource; applied: BackendConfig[][]; log: CapturedLog; store: RegistrationStore } {
+  function harness(): { registry: Registry; source: FakeSource; applied: Backend[][]; log: CapturedLog; store: RegistrationStore } {
     const log = new CapturedLog();
     const source = new FakeSource();
-    const applied: BackendConfig[][] = [];
-    let current: readonly BackendConfig[] = [];
+    const applied: Backend[][] = [];
+    let current: readonly Backend[] = [];
     const store = new RegistrationStore();
     const registry = new Registry({
       logger: log.logger,

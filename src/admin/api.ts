@@ -10,11 +10,8 @@
  * Expected refusals are thrown as `AdminError` (status + message); anything else thrown is a bug,
  * answered with 500 and logged.
  */
+import type { BackendSource, BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
-import type { BackendState, HostPort } from '../config/types.js';
-
-/** Where a backend of a pool comes from (the pool's `discovery` type). */
-export type BackendSource = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
 
 export interface BackendHealthView {
   /** Takes new connections now (healthy, not drained, not in maint, not ejected). */

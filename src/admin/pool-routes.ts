@@ -13,18 +13,18 @@
  */
 import { isIP } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
+import { MAX_WEIGHT } from '../backend.js';
 import { backendIdProblem } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 import { issueFromAjvError, isRecord, sortInDocumentOrder, toConfigIssues, type LocatedIssue } from '../config/issues.js';
-import { MAX_WEIGHT } from '../core/types.js';
 import { AdminError, type AdminApi, type AdminIssue, type RegistrationRequest } from './api.js';
-import type { AdminServer } from './server.js';
-import { jsonResponse, noContent, type AdminRequest } from './router.js';
+import { jsonResponse, noContent, type AdminRequest, type RouteTable } from './router.js';
 
 /** Shortest TTL: a heartbeat more often than every ~50 ms would be load, not liveness. */
 export const MIN_TTL_MS = 100;
 /** Longest TTL, one day; for "never expires" omit ttlMs. */
 export const MAX_TTL_MS = 86_400_000;
+
 /**
  * The registration body. `additionalProperties: false`: a typo (`ttl`) is a 400 with "did you mean
  * ttlMs", not a silent default.
@@ -50,7 +50,7 @@ function validateRegistrationBody(body: unknown): boolean {
   return registrationValidator(body);
 }
 
-export function installPoolRoutes(server: AdminServer, api: AdminApi): void {
+export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
   server.route('GET', '/healthz', () => jsonResponse(200, { status: 'ok' }));
 
   server.route('GET', '/v1/pools', async () => jsonResponse(200, { pools: await api.listPools() }));

@@ -34,6 +34,14 @@ export interface AdminResponse {
 
 export type AdminHandler = (request: AdminRequest) => Awaitable<AdminResponse>;
 
+/**
+ * Where a set of routes is installed (AdminServer implements it). Route modules such as
+ * pool-routes.ts take this instead of the server, so the server may import them without a cycle.
+ */
+export interface RouteTable {
+  route(method: HttpMethod, pattern: string, handler: AdminHandler): unknown;
+}
+
 /** A JSON response (`application/json; charset=utf-8`, pretty enough for curl: one trailing newline). */
 export function jsonResponse(status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): AdminResponse {
   return {

@@ -16,14 +16,22 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { HostPort } from '../config/types.js';
+import type { HostPort } from '../backend.js';
 import type { Logger } from '../log.js';
 import { BearerToken, isLoopbackHost } from './access.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
 import { TurnBudget } from './turn-budget.js';
-import { jsonResponse, Router, type AdminHandler, type AdminRequest, type AdminResponse, type HttpMethod } from './router.js';
+import {
+  jsonResponse,
+  Router,
+  type AdminHandler,
+  type AdminRequest,
+  type AdminResponse,
+  type HttpMethod,
+  type RouteTable,
+} from './router.js';
 
 export interface AdminServerOptions {
   readonly bind: HostPort;
@@ -44,7 +52,7 @@ export interface AdminServerOptions {
 /** See TurnBudget: 8 small handlers are well under a millisecond of one loop turn. */
 const ADMIN_REQUESTS_PER_TURN = 8;
 
-export class AdminServer {
+export class AdminServer implements RouteTable {
   readonly #router = new Router();
   readonly #server: Server;
   readonly #bind: HostPort;

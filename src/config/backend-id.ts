@@ -3,15 +3,13 @@
  * a discovery entry (file, etcd) or the admin API (`PUT /v1/pools/{pool}/backends/{id}`).
  *
  * An id is free text, but it ends up in log lines, metrics labels, admin URLs and the hash that
- * places the backend, so it must read as what it is and survive a URL: 1 to 256 characters of
- * well-formed Unicode, no control characters, no path separators (`a/b` could not be addressed as
- * one URL segment), and none of the invisible characters that make two ids look alike or reorder
- * a log line when printed: bidirectional controls (the "Trojan Source" characters, CVE-2021-42574)
- * and zero-width characters.
+ * places the backend, so it must read as what it is and survive a URL: 1 to MAX_BACKEND_ID_LENGTH
+ * code points (src/backend.ts, as the schema counts) of well-formed Unicode, no control
+ * characters, no path separators (`a/b` could not be addressed as one URL segment), and none of the
+ * invisible characters that make two ids look alike or reorder a log line when printed:
+ * bidirectional controls (the "Trojan Source" characters, CVE-2021-42574) and zero-width characters.
  */
-
-/** Longest id, in UTF-16 code units (as the schema's `maxLength` and `String.length` count). */
-export const MAX_BACKEND_ID_LENGTH = 256;
+import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
 
 /** C0 and C1 controls and DEL. */
 // eslint-disable-next-line no-control-regex
@@ -27,7 +25,8 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 /** What is wrong with `id` as a backend id (a sentence to follow its JSON path), or undefined when it is fine. */
 export function backendIdProblem(id: string): string | undefined {
   if (id.length === 0) return 'must not be empty';
-  if (id.length > MAX_BACKEND_ID_LENGTH) return `must be at most ${MAX_BACKEND_ID_LENGTH} characters (got ${id.length})`;
+  const length = backendIdLength(id);
+  if (length > MAX_BACKEND_ID_LENGTH) return `must be 1 to ${MAX_BACKEND_ID_LENGTH} characters (got ${length})`;
   if (LONE_SURROGATE.test(id)) return 'must be well-formed Unicode (it holds a lone surrogate)';
   const found = (pattern: RegExp): string => {
     const char = pattern.exec(id)![0];

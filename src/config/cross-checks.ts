@@ -13,7 +13,8 @@
  */
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
-import { backendIdProblem, MAX_BACKEND_ID_LENGTH } from './backend-id.js';
+import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
+import { backendIdProblem } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
 import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
@@ -345,7 +346,7 @@ function checkBackends(poolSegments: readonly PathSegment[], backends: readonly 
       if (!isHostPort(parsed)) issues.push({ segments: [...backendSegments, 'address'], message: parsed.error });
     }
     // Length is the schema's to report; the characters are checked here, by the rule the admin API shares.
-    const idProblem = typeof id === 'string' && id !== '' && id.length <= MAX_BACKEND_ID_LENGTH ? backendIdProblem(id) : undefined;
+    const idProblem = typeof id === 'string' && id !== '' && backendIdLength(id) <= MAX_BACKEND_ID_LENGTH ? backendIdProblem(id) : undefined;
     if (idProblem !== undefined) issues.push({ segments: [...backendSegments, 'id'], message: idProblem });
     // The id defaults to the address text, so two backends with one address collide as well.
     const explicitId = typeof id === 'string';

@@ -7,7 +7,7 @@
  * address, 0:0:0:0:0:0:1:9001); RFC 3986 §3.2.2 writes IPv6 hosts the same way.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import type { HostPort } from './types.js';
+import type { HostPort } from '../backend.js';
 
 export interface HostPortOptions {
   /** Listeners may bind port 0 (the OS picks a free port); backends may not. */

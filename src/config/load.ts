@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
 import { crossCheck } from './cross-checks.js';
 import { isHostPort, parseHostPort } from './host-port.js';
@@ -21,14 +22,12 @@ import { readJsonText } from './json-text.js';
 import { configValidator } from './schema.js';
 import type {
   AdminConfig,
-  BackendState,
   ConfigIssue,
   DiscoveryConfig,
   ExpectMatcher,
   HashKey,
   HealthCheckConfig,
   HealthCheckType,
-  HostPort,
   LogLevel,
   OutlierDetectionConfig,
   RinglbConfig,

@@ -1,13 +1,6 @@
+import type { Backend, HostPort } from '../backend.js';
 import type { DiscoveryOptions } from '../discovery/index.js';
 import type { BalancePolicy } from '../core/types.js';
-
-/** `host:port` parsed once at load; IPv6 written as `[::1]:port`. */
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-  /** Canonical text form, as written in the config (`127.0.0.1:9001`, `[::1]:9001`). */
-  readonly text: string;
-}
 
 export type HashKey = 'source_ip' | 'source_ip_port';
 
@@ -19,22 +12,6 @@ export interface ListenerConfig {
   readonly maxConnections: number;
   /** Default 3600000 (1 h, as Envoy tcp_proxy); 0 disables. */
   readonly idleTimeoutMs: number;
-}
-
-/**
- * Administrative state (HAProxy `set server state`): `drain` takes no new connections while
- * existing ones keep flowing; `maint` takes no new connections and is not health checked.
- */
-export type BackendState = 'active' | 'drain' | 'maint';
-
-export interface BackendConfig {
-  /** Stable identity; defaults to `address.text`. */
-  readonly id: string;
-  readonly address: HostPort;
-  /** Integer 0..10000, default 1. */
-  readonly weight: number;
-  /** Default active. */
-  readonly state: BackendState;
 }
 
 export type HealthCheckType = 'tcp' | 'send_expect' | 'http';
@@ -103,7 +80,7 @@ export interface PoolConfig {
   readonly retries: number;
   readonly ringHash: { readonly pointsPerWeight: number };
   readonly maglev: { readonly tableSize: number };
-  readonly backends: readonly BackendConfig[];
+  readonly backends: readonly Backend[];
   /** null = no active checks (backends are eligible unless ejected, drained or in maint). */
   readonly healthCheck: HealthCheckConfig | null;
   readonly outlierDetection: OutlierDetectionConfig;
@@ -118,9 +95,6 @@ export interface PoolConfig {
    */
   readonly discovery?: DiscoveryConfig;
 }
-
-/** File-shaped names of the discovery types (`"discovery": {"type": ...}`). */
-export type DiscoveryType = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
 
 /**
  * A pool's discovery source; options are exactly what src/discovery/*-source.ts take (absent

@@ -3,6 +3,7 @@
  * TypeScript reference. The WASM core receives every tunable through `init`, so this file is the
  * single source of truth for them.
  */
+import { MAX_WEIGHT } from '../backend.js';
 import { BALANCE_POLICIES, type BalancePolicy, type BalancerOptions } from './types.js';
 
 /** ketama / nginx `hash ... consistent` / Pingora: 160 points per weight unit. */
@@ -108,7 +109,7 @@ export function resolveBalancerOptions(options: BalancerOptions): ResolvedBalanc
 
 /** Ring points a build can produce: the cap (or the most the weights allow) plus one per backend. */
 export function ringCapacity(options: ResolvedBalancerOptions): number {
-  const mostPoints = options.ringPointsPerWeight * 10_000 * options.maxBackends;
+  const mostPoints = options.ringPointsPerWeight * MAX_WEIGHT * options.maxBackends;
   return Math.min(RING_MAX_POINTS, mostPoints) + options.maxBackends;
 }
 

@@ -4,11 +4,9 @@
  * not reused within the same setBackends call, nor while it still has active connections (draining
  * connections will still call release(slot) on it).
  */
+import { backendIdLength, MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
 import { backendIdentity, type BackendIdentity } from './hash.js';
-import { MAX_WEIGHT, type CoreBackend } from './types.js';
-
-/** Longest accepted backend id, in UTF-16 code units: ids are names, not payloads. */
-export const MAX_ID_LENGTH = 1024;
+import type { CoreBackend } from './types.js';
 
 export interface SlotChange {
   readonly changed: boolean;
@@ -140,8 +138,10 @@ export function validateBackends(backends: readonly CoreBackend[]): Map<string, 
   backends.forEach((backend: CoreBackend, index: number) => {
     if (typeof backend !== 'object' || backend === null) throw new TypeError(`backends[${index}] must be an object`);
     const { id, weight } = backend;
-    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_LENGTH) {
-      throw new TypeError(`backends[${index}].id must be a non-empty string of at most ${MAX_ID_LENGTH} characters`);
+    // `id.length` (UTF-16 units) is never below the code-point count: only a long id pays for the count.
+    const tooLong = typeof id === 'string' && id.length > MAX_BACKEND_ID_LENGTH && backendIdLength(id) > MAX_BACKEND_ID_LENGTH;
+    if (typeof id !== 'string' || id.length === 0 || tooLong) {
+      throw new TypeError(`backends[${index}].id must be a non-empty string of at most ${MAX_BACKEND_ID_LENGTH} characters`);
     }
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {
       throw new RangeError(`backends[${index}].weight must be an integer in 0..${MAX_WEIGHT}, got ${String(weight)}`);

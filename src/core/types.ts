@@ -13,9 +13,6 @@ export const BALANCE_POLICIES = [
 ] as const;
 export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
 
-/** Highest weight a backend may carry; 0 means "never picked". */
-export const MAX_WEIGHT = 10000;
-
 export interface CoreBackend {
   /** Stable identity (default: the address). Tables depend on it, never on list order. */
   readonly id: string;

@@ -1,22 +1,25 @@
 /**
  * Validation of backend entries read from a registry (a discovery file, an etcd value), with the
  * same rules as config backends (schema/ringlb.schema.json `backend`): `address` host:port,
- * `weight` integer 0..10000 default 1, `state` active|drain|maint default active, `id` 1..256
- * characters default the address text, no other properties. Errors name the entry by a JSON path
- * (`[2].weight: must be an integer 0..10000, got 1.5`) so the caller can prefix its source.
+ * `weight` integer 0..MAX_WEIGHT default 1, `state` one of BACKEND_STATES default active, `id`
+ * 1..MAX_BACKEND_ID_LENGTH code points default the address text, no other properties (src/backend.ts).
+ * Errors name the entry by a JSON path (`[2].weight: must be an integer 0..10000, got 1.5`) so the
+ * caller can prefix its source.
  */
-import { backendIdProblem, MAX_BACKEND_ID_LENGTH } from '../config/backend-id.js';
+import {
+  BACKEND_STATES,
+  backendIdLength,
+  MAX_BACKEND_ID_LENGTH,
+  MAX_WEIGHT,
+  type Backend,
+  type BackendState,
+} from '../backend.js';
+import { backendIdProblem } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
-import type { BackendState } from '../config/types.js';
-import type { DiscoveredBackend } from './types.js';
 
-/** Bounds shared with the config schema's `backend` definition. */
-export const MAX_WEIGHT = 10000;
-export const MAX_ID_LENGTH = MAX_BACKEND_ID_LENGTH;
-const STATES: readonly BackendState[] = ['active', 'drain', 'maint'];
 const KNOWN_PROPERTIES = new Set(['address', 'weight', 'id', 'state']);
 
-export type EntryResult = { readonly backend: DiscoveredBackend } | { readonly errors: readonly string[] };
+export type EntryResult = { readonly backend: Backend } | { readonly errors: readonly string[] };
 
 /**
  * Validates one entry. `path` prefixes every message (`[2]`, or an etcd key); `defaultId`, when
@@ -33,7 +36,7 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
     if (!KNOWN_PROPERTIES.has(key)) errors.push(`${at(key)}: unknown property (expected address, weight, id, state)`);
   }
 
-  let address: DiscoveredBackend['address'] | undefined;
+  let address: Backend['address'] | undefined;
   if (typeof record.address !== 'string') {
     errors.push(`${at('address')}: must be a "host:port" string, got ${describe(record.address)}`);
   } else {
@@ -48,13 +51,14 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
   }
 
   const state = record.state ?? 'active';
-  if (!STATES.includes(state as BackendState)) {
-    errors.push(`${at('state')}: must be one of ${STATES.join(', ')}, got ${describe(record.state)}`);
+  if (!BACKEND_STATES.includes(state as BackendState)) {
+    errors.push(`${at('state')}: must be one of ${BACKEND_STATES.join(', ')}, got ${describe(record.state)}`);
   }
 
   const id = record.id ?? defaultId ?? address?.text;
-  if (record.id !== undefined && typeof record.id !== 'string') {
-    errors.push(`${at('id')}: must be a string of 1..${MAX_ID_LENGTH} characters, got ${describe(record.id)}`);
+  const idLengthOk = typeof record.id === 'string' && record.id !== '' && backendIdLength(record.id) <= MAX_BACKEND_ID_LENGTH;
+  if (record.id !== undefined && !idLengthOk) {
+    errors.push(`${at('id')}: must be a string of 1..${MAX_BACKEND_ID_LENGTH} characters, got ${describe(record.id)}`);
   } else if (typeof record.id === 'string') {
     const idProblem = backendIdProblem(record.id);
     if (idProblem !== undefined) errors.push(`${at('id')}: ${idProblem}`);
@@ -68,12 +72,12 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
  * Validates a whole list (a discovery file). All-or-nothing: any bad entry or a duplicate id
  * refuses the list, so a half-edited file never shrinks a pool. Returns the set sorted by id.
  */
-export function parseBackendList(value: unknown): { readonly backends: readonly DiscoveredBackend[] } | { readonly errors: readonly string[] } {
+export function parseBackendList(value: unknown): { readonly backends: readonly Backend[] } | { readonly errors: readonly string[] } {
   if (!Array.isArray(value)) {
     return { errors: [`must be a JSON array of backends like [{"address":"127.0.0.1:9001"}], got ${describe(value)}`] };
   }
   const errors: string[] = [];
-  const backends: DiscoveredBackend[] = [];
+  const backends: Backend[] = [];
   const firstIndexById = new Map<string, number>();
   value.forEach((entry: unknown, index) => {
     const result = parseBackendEntry(entry, `[${index}]`);
@@ -95,12 +99,12 @@ export function parseBackendList(value: unknown): { readonly backends: readonly 
 }
 
 /** Sorted by id (code-unit order), the order the core builds tables in. */
-export function sortById(backends: readonly DiscoveredBackend[]): DiscoveredBackend[] {
+export function sortById(backends: readonly Backend[]): Backend[] {
   return [...backends].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** True when two id-sorted sets hold the same backends with the same address, weight and state. */
-export function sameBackendSet(a: readonly DiscoveredBackend[], b: readonly DiscoveredBackend[]): boolean {
+export function sameBackendSet(a: readonly Backend[], b: readonly Backend[]): boolean {
   if (a.length !== b.length) return false;
   for (let index = 0; index < a.length; index += 1) {
     const left = a[index];

@@ -24,10 +24,11 @@
  */
 import { Resolver } from 'node:dns/promises';
 import { isIPv6 } from 'node:net';
+import { MAX_WEIGHT, type Backend } from '../backend.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
-import { MAX_WEIGHT, sameBackendSet, sortById } from './backend-entries.js';
+import { sameBackendSet, sortById } from './backend-entries.js';
 import { Backoff } from './backoff.js';
-import type { DiscoveredBackend, DiscoveryListener, DiscoverySource } from './types.js';
+import type { DiscoveryListener, DiscoverySource } from './types.js';
 
 export type DnsRecordType = 'SRV' | 'A' | 'AAAA';
 
@@ -72,7 +73,7 @@ class DnsSource implements DiscoverySource {
   #timer: NodeJS.Timeout | null = null;
   #resolving: Promise<void> | null = null;
   #stopped = false;
-  #lastGood: readonly DiscoveredBackend[] | null = null;
+  #lastGood: readonly Backend[] | null = null;
   #failing = false;
   /** Skipped-target messages of the last round, so each is reported once, not every interval. */
   #reportedInvalid = new Set<string>();
@@ -137,7 +138,7 @@ class DnsSource implements DiscoverySource {
 
   /** One resolution; returns the delay before the next one. */
   async #resolveOnce(): Promise<number> {
-    let backends: DiscoveredBackend[];
+    let backends: Backend[];
     const invalid: string[] = [];
     try {
       backends = this.#record === 'SRV' ? await this.#resolveSrv(invalid) : await this.#resolveAddresses();
@@ -156,7 +157,7 @@ class DnsSource implements DiscoverySource {
     return this.#intervalMs;
   }
 
-  async #resolveSrv(invalid: string[]): Promise<DiscoveredBackend[]> {
+  async #resolveSrv(invalid: string[]): Promise<Backend[]> {
     const records = await this.#query(() => this.#resolver.resolveSrv(this.#name), 'SRV', this.#name);
     // RFC 2782: a single record with target "." means "decidedly not available"; we keep the
     // last set rather than empty the pool, like any other empty answer.
@@ -172,7 +173,7 @@ class DnsSource implements DiscoverySource {
     return merged.backends();
   }
 
-  async #resolveAddresses(): Promise<DiscoveredBackend[]> {
+  async #resolveAddresses(): Promise<Backend[]> {
     const addresses =
       this.#record === 'A'
         ? await this.#query(() => this.#resolver.resolve4(this.#name), 'A', this.#name)
@@ -228,7 +229,7 @@ class DnsSource implements DiscoverySource {
     this.#listener?.onError(error);
   }
 
-  #succeed(backends: readonly DiscoveredBackend[]): void {
+  #succeed(backends: readonly Backend[]): void {
     this.#backoff.reset();
     const recovered = this.#failing;
     this.#failing = false;
@@ -241,7 +242,7 @@ class DnsSource implements DiscoverySource {
 
 /** Collects backends by address text, merging duplicates (weights added, capped at 10000). */
 class Builder {
-  readonly #byId = new Map<string, DiscoveredBackend>();
+  readonly #byId = new Map<string, Backend>();
 
   add(ip: string, port: number, weight: number): void {
     const parsed = parseHostPort(isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`, { allowPortZero: false });
@@ -252,7 +253,7 @@ class Builder {
     this.#byId.set(parsed.text, { id: parsed.text, address: parsed, weight: total, state: 'active' });
   }
 
-  backends(): DiscoveredBackend[] {
+  backends(): Backend[] {
     return [...this.#byId.values()];
   }
 }

@@ -23,7 +23,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Etcd3, IOptions, IKeyValue, IWatchResponse, Lease, Watcher } from 'etcd3';
-import type { BackendState } from '../config/types.js';
+import type { Backend, BackendState } from '../backend.js';
 import { describe as describeValue, parseBackendEntry, sameBackendSet, sortById } from './backend-entries.js';
 import { Backoff } from './backoff.js';
 
@@ -36,7 +36,7 @@ const requireFromHere = createRequire(import.meta.url);
 function etcd3Module(): typeof import('etcd3') {
   return requireFromHere('etcd3') as typeof import('etcd3');
 }
-import type { DiscoveredBackend, DiscoveryListener, DiscoverySource } from './types.js';
+import type { DiscoveryListener, DiscoverySource } from './types.js';
 
 export interface EtcdSourceOptions {
   /** Client URLs of the etcd cluster, e.g. `["http://127.0.0.1:2379"]`. */
@@ -123,10 +123,10 @@ class EtcdSource implements DiscoverySource {
   #retryTimer: NodeJS.Timeout | null = null;
   #syncing: Promise<void> | null = null;
   /** Valid backends by full key, with the revision that wrote them. */
-  #byKey = new Map<string, { readonly backend: DiscoveredBackend; readonly modRevision: string }>();
+  #byKey = new Map<string, { readonly backend: Backend; readonly modRevision: string }>();
   /** Bad values already reported, as key → mod_revision, so a resync does not repeat them. */
   #reportedInvalid = new Map<string, string>();
-  #lastSet: readonly DiscoveredBackend[] | null = null;
+  #lastSet: readonly Backend[] | null = null;
   #failing = false;
   /** Why the last watch was lost, for the error message if the resync fails too. */
   #lastWatchError: Error | null = null;
@@ -282,10 +282,10 @@ class EtcdSource implements DiscoverySource {
   /** Reports the current set when it changed, or always on a recovery. */
   #publish(force: boolean): void {
     if (this.#stopped) return;
-    const byId = new Map<string, DiscoveredBackend>();
+    const byId = new Map<string, Backend>();
     const keys = [...this.#byKey.keys()].sort();
     for (const key of keys) {
-      const { backend, modRevision } = this.#byKey.get(key) as { backend: DiscoveredBackend; modRevision: string };
+      const { backend, modRevision } = this.#byKey.get(key) as { backend: Backend; modRevision: string };
       if (byId.has(backend.id)) {
         this.#reportInvalid(key, modRevision, `${key}: duplicate backend id "${backend.id}" (a key before it in byte order has it)`);
         continue;

@@ -19,8 +19,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
+import type { Backend } from '../backend.js';
 import { parseBackendList, sameBackendSet } from './backend-entries.js';
-import type { DiscoveredBackend, DiscoveryListener, DiscoverySource } from './types.js';
+import type { DiscoveryListener, DiscoverySource } from './types.js';
 
 export interface FileSourceOptions {
   /** The JSON file; relative paths resolve against the process's working directory. */
@@ -58,7 +59,7 @@ class FileSource implements DiscoverySource {
   #rereadPending = false;
   /** What the poll compares: `mtimeMs:size:ino` of the last stat, '' when never seen. */
   #lastStamp = '';
-  #lastGood: readonly DiscoveredBackend[] | null = null;
+  #lastGood: readonly Backend[] | null = null;
   /** The message of the outage being reported, null while healthy. */
   #failure: string | null = null;
 
@@ -193,7 +194,7 @@ class FileSource implements DiscoverySource {
     this.#listener?.onError(new Error(message));
   }
 
-  #succeed(backends: readonly DiscoveredBackend[]): void {
+  #succeed(backends: readonly Backend[]): void {
     if (this.#stopped) return;
     const recovered = this.#failure !== null;
     this.#failure = null;

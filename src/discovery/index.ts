@@ -27,7 +27,7 @@ export function createDiscoverySource(options: DiscoveryOptions): DiscoverySourc
   }
 }
 
-export type { DiscoveredBackend, DiscoveryKind, DiscoveryListener, DiscoverySource } from './types.js';
+export type { DiscoveryKind, DiscoveryListener, DiscoverySource } from './types.js';
 export type { FileSourceOptions } from './file-source.js';
 export type { DnsRecordType, DnsSourceOptions } from './dns-source.js';
 export type { EtcdBackendValue, EtcdSourceOptions } from './etcd-source.js';

@@ -4,19 +4,10 @@
  * current one and rebuilds only pools that changed (ARCHITECTURE.md "Diff, don't rebuild").
  * Modelled on Pingora's `ServiceDiscovery` (one required method) and linkerd's change streams.
  */
-import type { BackendState, HostPort } from '../config/types.js';
+import type { Backend, BackendSource } from '../backend.js';
 
-/** One backend as a source reports it: validated exactly like a config backend. */
-export interface DiscoveredBackend {
-  /** Stable identity (default: the address text); the hash tables key on it. */
-  readonly id: string;
-  readonly address: HostPort;
-  /** Integer 0..10000. */
-  readonly weight: number;
-  readonly state: BackendState;
-}
-
-export type DiscoveryKind = 'file' | 'dns' | 'etcd';
+/** The sources that run as a `DiscoverySource` (static and registration pools have none). */
+export type DiscoveryKind = Extract<BackendSource, 'file' | 'dns' | 'etcd'>;
 
 /** A change stream of FULL backend sets. The registry diffs each set against the current one. */
 export interface DiscoverySource {
@@ -37,7 +28,7 @@ export interface DiscoveryListener {
    * The whole current set, sorted by id, never empty because of a failure (a failure is
    * `onError`). A source may repeat an unchanged set (always after `onRecovered`).
    */
-  onUpdate(backends: readonly DiscoveredBackend[]): void;
+  onUpdate(backends: readonly Backend[]): void;
   /**
    * The source cannot reach its registry / read its file, or what it read was refused (bad JSON,
    * bad entry, empty DNS answer). The registry keeps the last known set. Called once per outage

@@ -20,7 +20,8 @@
  *   (process start). A backend added later (reload, discovery) ramps on its first eligibility too.
  *   The ramp is updated by one timer every max(50, slowStartMs / 20) ms while any backend ramps.
  */
-import type { BackendConfig, BackendState, PoolConfig } from '../config/types.js';
+import type { Backend, BackendState, ConnectFailureReason } from '../backend.js';
+import type { PoolConfig } from '../config/types.js';
 import type { Balancer } from '../core/types.js';
 import type { Logger } from '../log.js';
 import {
@@ -48,13 +49,10 @@ export interface CheckScheduler {
   remove(key: string): void;
 }
 
-/** Why a connect attempt failed (mirrors the data plane's ConnectFailureReason). */
-export type ConnectFailure = 'timeout' | 'refused' | 'error';
-
 /** A backend of the pool and the slot the core gave it. */
 export interface SlottedBackend {
   readonly slot: number;
-  readonly backend: BackendConfig;
+  readonly backend: Backend;
 }
 
 export interface PoolHealthOptions {
@@ -238,7 +236,7 @@ export class PoolHealth {
   }
 
   /** Data plane, on every failed connect attempt (rare path). */
-  reportConnectFailure(slot: number, reason: ConnectFailure): void {
+  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
     void reason; // every kind counts (Envoy's consecutive_local_origin_failure counts all three)
     this.#connectFailures += 1;
     this.#outlier.reportFailure(slot);

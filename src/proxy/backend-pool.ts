@@ -7,10 +7,11 @@
  * (control plane), so the hot path reads them with no lookup by string.
  */
 import type { Socket } from 'node:net';
+import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
 import type { Balancer, BalancePolicy, RebuildReport } from '../core/types.js';
-import type { BackendConfig, PoolConfig } from '../config/types.js';
+import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
 
@@ -23,9 +24,6 @@ const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring
  * outgrows it anyway gets a fresh, bigger pool from the runtime (see `Ringlb`, "capacity").
  */
 export const MIN_SLOT_CAPACITY = 256;
-
-/** Why a connect attempt failed, as passed to the passive health hook. */
-export type ConnectFailureReason = 'timeout' | 'refused' | 'error';
 
 /**
  * What the pool needs from a connection to drain it: intrusive per-slot list links (no Set churn
@@ -84,7 +82,7 @@ export class BackendPool {
   readonly #connectionsBySlot: (SlotConnection | null)[];
   /** Drain deadline per removed slot that still had connections when its backend left. */
   readonly #drainTimers: (NodeJS.Timeout | undefined)[];
-  #backends: readonly BackendConfig[] = [];
+  #backends: readonly Backend[] = [];
   #retired = false;
 
   constructor(options: BackendPoolOptions) {
@@ -124,7 +122,7 @@ export class BackendPool {
   }
 
   /** The current backend set, as last given to `setBackends`. */
-  get backends(): readonly BackendConfig[] {
+  get backends(): readonly Backend[] {
     return this.#backends;
   }
 
@@ -137,7 +135,7 @@ export class BackendPool {
    * open keep their socket: a removed backend's slot stays reserved while connections hold it
    * (the core never reuses it before), and they are cut `drainTimeoutMs` after the removal.
    */
-  setBackends(backends: readonly BackendConfig[]): RebuildReport {
+  setBackends(backends: readonly Backend[]): RebuildReport {
     const previousSlots = new Map<string, number>();
     for (const backend of this.#backends) previousSlots.set(backend.id, this.balancer.slotOf(backend.id));
     const report = this.balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));

@@ -13,7 +13,8 @@
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
  */
 import { connect, type Socket } from 'node:net';
-import type { BackendPool, ConnectFailureReason, SlotConnection } from './backend-pool.js';
+import type { ConnectFailureReason } from '../backend.js';
+import type { BackendPool, SlotConnection } from './backend-pool.js';
 import type { Logger } from '../log.js';
 
 export type ConnectionOutcome =

@@ -12,10 +12,11 @@
  * Backend `state` (active/drain/maint) and health never enter the tables: a state change is listed
  * but moves no table entry (its keys go elsewhere only while it is ineligible).
  */
+import type { Backend, BackendState } from '../backend.js';
 import type { BalancerImplementation } from '../core/index.js';
 import { createBalancer } from '../core/index.js';
 import { formatIssues, loadConfigFile } from '../config/load.js';
-import type { BackendConfig, BackendState, ListenerConfig, PoolConfig, RinglbConfig } from '../config/types.js';
+import type { ListenerConfig, PoolConfig, RinglbConfig } from '../config/types.js';
 import type { BalancePolicy, BalancerOptions } from '../core/types.js';
 
 export interface BackendSummary {
@@ -285,7 +286,7 @@ function plural(count: number, word: string): string {
   return count === 1 ? word : `${word}s`;
 }
 
-function summary(backend: BackendConfig): BackendSummary {
+function summary(backend: Backend): BackendSummary {
   return { id: backend.id, address: backend.address.text, weight: backend.weight };
 }
 

@@ -21,7 +21,7 @@
  * `MIN_SWEEP_INTERVAL_MS`, so an entry may outlive its TTL by that much.
  */
 import { performance } from 'node:perf_hooks';
-import type { BackendConfig, HostPort } from '../config/types.js';
+import type { Backend, HostPort } from '../backend.js';
 
 export interface RegistrationInput {
   readonly address: HostPort;
@@ -41,7 +41,7 @@ export interface RegistrationEntry {
 }
 
 /** Receives the pool's complete set, sorted by id, after every change. */
-export type RegistrationListener = (pool: string, backends: readonly BackendConfig[]) => void;
+export type RegistrationListener = (pool: string, backends: readonly Backend[]) => void;
 
 export type RegisterResult =
   | { readonly ok: true; readonly outcome: 'created' | 'renewed' }
@@ -198,7 +198,7 @@ export class RegistrationStore {
   }
 
   /** The pool's current set as backends (what the last emit carried). */
-  backends(pool: string): BackendConfig[] {
+  backends(pool: string): Backend[] {
     const entries = this.#pools.get(pool);
     return entries === undefined ? [] : toBackends(entries);
   }
@@ -331,7 +331,7 @@ function sortedById<T extends { readonly id: string }>(items: T[]): T[] {
   return items.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-function toBackends(entries: ReadonlyMap<string, RegistrationEntry>): BackendConfig[] {
+function toBackends(entries: ReadonlyMap<string, RegistrationEntry>): Backend[] {
   return sortedById([...entries.values()]).map((entry) => ({
     id: entry.id,
     address: entry.address,

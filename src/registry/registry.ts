@@ -13,8 +13,8 @@
  * The registry never caches a pool object: a reload may replace a pool (new policy, more slots),
  * so every update asks the host for the pool by name.
  */
-import type { BackendSource } from '../admin/api.js';
-import type { BackendConfig, DiscoveryConfig } from '../config/types.js';
+import type { Backend, BackendSource } from '../backend.js';
+import type { DiscoveryConfig } from '../config/types.js';
 import type { RebuildReport } from '../core/types.js';
 import { createDiscoverySource, sameBackendSet, sortById, type DiscoveryOptions, type DiscoverySource } from '../discovery/index.js';
 import type { Logger } from '../log.js';
@@ -23,12 +23,12 @@ import type { RegistrationStore } from './registration-store.js';
 /** What the registry needs from the runtime. */
 export interface RegistryHost {
   /** The pool's current set, or undefined when the pool no longer exists. */
-  currentBackends(pool: string): readonly BackendConfig[] | undefined;
+  currentBackends(pool: string): readonly Backend[] | undefined;
   /**
    * Apply a new set (the runtime may build a bigger pool when the set outgrows the slots). Throws
    * when the set cannot be applied; the pool then keeps its current set.
    */
-  applyBackends(pool: string, backends: readonly BackendConfig[]): RebuildReport;
+  applyBackends(pool: string, backends: readonly Backend[]): RebuildReport;
 }
 
 export interface RegistryOptions {
@@ -153,7 +153,7 @@ export class Registry {
    * Diffs `backends` against the pool's current set and applies it when different. Returns true
    * when something was applied (and logged as `pool updated`).
    */
-  update(pool: string, origin: UpdateOrigin, backends: readonly BackendConfig[]): boolean {
+  update(pool: string, origin: UpdateOrigin, backends: readonly Backend[]): boolean {
     const current = this.#host.currentBackends(pool);
     if (current === undefined) return false;
     const next = sortById(backends);

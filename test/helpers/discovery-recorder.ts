@@ -2,10 +2,11 @@
  * A DiscoveryListener that records every call, so tests wait for an event instead of sleeping:
  * `await recorder.next('update')` resolves with the first update after the previous `next`.
  */
-import type { DiscoveredBackend, DiscoveryListener } from '../../src/discovery/types.js';
+import type { Backend } from '../../src/backend.js';
+import type { DiscoveryListener } from '../../src/discovery/types.js';
 
 export type DiscoveryEvent =
-  | { readonly type: 'update'; readonly backends: readonly DiscoveredBackend[]; readonly at: number }
+  | { readonly type: 'update'; readonly backends: readonly Backend[]; readonly at: number }
   | { readonly type: 'error'; readonly error: Error; readonly at: number }
   | { readonly type: 'recovered'; readonly at: number }
   | { readonly type: 'invalid'; readonly error: Error; readonly at: number };
@@ -18,7 +19,7 @@ export class DiscoveryRecorder implements DiscoveryListener {
   #cursor = 0;
   #wake: (() => void) | null = null;
 
-  onUpdate(backends: readonly DiscoveredBackend[]): void {
+  onUpdate(backends: readonly Backend[]): void {
     this.#push({ type: 'update', backends, at: Date.now() });
   }
   onError(error: Error): void {
@@ -73,7 +74,7 @@ export class DiscoveryRecorder implements DiscoveryListener {
 }
 
 /** `id=address/weight/state` lines, the shape tests compare sets in. */
-export function describeSet(backends: readonly DiscoveredBackend[]): string[] {
+export function describeSet(backends: readonly Backend[]): string[] {
   return backends.map((backend) => `${backend.id}=${backend.address.text}/${backend.weight}/${backend.state}`);
 }
 
