@@ -215,20 +215,32 @@ function checkUniqueNames(list: readonly Entry[], kind: 'listener' | 'pool'): Lo
   return issues;
 }
 
+/** Pool names an unknown-pool message lists. */
+const MAX_NAMES_LISTED = 20;
+/** Beyond this many pools an unknown pool gets no did-you-mean (each suggestion is O(pools)). */
+const MAX_SUGGESTION_CANDIDATES = 1000;
+
 function checkListenerPools(listeners: readonly Entry[], pools: readonly Entry[]): LocatedIssue[] {
   const poolNames = pools.map((pool) => pool.value.name);
   // A pool whose name is missing or mistyped is already reported; guessing here would only add noise.
   if (pools.length === 0 || !poolNames.every((name): name is string => typeof name === 'string')) return [];
   const knownPools = new Set<string>(poolNames);
+  // Bounded per issue: a file with thousands of pools lists a few and suggests from a bounded set,
+  // so thousands of bad references cost no more than thousands of short messages.
+  const listed =
+    poolNames.length <= MAX_NAMES_LISTED
+      ? poolNames.join(', ')
+      : `${poolNames.slice(0, MAX_NAMES_LISTED).join(', ')} and ${poolNames.length - MAX_NAMES_LISTED} more`;
+  const candidates = poolNames.length <= MAX_SUGGESTION_CANDIDATES ? poolNames : [];
   const issues: LocatedIssue[] = [];
   for (const listener of listeners) {
     const { pool } = listener.value;
     if (typeof pool !== 'string' || pool === '' || knownPools.has(pool)) continue;
-    const suggestion = closestMatch(pool, poolNames);
+    const suggestion = closestMatch(pool, candidates);
     const hint = suggestion === undefined ? '' : `; did you mean "${suggestion}"?`;
     issues.push({
       segments: [...listener.segments, 'pool'],
-      message: `no pool named "${pool}" (pools: ${poolNames.join(', ')})${hint}`,
+      message: `no pool named "${pool}" (pools: ${listed})${hint}`,
     });
   }
   return issues;
