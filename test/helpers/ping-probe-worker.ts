@@ -2,6 +2,7 @@
  * Worker thread of ping-probe.ts: an echo backend and a client that pings through ringlb, both on
  * this thread so that the test's own main thread (busy sending a burst) cannot delay them.
  */
+import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -28,6 +29,23 @@ const echo = createServer((socket) => {
   socket.pipe(socket);
 });
 echo.listen(0, '127.0.0.1', () => post({ type: 'ready', backendPort: (echo.address() as AddressInfo).port }));
+
+/**
+ * Milliseconds the given threads have spent runnable but waiting for a CPU (Linux schedstat, second
+ * field, ns): time a ping was delayed by the machine's other work rather than by the process under
+ * test. 0 where schedstat is not available.
+ */
+function runQueueWaitMs(paths: readonly string[]): number {
+  let ns = 0;
+  for (const path of paths) {
+    try {
+      ns += Number(readFileSync(path, 'utf8').split(' ')[1]);
+    } catch {
+      // No schedstat (not Linux, or the process is gone): nothing to discount.
+    }
+  }
+  return ns / 1e6;
+}
 
 let client: Socket | undefined;
 let timer: NodeJS.Timeout | undefined;
@@ -57,8 +75,11 @@ function finish(): void {
   post({ type: 'result', samples, failure });
 }
 
-function start(listenerPort: number, gapMs: number, maxPings: number): void {
+function start(listenerPort: number, gapMs: number, maxPings: number, watchedPid: number | undefined): void {
   let sentAt = 0;
+  let waitAtSend = 0;
+  // The pinged process's main thread (its TID is its pid) and this thread (echo backend and client).
+  const waitPaths = ['/proc/thread-self/schedstat', ...(watchedPid === undefined ? [] : [`/proc/${watchedPid}/task/${watchedPid}/schedstat`])];
   const ping = (): void => {
     if (stopped) return;
     if (samples.length >= maxPings) {
@@ -66,6 +87,7 @@ function start(listenerPort: number, gapMs: number, maxPings: number): void {
       finish();
       return;
     }
+    waitAtSend = runQueueWaitMs(waitPaths);
     sentAt = epochNow();
     client!.write('p');
   };
@@ -75,7 +97,9 @@ function start(listenerPort: number, gapMs: number, maxPings: number): void {
   });
   client.on('data', (data) => {
     // One byte out, one byte back: each data event answers the ping in flight.
-    for (let i = 0; i < data.length; i++) record({ sentAt, rttMs: epochNow() - sentAt });
+    const rttMs = epochNow() - sentAt;
+    const runQueueMs = runQueueWaitMs(waitPaths) - waitAtSend;
+    for (let i = 0; i < data.length; i++) record({ sentAt, rttMs, runQueueMs });
     timer = setTimeout(ping, gapMs);
   });
   client.on('error', (error) => {
@@ -91,7 +115,7 @@ function start(listenerPort: number, gapMs: number, maxPings: number): void {
 }
 
 port.on('message', (command: PingProbeCommand) => {
-  if (command.type === 'start') start(command.listenerPort, command.gapMs, command.maxPings);
+  if (command.type === 'start') start(command.listenerPort, command.gapMs, command.maxPings, command.watchedPid);
   else if (command.type === 'notify') notifyAt.push(samples.length + command.count);
   else finish();
 });

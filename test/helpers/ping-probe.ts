@@ -8,9 +8,12 @@
  * The echo backend and the pinging client run on a worker thread: the test's main thread is busy
  * with the burst and would otherwise add its own delays to the measurement.
  *
- * Even so, a loaded shared machine can delay any thread; `bestOf` repeats a measured scenario a
- * few times and keeps the best attempt, the way benchmarks take the minimum of several runs: a
- * stall that ringlb causes shows in every attempt, the machine's noise rarely in all of them.
+ * Even so, a loaded shared machine can delay any thread. Each sample therefore records how long
+ * the pinged process's main thread and the probe's own thread waited for a CPU while the ping was
+ * in flight (Linux schedstat), and `ownLatencyMs` subtracts it: a busy event loop is on-CPU time
+ * and stays counted, time taken by unrelated processes does not. `bestOf` repeats a scenario a
+ * few times for what remains (the way benchmarks take the best of several runs): a stall that
+ * ringlb causes shows in every attempt.
  */
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
@@ -42,10 +45,20 @@ export interface PingSample {
   /** Epoch ms (performance.timeOrigin + now(), comparable across threads) when the ping was sent. */
   readonly sentAt: number;
   readonly rttMs: number;
+  /**
+   * Of `rttMs`, the time the pinged process's main thread and the probe's thread spent runnable
+   * but waiting for a CPU (Linux schedstat): the machine's share of the latency, not the process's.
+   */
+  readonly runQueueMs: number;
+}
+
+/** A ping's latency without the time its threads waited for a CPU: what the process under test caused. */
+export function ownLatencyMs(sample: PingSample): number {
+  return Math.max(0, sample.rttMs - sample.runQueueMs);
 }
 
 export type PingProbeCommand =
-  | { type: 'start'; listenerPort: number; gapMs: number; maxPings: number }
+  | { type: 'start'; listenerPort: number; gapMs: number; maxPings: number; watchedPid: number | undefined }
   /** Answer `pinged` once `count` more round trips are recorded. */
   | { type: 'notify'; count: number }
   | { type: 'stop' };
@@ -87,10 +100,13 @@ export class PingProbe {
     return new PingProbe(worker, message.backendPort);
   }
 
-  /** Connects through the listener and pings every `gapMs` (at most `maxPings`); resolves once connected. */
-  async ping(listenerPort: number, gapMs = 2, maxPings = 50_000): Promise<void> {
+  /**
+   * Connects through the listener and pings every `gapMs` (at most `maxPings`); resolves once
+   * connected. `watchedPid` is the process behind the listener, whose run-queue wait each sample records.
+   */
+  async ping(listenerPort: number, watchedPid?: number, gapMs = 2, maxPings = 50_000): Promise<void> {
     const started = once(this.#worker, 'message');
-    this.#worker.postMessage({ type: 'start', listenerPort, gapMs, maxPings } satisfies PingProbeCommand);
+    this.#worker.postMessage({ type: 'start', listenerPort, gapMs, maxPings, watchedPid } satisfies PingProbeCommand);
     const [message] = (await Promise.race([started, this.#result.then(() => [{ type: 'result' }])])) as [PingProbeMessage];
     if (message.type !== 'started') throw new Error(`ping probe did not connect: ${(await this.#result).failure}`);
   }
