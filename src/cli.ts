@@ -114,14 +114,34 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
   }
 }
 
-/** Load and validate, or print every issue and exit 2. */
-function loadConfigOrExit(path: string): RinglbConfig {
+/**
+ * Load and validate; on failure print every issue, set exit status 2 and return undefined. The
+ * caller returns and the process ends once stderr has drained: `process.exit()` here cut piped
+ * output at the pipe's 64 KiB buffer (`ringlb check ... 2>&1 | cat`).
+ */
+function loadConfigOrFail(path: string): RinglbConfig | undefined {
   const result = loadConfigFile(path);
   if (!result.ok) {
     process.stderr.write(`${formatIssues(result.issues, path)}\n`);
-    process.exit(EXIT_USAGE);
+    process.exitCode = EXIT_USAGE;
+    return undefined;
   }
   return result.config;
+}
+
+/**
+ * Exits with `code` once everything written to stdout and stderr so far has reached the OS. For
+ * the paths that must end the process while handles may still be open (a signal, a failed start);
+ * a write's callback runs after every earlier write on that stream has been flushed.
+ */
+function exitAfterOutput(code: number): void {
+  process.exitCode = code;
+  let pending = 2;
+  const done = (): void => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
 }
 
 /**
@@ -145,11 +165,11 @@ function exitOnSignals(ringlb: Ringlb, drainTimeout: number | (() => number), lo
       .then(async (result) => {
         await afterDrain?.();
         logger.info({ forced: result.forced, elapsedMs: result.elapsedMs }, 'drained, exiting');
-        process.exit(EXIT_OK);
+        exitAfterOutput(EXIT_OK);
       })
       .catch((error: unknown) => {
         logger.error({ err: error }, 'drain failed');
-        process.exit(EXIT_FAILURE);
+        exitAfterOutput(EXIT_FAILURE);
       });
   };
   process.on('SIGTERM', onSignal);
@@ -183,7 +203,8 @@ async function main(argv: readonly string[]): Promise<void> {
       return;
     }
     case 'check': {
-      const config = loadConfigOrExit(parsed.configPath!);
+      const config = loadConfigOrFail(parsed.configPath!);
+      if (config === undefined) return;
       const backends = config.pools.reduce((sum, pool) => sum + pool.backends.length, 0);
       process.stdout.write(
         `${parsed.configPath}: ok (${config.listeners.length} listener(s), ${config.pools.length} pool(s), ${backends} backend(s))\n`,
@@ -191,7 +212,8 @@ async function main(argv: readonly string[]): Promise<void> {
       return;
     }
     case 'run': {
-      const config = loadConfigOrExit(parsed.configPath!);
+      const config = loadConfigOrFail(parsed.configPath!);
+      if (config === undefined) return;
       const logger = createRootLogger({ level: config.log.level });
       const ringlb = new Ringlb({ logger });
       // Installed before start: a SIGHUP during start-up must not kill the process (Node's
@@ -246,10 +268,11 @@ function warnIfFileDescriptorsShort(config: RinglbConfig, logger: Logger): void 
 main(process.argv.slice(2)).catch((error: unknown) => {
   if (error instanceof UsageError) {
     process.stderr.write(`ringlb: ${error.message}\n\n${USAGE}`);
-    process.exit(EXIT_USAGE);
+    exitAfterOutput(EXIT_USAGE);
+    return;
   }
   // Start-up failures such as a port in use are expected operational errors: message only.
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`ringlb: ${message}\n`);
-  process.exit(EXIT_FAILURE);
+  exitAfterOutput(EXIT_FAILURE);
 });

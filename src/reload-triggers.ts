@@ -1,14 +1,14 @@
 /**
  * Reload triggers for `ringlb run`: SIGHUP, and with `--watch` a change of the config file.
  *
- * A reload reads and validates the whole file first (`loadConfigFile`); an invalid file is refused
+ * A reload reads and validates the whole file first (`loadConfigFile`, on a worker thread); an invalid file is refused
  * with every issue logged (`config reload refused`) and the running config stays untouched. A
  * valid one goes to `Ringlb.reload`, which applies it as a diff. Reloads never overlap: the
  * runtime queues them.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { loadConfigFile } from './config/load.js';
+import { loadConfigFileOffThread } from './config/load-off-thread.js';
 import type { Logger } from './log.js';
 import type { ReloadResult, Ringlb } from './runtime.js';
 
@@ -17,10 +17,11 @@ export const CONFIG_WATCH_DEBOUNCE_MS = 100;
 
 /** Reads, validates and applies the config file; a bad file is logged as refused and changes nothing. */
 export async function reloadFromFile(ringlb: Ringlb, path: string): Promise<ReloadResult> {
-  const result = loadConfigFile(path);
+  // Off the main thread: validating a big file must not freeze the connections being proxied.
+  const result = await loadConfigFileOffThread(path);
   if (!result.ok) {
     const errors = result.issues.map((issue) => `${issue.path}: ${issue.message}`);
-    ringlb.refuseReload(errors);
+    ringlb.refuseReload(errors, result.issueCount);
     return { ok: false, errors };
   }
   return ringlb.reload(result.config);

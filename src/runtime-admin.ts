@@ -14,7 +14,7 @@ import {
   type RegisterOutcome,
   type RegistrationRequest,
 } from './admin/api.js';
-import type { BackendSource } from './backend.js';
+import type { Backend, BackendSource } from './backend.js';
 import type { BalancePolicy } from './core/types.js';
 import type { BackendPool } from './proxy/backend-pool.js';
 import type { RegistrationStore } from './registry/registration-store.js';
@@ -58,35 +58,45 @@ export class RuntimeAdminApi implements AdminApi {
   listBackends(poolName: string): readonly BackendView[] {
     const pool = this.#pool(poolName);
     const source = this.#runtime.sourceOf(poolName);
-    return pool.backends.map((backend) => {
-      const slot = pool.balancer.slotOf(backend.id);
-      return {
-        id: backend.id,
-        address: backend.address.text,
-        weight: backend.weight,
-        state: backend.state,
-        health: pool.health.backendStatus(backend.id) ?? NOT_TRACKED,
-        source,
-        activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
-        ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
-      };
-    });
+    return pool.backends.map((backend) => this.#view(poolName, pool, source, backend));
   }
 
+  /** One backend's view without building the others' (a GET per backend must not cost O(backends) views). */
   getBackend(poolName: string, id: string): BackendView | undefined {
-    return this.listBackends(poolName).find((backend) => backend.id === id);
+    const pool = this.#pool(poolName);
+    const backend = pool.backends.find((candidate) => candidate.id === id);
+    if (backend === undefined) return undefined;
+    return this.#view(poolName, pool, this.#runtime.sourceOf(poolName), backend);
   }
 
-  register(poolName: string, id: string, request: RegistrationRequest): RegisterOutcome {
+  #view(poolName: string, pool: BackendPool, source: BackendSource, backend: Backend): BackendView {
+    const slot = pool.balancer.slotOf(backend.id);
+    return {
+      id: backend.id,
+      address: backend.address.text,
+      weight: backend.weight,
+      state: backend.state,
+      health: pool.health.backendStatus(backend.id) ?? NOT_TRACKED,
+      source,
+      activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
+      ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
+    };
+  }
+
+  /** Answers once the change is applied (the store batches bursts into one rebuild), so a lookup right after sees it. */
+  async register(poolName: string, id: string, request: RegistrationRequest): Promise<RegisterOutcome> {
     this.#registrationPool(poolName);
     const result = this.#runtime.store.register(poolName, id, request);
     if (!result.ok) throw AdminError.conflict(result.message);
+    await this.#runtime.store.settled();
     return result.outcome;
   }
 
-  deregister(poolName: string, id: string): boolean {
+  async deregister(poolName: string, id: string): Promise<boolean> {
     this.#registrationPool(poolName);
-    return this.#runtime.store.deregister(poolName, id);
+    const removed = this.#runtime.store.deregister(poolName, id);
+    await this.#runtime.store.settled();
+    return removed;
   }
 
   /**

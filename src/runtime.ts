@@ -39,7 +39,7 @@ import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
-import { RegistrationStore } from './registry/registration-store.js';
+import { REGISTRATION_BATCH_MS, RegistrationStore } from './registry/registration-store.js';
 import { RuntimeAdminApi } from './runtime-admin.js';
 
 export interface RinglbOptions {
@@ -77,6 +77,9 @@ const WARMING_SPREAD_MS = 1000;
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
+/** Errors a refused reload logs (all are counted in `errorCount`); `ringlb check` lists them. */
+const MAX_LOGGED_RELOAD_ERRORS = 100;
+
 export class Ringlb {
   readonly #logger: Logger;
   readonly #coreImplementation: 'wasm' | 'reference' | undefined;
@@ -88,7 +91,8 @@ export class Ringlb {
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
   readonly #checks = new HealthCheckScheduler();
-  readonly #store = new RegistrationStore();
+  /** Registration bursts are batched: one table rebuild per pool per window, not one per PUT. */
+  readonly #store = new RegistrationStore({ batchMs: REGISTRATION_BATCH_MS });
   readonly #registry: Registry;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
@@ -194,9 +198,14 @@ export class Ringlb {
     return run;
   }
 
-  /** Logs a config that failed validation as refused (the caller validated; nothing changes). */
-  refuseReload(errors: readonly string[]): void {
-    this.#logger.error({ errors }, 'config reload refused');
+  /**
+   * Logs a config that failed validation as refused (the caller validated; nothing changes).
+   * `errorCount` counts every error when the caller passes only the first ones.
+   */
+  refuseReload(errors: readonly string[], errorCount = errors.length): void {
+    // One log line of 200,000 errors would be a 20 MB write on the main thread: log the first ones and the count.
+    const logged = errors.length > MAX_LOGGED_RELOAD_ERRORS ? errors.slice(0, MAX_LOGGED_RELOAD_ERRORS) : errors;
+    this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
@@ -307,7 +316,7 @@ export class Ringlb {
       (pool) => pool.healthCheck !== null && !pool.healthCheck.initialHealthy && (this.#pools.get(pool.name)?.backends.length ?? 0) > 0,
     );
     if (warming.length === 0) return;
-    const boundMs = Math.max(...warming.map((pool) => pool.healthCheck!.timeoutMs)) + WARMING_SPREAD_MS;
+    const boundMs = warming.reduce((longest, pool) => Math.max(longest, pool.healthCheck!.timeoutMs), 0) + WARMING_SPREAD_MS;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, boundMs);

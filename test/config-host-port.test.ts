@@ -40,6 +40,8 @@ describe('parseHostPort: rejected forms say why', () => {
     ['127.0.0.1', /^"127\.0\.0\.1" is missing its port; expected host:port/],
     ['127.0.0.1:', /^missing port after ":"; expected a number 1\.\.65535$/],
     [':9001', /^":9001" is missing its host/],
+    // A bare port (`"bind": "6380"`) lacks its host, not its port.
+    ['6380', /^"6380" is missing its host; write 127\.0\.0\.1:6380 \(this machine only\), 0\.0\.0\.0:6380/],
     ['127.0.0.1:http', /^port "http" is not a number$/],
     ['127.0.0.1:-1', /^port "-1" is not a number$/],
     ['127.0.0.1:65536', /^port 65536 out of range 1\.\.65535$/],

@@ -286,6 +286,13 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   ['hashKey unknown', (c) => { pool(c).hashKey = 'source_port'; }, 'pools[0].hashKey', /^must be one of source_ip, source_ip_port/],
   ['log level unknown', (c) => { c.log = { level: 'verbose' }; }, 'log.level', /^must be one of fatal, error, warn, info, debug, trace, silent/],
   ['weight above 10000', (c) => { backend(c).weight = 10001; }, 'pools[0].backends[0].weight', /^must be between 0 and 10000 \(got 10001\)$/],
+  ['unknown key with a unit suffix missing gets a suggestion', (c) => { pool(c).connectTimeout = 100; }, 'pools[0].connectTimeout',
+    /^unknown key \(did you mean "connectTimeoutMs"\? allowed: /],
+  ['backend id with a path separator', (c) => { backend(c).id = 'team/web-1'; }, 'pools[0].backends[0].id', /^must not contain "\/" or "\\"/],
+  ['backend id with a bidi control', (c) => { backend(c).id = 'web\u202e1'; }, 'pools[0].backends[0].id', /^must not contain bidirectional control characters \(found U\+202E\)/],
+  ['backend id with a zero-width joiner', (c) => { backend(c).id = 'web\u200d1'; }, 'pools[0].backends[0].id', /^must not contain zero-width characters \(found U\+200D\)/],
+  ['backend id with a lone surrogate', (c) => { backend(c).id = 'web\ud8001'; }, 'pools[0].backends[0].id', /^must be well-formed Unicode/],
+  ['listener bind without its host', (c) => { listener(c).bind = '6380'; }, 'listeners[0].bind', /^"6380" is missing its host; write 127\.0\.0\.1:6380/],
   ['weight negative', (c) => { backend(c).weight = -1; }, 'pools[0].backends[0].weight', /^must be between 0 and 10000 \(got -1\)$/],
   ['weight fractional', (c) => { backend(c).weight = 1.5; }, 'pools[0].backends[0].weight', /^must be an integer \(got 1\.5\)$/],
   ['weight as string', (c) => { backend(c).weight = '2'; }, 'pools[0].backends[0].weight', /^must be an integer \(got "2"\)$/],
@@ -516,10 +523,12 @@ describe('parseConfigText: JSON syntax', () => {
   });
 
   test('escapes in strings are fine', () => {
+    // A send_expect text takes any characters (an id may not hold "\\" or controls: backend-id.ts).
+    const text = 'quote " slash \\ tab \t é \u00e9';
     const raw = minimalConfig();
-    backend(raw).id = 'quote " slash \\ tab \t é \u00e9';
+    (raw.pools as Array<Record<string, unknown>>)[0].healthCheck = { type: 'send_expect', send: text, expect: 'ok' };
     const config = configOf(parseConfigText(JSON.stringify(raw)));
-    assert.equal(config.pools[0].backends[0].id, 'quote " slash \\ tab \t é \u00e9');
+    assert.deepEqual(config.pools[0].healthCheck?.send, new TextEncoder().encode(text));
   });
 });
 

@@ -28,6 +28,8 @@ describe('discovery entries: validated like config backends', () => {
     [[{}], '[0].address: must be a "host:port" string, got nothing'],
     [[{ address: '127.0.0.1:1', state: 'down' }], '[0].state: must be one of active, drain, maint, got "down"'],
     [[{ address: '127.0.0.1:1', id: '' }], '[0].id: must be a string of 1..256 characters, got ""'],
+    [[{ address: '127.0.0.1:1', id: 'a/b' }], '[0].id: must not contain "/" or "\\" (an id is one URL path segment in the admin API)'],
+    [[{ address: '127.0.0.1:1', id: 'web\u200b1' }], '[0].id: must not contain zero-width characters (found U+200B): two ids would look alike'],
     [[{ address: '127.0.0.1:1', port: 2 }], '[0].port: unknown property'],
     [['127.0.0.1:1'], '[0]: must be an object like'],
     [[{ address: '127.0.0.1:1' }, { address: '127.0.0.1:1' }], '[1].id: duplicate backend id "127.0.0.1:1" (also [0])'],

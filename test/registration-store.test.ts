@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { parseHostPort } from '../src/config/host-port.js';
 import type { Backend, HostPort } from '../src/backend.js';
-import { RegistrationStore } from '../src/registry/registration-store.js';
+import { MIN_SWEEP_INTERVAL_MS, RegistrationStore } from '../src/registry/registration-store.js';
 
 function address(text: string): HostPort {
   const parsed = parseHostPort(text, { allowPortZero: false });
@@ -17,7 +17,7 @@ interface Emitted {
 }
 
 /** A store on mocked time (setTimeout and Date, starting at 0) that records every emit. */
-function storeOnMockedTime(t: TestContext, options: { maxEntriesPerPool?: number } = {}) {
+function storeOnMockedTime(t: TestContext, options: { maxEntriesPerPool?: number; batchMs?: number } = {}) {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
   const store = new RegistrationStore({ now: () => Date.now(), ...options });
   t.after(() => store.close());
@@ -168,6 +168,79 @@ describe('RegistrationStore', () => {
     assert.throws(() => store.register('app', 'a', { address: address('127.0.0.1:9001'), weight: 1, ttlMs: 1 }), /closed/);
   });
 
+  test('batched: a burst emits each pool once when the window closes; settled() resolves after that emit', async (t) => {
+    const { store, emitted } = storeOnMockedTime(t, { batchMs: 25 });
+    store.addPool('app');
+    store.addPool('other');
+    let settled = false;
+    for (let i = 0; i < 500; i++) {
+      store.register('app', `svc-${String(i).padStart(3, '0')}`, { address: address(`127.0.0.1:${20000 + i}`), weight: 1, ttlMs: null });
+      void store.settled().then(() => (settled = true));
+    }
+    store.register('other', 'x', { address: address('127.0.0.1:9001'), weight: 1, ttlMs: null });
+    store.deregister('app', 'svc-000');
+    assert.equal(emitted.length, 0, 'nothing is emitted inside the window');
+    t.mock.timers.tick(24);
+    assert.equal(emitted.length, 0);
+    t.mock.timers.tick(1);
+    assert.deepEqual(
+      emitted.map((e) => [e.pool, e.set.length]),
+      [
+        ['app', 499],
+        ['other', 1],
+      ],
+    );
+    assert.equal(emitted[0].set[0], 'svc-001@127.0.0.1:20001*1', 'the emitted set is the state at the end of the window');
+    await Promise.resolve();
+    assert.equal(settled, true);
+    let settledAgain = false;
+    void store.settled().then(() => (settledAgain = true));
+    await Promise.resolve();
+    assert.equal(settledAgain, true, 'nothing waiting: settled at once');
+  });
+
+  test('batched: the window is not extended by later changes (bounded delay)', (t) => {
+    const { store, emitted } = storeOnMockedTime(t, { batchMs: 25 });
+    store.addPool('app');
+    for (let ms = 0; ms < 100; ms += 5) {
+      store.register('app', `svc-${ms}`, { address: address('127.0.0.1:9001'), weight: 1, ttlMs: null });
+      t.mock.timers.tick(5);
+    }
+    // Changes every 5 ms for 100 ms: one emit per 25 ms window, none delayed past its window.
+    assert.equal(emitted.length, 4);
+    assert.deepEqual(
+      emitted.map((e) => e.set.length),
+      [5, 10, 15, 20],
+    );
+  });
+
+  test('close releases settled() waiters of a batch that will never be emitted', async (t) => {
+    const { store, emitted } = storeOnMockedTime(t, { batchMs: 25 });
+    store.addPool('app');
+    store.register('app', 'a', { address: address('127.0.0.1:9001'), weight: 1, ttlMs: null });
+    const waiting = store.settled();
+    store.close();
+    await waiting;
+    t.mock.timers.tick(100);
+    assert.equal(emitted.length, 0);
+  });
+
+  test('heartbeats do not re-arm the timer; expiry sweeps are at least MIN_SWEEP_INTERVAL_MS apart', (t) => {
+    const { store, emitted } = storeOnMockedTime(t);
+    store.addPool('app');
+    const input = (ttlMs: number) => ({ address: address('127.0.0.1:9001'), weight: 1, ttlMs });
+    store.register('app', 'a', input(100));
+    store.register('app', 'b', input(101));
+    t.mock.timers.tick(100);
+    assert.deepEqual(emitted.at(-1)?.set, ['b@127.0.0.1:9001*1'], 'a expired at its deadline');
+    // b is due 1 ms after that sweep: it goes in the next sweep, MIN_SWEEP_INTERVAL_MS later, not sooner.
+    t.mock.timers.tick(MIN_SWEEP_INTERVAL_MS - 1);
+    assert.equal(store.get('app', 'b')?.id, 'b');
+    t.mock.timers.tick(1);
+    assert.equal(store.get('app', 'b'), undefined);
+    assert.deepEqual(emitted.at(-1)?.set, []);
+  });
+
   test('bad ttlMs is a programming error', (t) => {
     const { store } = storeOnMockedTime(t);
     store.addPool('app');
@@ -176,5 +249,6 @@ describe('RegistrationStore', () => {
       RangeError,
     );
     assert.throws(() => new RegistrationStore({ maxEntriesPerPool: 0 }), RangeError);
+    assert.throws(() => new RegistrationStore({ batchMs: -1 }), RangeError);
   });
 });

@@ -239,6 +239,8 @@ describe('runtime: live membership', () => {
 
     ringlb.registrations.register('app', 'b', { address: hostPort(b.address), weight: 1, ttlMs: null });
     ringlb.registrations.deregister('app', 'a');
+    // The runtime's store batches changes: both land in one update once the window closes.
+    await ringlb.registrations.settled();
     const updates = log.lines.filter((line) => line.msg === 'pool updated');
     assert.deepEqual(updates.at(-1)?.removed, ['a']);
     for (let i = 0; i < 5; i++) assert.equal(await whichBackend({ port }), 'b');

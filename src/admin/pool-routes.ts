@@ -13,10 +13,11 @@
  */
 import { isIP } from 'node:net';
 import { Ajv, type ValidateFunction } from 'ajv';
-import { backendIdLength, MAX_BACKEND_ID_LENGTH, MAX_WEIGHT } from '../backend.js';
+import { MAX_WEIGHT } from '../backend.js';
+import { backendIdProblem } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
-import { formatPath, issueFromAjvError, sortInDocumentOrder, toConfigIssues } from '../config/issues.js';
-import { AdminError, type AdminApi, type RegistrationRequest } from './api.js';
+import { issueFromAjvError, isRecord, sortInDocumentOrder, toConfigIssues, type LocatedIssue } from '../config/issues.js';
+import { AdminError, type AdminApi, type AdminIssue, type RegistrationRequest } from './api.js';
 import { jsonResponse, noContent, type AdminRequest, type RouteTable } from './router.js';
 
 /** Shortest TTL: a heartbeat more often than every ~50 ms would be load, not liveness. */
@@ -24,7 +25,10 @@ export const MIN_TTL_MS = 100;
 /** Longest TTL, one day; for "never expires" omit ttlMs. */
 export const MAX_TTL_MS = 86_400_000;
 
-/** The registration body. `additionalProperties: false`: a typo (`ttl`) is a 400, not a silent default. */
+/**
+ * The registration body. `additionalProperties: false`: a typo (`ttl`) is a 400 with "did you mean
+ * ttlMs", not a silent default.
+ */
 const REGISTRATION_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -65,8 +69,7 @@ export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
 
   server.route('PUT', '/v1/pools/:pool/backends/:id', async (request) => {
     const { pool, id } = request.params;
-    checkBackendId(id, request.path);
-    const registration = parseRegistration(await request.json());
+    const registration = parseRegistration(id, await request.json());
     const outcome = await api.register(pool, id, registration);
     const body = {
       pool,
@@ -93,28 +96,28 @@ export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
   });
 }
 
-/** Ids are free text (as in the config) but bounded and printable: they end up in logs and URLs. */
-function checkBackendId(id: string, path: string): void {
-  // eslint-disable-next-line no-control-regex
-  if (backendIdLength(id) > MAX_BACKEND_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(id)) {
-    throw new AdminError(
-      400,
-      `backend id must be 1 to ${MAX_BACKEND_ID_LENGTH} characters without control characters`,
-      path,
-    );
-  }
-}
-
-/** Validates the PUT body; the first issue (in document order) is the error, all of them are in `issues`. */
-function parseRegistration(body: unknown): RegistrationRequest {
+/**
+ * Validates the id (from the URL) and the PUT body and reports every problem at once, like the
+ * config checker: the id first (`url.id`), then the body's issues in document order, each with its
+ * JSON path; the first is also the response's `error` and `path`.
+ */
+function parseRegistration(id: string, body: unknown): RegistrationRequest {
+  const issues: AdminIssue[] = [];
+  // The same rule as a config backend id: it names the backend in logs, URLs and the hash.
+  const idProblem = backendIdProblem(id);
+  if (idProblem !== undefined) issues.push({ path: 'url.id', message: `backend id ${idProblem}` });
+  const located: LocatedIssue[] = [];
   if (!validateRegistrationBody(body)) {
-    const errors = registrationValidator?.errors ?? [];
-    const issues = toConfigIssues(sortInDocumentOrder(errors.map((error) => issueFromAjvError(error, body)), body));
-    throw AdminError.invalidBody(issues);
+    for (const error of registrationValidator?.errors ?? []) located.push(issueFromAjvError(error, body));
   }
-  const valid = body as { address: string; weight: number; ttlMs?: number };
-  const address = parseHostPort(valid.address, { allowPortZero: false });
-  if (!isHostPort(address)) throw new AdminError(400, address.error, formatPath(['address']));
+  // The schema cannot parse host:port; check any address it let through, so one answer lists everything.
+  const address = isRecord(body) && typeof body.address === 'string' && body.address !== '' ? parseHostPort(body.address, { allowPortZero: false }) : undefined;
+  if (address !== undefined && !isHostPort(address) && !located.some((issue) => issue.segments[0] === 'address')) {
+    located.push({ segments: ['address'], message: address.error });
+  }
+  for (const issue of toConfigIssues(sortInDocumentOrder(located, body))) issues.push(issue);
+  if (issues.length > 0 || address === undefined || !isHostPort(address)) throw AdminError.invalidBody(issues);
+  const valid = body as { weight: number; ttlMs?: number };
   return { address, weight: valid.weight, ttlMs: valid.ttlMs ?? null };
 }
 

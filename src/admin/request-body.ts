@@ -5,8 +5,14 @@
  * cut off as soon as it crosses the limit, so a client cannot make the server buffer more than
  * `limitBytes`. The server closes the connection after such a refusal (the rest of the body was
  * never read), see server.ts.
+ *
+ * The JSON itself is read like a config file (src/config/json-text.ts): a syntax error names its
+ * line and column, and duplicate keys are refused (JSON.parse would silently keep the last one,
+ * so `{"weight": 0, "weight": 5}` would register weight 5), every one of them listed by path.
  */
 import type { IncomingMessage } from 'node:http';
+import { formatPath } from '../config/issues.js';
+import { readJsonText } from '../config/json-text.js';
 import { AdminError } from './api.js';
 
 /** Default request body limit. A registration body is ~100 bytes; 64 KiB leaves room for later routes. */
@@ -39,12 +45,17 @@ export async function readJsonBody(request: IncomingMessage, limitBytes: number,
   } catch {
     throw new AdminError(400, 'body is not valid UTF-8', '$');
   }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new AdminError(400, `body is not valid JSON: ${reason}`, '$');
+  const json = readJsonText(text);
+  if (!json.ok) throw new AdminError(400, `body is not valid JSON: line ${json.line}, column ${json.column}: ${json.message}`, '$');
+  if (json.duplicateKeys.length > 0) {
+    throw AdminError.invalidBody(
+      json.duplicateKeys.map((duplicate) => ({
+        path: formatPath(duplicate.path),
+        message: 'key appears more than once in its object (JSON keeps only the last value)',
+      })),
+    );
   }
+  return json.value;
 }
 
 /** `application/json`, optionally with parameters (`; charset=utf-8`); case-insensitive (RFC 9110 §8.3.1). */

@@ -22,6 +22,7 @@ import { BearerToken, isLoopbackHost } from './access.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
+import { TurnBudget } from './turn-budget.js';
 import {
   jsonResponse,
   Router,
@@ -48,6 +49,9 @@ export interface AdminServerOptions {
   readonly keepAliveTimeoutMs?: number;
 }
 
+/** See TurnBudget: 8 small handlers are well under a millisecond of one loop turn. */
+const ADMIN_REQUESTS_PER_TURN = 8;
+
 export class AdminServer implements RouteTable {
   readonly #router = new Router();
   readonly #server: Server;
@@ -55,6 +59,8 @@ export class AdminServer implements RouteTable {
   readonly #token: BearerToken | null;
   readonly #logger: Logger;
   readonly #maxBodyBytes: number;
+  /** Handlers started per event loop turn: a burst of requests must not hold up the data plane. */
+  readonly #budget = new TurnBudget(ADMIN_REQUESTS_PER_TURN);
   #address: string | null = null;
   #closing: Promise<void> | undefined;
 
@@ -142,6 +148,7 @@ export class AdminServer implements RouteTable {
   }
 
   async #handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    await this.#budget.admit();
     const started = performance.now();
     const method = request.method ?? 'GET';
     const rawUrl = request.url ?? '/';

@@ -1,6 +1,6 @@
 /**
  * Rules the JSON Schema cannot express: host:port syntax and port ranges, unique names, listener →
- * pool references, unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
+ * pool references, backend id characters (backend-id.ts) and unique backend ids, duplicate binds, prime Maglev table sizes, table capacity,
  * at least one backend per static pool, the admin listener (loopback or a token), the discovery keys
  * (which keys apply to which source type, what each type needs, one source of truth), and the health keys (keys valid only for one check type, what
  * send_expect needs, hex and regex that parse, ordered ranges). (A ring larger than the core's cap is not an error: the core
@@ -13,23 +13,27 @@
  */
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
+import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
+import { backendIdProblem } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
-import { closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
+import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
 
 export function crossCheck(config: unknown): LocatedIssue[] {
   if (!isRecord(config)) return [];
   const listeners = entries(config.listeners, 'listeners');
   const pools = entries(config.pools, 'pools');
-  return [
-    ...checkListenerBinds(listeners),
-    ...checkUniqueNames(listeners, 'listener'),
-    ...checkUniqueNames(pools, 'pool'),
-    ...checkListenerPools(listeners, pools),
-    ...pools.flatMap(checkPool),
-    ...checkAdmin(config.admin),
-    ...pools.flatMap((pool) => checkDiscovery(pool, isRecord(config.admin))),
-  ];
+  // Every step is linear (or n log n) in listeners, pools and backends, and results are appended
+  // in loops: a file with 100,000 bad backends yields 200,000 issues, too many for a spread.
+  const issues: LocatedIssue[] = [];
+  appendAll(issues, checkListenerBinds(listeners));
+  appendAll(issues, checkUniqueNames(listeners, 'listener'));
+  appendAll(issues, checkUniqueNames(pools, 'pool'));
+  appendAll(issues, checkListenerPools(listeners, pools));
+  for (const pool of pools) appendAll(issues, checkPool(pool));
+  appendAll(issues, checkAdmin(config.admin));
+  for (const pool of pools) appendAll(issues, checkDiscovery(pool, isRecord(config.admin)));
+  return issues;
 }
 
 /** A non-loopback admin bind without a token would expose the registration API to the network. */
@@ -92,7 +96,7 @@ function checkDiscovery(pool: Entry, adminConfigured: boolean): LocatedIssue[] {
   for (const key of REQUIRED_DISCOVERY_KEYS[type] ?? []) {
     if (!(key in discovery)) issues.push({ segments: [...segments, key], message: `is required when "type" is "${type}"` });
   }
-  if (type === 'dns') issues.push(...checkDnsDiscovery(discovery, segments));
+  if (type === 'dns') appendAll(issues, checkDnsDiscovery(discovery, segments));
   if (type === 'etcd' && Array.isArray(discovery.endpoints)) {
     discovery.endpoints.forEach((endpoint: unknown, index) => {
       if (typeof endpoint === 'string' && endpoint !== '' && !ETCD_ENDPOINT.test(endpoint)) {
@@ -164,7 +168,8 @@ function entries(list: unknown, key: string): Entry[] {
 
 function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
-  const bound: { host: string; port: number; segments: readonly PathSegment[] }[] = [];
+  // By port, so each bind is compared only with the binds on its own port.
+  const boundByPort = new Map<number, { host: string; port: number; segments: readonly PathSegment[] }[]>();
   for (const listener of listeners) {
     const { bind } = listener.value;
     if (typeof bind !== 'string' || bind === '') continue;
@@ -177,7 +182,9 @@ function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
     // Port 0 asks the OS for a fresh port each time, so several listeners may share it.
     if (parsed.port === 0) continue;
     const host = parsed.host.toLowerCase();
-    const clash = bound.find((other) => other.port === parsed.port && bindsOverlap(other.host, host));
+    let bound = boundByPort.get(parsed.port);
+    if (bound === undefined) boundByPort.set(parsed.port, (bound = []));
+    const clash = bound.find((other) => bindsOverlap(other.host, host));
     if (clash === undefined) bound.push({ host, port: parsed.port, segments: listener.segments });
     else issues.push({ segments, message: `${bind} overlaps ${formatPath(clash.segments)} (${clash.host.includes(':') ? `[${clash.host}]` : clash.host}:${clash.port}): the second bind would fail with EADDRINUSE` });
   }
@@ -208,19 +215,32 @@ function checkUniqueNames(list: readonly Entry[], kind: 'listener' | 'pool'): Lo
   return issues;
 }
 
+/** Pool names an unknown-pool message lists. */
+const MAX_NAMES_LISTED = 20;
+/** Beyond this many pools an unknown pool gets no did-you-mean (each suggestion is O(pools)). */
+const MAX_SUGGESTION_CANDIDATES = 1000;
+
 function checkListenerPools(listeners: readonly Entry[], pools: readonly Entry[]): LocatedIssue[] {
   const poolNames = pools.map((pool) => pool.value.name);
   // A pool whose name is missing or mistyped is already reported; guessing here would only add noise.
   if (pools.length === 0 || !poolNames.every((name): name is string => typeof name === 'string')) return [];
+  const knownPools = new Set<string>(poolNames);
+  // Bounded per issue: a file with thousands of pools lists a few and suggests from a bounded set,
+  // so thousands of bad references cost no more than thousands of short messages.
+  const listed =
+    poolNames.length <= MAX_NAMES_LISTED
+      ? poolNames.join(', ')
+      : `${poolNames.slice(0, MAX_NAMES_LISTED).join(', ')} and ${poolNames.length - MAX_NAMES_LISTED} more`;
+  const candidates = poolNames.length <= MAX_SUGGESTION_CANDIDATES ? poolNames : [];
   const issues: LocatedIssue[] = [];
   for (const listener of listeners) {
     const { pool } = listener.value;
-    if (typeof pool !== 'string' || pool === '' || poolNames.includes(pool)) continue;
-    const suggestion = closestMatch(pool, poolNames);
+    if (typeof pool !== 'string' || pool === '' || knownPools.has(pool)) continue;
+    const suggestion = closestMatch(pool, candidates);
     const hint = suggestion === undefined ? '' : `; did you mean "${suggestion}"?`;
     issues.push({
       segments: [...listener.segments, 'pool'],
-      message: `no pool named "${pool}" (pools: ${poolNames.join(', ')})${hint}`,
+      message: `no pool named "${pool}" (pools: ${listed})${hint}`,
     });
   }
   return issues;
@@ -230,7 +250,7 @@ function checkPool(pool: Entry): LocatedIssue[] {
   const issues: LocatedIssue[] = [];
   const backends = Array.isArray(pool.value.backends) ? (pool.value.backends as unknown[]) : undefined;
   if (backends !== undefined) {
-    issues.push(...checkBackends(pool.segments, backends));
+    appendAll(issues, checkBackends(pool.segments, backends));
     if (backends.length === 0 && isStaticPool(pool)) {
       issues.push({
         segments: [...pool.segments, 'backends'],
@@ -238,9 +258,9 @@ function checkPool(pool: Entry): LocatedIssue[] {
       });
     }
   }
-  issues.push(...checkMaglev(pool, backends));
-  issues.push(...checkHealthCheck(pool));
-  issues.push(...checkOutlierDetection(pool));
+  appendAll(issues, checkMaglev(pool, backends));
+  appendAll(issues, checkHealthCheck(pool));
+  appendAll(issues, checkOutlierDetection(pool));
   return issues;
 }
 
@@ -337,6 +357,9 @@ function checkBackends(poolSegments: readonly PathSegment[], backends: readonly 
       const parsed = parseHostPort(address, { allowPortZero: false });
       if (!isHostPort(parsed)) issues.push({ segments: [...backendSegments, 'address'], message: parsed.error });
     }
+    // Length is the schema's to report; the characters are checked here, by the rule the admin API shares.
+    const idProblem = typeof id === 'string' && id !== '' && backendIdLength(id) <= MAX_BACKEND_ID_LENGTH ? backendIdProblem(id) : undefined;
+    if (idProblem !== undefined) issues.push({ segments: [...backendSegments, 'id'], message: idProblem });
     // The id defaults to the address text, so two backends with one address collide as well.
     const explicitId = typeof id === 'string';
     const effectiveId = explicitId ? id : address;

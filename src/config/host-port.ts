@@ -65,6 +65,10 @@ function splitHostAndPort(text: string): SplitHostPort | { error: string } {
   }
 
   const lastColon = text.lastIndexOf(':');
+  // A bare number is a port without its host (`"bind": "6380"`), not a host without its port.
+  if (lastColon < 0 && /^[0-9]+$/.test(text)) {
+    return { error: `"${text}" is missing its host; write 127.0.0.1:${text} (this machine only), 0.0.0.0:${text} (every IPv4 address) or [::1]:${text}` };
+  }
   if (lastColon < 0) return { error: `"${text}" is missing its port; ${example}` };
   const host = text.slice(0, lastColon);
   const portText = text.slice(lastColon + 1);

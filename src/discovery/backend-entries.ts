@@ -14,6 +14,7 @@ import {
   type Backend,
   type BackendState,
 } from '../backend.js';
+import { backendIdProblem } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 
 const KNOWN_PROPERTIES = new Set(['address', 'weight', 'id', 'state']);
@@ -55,9 +56,12 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
   }
 
   const id = record.id ?? defaultId ?? address?.text;
-  const idOk = typeof record.id === 'string' && record.id !== '' && backendIdLength(record.id) <= MAX_BACKEND_ID_LENGTH;
-  if (record.id !== undefined && !idOk) {
+  const idLengthOk = typeof record.id === 'string' && record.id !== '' && backendIdLength(record.id) <= MAX_BACKEND_ID_LENGTH;
+  if (record.id !== undefined && !idLengthOk) {
     errors.push(`${at('id')}: must be a string of 1..${MAX_BACKEND_ID_LENGTH} characters, got ${describe(record.id)}`);
+  } else if (typeof record.id === 'string') {
+    const idProblem = backendIdProblem(record.id);
+    if (idProblem !== undefined) errors.push(`${at('id')}: ${idProblem}`);
   }
 
   if (errors.length > 0 || address === undefined || typeof id !== 'string') return { errors };
@@ -78,7 +82,8 @@ export function parseBackendList(value: unknown): { readonly backends: readonly 
   value.forEach((entry: unknown, index) => {
     const result = parseBackendEntry(entry, `[${index}]`);
     if ('errors' in result) {
-      errors.push(...result.errors);
+      // A loop, not push(...): a file of 100,000 bad entries must not overflow the stack.
+      for (const error of result.errors) errors.push(error);
       return;
     }
     const first = firstIndexById.get(result.backend.id);

@@ -39,10 +39,14 @@ export class AdminClient {
   readonly #host: string;
   readonly #port: number;
   readonly #token: string | null;
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  readonly #agent: Agent;
 
-  /** `address` is `host:port` as the `admin ready` line gives it. */
-  constructor(address: string, token: string | null = null) {
+  /**
+   * `address` is `host:port` as the `admin ready` line gives it; `maxSockets` (default 16) bounds
+   * the requests in flight (a burst test raises it to send hundreds at once).
+   */
+  constructor(address: string, token: string | null = null, maxSockets = 16) {
+    this.#agent = new Agent({ keepAlive: true, maxSockets });
     const colon = address.lastIndexOf(':');
     this.#host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     this.#port = Number(address.slice(colon + 1));
