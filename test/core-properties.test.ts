@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { ReferenceBalancer } from '../src/core/reference-balancer.js';
 import { BALANCE_POLICIES, type BalancerOptions, type CoreBackend } from '../src/core/types.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
-import { makeBackends, randomInt, shuffled, spreadKey, testRandom } from './helpers-core.js';
+import { makeBackends, randomInt, shuffled, spreadKey, testRandom } from './helpers/core.js';
 
 const KEYS = 50_000;
 
