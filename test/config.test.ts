@@ -656,7 +656,7 @@ describe('the schema file', () => {
     const healthCheck = (schema.definitions as Record<string, JsonObject>).healthCheck.properties as Record<string, JsonObject>;
     assert.equal(healthCheck.intervalMs.default, 2000);
     assert.equal(healthCheck.timeoutMs.default, 1000);
-    assert.equal((healthCheck.http.properties as Record<string, JsonObject>).path.default, '/healthz');
+    assert.equal((healthCheck.http.properties as Record<string, JsonObject>).path.default, '/');
   });
 });
 
