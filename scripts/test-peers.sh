@@ -14,7 +14,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "ringlb tests: installing the real peers they need: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
