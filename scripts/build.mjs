@@ -55,7 +55,7 @@ function run(script, args) {
 /** Removes temporary directories left by builds that were interrupted (their process is gone). */
 function removeAbandonedTemps() {
   for (const name of readdirSync(root)) {
-    const match = /^\.build-tmp-(\d+)$/.exec(name);
+    const match = /^\.build-tmp-(\d+)(?:-wasm)?$/.exec(name);
     if (!match) continue;
     let alive = false;
     try { process.kill(Number(match[1]), 0); alive = true; } catch { alive = false; }
@@ -65,30 +65,35 @@ function removeAbandonedTemps() {
 
 function build(hash) {
   removeAbandonedTemps();
-  const temp = join(root, `.build-tmp-${process.pid}`);
-  mkdirSync(join(temp, 'build'), { recursive: true });
+  // Both temporaries sit beside dist/ and build/, at the same depth, so the relative paths tsc
+  // writes into source maps (`../../test/x.ts`) stay right after the rename.
+  const tempDist = join(root, `.build-tmp-${process.pid}`);
+  const tempWasm = join(root, `.build-tmp-${process.pid}-wasm`);
+  mkdirSync(tempWasm, { recursive: true });
   try {
     const asc = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
     for (const target of WASM_TARGETS) {
       run(asc, ['assembly/index.ts', '--target', target,
-        '--outFile', join(temp, 'build', `${target}.wasm`), '--textFile', join(temp, 'build', `${target}.wat`)]);
+        '--outFile', join(tempWasm, `${target}.wasm`), '--textFile', join(tempWasm, `${target}.wat`)]);
     }
     // One rename per file: a reader sees the old file or the new one, never a truncated one.
     mkdirSync(join(root, 'build'), { recursive: true });
-    for (const file of readdirSync(join(temp, 'build'))) renameSync(join(temp, 'build', file), join(root, 'build', file));
+    for (const file of readdirSync(tempWasm)) renameSync(join(tempWasm, file), join(root, 'build', file));
 
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-    run(tsc, ['-p', 'tsconfig.json', '--outDir', join(temp, 'dist')]);
-    chmodSync(join(temp, 'dist', 'src', 'cli.js'), 0o755);
-    writeFileSync(join(temp, 'dist', '.build-stamp'), `${hash}\n`);
+    run(tsc, ['-p', 'tsconfig.json', '--outDir', tempDist]);
+    chmodSync(join(tempDist, 'src', 'cli.js'), 0o755);
+    writeFileSync(join(tempDist, '.build-stamp'), `${hash}\n`);
 
     // Swap: the old dist/ moves aside in one rename and the new one takes its place in another.
     // Between the two renames (microseconds) dist/ is absent; it is never half-written.
     const distPath = join(root, 'dist');
-    if (existsSync(distPath)) renameSync(distPath, join(temp, 'old-dist'));
-    renameSync(join(temp, 'dist'), distPath);
+    const oldDist = join(tempWasm, 'old-dist');
+    if (existsSync(distPath)) renameSync(distPath, oldDist);
+    renameSync(tempDist, distPath);
   } finally {
-    rmSync(temp, { recursive: true, force: true });
+    rmSync(tempDist, { recursive: true, force: true });
+    rmSync(tempWasm, { recursive: true, force: true });
   }
 }
 
