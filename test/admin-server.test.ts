@@ -1,29 +1,28 @@
 /**
- * The admin HTTP server over real HTTP on 127.0.0.1:0. The AdminApi behind it is a small in-memory
- * implementation (the runtime's stand-in): a RegistrationStore for the `app` pool, a static pool,
- * and a real balancer per pool for lookups.
+ * The admin HTTP API over real HTTP on 127.0.0.1:0, answered by the real implementation
+ * (`RuntimeAdminApi`) over a running `Ringlb` with real loopback backends: pool `app` (maglev,
+ * registration discovery) and pool `fixed` (round_robin, static: `one` active, `two` draining).
+ * Changes that go through the registry are awaited on its `pool updated` log line, never a sleep.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { isLoopbackHost } from '../src/admin/access.js';
-import {
-  AdminError,
-  type AdminApi,
-  type BackendView,
-  type LookupResult,
-  type PoolView,
-  type RegistrationRequest,
-} from '../src/admin/api.js';
+import type { AdminApi, BackendView, LookupResult, PoolView } from '../src/admin/api.js';
 import { AdminServer, type AdminServerOptions } from '../src/admin/server.js';
 import { textResponse } from '../src/admin/router.js';
 import { parseHostPort } from '../src/config/host-port.js';
-import type { Backend, HostPort } from '../src/backend.js';
-import { createBalancer, sourceKeyHash, type Balancer } from '../src/core/index.js';
-import { RegistrationStore } from '../src/registry/registration-store.js';
+import { validateConfig } from '../src/config/load.js';
+import type { HostPort } from '../src/backend.js';
+import type { RinglbConfig } from '../src/config/types.js';
+import { RuntimeAdminApi } from '../src/runtime-admin.js';
+import { Ringlb } from '../src/runtime.js';
+import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { openClient, readLine, whichBackend } from './helpers/clients.js';
+import { LogCapture, type LogLine } from './helpers/log-capture.js';
 
 const TOKEN = 's3cret-token-for-tests';
 const silent = pino({ level: 'silent' });
@@ -34,107 +33,80 @@ function hostPort(text: string): HostPort {
   return parsed;
 }
 
-/** The runtime's stand-in: pool `app` (maglev, registration discovery) and `fixed` (round_robin, static). */
-class InMemoryAdminApi implements AdminApi {
-  readonly store = new RegistrationStore();
-  readonly #balancers = new Map<string, Balancer>();
-  readonly #static: Backend[] = [
-    { id: 'one', address: hostPort('127.0.0.1:9101'), weight: 1, state: 'active' },
-    { id: 'two', address: hostPort('127.0.0.1:9102'), weight: 2, state: 'drain' },
-  ];
-  /** Set by a test to make the next call fail like a bug would. */
-  failNext = false;
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}
 
-  constructor() {
-    this.store.addPool('app');
-    this.#balancers.set('app', createBalancer({ policy: 'maglev', maglevTableSize: 251 }, 'reference'));
-    const fixed = createBalancer({ policy: 'round_robin' }, 'reference');
-    fixed.setBackends(this.#static);
-    this.#balancers.set('fixed', fixed);
-    // What the registry does with a source's emit: rebuild that pool's table.
-    this.store.onChange((pool, backends) => this.#balancers.get(pool)?.setBackends(backends));
+/** A running ringlb with the admin API, its real backends and its log. */
+class Fixture {
+  readonly log = new LogCapture();
+  readonly ringlb = new Ringlb({ logger: this.log.logger() });
+  backends = new Map<string, NamedBackend>();
+
+  async start(): Promise<void> {
+    for (const name of ['one', 'two', 'a', 'b', 'c']) this.backends.set(name, await startNamedBackend(name));
+    const raw = {
+      admin: { bind: '127.0.0.1:0', token: TOKEN },
+      listeners: [
+        { name: 'app', bind: '127.0.0.1:0', pool: 'app' },
+        { name: 'fixed', bind: '127.0.0.1:0', pool: 'fixed' },
+      ],
+      pools: [
+        { name: 'app', balance: 'maglev', maglev: { tableSize: 251 }, discovery: { type: 'registration' } },
+        {
+          name: 'fixed',
+          backends: [
+            { id: 'one', address: this.backend('one').address },
+            { id: 'two', address: this.backend('two').address, weight: 2, state: 'drain' },
+          ],
+        },
+      ],
+      log: { level: 'info' },
+    };
+    const result = validateConfig(raw);
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    await this.ringlb.start(result.config as RinglbConfig);
   }
 
-  listPools(): PoolView[] {
-    return ['app', 'fixed'].map((name) => {
-      const backends = this.listBackends(name);
-      return {
-        name,
-        balance: this.#balancer(name).policy,
-        source: name === 'app' ? 'registration' : 'static',
-        backends: backends.length,
-        healthy: backends.filter((b) => b.health.healthy).length,
-        routable: backends.filter((b) => b.health.routable).length,
-        panic: false,
-      };
+  backend(name: string): NamedBackend {
+    const backend = this.backends.get(name);
+    if (backend === undefined) throw new Error(`no backend ${name}`);
+    return backend;
+  }
+
+  get adminAddress(): string {
+    const address = this.ringlb.adminAddress();
+    if (address === undefined) throw new Error('no admin server');
+    return address;
+  }
+
+  listenerPort(name: string): number {
+    return portOf(this.ringlb.listenerAddress(name)!);
+  }
+
+  /** The same implementation the runtime serves, for a second server with test-only routes. */
+  adminApi(): AdminApi {
+    const ringlb = this.ringlb;
+    return new RuntimeAdminApi({
+      poolNames: () => (ringlb.config?.pools ?? []).map((pool) => pool.name),
+      pool: (name) => ringlb.pool(name),
+      sourceOf: (name) => ringlb.sourceOf(name),
+      store: ringlb.registrations,
     });
   }
 
-  listBackends(pool: string): BackendView[] {
-    this.#maybeFail();
-    const balancer = this.#balancer(pool);
-    const backends = pool === 'app' ? this.store.backends('app') : this.#static;
-    return backends.map((backend) => ({
-      id: backend.id,
-      address: backend.address.text,
-      weight: backend.weight,
-      state: backend.state,
-      health:
-        backend.state === 'active'
-          ? { healthy: true, flags: [], routable: true, routableBecause: 'healthy' as const }
-          : { healthy: false, flags: [backend.state], routable: false, routableBecause: null },
-      source: pool === 'app' ? 'registration' : 'static',
-      activeConnections: balancer.activeConnections(balancer.slotOf(backend.id)),
-      ttlRemainingMs: pool === 'app' ? (this.store.ttlRemainingMs(pool, backend.id) ?? null) : null,
-    }));
+  /** Resolves when the registry has applied a set to `pool` that satisfies `predicate`. */
+  poolUpdated(pool: string, predicate: (line: LogLine) => boolean, since: number): Promise<LogLine> {
+    return this.log.waitForLine((line) => line.msg === 'pool updated' && line.pool === pool && predicate(line), 10_000, `pool updated ${pool}`, since);
   }
 
-  getBackend(pool: string, id: string): BackendView | undefined {
-    return this.listBackends(pool).find((backend) => backend.id === id);
-  }
-
-  register(pool: string, id: string, request: RegistrationRequest): 'created' | 'renewed' {
-    this.#registrationPool(pool);
-    const result = this.store.register(pool, id, request);
-    if (!result.ok) throw AdminError.conflict(result.message);
-    return result.outcome;
-  }
-
-  deregister(pool: string, id: string): boolean {
-    this.#registrationPool(pool);
-    return this.store.deregister(pool, id);
-  }
-
-  lookup(pool: string, ip: string, port: number): LookupResult | null {
-    const balancer = this.#balancer(pool);
-    if (balancer.policy !== 'maglev' && balancer.policy !== 'ring_hash') {
-      throw AdminError.conflict(`pool "${pool}" balances with ${balancer.policy}; lookup needs ring_hash or maglev`);
-    }
-    // maglev's pick reads the table and the health bitmap only: no state changes.
-    const slot = balancer.pick(sourceKeyHash(ip, port, false));
-    if (slot < 0) return null;
-    const id = balancer.idOf(slot) as string;
-    return { backendId: id, address: this.store.get(pool, id)?.address.text ?? '?', slot };
-  }
-
-  #balancer(pool: string): Balancer {
-    const balancer = this.#balancers.get(pool);
-    if (balancer === undefined) throw AdminError.unknownPool(pool);
-    return balancer;
-  }
-
-  #registrationPool(pool: string): void {
-    this.#balancer(pool);
-    if (!this.store.hasPool(pool)) throw AdminError.conflict(`pool "${pool}" uses static discovery, not registration`);
-  }
-
-  #maybeFail(): void {
-    if (this.failNext) {
-      this.failNext = false;
-      throw new Error('simulated bug');
-    }
+  async close(): Promise<void> {
+    await this.ringlb.close();
+    await Promise.all([...this.backends.values()].map((backend) => backend.close()));
   }
 }
+
+const includes = (field: string, id: string) => (line: LogLine): boolean => Array.isArray(line[field]) && (line[field] as unknown[]).includes(id);
 
 interface Reply {
   readonly status: number;
@@ -210,6 +182,10 @@ async function startServer(api: AdminApi, extra: Partial<AdminServerOptions> = {
   return { server, address };
 }
 
+const fixture = new Fixture();
+before(() => fixture.start());
+after(() => fixture.close());
+
 describe('admin binding rules', () => {
   test('isLoopbackHost', () => {
     for (const host of ['127.0.0.1', '127.8.9.10', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST']) {
@@ -221,19 +197,17 @@ describe('admin binding rules', () => {
   });
 
   test('a non-loopback bind without a token is refused at construction; with a token it is allowed', () => {
-    const api = new InMemoryAdminApi();
+    const api = fixture.adminApi();
     assert.throws(
       () => new AdminServer({ bind: hostPort('0.0.0.0:9901'), token: null, api, logger: silent }),
       /not a loopback address and has no token/,
     );
     assert.doesNotThrow(() => new AdminServer({ bind: hostPort('0.0.0.0:9901'), token: TOKEN, api, logger: silent }));
     assert.throws(() => new AdminServer({ bind: hostPort('127.0.0.1:0'), token: '', api, logger: silent }), /empty/);
-    api.store.close();
   });
 
   test('a loopback bind without a token serves without auth', async () => {
-    const api = new InMemoryAdminApi();
-    const { server, address } = await startServer(api, { token: null });
+    const { server, address } = await startServer(fixture.adminApi(), { token: null });
     try {
       assert.match(address, /^127\.0\.0\.1:\d+$/);
       const reply = await call(address, '/healthz', { token: null });
@@ -241,12 +215,11 @@ describe('admin binding rules', () => {
       assert.deepEqual(reply.json, { status: 'ok' });
     } finally {
       await server.close();
-      api.store.close();
     }
   });
 
   test('listen on an address in use rejects', async () => {
-    const api = new InMemoryAdminApi();
+    const api = fixture.adminApi();
     const first = await startServer(api);
     const second = new AdminServer({ bind: hostPort(first.address), token: TOKEN, api, logger: silent });
     try {
@@ -254,18 +227,19 @@ describe('admin binding rules', () => {
     } finally {
       await second.close();
       await first.server.close();
-      api.store.close();
     }
   });
 });
 
 describe('admin server', () => {
-  const api = new InMemoryAdminApi();
+  // A second server over the same real implementation, with a small body limit and test-only
+  // routes; the registration and lookup tests below use the runtime's own admin server.
   let server: AdminServer;
   let address: string;
+  const store = () => fixture.ringlb.registrations;
 
   before(async () => {
-    ({ server, address } = await startServer(api, { maxBodyBytes: 1024 }));
+    ({ server, address } = await startServer(fixture.adminApi(), { maxBodyBytes: 1024 }));
     server.route('GET', '/metrics', () => textResponse(200, 'text/plain; version=0.0.4', 'ringlb_up 1\n'));
     server.route('GET', '/v1/boom', () => {
       throw new TypeError('a bug');
@@ -273,7 +247,6 @@ describe('admin server', () => {
   });
   after(async () => {
     await server.close();
-    api.store.close();
   });
 
   describe('auth', () => {
@@ -328,9 +301,8 @@ describe('admin server', () => {
       const reply = await call(address, '/v1/boom');
       assert.equal(reply.status, 500);
       assert.deepEqual(reply.json, { error: 'internal error (logged)', path: '/v1/boom' });
-      api.failNext = true;
-      assert.equal((await call(address, '/v1/pools/app/backends')).status, 500);
       assert.equal((await call(address, '/healthz')).status, 200);
+      assert.equal((await call(address, '/v1/pools/app/backends')).status, 200);
     });
 
     test('a malformed percent-encoding in a path segment → 400', async () => {
@@ -383,7 +355,7 @@ describe('admin server', () => {
       });
       assert.equal(chunked.status, 413);
       assert.match(String(chunked.json.error), /exceeds the limit of 1024 bytes/);
-      assert.equal(api.store.get('app', 'a'), undefined);
+      assert.equal(store().get('app', 'a'), undefined);
     });
 
     test('bad JSON, empty body, non-object → 400 at $', async () => {
@@ -424,134 +396,181 @@ describe('admin server', () => {
         (several.json.issues as Array<{ path: string }>).map((issue) => issue.path),
         ['weight', 'ttlMs'],
       );
-      assert.equal(api.store.get('app', 'a'), undefined, 'nothing invalid was registered');
+      assert.equal(store().get('app', 'a'), undefined, 'nothing invalid was registered');
     });
   });
 
-  describe('registration API', () => {
-    test('register → 201 with Location, renew → 200, read it back, deregister → 204, then 404', async () => {
+  describe('registration API (the runtime\'s own admin server)', () => {
+    const admin = (): string => fixture.adminAddress;
+
+    test('register → 201 with Location, renew → 200, read it back from the pool, deregister → 204, then 404', async () => {
       const path = '/v1/pools/app/backends/web-1';
-      const created = await call(address, path, { method: 'PUT', body: { address: '127.0.0.1:9201', weight: 3, ttlMs: 60_000 } });
+      const since = fixture.log.lines.length;
+      const created = await call(admin(), path, { method: 'PUT', body: { address: fixture.backend('a').address, weight: 3, ttlMs: 60_000 } });
       assert.equal(created.status, 201);
       assert.equal(created.headers.location, path);
       assert.deepEqual(created.json, {
         pool: 'app',
         id: 'web-1',
         outcome: 'created',
-        address: '127.0.0.1:9201',
+        address: fixture.backend('a').address,
         weight: 3,
         ttlMs: 60_000,
       });
-      const renewed = await call(address, path, { method: 'PUT', body: { address: '127.0.0.1:9201', weight: 3, ttlMs: 60_000 } });
+      await fixture.poolUpdated('app', includes('added', 'web-1'), since);
+      const renewed = await call(admin(), path, { method: 'PUT', body: { address: fixture.backend('a').address, weight: 3, ttlMs: 60_000 } });
       assert.equal(renewed.status, 200);
       assert.equal(renewed.json.outcome, 'renewed');
 
-      const one = await call(address, path);
+      const one = await call(admin(), path);
       assert.equal(one.status, 200);
-      assert.equal(one.json.id, 'web-1');
-      assert.equal(one.json.source, 'registration');
-      assert.deepEqual(one.json.health, { healthy: true, flags: [], routable: true, routableBecause: 'healthy' });
+      assert.deepEqual({ ...one.json, ttlRemainingMs: typeof one.json.ttlRemainingMs }, {
+        id: 'web-1',
+        address: fixture.backend('a').address,
+        weight: 3,
+        state: 'active',
+        health: { healthy: true, flags: [], routable: true, routableBecause: 'healthy' },
+        source: 'registration',
+        activeConnections: 0,
+        ttlRemainingMs: 'number',
+      });
       const remaining = one.json.ttlRemainingMs as number;
       assert.ok(remaining > 50_000 && remaining <= 60_000, `ttlRemainingMs ${remaining}`);
 
-      const list = await call(address, '/v1/pools/app/backends');
+      // The registered backend is the pool's: a client through the app listener reaches it.
+      assert.equal(await whichBackend({ port: fixture.listenerPort('app') }), 'a');
+
+      const list = await call(admin(), '/v1/pools/app/backends');
       assert.equal(list.status, 200);
       assert.deepEqual(
         (list.json.backends as BackendView[]).map((b) => [b.id, b.address, b.weight]),
-        [['web-1', '127.0.0.1:9201', 3]],
+        [['web-1', fixture.backend('a').address, 3]],
       );
 
-      const gone = await call(address, path, { method: 'DELETE' });
+      const beforeDelete = fixture.log.lines.length;
+      const gone = await call(admin(), path, { method: 'DELETE' });
       assert.equal(gone.status, 204);
       assert.equal(gone.text, '');
-      const missing = await call(address, path);
+      await fixture.poolUpdated('app', includes('removed', 'web-1'), beforeDelete);
+      const missing = await call(admin(), path);
       assert.equal(missing.status, 404);
       assert.deepEqual(missing.json, { error: 'pool "app" has no backend "web-1"', path });
-      assert.equal((await call(address, path, { method: 'DELETE' })).status, 404);
+      assert.equal((await call(admin(), path, { method: 'DELETE' })).status, 404);
     });
 
     test('weight defaults to 1; no ttlMs = never expires', async () => {
       const path = '/v1/pools/app/backends/permanent';
-      const reply = await call(address, path, { method: 'PUT', body: { address: '[::1]:9202' } });
+      const since = fixture.log.lines.length;
+      const reply = await call(admin(), path, { method: 'PUT', body: { address: '[::1]:9202' } });
       assert.equal(reply.status, 201);
       assert.equal(reply.json.weight, 1);
       assert.equal(reply.json.ttlMs, null);
-      assert.equal((await call(address, path)).json.ttlRemainingMs, null);
-      assert.equal((await call(address, path, { method: 'DELETE' })).status, 204);
+      await fixture.poolUpdated('app', includes('added', 'permanent'), since);
+      assert.equal((await call(admin(), path)).json.ttlRemainingMs, null);
+      const beforeDelete = fixture.log.lines.length;
+      assert.equal((await call(admin(), path, { method: 'DELETE' })).status, 204);
+      await fixture.poolUpdated('app', includes('removed', 'permanent'), beforeDelete);
     });
 
     test('ids are percent-decoded; control characters are refused', async () => {
-      const path = `/v1/pools/app/backends/${encodeURIComponent('127.0.0.1:9203 blue')}`;
-      assert.equal((await call(address, path, { method: 'PUT', body: { address: '127.0.0.1:9203' } })).status, 201);
-      assert.equal(api.store.get('app', '127.0.0.1:9203 blue')?.address.text, '127.0.0.1:9203');
-      assert.equal((await call(address, path, { method: 'DELETE' })).status, 204);
-      const control = await call(address, '/v1/pools/app/backends/a%0Ab', { method: 'PUT', body: { address: '127.0.0.1:9203' } });
+      const id = '127.0.0.1:9203 blue';
+      const path = `/v1/pools/app/backends/${encodeURIComponent(id)}`;
+      const since = fixture.log.lines.length;
+      assert.equal((await call(admin(), path, { method: 'PUT', body: { address: '127.0.0.1:9203' } })).status, 201);
+      assert.equal(fixture.ringlb.registrations.get('app', id)?.address.text, '127.0.0.1:9203');
+      await fixture.poolUpdated('app', includes('added', id), since);
+      assert.equal((await call(admin(), path)).json.id, id);
+      const beforeDelete = fixture.log.lines.length;
+      assert.equal((await call(admin(), path, { method: 'DELETE' })).status, 204);
+      await fixture.poolUpdated('app', includes('removed', id), beforeDelete);
+      const control = await call(admin(), '/v1/pools/app/backends/a%0Ab', { method: 'PUT', body: { address: '127.0.0.1:9203' } });
       assert.equal(control.status, 400);
+      assert.equal(fixture.ringlb.registrations.get('app', 'a\nb'), undefined);
     });
 
     test('unknown pool → 404; a static pool → 409 with the reason', async () => {
-      const unknown = await call(address, '/v1/pools/nope/backends/a', { method: 'PUT', body: { address: '127.0.0.1:9001' } });
+      const unknown = await call(admin(), '/v1/pools/nope/backends/a', { method: 'PUT', body: { address: '127.0.0.1:9001' } });
       assert.equal(unknown.status, 404);
       assert.deepEqual(unknown.json, { error: 'unknown pool "nope"', path: '/v1/pools/nope/backends/a' });
-      assert.equal((await call(address, '/v1/pools/nope/backends')).status, 404);
-      assert.equal((await call(address, '/v1/pools/nope/backends/a')).status, 404);
-      const fixed = await call(address, '/v1/pools/fixed/backends/a', { method: 'PUT', body: { address: '127.0.0.1:9001' } });
+      assert.equal((await call(admin(), '/v1/pools/nope/backends')).status, 404);
+      assert.equal((await call(admin(), '/v1/pools/nope/backends/a')).status, 404);
+      const fixed = await call(admin(), '/v1/pools/fixed/backends/a', { method: 'PUT', body: { address: '127.0.0.1:9001' } });
       assert.equal(fixed.status, 409);
-      assert.match(String(fixed.json.error), /static discovery/);
-      assert.equal((await call(address, '/v1/pools/fixed/backends/one', { method: 'DELETE' })).status, 409);
+      assert.deepEqual(fixed.json, { error: 'pool "fixed" uses static discovery, not registration', path: '/v1/pools/fixed/backends/a' });
+      assert.equal((await call(admin(), '/v1/pools/fixed/backends/one', { method: 'DELETE' })).status, 409);
+      assert.equal((await call(admin(), '/v1/pools/fixed/backends/one')).status, 200, 'the refused DELETE removed nothing');
     });
 
-    test('GET /v1/pools and a static pool listing show state and health', async () => {
-      const pools = await call(address, '/v1/pools');
+    test('GET /v1/pools and a static pool: state, the health flag of a drained backend, live connections', async () => {
+      const pools = await call(admin(), '/v1/pools');
       assert.equal(pools.status, 200);
       assert.deepEqual(
-        (pools.json.pools as PoolView[]).map((p) => [p.name, p.balance, p.source]),
+        (pools.json.pools as PoolView[]).map((p) => [p.name, p.balance, p.source, p.backends, p.healthy, p.routable, p.panic]),
         [
-          ['app', 'maglev', 'registration'],
-          ['fixed', 'round_robin', 'static'],
+          ['app', 'maglev', 'registration', 0, 0, 0, false],
+          // The drained backend is neither healthy (flag drain) nor routable.
+          ['fixed', 'round_robin', 'static', 2, 1, 1, false],
         ],
       );
-      const fixed = await call(address, '/v1/pools/fixed/backends/two');
-      assert.equal(fixed.json.state, 'drain');
-      assert.deepEqual(fixed.json.health, { healthy: false, flags: ['drain'], routable: false, routableBecause: null });
-      assert.equal(fixed.json.ttlRemainingMs, null);
-    });
-
-    test('a registration with a short TTL disappears from the API without a heartbeat', async () => {
-      const path = '/v1/pools/app/backends/short';
-      assert.equal((await call(address, path, { method: 'PUT', body: { address: '127.0.0.1:9204', ttlMs: 150 } })).status, 201);
-      const removed = new Promise<void>((resolve) => {
-        const unsubscribe = api.store.onChange((pool, backends) => {
-          if (pool === 'app' && !backends.some((b) => b.id === 'short')) {
-            unsubscribe();
-            resolve();
-          }
-        });
+      const two = await call(admin(), '/v1/pools/fixed/backends/two');
+      assert.deepEqual(two.json, {
+        id: 'two',
+        address: fixture.backend('two').address,
+        weight: 2,
+        state: 'drain',
+        health: { healthy: false, flags: ['drain'], routable: false, routableBecause: null },
+        source: 'static',
+        activeConnections: 0,
+        ttlRemainingMs: null,
       });
-      await removed;
-      assert.equal((await call(address, path)).status, 404);
-    });
-  });
-
-  describe('lookup', () => {
-    before(async () => {
-      for (const [id, port] of [['a', 9301], ['b', 9302], ['c', 9303]] as const) {
-        await call(address, `/v1/pools/app/backends/${id}`, { method: 'PUT', body: { address: `127.0.0.1:${port}` } });
+      // A connection held open through the listener is counted on the backend it reached.
+      const client: Socket = await openClient({ port: fixture.listenerPort('fixed') });
+      try {
+        assert.equal(await readLine(client), 'one', 'a draining backend takes no new connection');
+        const one = await call(admin(), '/v1/pools/fixed/backends/one');
+        assert.equal(one.json.activeConnections, 1);
+        assert.deepEqual(one.json.health, { healthy: true, flags: [], routable: true, routableBecause: 'healthy' });
+      } finally {
+        client.destroy();
       }
     });
 
-    test('maps a client to the backend its key lands on, consistently', async () => {
-      const first = await call(address, '/v1/pools/app/lookup?ip=10.1.2.3&port=5555');
-      assert.equal(first.status, 200);
-      const backend = first.json.backend as LookupResult;
-      assert.ok(['a', 'b', 'c'].includes(backend.backendId));
-      assert.equal(first.json.ip, '10.1.2.3');
-      assert.equal(first.json.port, 5555);
-      const again = await call(address, '/v1/pools/app/lookup?ip=10.1.2.3&port=5555');
-      assert.deepEqual(again.json.backend, backend);
-      const v6 = await call(address, `/v1/pools/app/lookup?ip=${encodeURIComponent('2001:db8::1')}`);
+    test('a registration with a short TTL leaves the pool without a heartbeat', async () => {
+      const path = '/v1/pools/app/backends/short';
+      const since = fixture.log.lines.length;
+      assert.equal((await call(admin(), path, { method: 'PUT', body: { address: '127.0.0.1:9204', ttlMs: 150 } })).status, 201);
+      await fixture.poolUpdated('app', includes('added', 'short'), since);
+      await fixture.poolUpdated('app', includes('removed', 'short'), since);
+      assert.equal((await call(admin(), path)).status, 404);
+    });
+  });
+
+  describe('lookup (the runtime\'s own admin server)', () => {
+    const admin = (): string => fixture.adminAddress;
+
+    before(async () => {
+      const since = fixture.log.lines.length;
+      for (const id of ['a', 'b', 'c']) {
+        const reply = await call(admin(), `/v1/pools/app/backends/${id}`, { method: 'PUT', body: { address: fixture.backend(id).address } });
+        assert.equal(reply.status, 201);
+      }
+      // Registrations may be applied in one rebuild or several: wait until all three are in.
+      await fixture.poolUpdated('app', (line) => line.backends === 3, since);
+    });
+
+    test('names the backend a new connection from that client reaches, and changes nothing', async () => {
+      const reply = await call(admin(), '/v1/pools/app/lookup?ip=127.0.0.1');
+      assert.equal(reply.status, 200);
+      assert.equal(reply.json.ip, '127.0.0.1');
+      assert.equal(reply.json.port, 0);
+      const backend = reply.json.backend as LookupResult;
+      assert.equal(backend.address, fixture.backend(backend.backendId).address);
+      // hashKey source_ip: every connection from 127.0.0.1 lands where the lookup said.
+      for (let i = 0; i < 3; i++) assert.equal(await whichBackend({ port: fixture.listenerPort('app') }), backend.backendId);
+      assert.deepEqual((await call(admin(), '/v1/pools/app/lookup?ip=127.0.0.1&port=5555')).json.backend, backend, 'the port is ignored with source_ip');
+      const v6 = await call(admin(), `/v1/pools/app/lookup?ip=${encodeURIComponent('2001:db8::1')}`);
       assert.equal(v6.status, 200);
-      assert.equal(v6.json.port, 0);
+      assert.ok(['a', 'b', 'c'].includes((v6.json.backend as LookupResult).backendId));
     });
 
     test('bad parameters → 400 naming the parameter', async () => {
@@ -566,25 +585,24 @@ describe('admin server', () => {
         ['?ip=10.1.2.3&addr=1', 'query.addr'],
       ];
       for (const [query, path] of cases) {
-        const reply = await call(address, `/v1/pools/app/lookup${query}`);
+        const reply = await call(admin(), `/v1/pools/app/lookup${query}`);
         assert.equal(reply.status, 400, query);
         assert.equal(reply.json.path, path, query);
       }
     });
 
     test('unknown pool → 404; a non-hash pool → 409', async () => {
-      assert.equal((await call(address, '/v1/pools/nope/lookup?ip=10.0.0.1')).status, 404);
-      const reply = await call(address, '/v1/pools/fixed/lookup?ip=10.0.0.1');
+      assert.equal((await call(admin(), '/v1/pools/nope/lookup?ip=10.0.0.1')).status, 404);
+      const reply = await call(admin(), '/v1/pools/fixed/lookup?ip=10.0.0.1');
       assert.equal(reply.status, 409);
-      assert.match(String(reply.json.error), /lookup needs ring_hash or maglev/);
+      assert.match(String(reply.json.error), /lookups need ring_hash or maglev/);
     });
   });
 });
 
 describe('admin server lifecycle', () => {
   test('close() closes idle keep-alive sockets and resolves promptly', async () => {
-    const api = new InMemoryAdminApi();
-    const { server, address } = await startServer(api, { keepAliveTimeoutMs: 60_000 });
+    const { server, address } = await startServer(fixture.adminApi(), { keepAliveTimeoutMs: 60_000 });
     const { port } = hostPort(address);
     const socket = connect({ host: '127.0.0.1', port });
     try {
@@ -597,13 +615,11 @@ describe('admin server lifecycle', () => {
       await server.close();
     } finally {
       socket.destroy();
-      api.store.close();
     }
   });
 
   test('a client that never finishes its headers gets 408 and is disconnected', async () => {
-    const api = new InMemoryAdminApi();
-    const { server, address } = await startServer(api, { headersTimeoutMs: 200, requestTimeoutMs: 300 });
+    const { server, address } = await startServer(fixture.adminApi(), { headersTimeoutMs: 200, requestTimeoutMs: 300 });
     try {
       const started = Date.now();
       const answer = await rawExchange(address, 'GET /healthz HTTP/1.1\r\nhost: x\r\n', true);
@@ -611,7 +627,6 @@ describe('admin server lifecycle', () => {
       assert.ok(Date.now() - started < 5_000);
     } finally {
       await server.close();
-      api.store.close();
     }
   });
 });

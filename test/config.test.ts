@@ -596,20 +596,31 @@ describe('formatIssues', () => {
 });
 
 /**
- * Optional keys without a constant default: `$schema` is an editor hint; `id` defaults to the
- * address; `healthCheck` absent means no active checks; `unhealthyIntervalMs` defaults to
- * intervalMs; `port` to the traffic port; `send`/`expect`/`http` belong to one check type (http's
- * defaults are filled by normalization); `http.host` defaults to the backend address; `expect`'s
- * `hex` and `regex` are alternative forms.
+ * Optional properties without a constant default, by full schema path (as `visitSchema` names
+ * them), each with the reason. By path, not by key name: `healthCheck.timeoutMs` must declare its
+ * default even though the discovery key `timeoutMs` is exempt.
  */
-const DEFAULTS_NOT_CONSTANT = new Set([
-  '$schema', 'id', 'healthCheck', 'unhealthyIntervalMs', 'port', 'send', 'expect', 'http', 'host', 'hex', 'regex',
-  // Optional blocks: absent means "none" (no admin listener, static discovery, no auth).
-  'admin', 'token', 'discovery',
+const DEFAULTS_NOT_CONSTANT = new Map<string, string>([
+  ['#.$schema', 'an editor hint, ignored by ringlb'],
+  ['#.admin', 'absent means no admin listener'],
+  ['#.admin.token', 'absent means no auth (loopback binds only)'],
+  ['#/definitions/pool.healthCheck', 'absent means no active checks'],
+  ['#/definitions/pool.discovery', 'absent means static discovery'],
+  ['#/definitions/backend.id', 'defaults to the address text'],
+  ['#/definitions/healthCheck.unhealthyIntervalMs', 'defaults to intervalMs'],
+  ['#/definitions/healthCheck.port', 'defaults to the traffic port'],
+  ['#/definitions/healthCheck.send', 'send_expect only, and optional there'],
+  ['#/definitions/healthCheck.expect', 'send_expect only, and required there'],
+  ['#/definitions/healthCheck.http', 'http only; its defaults are filled by normalization'],
+  ['#/definitions/healthCheck.expect.hex', 'an alternative form of expect'],
+  ['#/definitions/healthCheck.expect.regex', 'an alternative form of expect'],
+  ['#/definitions/healthCheck.http.host', 'defaults to the backend address'],
   // Discovery keys apply to one source type each, so a schema default would land on every type;
   // each source applies its own documented default (src/discovery/*-source.ts).
-  'path', 'debounceMs', 'pollIntervalMs', 'watch', 'name', 'record', 'servers', 'intervalMs', 'timeoutMs',
-  'endpoints', 'prefix', 'requestTimeoutMs', 'retryMinMs', 'retryMaxMs',
+  ...['path', 'debounceMs', 'pollIntervalMs', 'watch', 'name', 'record', 'port', 'servers', 'intervalMs', 'timeoutMs',
+    'endpoints', 'prefix', 'requestTimeoutMs', 'retryMinMs', 'retryMaxMs'].map(
+    (key): [string, string] => [`#/definitions/discovery.${key}`, 'one source type only; the source applies its default'],
+  ),
 ]);
 
 describe('the schema file', () => {
@@ -636,10 +647,31 @@ describe('the schema file', () => {
       const properties = (node.properties ?? {}) as Record<string, JsonObject>;
       for (const [key, property] of Object.entries(properties)) {
         const optionalWithoutDefault = !required.has(key) && !('default' in property);
-        if (optionalWithoutDefault && !DEFAULTS_NOT_CONSTANT.has(key)) missing.push(`${where}.${key}`);
+        if (optionalWithoutDefault && !DEFAULTS_NOT_CONSTANT.has(`${where}.${key}`)) missing.push(`${where}.${key}`);
       }
     });
     assert.deepEqual(missing, []);
+  });
+
+  test('every exemption from the defaults rule names an optional property that has no default', () => {
+    const withoutDefault = new Set<string>();
+    visitSchema(schema, '#', (node, where) => {
+      const required = new Set((node.required ?? []) as string[]);
+      for (const [key, property] of Object.entries((node.properties ?? {}) as Record<string, JsonObject>)) {
+        if (!required.has(key) && !('default' in property)) withoutDefault.add(`${where}.${key}`);
+      }
+    });
+    assert.deepEqual([...DEFAULTS_NOT_CONSTANT.keys()].filter((path) => !withoutDefault.has(path)), [], 'stale exemptions');
+  });
+
+  test('exemptions are by path: keys that share a name with an exempt key still need their default', () => {
+    for (const path of ['#/definitions/healthCheck.intervalMs', '#/definitions/healthCheck.timeoutMs', '#/definitions/healthCheck.http.path']) {
+      assert.equal(DEFAULTS_NOT_CONSTANT.has(path), false, path);
+    }
+    const healthCheck = (schema.definitions as Record<string, JsonObject>).healthCheck.properties as Record<string, JsonObject>;
+    assert.equal(healthCheck.intervalMs.default, 2000);
+    assert.equal(healthCheck.timeoutMs.default, 1000);
+    assert.equal((healthCheck.http.properties as Record<string, JsonObject>).path.default, '/');
   });
 });
 

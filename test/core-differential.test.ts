@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BALANCE_POLICIES, type BalancePolicy, type CoreBackend } from '../src/core/types.js';
-import { balancerPair, makeBackends, randomInt, shuffled, testRandom } from './helpers-core.js';
+import { balancerPair, makeBackends, randomInt, shuffled, testRandom } from './helpers/core.js';
 
 const SEEDS_PER_POLICY = 12;
 const ROUNDS = 5;

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { backendIdentity, fmix32, maglevProbeHash, murmur3, ringPointHash, slowStartAdmitHash, ADMIT_SEED, KEY_SEED, RING_SEED } from '../src/core/hash.js';
 import { sourceKeyHash } from '../src/core/key-hash.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
-import { testRandom } from './helpers-core.js';
+import { testRandom } from './helpers/core.js';
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 

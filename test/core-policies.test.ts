@@ -5,7 +5,7 @@ import { backendIdentity } from '../src/core/hash.js';
 import { createBalancer, SlotCapacityError } from '../src/core/index.js';
 import { RING_MAX_POINTS } from '../src/core/options.js';
 import { BALANCE_POLICIES, type Balancer, type BalancerOptions } from '../src/core/types.js';
-import { makeBackends, spreadKey } from './helpers-core.js';
+import { makeBackends, spreadKey } from './helpers/core.js';
 
 const IMPLEMENTATIONS = ['wasm', 'reference'] as const;
 

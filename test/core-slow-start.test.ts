@@ -10,7 +10,7 @@ import { backendIdentity, compareIdentity, slowStartAdmitHash } from '../src/cor
 import { ReferenceBalancer } from '../src/core/reference-balancer.js';
 import { BALANCE_POLICIES, type Balancer, type BalancerOptions, type CoreBackend } from '../src/core/types.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
-import { makeBackends, shuffled, spreadKey, testRandom } from './helpers-core.js';
+import { makeBackends, shuffled, spreadKey, testRandom } from './helpers/core.js';
 
 type TestableBalancer = Balancer & {
   buildCount(): number;

@@ -17,7 +17,7 @@ import type { RinglbConfig } from '../src/config/types.js';
 import { Ringlb } from '../src/runtime.js';
 import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { whichBackend } from './helpers/clients.js';
-import { CapturedLog } from './helpers/in-process-log.js';
+import { LogCapture } from './helpers/log-capture.js';
 
 function configOf(raw: unknown): RinglbConfig {
   const result = validateConfig(raw);
@@ -72,7 +72,7 @@ describe('honest state under panic', () => {
   test('a dead backend in panic is unhealthy and routable because of panic; the outage is logged once, and its end', async (t) => {
     const backends: NamedBackend[] = [await startNamedBackend('a'), await startNamedBackend('b')];
     t.after(() => Promise.all(backends.map((backend) => backend.close())));
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const config = configOf({
       listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
       pools: [
@@ -85,7 +85,7 @@ describe('honest state under panic', () => {
       ],
       admin: { bind: '127.0.0.1:0' },
     });
-    const ringlb = new Ringlb({ logger: log.logger });
+    const ringlb = new Ringlb({ logger: log.logger() });
     t.after(() => ringlb.close());
     await ringlb.start(config);
 
@@ -125,7 +125,7 @@ describe('honest state under panic', () => {
   test('at start-up, one dead backend of three does not enter panic while the others are pending', async (t) => {
     const held = [await heldBackend(t), await heldBackend(t)];
     const dead = await closedPort();
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const config = configOf({
       listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
       pools: [
@@ -141,7 +141,7 @@ describe('honest state under panic', () => {
         },
       ],
     });
-    const ringlb = new Ringlb({ logger: log.logger });
+    const ringlb = new Ringlb({ logger: log.logger() });
     t.after(() => ringlb.close());
     // start() waits for the first check round (warming), which the held backends hold back.
     const started = ringlb.start(config);

@@ -18,46 +18,16 @@ import type { Socket } from 'node:net';
 import { validateConfig } from '../src/config/load.js';
 import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
-import { createRootLogger } from '../src/log.js';
 import { Ringlb } from '../src/runtime.js';
 import { AdminClient } from './helpers/admin-client.js';
+import { LogCapture } from './helpers/log-capture.js';
 import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { openClient, readLine, whichBackend } from './helpers/clients.js';
 
-type LogLine = Record<string, unknown> & { msg: string };
 
 /** Short, so the test can let it pass; a cut connection would show within it. */
 const DRAIN_TIMEOUT_MS = 300;
 const CLIENTS = 8;
-
-class Log {
-  readonly lines: LogLine[] = [];
-  readonly #waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
-  readonly logger = createRootLogger({
-    level: 'info',
-    destination: {
-      write: (text: string) => {
-        for (const part of text.split('\n')) {
-          if (part === '') continue;
-          const line = JSON.parse(part) as LogLine;
-          this.lines.push(line);
-          for (const waiter of this.#waiters) if (waiter.match(line)) (this.#waiters.delete(waiter), waiter.resolve(line));
-        }
-      },
-    },
-  });
-
-  /** The first line from index `from` on (logged already or later) that matches; rejects after timeoutMs. */
-  waitFor(match: (line: LogLine) => boolean, from: number, what: string, timeoutMs = 10_000): Promise<LogLine> {
-    const found = this.lines.slice(from).find(match);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => (this.#waiters.delete(waiter), reject(new Error(`no ${what} within ${timeoutMs} ms`))), timeoutMs);
-      const waiter = { match, resolve: (line: LogLine) => (clearTimeout(timer), resolve(line)) };
-      this.#waiters.add(waiter);
-    });
-  }
-}
 
 interface Kind {
   readonly name: string;
@@ -126,7 +96,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
     test(kind.name, async (t) => {
       const [a, b, c] = await startBackends(t, ['a', 'b', 'c']);
       const deadPort = await closedPort();
-      const log = new Log();
+      const log = new LogCapture();
       const version = (n: 1 | 2): unknown => ({
         admin: { bind: '127.0.0.1:0', token: n === 1 ? 'first-token-0123456789' : 'second-token-0123456789' },
         listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'app' }],
@@ -152,7 +122,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
         ],
         drainTimeoutMs: DRAIN_TIMEOUT_MS,
       });
-      const ringlb = new Ringlb({ logger: log.logger });
+      const ringlb = new Ringlb({ logger: log.logger() });
       t.after(() => ringlb.close());
       await ringlb.start(configOf(version(1)));
       const port = Number(ringlb.listenerAddress('web')!.split(':').at(-1));
@@ -190,7 +160,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
       assert.equal(ringlb.pool('app')!.balancer.policy, (kind.after.balance as string) ?? 'round_robin');
 
       // The rest of the same reload applied too: the admin API answers the new token only.
-      const adminReady = await log.waitFor((l) => l.msg === 'admin ready', since, 'admin ready');
+      const adminReady = await log.waitForLine((l) => l.msg === 'admin ready', 10_000, 'admin ready', since);
       const admin = new AdminClient(String(adminReady.address), 'second-token-0123456789');
       t.after(() => admin.close());
       assert.equal((await admin.request('GET', '/v1/pools')).status, 200);
@@ -205,7 +175,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
       // Checks run on the rebuilt pool: a backend killed now is marked down.
       const killedAt = log.lines.length;
       await c!.close();
-      await log.waitFor((l) => l.msg === 'backend down' && l.id === 'c', killedAt, 'backend c down');
+      await log.waitForLine((l) => l.msg === 'backend down' && l.id === 'c', 10_000, 'backend c down', killedAt);
       assert.equal(eligibleById(ringlb, 'c'), false);
       for (let i = 0; i < 6; i++) {
         const reached = await whichBackend({ port, localAddress: `127.0.8.${i + 1}` });
@@ -217,8 +187,8 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
   test('a registration pool growing past 256 slots keeps connections to backends still registered', async (t) => {
     const [a, b] = await startBackends(t, ['a', 'b']);
     const deadPort = await closedPort();
-    const log = new Log();
-    const ringlb = new Ringlb({ logger: log.logger });
+    const log = new LogCapture();
+    const ringlb = new Ringlb({ logger: log.logger() });
     t.after(() => ringlb.close());
     await ringlb.start(
       configOf({
@@ -231,8 +201,8 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
     const port = Number(ringlb.listenerAddress('web')!.split(':').at(-1));
     ringlb.registrations.register('app', 'a', { address: hostPort(a!.address), weight: 1, ttlMs: null });
     ringlb.registrations.register('app', 'b', { address: hostPort(b!.address), weight: 1, ttlMs: null });
-    await log.waitFor((l) => l.msg === 'backend up' && l.id === 'b', 0, 'b up');
-    await log.waitFor((l) => l.msg === 'backend up' && l.id === 'a', 0, 'a up');
+    await log.waitForLine((l) => l.msg === 'backend up' && l.id === 'b', 10_000, 'b up', 0);
+    await log.waitForLine((l) => l.msg === 'backend up' && l.id === 'a', 10_000, 'a up', 0);
     const held: Socket[] = [];
     t.after(() => held.forEach((socket) => socket.destroy()));
     for (let i = 0; i < 10; i++) {
@@ -246,7 +216,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
     for (let i = 0; i <= capacity; i++) {
       ringlb.registrations.register('app', `filler-${String(i).padStart(4, '0')}`, { address: hostPort(`127.0.0.1:${deadPort}`), weight: 0, ttlMs: null });
     }
-    const grown = await log.waitFor((l) => l.msg === 'pool grown: more backend slots', 0, 'pool grown');
+    const grown = await log.waitForLine((l) => l.msg === 'pool grown: more backend slots', 10_000, 'pool grown', 0);
     assert.ok((grown.to as number) > capacity);
     assert.equal(ringlb.pool('app'), pool);
     await delay(DRAIN_TIMEOUT_MS * 2);
@@ -256,7 +226,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
     assert.equal(eligibleById(ringlb, 'a') && eligibleById(ringlb, 'b'), true);
     const killedAt = log.lines.length;
     await b!.close();
-    await log.waitFor((l) => l.msg === 'backend down' && l.id === 'b', killedAt, 'backend b down');
+    await log.waitForLine((l) => l.msg === 'backend down' && l.id === 'b', 10_000, 'backend b down', killedAt);
     for (let i = 0; i < 4; i++) assert.equal(await whichBackend({ port }), 'a');
   });
 });

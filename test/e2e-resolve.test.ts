@@ -19,7 +19,7 @@ import type { ResolvedAddress, ResolveHost } from '../src/discovery/name-resolve
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend } from './helpers/backends.js';
 import { openClient, readLine, whichBackend } from './helpers/clients.js';
-import { CapturedLog } from './helpers/in-process-log.js';
+import { LogCapture } from './helpers/log-capture.js';
 
 function configOf(raw: unknown): RinglbConfig {
   const result = validateConfig(raw);
@@ -27,8 +27,8 @@ function configOf(raw: unknown): RinglbConfig {
   return result.config;
 }
 
-async function startRinglb(t: TestContext, config: RinglbConfig, log: CapturedLog, resolveHost?: ResolveHost): Promise<Ringlb> {
-  const ringlb = new Ringlb({ logger: log.logger, resolveHost });
+async function startRinglb(t: TestContext, config: RinglbConfig, log: LogCapture, resolveHost?: ResolveHost): Promise<Ringlb> {
+  const ringlb = new Ringlb({ logger: log.logger(), resolveHost });
   t.after(() => ringlb.close());
   await ringlb.start(config);
   return ringlb;
@@ -112,7 +112,7 @@ describe('backend names are resolved off the hot path', () => {
   test('a localhost backend: connections and health checks make no dns.lookup', async (t) => {
     const backend = await startNamedBackend('named');
     t.after(() => backend.close());
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const config = configOf({
       listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
       pools: [
@@ -157,7 +157,7 @@ describe('backend names are resolved off the hot path', () => {
       pools: [{ name: 'p', resolveIntervalMs: 0, backends: [{ address: `backend.test:${backend.port}` }] }],
     });
     const lookups = spyOnLookup(t);
-    const ringlb = await startRinglb(t, config, new CapturedLog(), resolveHost);
+    const ringlb = await startRinglb(t, config, new LogCapture(), resolveHost);
     const port = portOf(ringlb, 'in');
     for (let i = 0; i < 200; i += 1) assert.equal(await whichBackend({ port }), 'counted');
     assert.equal(asked, 1);
@@ -171,7 +171,7 @@ describe('backend names are resolved off the hot path', () => {
       if (answer instanceof Error) throw answer;
       return answer;
     };
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const config = configOf({
       listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
       pools: [{ name: 'p', resolveIntervalMs: 50, backends: [{ address: `moving.test:${port}` }] }],
@@ -188,7 +188,7 @@ describe('backend names are resolved off the hot path', () => {
 
     let from = log.lines.length;
     answer = [{ address: '::1', family: 6 }];
-    const changed = await log.waitFor('backend address changed', { host: 'moving.test' }, from);
+    const changed = await log.waitFor('backend address changed', { host: 'moving.test' }, 10_000, from);
     assert.equal(changed.from, '127.0.0.1');
     assert.equal(changed.to, '::1');
     assert.equal(await whichBackend({ port: listenerPort }), 'v6');
@@ -197,15 +197,15 @@ describe('backend names are resolved off the hot path', () => {
 
     from = log.lines.length;
     answer = Object.assign(new Error('getaddrinfo ENOTFOUND moving.test'), { code: 'ENOTFOUND' });
-    const failed = await log.waitFor('backend name does not resolve: keeping the last address', { host: 'moving.test' }, from);
+    const failed = await log.waitFor('backend name does not resolve: keeping the last address', { host: 'moving.test' }, 10_000, from);
     assert.equal(failed.error, 'ENOTFOUND');
     assert.equal(failed.keeping, '::1');
     assert.equal(await whichBackend({ port: listenerPort }), 'v6');
 
     from = log.lines.length;
     answer = [{ address: '127.0.0.1', family: 4 }];
-    await log.waitFor('backend name resolves again', { host: 'moving.test' }, from);
-    const back = await log.waitFor('backend address changed', { host: 'moving.test' }, from);
+    await log.waitFor('backend name resolves again', { host: 'moving.test' }, 10_000, from);
+    const back = await log.waitFor('backend address changed', { host: 'moving.test' }, 10_000, from);
     assert.equal(back.from, '::1');
     assert.equal(back.to, '127.0.0.1');
     assert.equal(await whichBackend({ port: listenerPort }), 'v4');

@@ -485,11 +485,15 @@ describe('no socket leaks', () => {
     const httpPort = (http.address() as AddressInfo).port;
     const baseline = openTcpHandles();
     try {
+      // Passing checks get a timeout they never reach even on a starved CPU (20 run at once): this
+      // test is about sockets, and a pass turned into a timeout by scheduling would fail it for
+      // nothing. The mute peer keeps a short one, so the timeout path is exercised too.
+      const passTimeoutMs = 10_000;
       const configs: Array<[number, HealthCheckConfig, boolean]> = [
-        [echo.port, checkConfig(), true],
-        [echo.port, checkConfig({ type: 'send_expect', send: text('PING\r\n'), expect: substring('PING') }), true],
+        [echo.port, checkConfig({ timeoutMs: passTimeoutMs }), true],
+        [echo.port, checkConfig({ type: 'send_expect', timeoutMs: passTimeoutMs, send: text('PING\r\n'), expect: substring('PING') }), true],
         [mute.port, checkConfig({ type: 'send_expect', timeoutMs: 50, send: text('PING\r\n'), expect: substring('+PONG') }), false],
-        [httpPort, checkConfig({ type: 'http', http: { path: '/', host: null, expectStatus: [200, 399] } }), true],
+        [httpPort, checkConfig({ type: 'http', timeoutMs: passTimeoutMs, http: { path: '/', host: null, expectStatus: [200, 399] } }), true],
       ];
       // 200 checks, 20 at a time (10 rounds), every type in every round.
       for (let round = 0; round < 10; round += 1) {

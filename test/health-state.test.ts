@@ -13,7 +13,7 @@ import { BackendHealth, CheckHysteresis, HealthFlag } from '../src/health/backen
 import { OutlierDetector } from '../src/health/outlier.js';
 import { PoolHealth, SLOW_START_INITIAL_PERMILLE, type CheckScheduler } from '../src/health/pool-health.js';
 import type { CheckResult, ScheduledCheck } from '../src/health/types.js';
-import { pino } from 'pino';
+import { LogCapture } from './helpers/log-capture.js';
 
 const PASS: CheckResult = { ok: true, reason: 'ok', durationMs: 1 };
 const REFUSED: CheckResult = { ok: false, reason: 'ECONNREFUSED', durationMs: 1 };
@@ -194,11 +194,9 @@ interface Harness {
 function harness(t: TestContext, config: PoolConfig): Harness {
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
   let now = 0;
-  const logs: Harness['logs'] = [];
-  const logger = pino(
-    { level: 'debug', formatters: { level: (label) => ({ level: label }) } },
-    { write: (line: string) => void logs.push(JSON.parse(line) as Harness['logs'][number]) },
-  );
+  const capture = new LogCapture();
+  const logs = capture.lines as Harness['logs'];
+  const logger = capture.logger('debug');
   const balancer = createBalancer({ policy: config.balance, maxBackends: 16, randomSeed: 1 }, 'reference');
   const health = new PoolHealth({ config, balancer, capacity: 16, logger, now: () => now });
   const report = balancer.setBackends(config.backends.map((b) => ({ id: b.id, weight: b.weight })));

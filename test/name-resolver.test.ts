@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { NameResolver, isHostName, preferredAddress, type ResolvedAddress } from '../src/discovery/name-resolver.js';
-import { CapturedLog } from './helpers/in-process-log.js';
+import { LogCapture } from './helpers/log-capture.js';
 
 const V4: ResolvedAddress = { address: '127.0.0.1', family: 4 };
 const V6: ResolvedAddress = { address: '::1', family: 6 };
@@ -47,8 +47,8 @@ describe('NameResolver', () => {
     answers.set('a.test', [V4]);
     answers.set('b.test', [V6, V4]);
     const changes: string[] = [];
-    const log = new CapturedLog();
-    const resolver = new NameResolver({ resolve, intervalMs: 0, logger: log.logger, onChange: (name, address) => changes.push(`${name}=${address.address}`) });
+    const log = new LogCapture();
+    const resolver = new NameResolver({ resolve, intervalMs: 0, logger: log.logger(), onChange: (name, address) => changes.push(`${name}=${address.address}`) });
     await resolver.track(['a.test', '10.0.0.1', 'b.test', 'a.test', '::1']);
     assert.deepEqual(asked.sort(), ['a.test', 'b.test']);
     assert.deepEqual(changes.sort(), ['a.test=127.0.0.1', 'b.test=127.0.0.1']);
@@ -67,8 +67,8 @@ describe('NameResolver', () => {
     const { resolve, answers, asked } = scripted();
     answers.set('m.test', [V4]);
     const changes: string[] = [];
-    const log = new CapturedLog();
-    const resolver = new NameResolver({ resolve, intervalMs: 1000, logger: log.logger, onChange: (name, address) => changes.push(address.address) });
+    const log = new LogCapture();
+    const resolver = new NameResolver({ resolve, intervalMs: 1000, logger: log.logger(), onChange: (name, address) => changes.push(address.address) });
     await resolver.track(['m.test']);
     assert.deepEqual(changes, ['127.0.0.1']);
 

@@ -14,64 +14,12 @@ import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import type { RebuildReport } from '../src/core/types.js';
 import type { DiscoveryListener, DiscoverySource } from '../src/discovery/types.js';
-import { createRootLogger, type Logger } from '../src/log.js';
 import { RegistrationStore } from '../src/registry/registration-store.js';
 import { Registry } from '../src/registry/registry.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { closed, openClient, readLine, whichBackend } from './helpers/clients.js';
-
-type LogLine = Record<string, unknown> & { msg: string };
-
-/** A pino logger whose lines tests can wait for (event-driven, never a sleep). */
-class CapturedLog {
-  readonly lines: LogLine[] = [];
-  readonly logger: Logger;
-  #waiters = new Set<{ predicate: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
-
-  constructor() {
-    this.logger = createRootLogger({ level: 'info', destination: { write: (text: string) => this.#write(text) } });
-  }
-
-  #write(text: string): void {
-    for (const part of text.split('\n')) {
-      if (part === '') continue;
-      const line = JSON.parse(part) as LogLine;
-      this.lines.push(line);
-      for (const waiter of this.#waiters) {
-        if (waiter.predicate(line)) {
-          this.#waiters.delete(waiter);
-          waiter.resolve(line);
-        }
-      }
-    }
-  }
-
-  /** The first line (already logged or future) with this msg that matches `fields`. */
-  waitFor(msg: string, fields: Record<string, unknown> = {}, timeoutMs = 10_000, from = 0): Promise<LogLine> {
-    const predicate = (line: LogLine): boolean => line.msg === msg && Object.entries(fields).every(([key, value]) => line[key] === value);
-    const found = this.lines.slice(from).find(predicate);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        predicate,
-        resolve: (line: LogLine) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter);
-        reject(new Error(`no "${msg}" ${JSON.stringify(fields)} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#waiters.add(waiter);
-    });
-  }
-
-  count(msg: string): number {
-    return this.lines.filter((line) => line.msg === msg).length;
-  }
-}
+import { LogCapture } from './helpers/log-capture.js';
 
 function configOf(raw: unknown): RinglbConfig {
   const result = validateConfig(raw);
@@ -94,8 +42,8 @@ async function startBackends(t: TestContext, names: readonly string[]): Promise<
   return backends;
 }
 
-async function startRinglb(t: TestContext, config: RinglbConfig, log: CapturedLog): Promise<Ringlb> {
-  const ringlb = new Ringlb({ logger: log.logger });
+async function startRinglb(t: TestContext, config: RinglbConfig, log: LogCapture): Promise<Ringlb> {
+  const ringlb = new Ringlb({ logger: log.logger() });
   await ringlb.start(config);
   t.after(() => ringlb.close());
   return ringlb;
@@ -128,14 +76,14 @@ class FakeSource implements DiscoverySource {
 }
 
 describe('Registry', () => {
-  function harness(): { registry: Registry; source: FakeSource; applied: Backend[][]; log: CapturedLog; store: RegistrationStore } {
-    const log = new CapturedLog();
+  function harness(): { registry: Registry; source: FakeSource; applied: Backend[][]; log: LogCapture; store: RegistrationStore } {
+    const log = new LogCapture();
     const source = new FakeSource();
     const applied: Backend[][] = [];
     let current: readonly Backend[] = [];
     const store = new RegistrationStore();
     const registry = new Registry({
-      logger: log.logger,
+      logger: log.logger(),
       store,
       createSource: () => source,
       host: {
@@ -216,7 +164,7 @@ describe('Registry', () => {
 describe('runtime: live membership', () => {
   test('a removed backend drains: its open connection flows, new ones go elsewhere, then it is cut at drainTimeoutMs', async (t) => {
     const [a, b] = await startBackends(t, ['a', 'b']);
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(
       t,
       configOf({
@@ -255,7 +203,7 @@ describe('runtime: live membership', () => {
 
   test('a set larger than the slot capacity grows the pool in place; routing continues', async (t) => {
     const [a] = await startBackends(t, ['a']);
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(
       t,
       configOf({
@@ -283,7 +231,7 @@ describe('runtime: live membership', () => {
 
   test('start-up warming: a pool with pending checks binds its listener after the first round', async (t) => {
     const [a] = await startBackends(t, ['a']);
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(
       t,
       configOf({
@@ -312,7 +260,7 @@ describe('runtime: reload', () => {
 
   test('a policy change rebuilds the pool in place; an open connection keeps flowing; the other pool is untouched', async (t) => {
     const [a, b] = await startBackends(t, ['a', 'b']);
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(t, configOf(base(a, b)), log);
     const port = portOf(ringlb, 'web');
     const held = await openClient({ port });
@@ -342,7 +290,7 @@ describe('runtime: reload', () => {
 
   test('a membership change drains the removed backend; a listener is added and one removed', async (t) => {
     const [a, b] = await startBackends(t, ['a', 'b']);
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(t, configOf(base(a, b)), log);
     const next = base(a, b) as { listeners: object[]; pools: { backends: object[] }[] };
     next.pools[0].backends = [{ address: b.address }];
@@ -361,7 +309,7 @@ describe('runtime: reload', () => {
     await once(blocker, 'listening');
     t.after(() => blocker.close());
     const taken = (blocker.address() as AddressInfo).port;
-    const log = new CapturedLog();
+    const log = new LogCapture();
     const ringlb = await startRinglb(t, configOf(base(a, b)), log);
     const before = ringlb.pool('app');
     const next = base(a, b, { balance: 'maglev' }) as { listeners: object[] };

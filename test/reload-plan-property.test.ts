@@ -21,13 +21,12 @@ import { KEYED_POLICIES, planReload, sampleClients, weightShareShift, type Reloa
 import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { BALANCE_POLICIES } from '../src/core/index.js';
-import { createRootLogger } from '../src/log.js';
 import type { BackendPool } from '../src/proxy/backend-pool.js';
 import { formatPlan } from '../src/registry/diff-report.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { LogCapture, type LogLine } from './helpers/log-capture.js';
 
-type LogLine = Record<string, unknown> & { msg: string };
 
 const STEPS = 80;
 const SEED = 20261202;
@@ -93,11 +92,9 @@ describe('reload planner: the preview is the reload', () => {
   test(`${STEPS} random reloads: applied plan = previewed plan; logged share = previewed = measured in the live tables`, async (t) => {
     const started = performance.now();
     const servers = await Promise.all(['s0', 's1', 's2'].map((name) => startNamedBackend(name)));
-    const lines: LogLine[] = [];
-    const logger = createRootLogger({
-      level: 'info',
-      destination: { write: (text: string) => void text.split('\n').forEach((part) => part !== '' && lines.push(JSON.parse(part) as LogLine)) },
-    });
+    const log = new LogCapture();
+    const lines = log.lines;
+    const logger = log.logger();
     const ringlb = new Ringlb({ logger });
     try {
       const random = prng(SEED);

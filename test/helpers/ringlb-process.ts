@@ -8,11 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LogCapture, type LogLine } from './log-capture.js';
 
 /** dist/test/helpers/ → dist/src/cli.js */
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
-export type LogLine = Record<string, unknown> & { msg?: string };
+export type { LogLine } from './log-capture.js';
 
 export interface ExitStatus {
   readonly code: number | null;
@@ -40,25 +41,18 @@ export class TempDir {
   }
 }
 
-interface LineWaiter {
-  readonly predicate: (line: LogLine) => boolean;
-  readonly resolve: (line: LogLine) => void;
-}
-
 export class RinglbProcess {
   readonly child: ChildProcess;
-  readonly lines: LogLine[] = [];
-  /** stdout text that was not JSON (should stay empty for `run`). */
-  readonly otherStdout: string[] = [];
+  /** Its stdout, parsed line by line; waits end when stdout closes (after the last line). */
+  readonly log = new LogCapture();
   stderr = '';
   readonly exited: Promise<ExitStatus>;
-  #pending = '';
-  #waiters = new Set<LineWaiter>();
 
   constructor(args: readonly string[]) {
     this.child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('utf8');
-    this.child.stdout!.on('data', (chunk: string) => this.#onStdout(chunk));
+    this.child.stdout!.on('data', (chunk: string) => this.log.write(chunk));
+    this.child.stdout!.on('close', () => this.log.close(`ringlb's stdout closed (exit ${this.child.exitCode ?? this.child.signalCode ?? '?'})`));
     this.child.stderr!.setEncoding('utf8');
     this.child.stderr!.on('data', (chunk: string) => {
       this.stderr += chunk;
@@ -68,57 +62,25 @@ export class RinglbProcess {
     });
   }
 
-  #onStdout(chunk: string): void {
-    this.#pending += chunk;
-    let newline: number;
-    while ((newline = this.#pending.indexOf('\n')) >= 0) {
-      const text = this.#pending.slice(0, newline);
-      this.#pending = this.#pending.slice(newline + 1);
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        this.otherStdout.push(text);
-        continue;
-      }
-      this.lines.push(line);
-      for (const waiter of this.#waiters) {
-        if (waiter.predicate(line)) {
-          this.#waiters.delete(waiter);
-          waiter.resolve(line);
-        }
-      }
-    }
+  get lines(): LogLine[] {
+    return this.log.lines;
   }
 
-  /** The first log line (already seen or future) matching `predicate`. */
+  /** stdout text that was not JSON (should stay empty for `run`). */
+  get otherStdout(): string[] {
+    return this.log.otherText;
+  }
+
   /**
    * Resolve with the first line matching `predicate`, among lines already read (from index `since`
    * on) or yet to come.
    */
-  waitForLine(predicate: (line: LogLine) => boolean, timeoutMs = 10_000, what = 'log line', since = 0): Promise<LogLine> {
-    const seen = this.lines.slice(since).find(predicate);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; stderr: ${this.stderr}`));
-      }, timeoutMs);
-      const waiter: LineWaiter = {
-        predicate,
-        resolve: (line) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      this.#waiters.add(waiter);
-      void this.exited.then((status) => {
-        if (!this.#waiters.has(waiter)) return;
-        this.#waiters.delete(waiter);
-        clearTimeout(timer);
-        reject(new Error(`ringlb exited (${status.code ?? status.signal}) while waiting for ${what}; stderr: ${this.stderr}`));
-      });
-    });
+  async waitForLine(predicate: (line: LogLine) => boolean, timeoutMs = 10_000, what = 'log line', since = 0): Promise<LogLine> {
+    try {
+      return await this.log.waitForLine(predicate, timeoutMs, what, since);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; stderr: ${this.stderr}`);
+    }
   }
 
   /** Access-log lines seen so far. */

@@ -1,7 +1,7 @@
 /** Shared fixtures for the core tests: a seeded test RNG and random backend sets. */
-import { ReferenceBalancer } from '../src/core/reference-balancer.js';
-import type { BalancerOptions, CoreBackend } from '../src/core/types.js';
-import { WasmBalancer, type CoreBuildFlavour } from '../src/core/wasm-balancer.js';
+import { ReferenceBalancer } from '../../src/core/reference-balancer.js';
+import type { BalancerOptions, CoreBackend } from '../../src/core/types.js';
+import { WasmBalancer, type CoreBuildFlavour } from '../../src/core/wasm-balancer.js';
 
 /** mulberry32: a tiny seeded generator for test inputs (independent of the core's xorshift32). */
 export function testRandom(seed: number): () => number {

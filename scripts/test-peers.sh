@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The real peers the end-to-end tests start on loopback: redis-server (send/expect health
+# checks), etcd (etcd discovery) and dnsmasq (DNS discovery). Run by `npm test` (pretest) and
+# .ci/run. Present: exit 0 at once. Missing and running as root with apt-get: install them.
+# Otherwise: exit 1 naming the one command to run. Tests are never skipped for a missing peer,
+# so a green run always means every real-peer test ran.
+set -euo pipefail
+
+# Paths as the test helpers spawn them: test/helpers/etcd.ts (ETCD_BINARY),
+# test/helpers/dnsmasq.ts (DNSMASQ_BINARY), redis-server from PATH (test/e2e-health.test.ts).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "ringlb tests: installing the real peers they need: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged services on install; each test starts its own instance on a
+  # free loopback port, and a packaged dnsmasq would hold port 53.
+  for service in redis-server etcd dnsmasq; do service "$service" stop >/dev/null 2>&1 || true; done
+  exit 0
+fi
+
+echo "ringlb tests need real peers that are not installed: ${missing[*]}" >&2
+echo "Install them, then run the tests again:" >&2
+echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+exit 1
