@@ -129,7 +129,7 @@ describe('all backends down', () => {
     await allUp(ringlb, ['a', 'b']);
     const since = ringlb.lines.length;
     await Promise.all([a.close(), b.close()]);
-    await waitFor(ringlb, 'pool has no eligible backend: new connections fail', undefined, since);
+    await waitFor(ringlb, 'pool has no routable backend: new connections fail', undefined, since);
     for (let i = 0; i < 5; i++) {
       const startedAt = performance.now();
       const client = await openClient({ port: port('web') });
@@ -138,11 +138,11 @@ describe('all backends down', () => {
     }
     const lines = await ringlb.waitForAccessLines(5);
     assert.deepEqual(lines.slice(-5).map((l) => l.outcome), Array(5).fill('no_backend'));
-    assert.equal(ringlb.lines.filter(is('pool has no eligible backend: new connections fail')).length, 1, 'one warn, not one per connection');
+    assert.equal(ringlb.lines.filter(is('pool has no routable backend: new connections fail')).length, 1, 'one warn, not one per connection');
     const sinceReturn = ringlb.lines.length;
     await restart(a);
     await waitFor(ringlb, 'backend up', 'a', sinceReturn);
-    await waitFor(ringlb, 'pool has eligible backends again', undefined, sinceReturn);
+    await waitFor(ringlb, 'pool has routable backends again', undefined, sinceReturn);
     assert.equal(await whichBackend({ port: port('web') }), 'a');
   });
 });

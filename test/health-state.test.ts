@@ -263,10 +263,10 @@ describe('PoolHealth', () => {
       'warn backend down b (ECONNREFUSED)',
       // Two facts: no backend is healthy (health), and none takes connections (routing; panic is off).
       'warn pool has no healthy backend',
-      'warn pool has no eligible backend: new connections fail',
+      'warn pool has no routable backend: new connections fail',
       'info backend up b (ok)',
       'info pool has healthy backends again',
-      'info pool has eligible backends again',
+      'info pool has routable backends again',
     ]);
   });
 

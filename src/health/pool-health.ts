@@ -525,10 +525,10 @@ export class PoolHealth {
     // Once per transition, not per connection: the access log says `no_backend` for each client.
     if (eligibleCount === 0 && !this.#noneEligibleWarned && logTransitions) {
       this.#noneEligibleWarned = true;
-      this.#logger.warn({ backends: this.#byId.size, flags: this.stats().flags }, 'pool has no eligible backend: new connections fail');
+      this.#logger.warn({ backends: this.#byId.size, flags: this.stats().flags }, 'pool has no routable backend: new connections fail');
     } else if (eligibleCount > 0 && this.#noneEligibleWarned) {
       this.#noneEligibleWarned = false;
-      this.#logger.info({ eligible: eligibleCount }, 'pool has eligible backends again');
+      this.#logger.info({ routable: eligibleCount }, 'pool has routable backends again');
     }
   }
 
