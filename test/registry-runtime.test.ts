@@ -283,7 +283,7 @@ describe('runtime: reload', () => {
     assert.equal(updated.movedShare, 1);
     assert.equal(ringlb.pool('app'), before, 'the pool object (health, connections) stays');
     assert.equal(ringlb.pool('other'), other, 'unchanged pools are untouched');
-    assert.equal(ringlb.pool('app')!.balancer.policy, 'maglev');
+    assert.equal(ringlb.pool('app')!.policy, 'maglev');
     assert.equal(await echoes(held, 'after reload'), true);
     assert.equal(portOf(ringlb, 'web'), port, 'the listener kept its socket');
   });
@@ -320,7 +320,7 @@ describe('runtime: reload', () => {
     assert.match(String((refused.errors as string[])[0]), /^listeners\[1\]\.bind: /);
     assert.equal(refused.level, 'error');
     assert.equal(ringlb.pool('app'), before);
-    assert.equal(ringlb.pool('app')!.balancer.policy, 'round_robin');
+    assert.equal(ringlb.pool('app')!.policy, 'round_robin');
     assert.equal(ringlb.listenerAddress('clash'), undefined);
     assert.equal(log.count('config reloaded'), 0);
   });

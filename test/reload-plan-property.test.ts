@@ -73,10 +73,7 @@ function randomConfig(random: () => number, servers: readonly NamedBackend[]): R
 
 /** The backend id each sample client lands on in the pool's live table (health ignored). */
 function liveHomes(pool: BackendPool): (string | undefined)[] {
-  return sampleClients().map((client) => {
-    const slot = pool.balancer.homeSlot(pool.keyHashOfAddress(client.ip, client.port));
-    return slot < 0 ? undefined : pool.balancer.idOf(slot);
-  });
+  return sampleClients().map((client) => pool.homeIdOf(client.ip, client.port));
 }
 
 /** The plan without build times (they are measured, so they differ run to run). */
@@ -130,7 +127,7 @@ describe('reload planner: the preview is the reload', () => {
           const pool = ringlb.pool(plan.name)!;
           const config = target.pools.find((p) => p.name === plan.name)!;
           // Applied whole: policy, settings and set are the next config's.
-          assert.equal(pool.balancer.policy, config.balance, poolContext);
+          assert.equal(pool.policy, config.balance, poolContext);
           if (plan.action === 'update' || plan.action === 'replace') assert.equal(pool.config, config, poolContext);
           assert.deepEqual(pool.backends.map((b) => b.id).sort(), config.backends.map((b) => b.id).sort(), poolContext);
           assert.equal(pool.health.stats().backends, config.backends.length, poolContext);
