@@ -496,15 +496,27 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Config values as JSON shapes: host:port as written, check bytes as hex, undefined keys dropped. */
+/**
+ * Whether a pool needs a new health owner: its check, outlier, panic or slow-start settings
+ * changed (BackendPool.reconfigure). Check bytes compare by content.
+ */
+export function healthSettingsChanged(before: PoolConfig, after: PoolConfig): boolean {
+  return !sameJson(
+    [before.healthCheck, before.outlierDetection, before.panicThreshold, before.slowStartMs],
+    [after.healthCheck, after.outlierDetection, after.panicThreshold, after.slowStartMs],
+  );
+}
+
+/** JSON replacer for config values: host:port as written, check bytes (Uint8Array) as hex. */
+function configValueAsJson(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  if (typeof value === 'object' && value !== null && 'text' in value && 'port' in value && 'host' in value) return (value as { text: string }).text;
+  return value;
+}
+
+/** Config values as JSON shapes (`configValueAsJson`), undefined keys dropped. */
 function toPlain(value: unknown): unknown {
-  return JSON.parse(
-    JSON.stringify(value, (_key, inner: unknown) => {
-      if (inner instanceof Uint8Array) return Buffer.from(inner).toString('hex');
-      if (typeof inner === 'object' && inner !== null && 'text' in inner && 'port' in inner && 'host' in inner) return (inner as { text: string }).text;
-      return inner;
-    }),
-  ) as unknown;
+  return JSON.parse(JSON.stringify(value, configValueAsJson)) as unknown;
 }
 
 function sameJson(a: unknown, b: unknown): boolean {

@@ -11,7 +11,7 @@ import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
 import type { BalancePolicy, Balancer, RebuildReport } from '../core/types.js';
-import { balancerOptionsOf, KEYED_POLICIES, slotCapacity } from '../config/reload-plan.js';
+import { balancerOptionsOf, healthSettingsChanged, KEYED_POLICIES, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
@@ -278,10 +278,7 @@ export class BackendPool {
     this.#connectTimeoutMs = config.connectTimeoutMs;
     this.#retries = config.retries;
     this.#resolver.setInterval(config.resolveIntervalMs);
-    const healthChanged =
-      JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
-      JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
-    if (!healthChanged) return;
+    if (!healthSettingsChanged(previous, config)) return;
     // What the checks knew carries over: up stays up, down stays down (no pending round, no
     // dead backend believed up because the new settings say initialHealthy). Without checks
     // before, every backend that is eligible now counts as up.
@@ -551,9 +548,4 @@ export class BackendPool {
   reportConnectSuccess(slot: number): void {
     this.#health.reportConnectSuccess(slot);
   }
-}
-
-/** JSON replacer: check bytes (Uint8Array) compare by content. */
-function bytesAsHex(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value;
 }
