@@ -39,8 +39,8 @@ import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
-import { REGISTRATION_BATCH_MS, RegistrationStore } from './registry/registration-store.js';
-import { RuntimeAdminApi } from './runtime-admin.js';
+import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
+import { RuntimeAdminApi } from './admin/runtime-api.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;

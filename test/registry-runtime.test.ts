@@ -14,7 +14,7 @@ import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import type { RebuildReport } from '../src/core/types.js';
 import type { DiscoveryListener, DiscoverySource } from '../src/discovery/types.js';
-import { RegistrationStore } from '../src/registry/registration-store.js';
+import { RegistrationStore } from '../src/discovery/registration-store.js';
 import { Registry } from '../src/registry/registry.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';

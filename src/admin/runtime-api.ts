@@ -13,11 +13,11 @@ import {
   type PoolView,
   type RegisterOutcome,
   type RegistrationRequest,
-} from './admin/api.js';
-import type { Backend, BackendSource } from './backend.js';
-import type { BalancePolicy } from './core/types.js';
-import type { BackendPool } from './proxy/backend-pool.js';
-import type { RegistrationStore } from './registry/registration-store.js';
+} from './api.js';
+import type { Backend, BackendSource } from '../backend.js';
+import type { BalancePolicy } from '../core/types.js';
+import type { BackendPool } from '../proxy/backend-pool.js';
+import type { RegistrationStore } from '../discovery/registration-store.js';
 
 /** What the admin view needs from the runtime; pools are looked up by name on every call (a reload may replace them). */
 export interface AdminRuntimeView {
