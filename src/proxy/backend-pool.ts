@@ -49,17 +49,27 @@ export interface BackendPoolOptions {
 }
 
 /**
- * A balancer built for a pool's new table settings or capacity, not yet in use
- * (`BackendPool.prepareRebuild`); `BackendPool.commitRebuild` swaps it in.
+ * Tables built for a pool's new table settings or capacity, not yet in use
+ * (`BackendPool.prepareRebuild`); `BackendPool.commitRebuild` swaps them in. The balancer inside
+ * stays private to this module, like the pool's own.
  */
 export interface PreparedRebuild {
   readonly config: PoolConfig;
   readonly backends: readonly Backend[];
   readonly capacity: number;
-  readonly balancer: Balancer;
   readonly report: RebuildReport;
-  /** The pool's balancer when this was prepared: a commit after another swap is refused. */
-  readonly replaces: Balancer;
+}
+
+class PreparedTables implements PreparedRebuild {
+  constructor(
+    readonly config: PoolConfig,
+    readonly backends: readonly Backend[],
+    readonly capacity: number,
+    readonly report: RebuildReport,
+    readonly balancer: Balancer,
+    /** The pool's balancer when this was prepared: a commit after another swap is refused. */
+    readonly replaces: Balancer,
+  ) {}
 }
 
 export class BackendPool {
@@ -205,7 +215,7 @@ export class BackendPool {
         reserved: (slot) => slot < currentCapacity && (current.idOf(slot) !== undefined || current.activeConnections(slot) > 0),
       },
     );
-    return { config, backends, capacity, balancer, report, replaces: current };
+    return new PreparedTables(config, backends, capacity, report, balancer, current);
   }
 
   /**
@@ -216,6 +226,7 @@ export class BackendPool {
    * Then the other settings of `prepared.config` apply as in `reconfigure`.
    */
   commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null): void {
+    if (!(prepared instanceof PreparedTables)) throw new TypeError(`pool ${this.name}: commitRebuild takes what prepareRebuild returned`);
     if (prepared.replaces !== this.#balancer) throw new Error(`pool ${this.name}: prepared rebuild is stale (the balancer changed since)`);
     const previous = this.#balancer;
     const previousSlots = this.#slotsById();
