@@ -5,6 +5,10 @@
  *
  * Slot → address tables are plain arrays indexed by slot, rebuilt only when membership changes
  * (control plane), so the hot path reads them with no lookup by string.
+ *
+ * The balancer is private: `commitRebuild` replaces it, so a caller holding it would pick from
+ * stale tables, and only the health owner writes its bits. Callers ask the pool instead (`pick`,
+ * `lookup`, `slotOf`, `activeConnections`, `policy` ...), each answer a thin forward.
  */
 import { isIP, type Socket } from 'node:net';
 import type { Backend, ConnectFailureReason } from '../backend.js';
@@ -408,7 +412,7 @@ export class BackendPool {
    * counters), so asking changes nothing. Admin lookups; never the hot path.
    */
   lookup(ip: string, port: number): { readonly slot: number; readonly backendId: string } | undefined {
-    const slot = this.#balancer.pick(this.keyHashOfAddress(ip, port));
+    const slot = this.#balancer.pick(this.#keyHashOfAddress(ip, port));
     if (slot < 0) return undefined;
     const backendId = this.#balancer.idOf(slot);
     return backendId === undefined ? undefined : { slot, backendId };
@@ -419,7 +423,7 @@ export class BackendPool {
    * for measuring how many moved); undefined for an empty table.
    */
   homeIdOf(ip: string, port: number): string | undefined {
-    const slot = this.#balancer.homeSlot(this.keyHashOfAddress(ip, port));
+    const slot = this.#balancer.homeSlot(this.#keyHashOfAddress(ip, port));
     return slot < 0 ? undefined : this.#balancer.idOf(slot);
   }
 
@@ -463,6 +467,11 @@ export class BackendPool {
       connection = next;
     }
     return cut;
+  }
+
+  /** Key hash of a client given as text (admin lookups; never the hot path). */
+  #keyHashOfAddress(ip: string, port: number): number {
+    return sourceKeyHash(ip, port, this.#includePort);
   }
 
   #createBalancer(config: PoolConfig, capacity: number): Balancer {
@@ -540,11 +549,6 @@ export class BackendPool {
   /** Start this pool's active checks on the process-wide scheduler (no-op without healthCheck). */
   startHealthChecks(scheduler: CheckScheduler): void {
     this.#health.startChecks(scheduler);
-  }
-
-  /** Key hash of a client given as text (admin lookups; never the hot path). */
-  keyHashOfAddress(ip: string, port: number): number {
-    return sourceKeyHash(ip, port, this.#includePort);
   }
 
   /**
