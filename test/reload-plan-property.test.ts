@@ -118,7 +118,7 @@ describe('reload planner: the preview is the reload', () => {
 
         for (const plan of preview.pools) {
           counts[plan.action] += 1;
-          if (plan.action === 'update' && plan.reason.includes('ignored')) counts.ignoredOnly += 1;
+          if (plan.action === 'update' && plan.ignoredSettings.length > 0) counts.ignoredOnly += 1;
           const poolContext = `${context}\npool ${plan.name}: ${plan.action} (${plan.reason})`;
           if (plan.action === 'remove') {
             assert.equal(ringlb.pool(plan.name), undefined, poolContext);

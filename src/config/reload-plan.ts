@@ -92,6 +92,8 @@ export interface PoolPlan {
   readonly action: PoolAction;
   /** Why this action, in words (`balance changed`, `maglev.tableSize is ignored by ring_hash`). */
   readonly reason: string;
+  /** Changed settings the policy does not use (`maglev.tableSize` under ring_hash): they change nothing. */
+  readonly ignoredSettings: readonly string[];
   /** Policy of the new pool (the old one for a removed pool). */
   readonly balance: BalancePolicy;
   readonly added: readonly BackendSummary[];
@@ -243,7 +245,7 @@ function planPool(before: PoolConfig | undefined, after: PoolConfig | undefined,
   const settings = settingChanges(before, after, new Set(['name', 'backends']));
   const capacity = live?.capacity ?? slotCapacity(before, oldSet.length);
   const freeSlots = live?.freeSlots ?? capacity - oldSet.length;
-  const base = { name: after.name, balance: after.balance, ...diff, settings, discoveryChanged, backends: newSet };
+  const base = { name: after.name, balance: after.balance, ...diff, settings, discoveryChanged, backends: newSet, ignoredSettings: ignoredSettings(before, after) };
 
   // List order is not meaningful (ARCHITECTURE.md "Determinism"): a reordered list is unchanged.
   if (sameJson({ ...before, backends: [] }, { ...after, backends: [] }) && diff.added.length + diff.removed.length + diff.reweighted.length + diff.readdressed.length + diff.stateChanged.length === 0) {
@@ -255,7 +257,7 @@ function planPool(before: PoolConfig | undefined, after: PoolConfig | undefined,
   const grows = diff.added.length > freeSlots;
   if (grows) reasons.push(`${diff.added.length} new backends, ${freeSlots} free slots: the pool grows`);
   if (reasons.length === 0) {
-    const ignored = ignoredSettings(before, after);
+    const ignored = base.ignoredSettings;
     const measured = measureChange(before, after, oldSet, newSet, capacity, options);
     return {
       ...base,
@@ -310,6 +312,7 @@ function planAddOrRemove(before: PoolConfig | undefined, after: PoolConfig | und
     name: pool.name,
     action: isAdded ? 'add' : 'remove',
     reason: isAdded ? 'new pool' : 'not in the new config',
+    ignoredSettings: [],
     balance: pool.balance,
     added: isAdded ? summaries : [],
     removed: isAdded ? [] : summaries,
