@@ -17,10 +17,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
-import { KEYED_POLICIES, planReload, sampleClients, weightShareShift, type ReloadPlan } from '../src/config/reload-plan.js';
+import { planReload, sampleClients, weightShareShift, type ReloadPlan } from '../src/config/reload-plan.js';
 import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { BALANCE_POLICIES } from '../src/core/index.js';
+import { KEYED_POLICIES } from '../src/core/types.js';
 import type { BackendPool } from '../src/proxy/backend-pool.js';
 import { formatPlan } from '../src/registry/diff-report.js';
 import { Ringlb } from '../src/runtime.js';

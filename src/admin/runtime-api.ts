@@ -1,7 +1,7 @@
 /**
  * `AdminApi` over the running pools: what the admin HTTP routes (src/admin/pool-routes.ts) read
- * and the registrations they write. Reads come from the live pools (membership from the pool,
- * health from its PoolHealth, active connections from the pool, TTLs from the store); writes
+ * and the registrations they write. Reads come from the live pools (membership and active
+ * connections from the pool, health from its PoolHealth, TTLs from the store); writes
  * only go to the RegistrationStore, which feeds the registry like any other source — the admin API
  * never writes into a balancer (ARCHITECTURE.md "One writer per fact").
  */
@@ -15,7 +15,7 @@ import {
   type RegistrationRequest,
 } from './api.js';
 import type { Backend, BackendSource } from '../backend.js';
-import type { BalancePolicy } from '../core/types.js';
+import { KEYED_POLICIES } from '../core/types.js';
 import type { BackendPool } from '../proxy/backend-pool.js';
 import type { RegistrationStore } from '../discovery/registration-store.js';
 
@@ -29,8 +29,6 @@ export interface AdminRuntimeView {
 
 /** A backend the health owner does not know (cannot happen for a backend of the current set). */
 const NOT_TRACKED = { healthy: false, flags: [], routable: false, routableBecause: null } as const;
-
-const HASH_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export class RuntimeAdminApi implements AdminApi {
   readonly #runtime: AdminRuntimeView;
@@ -105,7 +103,7 @@ export class RuntimeAdminApi implements AdminApi {
    */
   lookup(poolName: string, ip: string, port: number): LookupResult | null {
     const pool = this.#pool(poolName);
-    if (!HASH_POLICIES.has(pool.policy)) {
+    if (!KEYED_POLICIES.has(pool.policy)) {
       throw AdminError.conflict(`pool "${poolName}" uses ${pool.policy}, which maps no client to a fixed backend; lookups need ring_hash or maglev`);
     }
     const found = pool.lookup(ip, port);

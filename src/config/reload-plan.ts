@@ -29,6 +29,7 @@
  *   measure for those policies).
  */
 import { createBalancer, sourceKeyHash, xorshift32, type Balancer, type BalancePolicy, type BalancerImplementation, type BalancerOptions } from '../core/index.js';
+import { KEYED_POLICIES } from '../core/types.js';
 import type { Backend, BackendState } from '../backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './types.js';
 
@@ -36,9 +37,6 @@ import type { ListenerConfig, PoolConfig, RinglbConfig } from './types.js';
 export const SAMPLE_CLIENT_COUNT = 10_000;
 /** Seed of the sample clients' xorshift32 sequence; fixed so preview, reload and tests agree. */
 const SAMPLE_SEED = 0x5eed_0001;
-
-/** Policies whose pick depends on the client's key (the others ignore it: no hashing per connection). */
-export const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export interface SampleClient {
   readonly ip: string;
