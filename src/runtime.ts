@@ -39,8 +39,8 @@ import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerStats } from './proxy/listener.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
-import { REGISTRATION_BATCH_MS, RegistrationStore } from './registry/registration-store.js';
-import { RuntimeAdminApi } from './runtime-admin.js';
+import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
+import { RuntimeAdminApi } from './admin/runtime-api.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -469,7 +469,7 @@ export class Ringlb {
     this.#config = next;
     const drainTimeoutMs = next.drainTimeoutMs;
     const scheduler = this.#stopping ? null : this.#checks;
-    for (const pool of this.#pools.values()) pool.drainTimeoutMs = drainTimeoutMs;
+    for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
     for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
     for (const poolPlan of plan.pools) {
@@ -477,7 +477,7 @@ export class Ringlb {
       if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
       if (poolPlan.action === 'add') {
         const { pool, report } = newPools.get(poolPlan.name)!;
-        pool.drainTimeoutMs = drainTimeoutMs;
+        pool.setDrainTimeout(drainTimeoutMs);
         this.#pools.set(poolPlan.name, pool);
         if (scheduler !== null) pool.startHealthChecks(scheduler);
         logPoolUpdated(this.#logger, poolPlan.name, 'config', report, poolConfig.backends.length);

@@ -18,7 +18,7 @@ import { parseHostPort } from '../src/config/host-port.js';
 import { validateConfig } from '../src/config/load.js';
 import type { HostPort } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
-import { RuntimeAdminApi } from '../src/runtime-admin.js';
+import { RuntimeAdminApi } from '../src/admin/runtime-api.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { openClient, readLine, whichBackend } from './helpers/clients.js';

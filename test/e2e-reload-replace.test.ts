@@ -79,10 +79,10 @@ function hostPort(text: string): Backend['address'] {
   return { host, port: Number(port), text };
 }
 
-function eligibleById(ringlb: Ringlb, id: string): boolean {
+function routableById(ringlb: Ringlb, id: string): boolean {
   const pool = ringlb.pool('app')!;
-  const slot = pool.balancer.slotOf(id);
-  return slot >= 0 && pool.balancer.isEligible(slot);
+  const slot = pool.slotOf(id);
+  return slot >= 0 && pool.isRoutable(slot);
 }
 
 async function startBackends(t: TestContext, names: readonly string[]): Promise<NamedBackend[]> {
@@ -127,8 +127,8 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
       await ringlb.start(configOf(version(1)));
       const port = Number(ringlb.listenerAddress('web')!.split(':').at(-1));
       // Warming settled every backend; `dead` failed its first check.
-      assert.equal(eligibleById(ringlb, 'dead'), false);
-      assert.equal(eligibleById(ringlb, 'a') && eligibleById(ringlb, 'b') && eligibleById(ringlb, 'c'), true);
+      assert.equal(routableById(ringlb, 'dead'), false);
+      assert.equal(routableById(ringlb, 'a') && routableById(ringlb, 'b') && routableById(ringlb, 'c'), true);
 
       const held: Socket[] = [];
       t.after(() => held.forEach((socket) => socket.destroy()));
@@ -151,13 +151,13 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
       assert.match(poolPlan.reason, kind.reason);
       // Rebuilt in place, and what the old pool knew holds at once: `dead` is still down.
       assert.equal(ringlb.pool('app'), pool);
-      assert.equal(eligibleById(ringlb, 'dead'), false, 'a backend known down stays down through the reload');
+      assert.equal(routableById(ringlb, 'dead'), false, 'a backend known down stays down through the reload');
       assert.deepEqual(ringlb.pool('app')!.health.stats().flags.dead, ['failed_active_check']);
       if (kind.extraBackends !== undefined) {
         assert.ok(ringlb.pool('app')!.capacity > capacity, `capacity ${ringlb.pool('app')!.capacity}`);
         assert.equal(ringlb.pool('app')!.backends.length, 4 + kind.extraBackends);
       }
-      assert.equal(ringlb.pool('app')!.balancer.policy, (kind.after.balance as string) ?? 'round_robin');
+      assert.equal(ringlb.pool('app')!.policy, (kind.after.balance as string) ?? 'round_robin');
 
       // The rest of the same reload applied too: the admin API answers the new token only.
       const adminReady = await log.waitForLine((l) => l.msg === 'admin ready', 10_000, 'admin ready', since);
@@ -176,7 +176,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
       const killedAt = log.lines.length;
       await c!.close();
       await log.waitForLine((l) => l.msg === 'backend down' && l.id === 'c', 10_000, 'backend c down', killedAt);
-      assert.equal(eligibleById(ringlb, 'c'), false);
+      assert.equal(routableById(ringlb, 'c'), false);
       for (let i = 0; i < 6; i++) {
         const reached = await whichBackend({ port, localAddress: `127.0.8.${i + 1}` });
         assert.ok(reached === 'a' || reached === 'b', `reached ${reached}`);
@@ -223,7 +223,7 @@ describe('reload: every kind of pool replacement applies whole, keeps health and
     for (const [i, socket] of held.entries()) assert.equal(await echoes(socket, `still ${i}`), true, `connection ${i}`);
     assert.deepEqual(log.lines.filter((l) => l.msg === 'drain deadline: connections cut'), []);
     // Health carried over: a and b stay up (no pending round), and checks still run: kill b.
-    assert.equal(eligibleById(ringlb, 'a') && eligibleById(ringlb, 'b'), true);
+    assert.equal(routableById(ringlb, 'a') && routableById(ringlb, 'b'), true);
     const killedAt = log.lines.length;
     await b!.close();
     await log.waitForLine((l) => l.msg === 'backend down' && l.id === 'b', 10_000, 'backend b down', killedAt);

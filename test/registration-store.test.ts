@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { parseHostPort } from '../src/config/host-port.js';
 import type { Backend, HostPort } from '../src/backend.js';
-import { MIN_SWEEP_INTERVAL_MS, RegistrationStore } from '../src/registry/registration-store.js';
+import { MIN_SWEEP_INTERVAL_MS, RegistrationStore } from '../src/discovery/registration-store.js';
 
 function address(text: string): HostPort {
   const parsed = parseHostPort(text, { allowPortZero: false });

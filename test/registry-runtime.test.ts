@@ -14,7 +14,7 @@ import type { Backend } from '../src/backend.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import type { RebuildReport } from '../src/core/types.js';
 import type { DiscoveryListener, DiscoverySource } from '../src/discovery/types.js';
-import { RegistrationStore } from '../src/registry/registration-store.js';
+import { RegistrationStore } from '../src/discovery/registration-store.js';
 import { Registry } from '../src/registry/registry.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
@@ -283,7 +283,7 @@ describe('runtime: reload', () => {
     assert.equal(updated.movedShare, 1);
     assert.equal(ringlb.pool('app'), before, 'the pool object (health, connections) stays');
     assert.equal(ringlb.pool('other'), other, 'unchanged pools are untouched');
-    assert.equal(ringlb.pool('app')!.balancer.policy, 'maglev');
+    assert.equal(ringlb.pool('app')!.policy, 'maglev');
     assert.equal(await echoes(held, 'after reload'), true);
     assert.equal(portOf(ringlb, 'web'), port, 'the listener kept its socket');
   });
@@ -320,7 +320,7 @@ describe('runtime: reload', () => {
     assert.match(String((refused.errors as string[])[0]), /^listeners\[1\]\.bind: /);
     assert.equal(refused.level, 'error');
     assert.equal(ringlb.pool('app'), before);
-    assert.equal(ringlb.pool('app')!.balancer.policy, 'round_robin');
+    assert.equal(ringlb.pool('app')!.policy, 'round_robin');
     assert.equal(ringlb.listenerAddress('clash'), undefined);
     assert.equal(log.count('config reloaded'), 0);
   });

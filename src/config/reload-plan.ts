@@ -29,6 +29,7 @@
  *   measure for those policies).
  */
 import { createBalancer, sourceKeyHash, xorshift32, type Balancer, type BalancePolicy, type BalancerImplementation, type BalancerOptions } from '../core/index.js';
+import { KEYED_POLICIES } from '../core/types.js';
 import type { Backend, BackendState } from '../backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './types.js';
 
@@ -36,9 +37,6 @@ import type { ListenerConfig, PoolConfig, RinglbConfig } from './types.js';
 export const SAMPLE_CLIENT_COUNT = 10_000;
 /** Seed of the sample clients' xorshift32 sequence; fixed so preview, reload and tests agree. */
 const SAMPLE_SEED = 0x5eed_0001;
-
-/** Policies whose pick depends on the client's key (the others ignore it: no hashing per connection). */
-export const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export interface SampleClient {
   readonly ip: string;
@@ -92,6 +90,8 @@ export interface PoolPlan {
   readonly action: PoolAction;
   /** Why this action, in words (`balance changed`, `maglev.tableSize is ignored by ring_hash`). */
   readonly reason: string;
+  /** Changed settings the policy does not use (`maglev.tableSize` under ring_hash): they change nothing. */
+  readonly ignoredSettings: readonly string[];
   /** Policy of the new pool (the old one for a removed pool). */
   readonly balance: BalancePolicy;
   readonly added: readonly BackendSummary[];
@@ -243,7 +243,7 @@ function planPool(before: PoolConfig | undefined, after: PoolConfig | undefined,
   const settings = settingChanges(before, after, new Set(['name', 'backends']));
   const capacity = live?.capacity ?? slotCapacity(before, oldSet.length);
   const freeSlots = live?.freeSlots ?? capacity - oldSet.length;
-  const base = { name: after.name, balance: after.balance, ...diff, settings, discoveryChanged, backends: newSet };
+  const base = { name: after.name, balance: after.balance, ...diff, settings, discoveryChanged, backends: newSet, ignoredSettings: ignoredSettings(before, after) };
 
   // List order is not meaningful (ARCHITECTURE.md "Determinism"): a reordered list is unchanged.
   if (sameJson({ ...before, backends: [] }, { ...after, backends: [] }) && diff.added.length + diff.removed.length + diff.reweighted.length + diff.readdressed.length + diff.stateChanged.length === 0) {
@@ -255,7 +255,7 @@ function planPool(before: PoolConfig | undefined, after: PoolConfig | undefined,
   const grows = diff.added.length > freeSlots;
   if (grows) reasons.push(`${diff.added.length} new backends, ${freeSlots} free slots: the pool grows`);
   if (reasons.length === 0) {
-    const ignored = ignoredSettings(before, after);
+    const ignored = base.ignoredSettings;
     const measured = measureChange(before, after, oldSet, newSet, capacity, options);
     return {
       ...base,
@@ -310,6 +310,7 @@ function planAddOrRemove(before: PoolConfig | undefined, after: PoolConfig | und
     name: pool.name,
     action: isAdded ? 'add' : 'remove',
     reason: isAdded ? 'new pool' : 'not in the new config',
+    ignoredSettings: [],
     balance: pool.balance,
     added: isAdded ? summaries : [],
     removed: isAdded ? [] : summaries,
@@ -496,15 +497,27 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Config values as JSON shapes: host:port as written, check bytes as hex, undefined keys dropped. */
+/**
+ * Whether a pool needs a new health owner: its check, outlier, panic or slow-start settings
+ * changed (BackendPool.reconfigure). Check bytes compare by content.
+ */
+export function healthSettingsChanged(before: PoolConfig, after: PoolConfig): boolean {
+  return !sameJson(
+    [before.healthCheck, before.outlierDetection, before.panicThreshold, before.slowStartMs],
+    [after.healthCheck, after.outlierDetection, after.panicThreshold, after.slowStartMs],
+  );
+}
+
+/** JSON replacer for config values: host:port as written, check bytes (Uint8Array) as hex. */
+function configValueAsJson(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  if (typeof value === 'object' && value !== null && 'text' in value && 'port' in value && 'host' in value) return (value as { text: string }).text;
+  return value;
+}
+
+/** Config values as JSON shapes (`configValueAsJson`), undefined keys dropped. */
 function toPlain(value: unknown): unknown {
-  return JSON.parse(
-    JSON.stringify(value, (_key, inner: unknown) => {
-      if (inner instanceof Uint8Array) return Buffer.from(inner).toString('hex');
-      if (typeof inner === 'object' && inner !== null && 'text' in inner && 'port' in inner && 'host' in inner) return (inner as { text: string }).text;
-      return inner;
-    }),
-  ) as unknown;
+  return JSON.parse(JSON.stringify(value, configValueAsJson)) as unknown;
 }
 
 function sameJson(a: unknown, b: unknown): boolean {

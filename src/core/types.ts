@@ -13,6 +13,12 @@ export const BALANCE_POLICIES = [
 ] as const;
 export type BalancePolicy = (typeof BALANCE_POLICIES)[number];
 
+/**
+ * Policies whose pick depends on the client's key, so a client has a fixed backend (the others
+ * ignore the key: no hashing per connection, and nothing for an admin lookup to answer).
+ */
+export const KEYED_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
+
 export interface CoreBackend {
   /** Stable identity (default: the address). Tables depend on it, never on list order. */
   readonly id: string;

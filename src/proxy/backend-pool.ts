@@ -5,13 +5,17 @@
  *
  * Slot → address tables are plain arrays indexed by slot, rebuilt only when membership changes
  * (control plane), so the hot path reads them with no lookup by string.
+ *
+ * The balancer is private: `commitRebuild` replaces it, so a caller holding it would pick from
+ * stale tables, and only the health owner writes its bits. Callers ask the pool instead (`pick`,
+ * `lookup`, `slotOf`, `activeConnections`, `policy` ...), each answer a thin forward.
  */
 import { isIP, type Socket } from 'node:net';
 import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
-import type { Balancer, RebuildReport } from '../core/types.js';
-import { balancerOptionsOf, KEYED_POLICIES, slotCapacity } from '../config/reload-plan.js';
+import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport } from '../core/types.js';
+import { balancerOptionsOf, healthSettingsChanged, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
@@ -49,17 +53,27 @@ export interface BackendPoolOptions {
 }
 
 /**
- * A balancer built for a pool's new table settings or capacity, not yet in use
- * (`BackendPool.prepareRebuild`); `BackendPool.commitRebuild` swaps it in.
+ * Tables built for a pool's new table settings or capacity, not yet in use
+ * (`BackendPool.prepareRebuild`); `BackendPool.commitRebuild` swaps them in. The balancer inside
+ * stays private to this module, like the pool's own.
  */
 export interface PreparedRebuild {
   readonly config: PoolConfig;
   readonly backends: readonly Backend[];
   readonly capacity: number;
-  readonly balancer: Balancer;
   readonly report: RebuildReport;
-  /** The pool's balancer when this was prepared: a commit after another swap is refused. */
-  readonly replaces: Balancer;
+}
+
+class PreparedTables implements PreparedRebuild {
+  constructor(
+    readonly config: PoolConfig,
+    readonly backends: readonly Backend[],
+    readonly capacity: number,
+    readonly report: RebuildReport,
+    readonly balancer: Balancer,
+    /** The pool's balancer when this was prepared: a commit after another swap is refused. */
+    readonly replaces: Balancer,
+  ) {}
 }
 
 export class BackendPool {
@@ -69,13 +83,13 @@ export class BackendPool {
   readonly #implementation: 'wasm' | 'reference' | undefined;
   /** The config this pool was built from; `reconfigure` replaces it for settings it can absorb. */
   #config: PoolConfig;
-  connectTimeoutMs: number;
+  #connectTimeoutMs: number;
   /** Extra attempts after the first one. */
-  retries: number;
+  #retries: number;
   /** Connections to a removed backend are cut this long after its removal. */
-  drainTimeoutMs: number;
+  #drainTimeoutMs: number;
   /** False for policies that ignore the key: no address parsing per connection at all. */
-  usesClientKey: boolean;
+  #usesClientKey: boolean;
   #includePort: boolean;
   readonly #logger: Logger;
   #health: PoolHealth;
@@ -103,10 +117,10 @@ export class BackendPool {
     const { config } = options;
     this.name = config.name;
     this.#config = config;
-    this.connectTimeoutMs = config.connectTimeoutMs;
-    this.retries = config.retries;
-    this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
-    this.usesClientKey = KEYED_POLICIES.has(config.balance);
+    this.#connectTimeoutMs = config.connectTimeoutMs;
+    this.#retries = config.retries;
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    this.#usesClientKey = KEYED_POLICIES.has(config.balance);
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#logger = options.logger;
     const capacity = options.capacity ?? slotCapacity(config);
@@ -125,9 +139,24 @@ export class BackendPool {
     this.setBackends(config.backends);
   }
 
-  /** The core behind this pool; replaced (same slots) by `commitRebuild`, so never cache it. */
-  get balancer(): Balancer {
-    return this.#balancer;
+  /** The policy the pool balances by now (`commitRebuild` may change it). */
+  get policy(): BalancePolicy {
+    return this.#balancer.policy;
+  }
+
+  /** Per connection: how long one connect attempt may take. */
+  get connectTimeoutMs(): number {
+    return this.#connectTimeoutMs;
+  }
+
+  /** Per connection: extra attempts after the first one. */
+  get retries(): number {
+    return this.#retries;
+  }
+
+  /** Connections to a backend that left the set are cut this long after it left (the config's drainTimeoutMs; reload sets it). */
+  setDrainTimeout(ms: number): void {
+    this.#drainTimeoutMs = ms;
   }
 
   /** Slot capacity of the current balancer; `commitRebuild` may change it (grow, or a smaller maglev table). */
@@ -190,7 +219,7 @@ export class BackendPool {
         reserved: (slot) => slot < currentCapacity && (current.idOf(slot) !== undefined || current.activeConnections(slot) > 0),
       },
     );
-    return { config, backends, capacity, balancer, report, replaces: current };
+    return new PreparedTables(config, backends, capacity, report, balancer, current);
   }
 
   /**
@@ -201,6 +230,7 @@ export class BackendPool {
    * Then the other settings of `prepared.config` apply as in `reconfigure`.
    */
   commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null): void {
+    if (!(prepared instanceof PreparedTables)) throw new TypeError(`pool ${this.name}: commitRebuild takes what prepareRebuild returned`);
     if (prepared.replaces !== this.#balancer) throw new Error(`pool ${this.name}: prepared rebuild is stale (the balancer changed since)`);
     const previous = this.#balancer;
     const previousSlots = this.#slotsById();
@@ -215,7 +245,7 @@ export class BackendPool {
     }
     this.#capacity = prepared.capacity;
     this.#balancer = fresh;
-    this.usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
+    this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
     this.#health.adoptBalancer(fresh, this.#capacity);
     this.#adoptSet(prepared.backends, prepared.report, previousSlots);
@@ -260,13 +290,10 @@ export class BackendPool {
   reconfigure(config: PoolConfig, scheduler: CheckScheduler | null): void {
     const previous = this.#config;
     this.#config = config;
-    this.connectTimeoutMs = config.connectTimeoutMs;
-    this.retries = config.retries;
+    this.#connectTimeoutMs = config.connectTimeoutMs;
+    this.#retries = config.retries;
     this.#resolver.setInterval(config.resolveIntervalMs);
-    const healthChanged =
-      JSON.stringify([previous.healthCheck, previous.outlierDetection, previous.panicThreshold, previous.slowStartMs], bytesAsHex) !==
-      JSON.stringify([config.healthCheck, config.outlierDetection, config.panicThreshold, config.slowStartMs], bytesAsHex);
-    if (!healthChanged) return;
+    if (!healthSettingsChanged(previous, config)) return;
     // What the checks knew carries over: up stays up, down stays down (no pending round, no
     // dead backend believed up because the new settings say initialHealthy). Without checks
     // before, every backend that is eligible now counts as up.
@@ -283,7 +310,7 @@ export class BackendPool {
     }
     this.#health.stop();
     this.#health = this.#createHealth(config, healthyIds, downIds);
-    this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.balancer.slotOf(backend.id), backend })));
+    this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.#balancer.slotOf(backend.id), backend })));
     if (scheduler !== null && !this.#retired) this.#health.startChecks(scheduler);
   }
 
@@ -344,6 +371,62 @@ export class BackendPool {
     this.#connectionsBySlot[slot] = connection;
   }
 
+  /**
+   * Hot path: the slot for a connection attempt, or -1 when no backend is routable. `tried` holds
+   * the slots earlier attempts of this connection failed on (first `triedCount` entries). A thin
+   * forward (numbers in, number out) that V8 inlines: the balancer stays private because
+   * `commitRebuild` replaces it, and no caller may hold on to a stale one.
+   */
+  pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number {
+    return this.#balancer.pick(keyHash, tried, triedCount);
+  }
+
+  /** Hot path: a connect to `slot` took `micros` (least_time's EWMA). */
+  observeConnectTime(slot: number, micros: number, nowMs: number): void {
+    this.#balancer.observeConnectTime(slot, micros, nowMs);
+  }
+
+  /** Slot of backend `id` in the current set, or -1. */
+  slotOf(id: string): number {
+    return this.#balancer.slotOf(id);
+  }
+
+  /** Id of the backend holding `slot`, or undefined for a free or draining slot. */
+  idOf(slot: number): string | undefined {
+    return this.#balancer.idOf(slot);
+  }
+
+  /** Connections holding `slot` now (acquired, not released). */
+  activeConnections(slot: number): number {
+    return this.#balancer.activeConnections(slot);
+  }
+
+  /** Whether new connections may go to `slot` now (healthy, or panic routes to it). */
+  isRoutable(slot: number): boolean {
+    return this.#balancer.isEligible(slot);
+  }
+
+  /**
+   * The backend a hash policy sends this client to, as a new connection's first attempt would
+   * get it; undefined when no backend is routable. Hash picks have no side effects (no cursor, no
+   * counters), so asking changes nothing. Admin lookups; never the hot path.
+   */
+  lookup(ip: string, port: number): { readonly slot: number; readonly backendId: string } | undefined {
+    const slot = this.#balancer.pick(this.#keyHashOfAddress(ip, port));
+    if (slot < 0) return undefined;
+    const backendId = this.#balancer.idOf(slot);
+    return backendId === undefined ? undefined : { slot, backendId };
+  }
+
+  /**
+   * The backend this client's key maps to in the table, whatever its health (where keys live,
+   * for measuring how many moved); undefined for an empty table.
+   */
+  homeIdOf(ip: string, port: number): string | undefined {
+    const slot = this.#balancer.homeSlot(this.#keyHashOfAddress(ip, port));
+    return slot < 0 ? undefined : this.#balancer.idOf(slot);
+  }
+
   /** Hot path: that attempt failed, or its connection closed. */
   release(slot: number, connection: SlotConnection): void {
     this.#balancer.release(slot);
@@ -361,8 +444,8 @@ export class BackendPool {
     const timer = setTimeout(() => {
       this.#drainTimers[slot] = undefined;
       const cut = this.#cutSlot(slot);
-      if (cut > 0) this.#logger.info({ backend: this.addressOf(slot), cut, drainTimeoutMs: this.drainTimeoutMs }, 'drain deadline: connections cut');
-    }, this.drainTimeoutMs);
+      if (cut > 0) this.#logger.info({ backend: this.addressOf(slot), cut, drainTimeoutMs: this.#drainTimeoutMs }, 'drain deadline: connections cut');
+    }, this.#drainTimeoutMs);
     // A drain deadline alone must not keep a stopping process alive.
     timer.unref();
     this.#drainTimers[slot] = timer;
@@ -386,6 +469,11 @@ export class BackendPool {
     return cut;
   }
 
+  /** Key hash of a client given as text (admin lookups; never the hot path). */
+  #keyHashOfAddress(ip: string, port: number): number {
+    return sourceKeyHash(ip, port, this.#includePort);
+  }
+
   #createBalancer(config: PoolConfig, capacity: number): Balancer {
     return createBalancer(balancerOptionsOf(config, capacity), this.#implementation);
   }
@@ -406,7 +494,7 @@ export class BackendPool {
   #onNameResolved(name: string, address: ResolvedAddress): void {
     for (const backend of this.#backends) {
       if (backend.address.host !== name) continue;
-      const slot = this.balancer.slotOf(backend.id);
+      const slot = this.#balancer.slotOf(backend.id);
       if (slot < 0) continue;
       this.#connectHostBySlot[slot] = address.address;
       this.#familyBySlot[slot] = address.family;
@@ -432,7 +520,7 @@ export class BackendPool {
    * that ignore it, so round_robin and friends never touch the peer address.
    */
   keyHashOf(client: Socket): number {
-    if (!this.usesClientKey) return 0;
+    if (!this.#usesClientKey) return 0;
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
   }
 
@@ -463,11 +551,6 @@ export class BackendPool {
     this.#health.startChecks(scheduler);
   }
 
-  /** Key hash of a client given as text (admin lookups; never the hot path). */
-  keyHashOfAddress(ip: string, port: number): number {
-    return sourceKeyHash(ip, port, this.#includePort);
-  }
-
   /**
    * Passive health: a connect attempt to `slot` failed. Feeds outlier detection at once, so after
    * `consecutiveFailures` the next connections do not even try this backend.
@@ -480,9 +563,4 @@ export class BackendPool {
   reportConnectSuccess(slot: number): void {
     this.#health.reportConnectSuccess(slot);
   }
-}
-
-/** JSON replacer: check bytes (Uint8Array) compare by content. */
-function bytesAsHex(_key: string, value: unknown): unknown {
-  return value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value;
 }

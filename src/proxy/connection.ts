@@ -142,7 +142,7 @@ export class ProxyConnection implements SlotConnection {
 
   #attempt(): void {
     const pool = this.#pool;
-    const slot = pool.balancer.pick(this.#keyHash, this.#tried ?? undefined, this.#attempts);
+    const slot = pool.pick(this.#keyHash, this.#tried ?? undefined, this.#attempts);
     if (slot < 0) {
       this.#destroy(this.#attempts === 0 ? 'no_backend' : 'connect_failed');
       return;
@@ -179,7 +179,7 @@ export class ProxyConnection implements SlotConnection {
     const now = performance.now();
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
-    pool.balancer.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
+    pool.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
     // Outlier detection counts consecutive failures: a success ends the streak.
     pool.reportConnectSuccess(this.#slot);
     clearTimeout(this.#timer!);

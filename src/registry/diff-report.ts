@@ -82,7 +82,7 @@ function poolHeadline(pool: PoolPlan): string {
     case 'unchanged':
       return 'no change';
     case 'update': {
-      const note = pool.reason === 'applied in place' ? '' : `; ${pool.reason}`;
+      const note = pool.ignoredSettings.length === 0 ? '' : `; ${pool.reason}`;
       if (!pool.rebuild) return `changed, tables untouched (0% of keys move)${note}`;
       return `rebuild${build}, ${movedText(pool)}${note}`;
     }

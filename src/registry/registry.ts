@@ -18,7 +18,7 @@ import type { DiscoveryConfig } from '../config/types.js';
 import type { RebuildReport } from '../core/types.js';
 import { createDiscoverySource, sameBackendSet, sortById, type DiscoveryOptions, type DiscoverySource } from '../discovery/index.js';
 import type { Logger } from '../log.js';
-import type { RegistrationStore } from './registration-store.js';
+import type { RegistrationStore } from '../discovery/registration-store.js';
 
 /** What the registry needs from the runtime. */
 export interface RegistryHost {

@@ -1,7 +1,7 @@
 /**
  * `AdminApi` over the running pools: what the admin HTTP routes (src/admin/pool-routes.ts) read
- * and the registrations they write. Reads come from the live pools (membership from the pool,
- * health from its PoolHealth, active connections from the balancer, TTLs from the store); writes
+ * and the registrations they write. Reads come from the live pools (membership and active
+ * connections from the pool, health from its PoolHealth, TTLs from the store); writes
  * only go to the RegistrationStore, which feeds the registry like any other source — the admin API
  * never writes into a balancer (ARCHITECTURE.md "One writer per fact").
  */
@@ -13,11 +13,11 @@ import {
   type PoolView,
   type RegisterOutcome,
   type RegistrationRequest,
-} from './admin/api.js';
-import type { Backend, BackendSource } from './backend.js';
-import type { BalancePolicy } from './core/types.js';
-import type { BackendPool } from './proxy/backend-pool.js';
-import type { RegistrationStore } from './registry/registration-store.js';
+} from './api.js';
+import type { Backend, BackendSource } from '../backend.js';
+import { KEYED_POLICIES } from '../core/types.js';
+import type { BackendPool } from '../proxy/backend-pool.js';
+import type { RegistrationStore } from '../discovery/registration-store.js';
 
 /** What the admin view needs from the runtime; pools are looked up by name on every call (a reload may replace them). */
 export interface AdminRuntimeView {
@@ -29,8 +29,6 @@ export interface AdminRuntimeView {
 
 /** A backend the health owner does not know (cannot happen for a backend of the current set). */
 const NOT_TRACKED = { healthy: false, flags: [], routable: false, routableBecause: null } as const;
-
-const HASH_POLICIES: ReadonlySet<BalancePolicy> = new Set<BalancePolicy>(['ring_hash', 'maglev']);
 
 export class RuntimeAdminApi implements AdminApi {
   readonly #runtime: AdminRuntimeView;
@@ -45,7 +43,7 @@ export class RuntimeAdminApi implements AdminApi {
       const stats = pool.health.stats();
       return {
         name,
-        balance: pool.balancer.policy,
+        balance: pool.policy,
         source: this.#runtime.sourceOf(name),
         backends: pool.backends.length,
         healthy: stats.healthy,
@@ -70,7 +68,7 @@ export class RuntimeAdminApi implements AdminApi {
   }
 
   #view(poolName: string, pool: BackendPool, source: BackendSource, backend: Backend): BackendView {
-    const slot = pool.balancer.slotOf(backend.id);
+    const slot = pool.slotOf(backend.id);
     return {
       id: backend.id,
       address: backend.address.text,
@@ -78,7 +76,7 @@ export class RuntimeAdminApi implements AdminApi {
       state: backend.state,
       health: pool.health.backendStatus(backend.id) ?? NOT_TRACKED,
       source,
-      activeConnections: slot >= 0 ? pool.balancer.activeConnections(slot) : 0,
+      activeConnections: slot >= 0 ? pool.activeConnections(slot) : 0,
       ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
     };
   }
@@ -105,14 +103,12 @@ export class RuntimeAdminApi implements AdminApi {
    */
   lookup(poolName: string, ip: string, port: number): LookupResult | null {
     const pool = this.#pool(poolName);
-    if (!HASH_POLICIES.has(pool.balancer.policy)) {
-      throw AdminError.conflict(`pool "${poolName}" uses ${pool.balancer.policy}, which maps no client to a fixed backend; lookups need ring_hash or maglev`);
+    if (!KEYED_POLICIES.has(pool.policy)) {
+      throw AdminError.conflict(`pool "${poolName}" uses ${pool.policy}, which maps no client to a fixed backend; lookups need ring_hash or maglev`);
     }
-    const slot = pool.balancer.pick(pool.keyHashOfAddress(ip, port));
-    if (slot < 0) return null;
-    const backendId = pool.balancer.idOf(slot);
-    if (backendId === undefined) return null;
-    return { backendId, address: pool.addressOf(slot), slot };
+    const found = pool.lookup(ip, port);
+    if (found === undefined) return null;
+    return { backendId: found.backendId, address: pool.addressOf(found.slot), slot: found.slot };
   }
 
   #pool(name: string): BackendPool {
