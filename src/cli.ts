@@ -17,7 +17,7 @@ import { formatIssues, loadConfigFile } from './config/load.js';
 import type { RinglbConfig } from './config/types.js';
 import { DEMO_DEFAULT_PORT, demoInstructions, startDemo } from './demo.js';
 import { createRootLogger, type Logger } from './log.js';
-import { runDiffCommand } from './registry/diff-report.js';
+import { runDiffCommand } from './config/plan-report.js';
 import { Ringlb } from './runtime.js';
 import { installReloadTriggers } from './reload-triggers.js';
 

@@ -23,7 +23,7 @@ import type { RinglbConfig } from '../src/config/types.js';
 import { BALANCE_POLICIES } from '../src/core/index.js';
 import { KEYED_POLICIES } from '../src/core/types.js';
 import type { BackendPool } from '../src/proxy/backend-pool.js';
-import { formatPlan } from '../src/registry/diff-report.js';
+import { formatPlan } from '../src/config/plan-report.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { LogCapture, type LogLine } from './helpers/log-capture.js';

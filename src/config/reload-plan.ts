@@ -1,6 +1,6 @@
 /**
  * The reload planner: (current config, next config) → what a reload does, decided once.
- * `ringlb diff` prints this plan (registry/diff-report.ts) and `Ringlb.reload` executes it
+ * `ringlb diff` prints this plan (config/plan-report.ts) and `Ringlb.reload` executes it
  * (runtime.ts), so what an operator previews is what happens (ARCHITECTURE.md "Preview and reload
  * are one plan"). Pure: no I/O, no clock besides the core's own build timer; it builds scratch
  * balancers to measure what moves.

@@ -7,9 +7,9 @@
  * Backend `state` (active/drain/maint) and health never enter the tables: a state change is listed
  * but moves no table entry (its keys go elsewhere only while it is ineligible).
  */
-import { formatIssues, loadConfigFile } from '../config/load.js';
-import { planReload, REDACTED, type PlanOptions, type PoolPlan, type ReloadPlan, type SettingChange } from '../config/reload-plan.js';
-import type { ListenerConfig } from '../config/types.js';
+import { formatIssues, loadConfigFile } from './load.js';
+import { planReload, REDACTED, type PlanOptions, type PoolPlan, type ReloadPlan, type SettingChange } from './reload-plan.js';
+import type { ListenerConfig } from './types.js';
 
 /** The plan as text: listeners and global settings first, then one block per pool. No trailing newline. */
 export function formatPlan(plan: ReloadPlan): string {

@@ -7,7 +7,7 @@ import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { createBalancer, type BalancePolicy } from '../src/core/index.js';
 import { planReload, sampleClients, SAMPLE_CLIENT_COUNT } from '../src/config/reload-plan.js';
-import { formatPlan, runDiffCommand } from '../src/registry/diff-report.js';
+import { formatPlan, runDiffCommand } from '../src/config/plan-report.js';
 import { sourceKeyHash } from '../src/core/index.js';
 
 type RawBackend = { address: string; weight?: number; id?: string; state?: string };
