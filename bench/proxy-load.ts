@@ -11,25 +11,26 @@
  *
  *   npm run build && node dist/bench/proxy-load.js [--rounds 5]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import {
+  BenchRun,
+  CONNECT_CONCURRENCY,
+  CONNECT_COUNT,
+  connectRate,
+  firstJsonLine,
+  freePort,
+  machineLine,
+  measureRounds,
+  median,
+  openSocket,
+  roundsFromArgs,
+  withTimeout,
+} from './loopback-load.js';
 
 const BULK_BYTES = 256 * 1024 * 1024;
 const BULK_CHUNK = 64 * 1024;
-const CONNECT_COUNT = 5000;
-const CONNECT_CONCURRENCY = 8;
 const PING_COUNT = 20_000;
 const PING_BYTES = 64;
-/** Any single measurement taking longer than this aborts the run (bounded in time). */
-const SCENARIO_TIMEOUT_MS = 120_000;
-
-const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** Backends: an echo server and a sink (counts bytes, answers "done" after the client's FIN). */
 const BACKENDS_SOURCE = `
@@ -64,59 +65,11 @@ interface Ports {
   readonly sink: number;
 }
 
-async function firstJsonLine<T>(child: ChildProcess, predicate: (value: unknown) => T | undefined): Promise<T> {
-  child.stdout!.setEncoding('utf8');
-  let buffer = '';
-  return await new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('child did not report its ports within 10 s')), 10_000);
-    child.once('exit', (code) => reject(new Error(`child exited early (${code})`)));
-    child.stdout!.on('data', (chunk: string) => {
-      buffer += chunk;
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        let value: unknown;
-        try {
-          value = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        const found = predicate(value);
-        if (found !== undefined) {
-          clearTimeout(timer);
-          resolve(found);
-        }
-      }
-    });
-  });
-}
-
-function spawnNode(args: string[]): ChildProcess {
-  return spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-/** A free loopback port: bound to 0, read, closed. (Racy in theory; fine for a one-machine bench.) */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-/**
- * ringlb at log level warn, as it would run under load (no access log). With no `listener ready`
- * line to read, the bench picks the ports and waits until both accept connections.
- */
-async function startRinglbProcess(backends: Ports, dir: string): Promise<{ child: ChildProcess; ports: Ports }> {
+/** ringlb at log level warn, as it would run under load (no access log), with maglev pools. */
+async function startRinglb(run: BenchRun, backends: Ports): Promise<Ports> {
   const ports: Ports = { echo: await freePort(), sink: await freePort() };
-  const configFile = join(dir, 'ringlb-bench.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
+  await run.startRinglb(
+    {
       listeners: [
         { name: 'echo', bind: `127.0.0.1:${ports.echo}`, pool: 'echo' },
         { name: 'sink', bind: `127.0.0.1:${ports.sink}`, pool: 'sink', idleTimeoutMs: 0 },
@@ -126,39 +79,10 @@ async function startRinglbProcess(backends: Ports, dir: string): Promise<{ child
         { name: 'sink', balance: 'maglev', backends: [{ address: `127.0.0.1:${backends.sink}` }] },
       ],
       log: { level: 'warn' },
-    }),
+    },
+    [ports.echo, ports.sink],
   );
-  const child = spawnNode([CLI_PATH, 'run', '--config', configFile]);
-  const deadline = Date.now() + 10_000;
-  for (const port of [ports.echo, ports.sink]) {
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`ringlb exited (${child.exitCode})`);
-      try {
-        (await openSocket(port)).destroy();
-        break;
-      } catch {
-        if (Date.now() > deadline) throw new Error('ringlb did not start listening within 10 s');
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }
-  }
-  return { child, ports };
-}
-
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} exceeded ${SCENARIO_TIMEOUT_MS} ms`)), SCENARIO_TIMEOUT_MS);
-    }),
-  ]);
-}
-
-async function openSocket(port: number): Promise<Socket> {
-  const socket = connect({ host: '127.0.0.1', port, noDelay: true });
-  await once(socket, 'connect');
-  return socket;
+  return ports;
 }
 
 /** MiB/s for BULK_BYTES written into the sink, measured until the sink confirms it saw the FIN. */
@@ -181,26 +105,6 @@ async function bulk(port: number): Promise<number> {
   const seconds = (performance.now() - startedAt) / 1000;
   socket.destroy();
   return BULK_BYTES / (1024 * 1024) / seconds;
-}
-
-/** Connections per second: connect, one byte there and back, close; CONNECT_CONCURRENCY at a time. */
-async function connectRate(port: number): Promise<number> {
-  let started = 0;
-  const one = async (): Promise<void> => {
-    const socket = await openSocket(port);
-    socket.write('x');
-    await once(socket, 'data');
-    socket.destroy();
-  };
-  const worker = async (): Promise<void> => {
-    while (started < CONNECT_COUNT) {
-      started += 1;
-      await one();
-    }
-  };
-  const startedAt = performance.now();
-  await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
-  return CONNECT_COUNT / ((performance.now() - startedAt) / 1000);
 }
 
 /** Round-trip times (µs) of PING_COUNT 64-byte ping-pongs on one connection: p50 and p99. */
@@ -248,42 +152,20 @@ async function measure(target: string, ports: Ports): Promise<Result> {
   return { bulkMiBs, connectsPerSecond, p50, p99 };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
-  const rounds = Number(values.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1..20');
-  const dir = mkdtempSync(join(tmpdir(), 'ringlb-bench-'));
-  const children: ChildProcess[] = [];
+  const rounds = roundsFromArgs(5);
+  const run = new BenchRun();
   try {
-    const backendsChild = spawnNode(['-e', BACKENDS_SOURCE]);
-    children.push(backendsChild);
-    const backends = await firstJsonLine(backendsChild, (v) => v as Ports);
-    const naiveChild = spawnNode(['-e', NAIVE_PROXY_SOURCE, String(backends.echo), String(backends.sink)]);
-    children.push(naiveChild);
-    const naive = await firstJsonLine(naiveChild, (v) => v as Ports);
-    const ringlb = await startRinglbProcess(backends, dir);
-    children.push(ringlb.child);
+    const backends = await firstJsonLine<Ports>(run.spawnNode(['-e', BACKENDS_SOURCE]));
+    const naive = await firstJsonLine<Ports>(run.spawnNode(['-e', NAIVE_PROXY_SOURCE, String(backends.echo), String(backends.sink)]));
+    const ringlb = await startRinglb(run, backends);
 
     const targets: Array<[string, Ports]> = [
       ['direct', backends],
       ['naive pipe()', naive],
-      ['ringlb', ringlb.ports],
+      ['ringlb', ringlb],
     ];
-    const results = new Map<string, Result[]>(targets.map(([name]) => [name, []]));
-    // One warm-up round (JIT, socket buffers, TIME_WAIT steady state), not counted.
-    for (const [name, ports] of targets) await measure(name, ports);
-    for (let round = 0; round < rounds; round += 1) {
-      // Interleaved and rotated each round, so drift and position in the round hit every target alike.
-      for (let i = 0; i < targets.length; i += 1) {
-        const [name, ports] = targets[(i + round) % targets.length]!;
-        results.get(name)!.push(await measure(name, ports));
-      }
-    }
+    const results = await measureRounds(targets, rounds, measure);
     const summary = new Map<string, Result>();
     for (const [name, list] of results) {
       summary.set(name, {
@@ -302,8 +184,7 @@ async function main(): Promise<void> {
       `${r.p99.toFixed(1)} (${(floor.p99 / r.p99).toFixed(2)}×)`,
     ]);
     const header = ['target', 'bulk MiB/s', 'connections/s', 'p50 µs', 'p99 µs'];
-    const cpu = cpus()[0]?.model ?? 'unknown CPU';
-    console.log(`node ${process.version}, ${cpus().length} × ${cpu}; median of ${rounds} rounds after 1 warm-up round`);
+    console.log(machineLine(rounds));
     console.log(
       `bulk ${BULK_BYTES / 1024 / 1024} MiB one way; connect ${CONNECT_COUNT} × ${CONNECT_CONCURRENCY} concurrent; latency ${PING_COUNT} × ${PING_BYTES} B`,
     );
@@ -312,8 +193,7 @@ async function main(): Promise<void> {
     console.log(`|${header.map(() => '---').join('|')}|`);
     for (const row of rows) console.log(`| ${row.join(' | ')} |`);
   } finally {
-    for (const child of children) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    run.close();
   }
 }
 

@@ -68,25 +68,37 @@ async function heldBackend(t: TestContext): Promise<{ port: number; release(): v
   };
 }
 
+/**
+ * Listener `in` on pool `p`, which panics below half of its backends healthy: the set-up both
+ * tests share. Returns the config and a Ringlb (closed after the test) that logs into `log`.
+ */
+function panicPool(
+  t: TestContext,
+  backends: ReadonlyArray<{ id: string; address: string }>,
+  healthCheck: Record<string, unknown>,
+  settings: Record<string, unknown> = {},
+): { config: RinglbConfig; ringlb: Ringlb; log: LogCapture } {
+  const log = new LogCapture();
+  const config = configOf({
+    listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
+    pools: [{ name: 'p', panicThreshold: 0.5, backends, healthCheck }],
+    ...settings,
+  });
+  const ringlb = new Ringlb({ logger: log.logger() });
+  t.after(() => ringlb.close());
+  return { config, ringlb, log };
+}
+
 describe('honest state under panic', () => {
   test('a dead backend in panic is unhealthy and routable because of panic; the outage is logged once, and its end', async (t) => {
     const backends: NamedBackend[] = [await startNamedBackend('a'), await startNamedBackend('b')];
     t.after(() => Promise.all(backends.map((backend) => backend.close())));
-    const log = new LogCapture();
-    const config = configOf({
-      listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
-      pools: [
-        {
-          name: 'p',
-          panicThreshold: 0.5,
-          backends: backends.map((backend) => ({ id: backend.name, address: backend.address })),
-          healthCheck: { type: 'tcp', intervalMs: 50, timeoutMs: 1000, rise: 1, fall: 1 },
-        },
-      ],
-      admin: { bind: '127.0.0.1:0' },
-    });
-    const ringlb = new Ringlb({ logger: log.logger() });
-    t.after(() => ringlb.close());
+    const { config, ringlb, log } = panicPool(
+      t,
+      backends.map((backend) => ({ id: backend.name, address: backend.address })),
+      { type: 'tcp', intervalMs: 50, timeoutMs: 1000, rise: 1, fall: 1 },
+      { admin: { bind: '127.0.0.1:0' } },
+    );
     await ringlb.start(config);
 
     const healthy = (await getJson(ringlb, '/v1/pools')).pools as Array<Record<string, unknown>>;
@@ -125,24 +137,15 @@ describe('honest state under panic', () => {
   test('at start-up, one dead backend of three does not enter panic while the others are pending', async (t) => {
     const held = [await heldBackend(t), await heldBackend(t)];
     const dead = await closedPort();
-    const log = new LogCapture();
-    const config = configOf({
-      listeners: [{ name: 'in', bind: '127.0.0.1:0', pool: 'p' }],
-      pools: [
-        {
-          name: 'p',
-          panicThreshold: 0.5,
-          backends: [
-            { id: 'dead', address: `127.0.0.1:${dead}` },
-            { id: 'held-1', address: `127.0.0.1:${held[0]!.port}` },
-            { id: 'held-2', address: `127.0.0.1:${held[1]!.port}` },
-          ],
-          healthCheck: { type: 'send_expect', send: 'ping', expect: 'pong', intervalMs: 100, timeoutMs: 20_000, rise: 1, fall: 1 },
-        },
+    const { config, ringlb, log } = panicPool(
+      t,
+      [
+        { id: 'dead', address: `127.0.0.1:${dead}` },
+        { id: 'held-1', address: `127.0.0.1:${held[0]!.port}` },
+        { id: 'held-2', address: `127.0.0.1:${held[1]!.port}` },
       ],
-    });
-    const ringlb = new Ringlb({ logger: log.logger() });
-    t.after(() => ringlb.close());
+      { type: 'send_expect', send: 'ping', expect: 'pong', intervalMs: 100, timeoutMs: 20_000, rise: 1, fall: 1 },
+    );
     // start() waits for the first check round (warming), which the held backends hold back.
     const started = ringlb.start(config);
 

@@ -26,23 +26,11 @@ import type { BackendPool } from '../src/proxy/backend-pool.js';
 import { formatPlan } from '../src/config/plan-report.js';
 import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { testRandom } from './helpers/core.js';
 import { LogCapture, type LogLine } from './helpers/log-capture.js';
-
 
 const STEPS = 80;
 const SEED = 20261202;
-
-/** mulberry32: a small seeded PRNG, so a failing step can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomConfig(random: () => number, servers: readonly NamedBackend[]): RinglbConfig {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
@@ -95,7 +83,7 @@ describe('reload planner: the preview is the reload', () => {
     const logger = log.logger();
     const ringlb = new Ringlb({ logger });
     try {
-      const random = prng(SEED);
+      const random = testRandom(SEED); // seeded, so a failing step can be replayed
       let current = randomConfig(random, servers);
       await ringlb.start(current);
       const counts = { replace: 0, update: 0, unchanged: 0, add: 0, remove: 0, ignoredOnly: 0 };

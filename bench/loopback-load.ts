@@ -1,0 +1,183 @@
+/**
+ * The loopback-load harness the proxy benches share (bench/proxy-load.ts, bench/name-resolution.ts):
+ * child processes that report their ports, ringlb started from a config as the CLI runs it, the
+ * connect scenario, and one measuring method (one warm-up round, then rounds interleaved and rotated,
+ * reported as medians). Each bench file keeps its own scenario and output; this module prints nothing.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const CONNECT_COUNT = 5000;
+export const CONNECT_CONCURRENCY = 8;
+/** Any single measurement taking longer than this aborts the run (bounded in time). */
+export const SCENARIO_TIMEOUT_MS = 120_000;
+/** How long a child may take to report its ports, or ringlb to accept on its listeners. */
+const START_TIMEOUT_MS = 10_000;
+
+const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+
+/** `--rounds N` (1..20) from the command line, `defaultRounds` without it. */
+export function roundsFromArgs(defaultRounds: number): number {
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: String(defaultRounds) } } });
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1..20');
+  return rounds;
+}
+
+/** The first line of a bench's report: the machine and the method. */
+export function machineLine(rounds: number): string {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  return `node ${process.version}, ${cpus().length} × ${cpu}; median of ${rounds} rounds after 1 warm-up round`;
+}
+
+/**
+ * The child processes and scratch directory of one bench run, so that `close()` (in a finally)
+ * leaves nothing behind whichever step failed.
+ */
+export class BenchRun {
+  readonly #dir = mkdtempSync(join(tmpdir(), 'ringlb-bench-'));
+  readonly #children: ChildProcess[] = [];
+
+  /** A Node child whose stdout the bench reads and whose stderr shows in the bench's own. */
+  spawnNode(args: string[]): ChildProcess {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.#children.push(child);
+    return child;
+  }
+
+  /**
+   * ringlb running `config` as the CLI does. A bench runs it at log level warn (no access log), so
+   * there is no `listener ready` line to read: the config binds `listenPorts` (from freePort) and
+   * this waits until each of them accepts a connection.
+   */
+  async startRinglb(config: object, listenPorts: readonly number[]): Promise<ChildProcess> {
+    const configFile = join(this.#dir, 'ringlb-bench.json');
+    writeFileSync(configFile, JSON.stringify(config));
+    const child = this.spawnNode([CLI_PATH, 'run', '--config', configFile]);
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (const port of listenPorts) {
+      for (;;) {
+        if (child.exitCode !== null) throw new Error(`ringlb exited (${child.exitCode})`);
+        try {
+          (await openSocket(port)).destroy();
+          break;
+        } catch {
+          if (Date.now() > deadline) throw new Error('ringlb did not start listening within 10 s');
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    }
+    return child;
+  }
+
+  close(): void {
+    for (const child of this.#children) child.kill('SIGKILL');
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** The first line of the child's stdout that parses as JSON (a child prints its ports so). */
+export async function firstJsonLine<T>(child: ChildProcess): Promise<T> {
+  child.stdout!.setEncoding('utf8');
+  let buffer = '';
+  return await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('child did not report its ports within 10 s')), START_TIMEOUT_MS);
+    child.once('exit', (code) => reject(new Error(`child exited early (${code})`)));
+    child.stdout!.on('data', (chunk: string) => {
+      buffer += chunk;
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        clearTimeout(timer);
+        resolve(value as T);
+      }
+    });
+  });
+}
+
+/** A free loopback port: bound to 0, read, closed. (Racy in theory; fine for a one-machine bench.) */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export async function openSocket(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** `promise`, or a rejection naming `what` after SCENARIO_TIMEOUT_MS. */
+export function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} exceeded ${SCENARIO_TIMEOUT_MS} ms`)), SCENARIO_TIMEOUT_MS);
+    }),
+  ]);
+}
+
+/** Connections per second: connect, one byte there and back, close; CONNECT_CONCURRENCY at a time. */
+export async function connectRate(port: number): Promise<number> {
+  let started = 0;
+  const one = async (): Promise<void> => {
+    const socket = await openSocket(port);
+    socket.write('x');
+    await once(socket, 'data');
+    socket.destroy();
+  };
+  const worker = async (): Promise<void> => {
+    while (started < CONNECT_COUNT) {
+      started += 1;
+      await one();
+    }
+  };
+  const startedAt = performance.now();
+  await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
+  return CONNECT_COUNT / ((performance.now() - startedAt) / 1000);
+}
+
+/**
+ * `measure` on every target: one warm-up round (JIT, socket buffers, TIME_WAIT steady state), not
+ * counted, then `rounds` rounds, each in a rotated order so that drift and position in the round
+ * hit every target alike. Returns each target's results in round order.
+ */
+export async function measureRounds<Target, Result>(
+  targets: ReadonlyArray<readonly [string, Target]>,
+  rounds: number,
+  measure: (name: string, target: Target) => Promise<Result>,
+): Promise<Map<string, Result[]>> {
+  const results = new Map<string, Result[]>(targets.map(([name]) => [name, []]));
+  for (const [name, target] of targets) await measure(name, target);
+  for (let round = 0; round < rounds; round += 1) {
+    for (let i = 0; i < targets.length; i += 1) {
+      const [name, target] = targets[(i + round) % targets.length]!;
+      results.get(name)!.push(await measure(name, target));
+    }
+  }
+  return results;
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
