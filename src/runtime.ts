@@ -136,9 +136,13 @@ export class Ringlb {
     }
     try {
       for (const poolConfig of config.pools) await this.#registry.watch(poolConfig.name, discoveryOf(poolConfig));
+      // close()/drain() may come while start() awaits (a signal during warming): from then on
+      // nothing more may open, or a socket would outlive the stop and keep the process alive.
+      if (this.#stopping) return;
       if (config.admin != null) await this.#startAdmin(config);
       await this.#warm(config);
       for (const [name, listener] of this.#listeners) {
+        if (this.#stopping) return;
         const address = await listener.listen();
         this.#logger.info({ listener: name, pool: listener.pool.name, address }, 'listener ready');
       }
@@ -302,6 +306,11 @@ export class Ringlb {
       }),
     });
     const address = await server.listen();
+    if (this.#stopping) {
+      // Stopped while binding: drain() found no admin server to close, so this one closes itself.
+      await server.close();
+      return;
+    }
     this.#admin = server;
     this.#logger.info({ address }, 'admin ready');
   }
@@ -536,7 +545,15 @@ export class Ringlb {
       poolsChanged: plan.pools.filter((p) => p.action !== 'unchanged').map((p) => p.name),
       poolsUnchanged: plan.pools.filter((p) => p.action === 'unchanged').map((p) => p.name),
     };
-    const pools = plan.pools.map((p) => ({ name: p.name, action: p.action, reason: p.reason, movedShare: p.movedShare }));
+    // Every cause, as `ringlb diff` lists them: the setting keys that changed and the backend changes by count.
+    const pools = plan.pools.map((p) => ({
+      name: p.name,
+      action: p.action,
+      reason: p.reason,
+      settings: p.settings.map((change) => change.key),
+      backends: { added: p.added.length, removed: p.removed.length, reweighted: p.reweighted.length, readdressed: p.readdressed.length, stateChanged: p.stateChanged.length },
+      movedShare: p.movedShare,
+    }));
     this.#logger.info({ ...summary, pools }, 'config reloaded');
     return { ok: true, summary, plan };
   }

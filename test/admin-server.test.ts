@@ -28,7 +28,7 @@ const TOKEN = 's3cret-token-for-tests';
 const silent = pino({ level: 'silent' });
 
 function hostPort(text: string): HostPort {
-  const parsed = parseHostPort(text, { allowPortZero: true });
+  const parsed = parseHostPort(text, { purpose: 'bind' });
   if ('error' in parsed) throw new Error(parsed.error);
   return parsed;
 }

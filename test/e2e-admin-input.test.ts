@@ -64,6 +64,25 @@ describe('admin API input rules', () => {
     });
   });
 
+  test('a duplicate key is reported with every other problem of the request, in document order', async () => {
+    const reply = await admin.request('PUT', `/v1/pools/app/backends/${encodeURIComponent('web/1')}`, {
+      rawBody: '{"address": "6380", "ttl": 1000, "weight": 20000, "weight": 3, "extra": true}',
+    });
+    assert.equal(reply.status, 400);
+    const body = reply.body as AdminErrorBody;
+    assert.deepEqual(
+      body.issues?.map((issue) => issue.path),
+      ['url.id', 'address', 'ttl', 'weight', 'extra'],
+    );
+    const messages = body.issues!.map((issue) => issue.message);
+    assert.match(messages[0]!, /^backend id must not contain "\/"/);
+    assert.match(messages[1]!, /^"6380" is missing its host; write 127\.0\.0\.1:6380 \(this machine\)/);
+    assert.match(messages[2]!, /did you mean "ttlMs"\?/);
+    assert.equal(messages[3], 'key appears more than once in its object (JSON keeps only the last value)');
+    assert.match(messages[4]!, /^unknown key/);
+    assert.deepEqual(await backendIds(), []);
+  });
+
   const badIds: ReadonlyArray<readonly [what: string, id: string, message: RegExp]> = [
     ['a path separator', 'team/web-1', /^backend id must not contain "\/" or "\\"/],
     ['a backslash', 'team\\web-1', /^backend id must not contain "\/" or "\\"/],
@@ -71,6 +90,7 @@ describe('admin API input rules', () => {
     ['a zero-width space', 'web\u200b-1', /^backend id must not contain zero-width characters \(found U\+200B\)/],
     ['a control character', 'web\n1', /^backend id must not contain control characters \(found U\+000A\)/],
     ['257 characters', 'x'.repeat(257), /^backend id must be 1 to 256 characters \(got 257\)$/],
+    ['".." (clients rewrite it out of URLs)', '..', /^backend id must not be "\." or "\.\."/],
   ];
   for (const [what, id, message] of badIds) {
     test(`an id with ${what} is refused at url.id`, async () => {

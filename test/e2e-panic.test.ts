@@ -43,9 +43,14 @@ function portOf(ringlb: Ringlb, listener: string): number {
 async function heldBackend(t: TestContext): Promise<{ port: number; release(): void }> {
   let released = false;
   const waiting = new Set<Socket>();
+  const open = new Set<Socket>();
   const server: Server = createServer((socket) => {
+    open.add(socket);
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => waiting.delete(socket));
+    socket.on('close', () => {
+      waiting.delete(socket);
+      open.delete(socket);
+    });
     socket.once('data', () => {
       if (released) socket.end('pong');
       else waiting.add(socket);
@@ -54,9 +59,10 @@ async function heldBackend(t: TestContext): Promise<{ port: number; release(): v
   server.listen({ host: '127.0.0.1', port: 0 });
   await once(server, 'listening');
   t.after(async () => {
-    for (const socket of waiting) socket.destroy();
+    // Every socket, held or not yet: a test that failed before release() must still end.
     server.close();
-    await once(server, 'close');
+    for (const socket of open) socket.destroy();
+    if (server.listening || open.size > 0) await once(server, 'close');
   });
   return {
     port: (server.address() as AddressInfo).port,
@@ -157,6 +163,7 @@ describe('honest state under panic', () => {
     assert.equal(stats.panic, false, 'one dead backend must not be the whole panic base');
     assert.equal(log.count('pool in panic: routing over every active backend, healthy or not'), 0);
     assert.equal(log.count('pool has no healthy backend'), 0, 'not an outage while backends are pending');
+    assert.equal(log.count('pool has no routable backend: new connections fail'), 0, 'warming is not an outage either');
 
     for (const backend of held) backend.release();
     await started;
@@ -165,5 +172,6 @@ describe('honest state under panic', () => {
     stats = pool.health.stats();
     assert.deepEqual([stats.healthy, stats.routable, stats.panic, stats.panicsEntered], [2, 2, false, 0]);
     assert.equal(log.count('pool in panic: routing over every active backend, healthy or not'), 0);
+    assert.equal(log.count('pool has no routable backend: new connections fail'), 0, 'no false outage at any point of the start');
   });
 });

@@ -5,7 +5,7 @@ import type { Backend, HostPort } from '../src/backend.js';
 import { MIN_SWEEP_INTERVAL_MS, RegistrationStore } from '../src/discovery/registration-store.js';
 
 function address(text: string): HostPort {
-  const parsed = parseHostPort(text, { allowPortZero: false });
+  const parsed = parseHostPort(text, { purpose: 'connect' });
   if ('error' in parsed) throw new Error(parsed.error);
   return parsed;
 }

@@ -18,7 +18,7 @@ import { backendIdProblem } from '../config/backend-id.js';
 import { isHostPort, parseHostPort } from '../config/host-port.js';
 import { issueFromAjvError, isRecord, sortInDocumentOrder, toConfigIssues, type LocatedIssue } from '../config/issues.js';
 import { AdminError, type AdminApi, type AdminIssue, type RegistrationRequest } from './api.js';
-import { jsonResponse, noContent, type AdminRequest, type RouteTable } from './router.js';
+import { jsonResponse, noContent, type AdminRequest, type JsonBody, type RouteTable } from './router.js';
 
 /** Shortest TTL: a heartbeat more often than every ~50 ms would be load, not liveness. */
 export const MIN_TTL_MS = 100;
@@ -101,17 +101,19 @@ export function installPoolRoutes(server: RouteTable, api: AdminApi): void {
  * config checker: the id first (`url.id`), then the body's issues in document order, each with its
  * JSON path; the first is also the response's `error` and `path`.
  */
-function parseRegistration(id: string, body: unknown): RegistrationRequest {
+function parseRegistration(id: string, json: JsonBody): RegistrationRequest {
+  const body = json.value;
   const issues: AdminIssue[] = [];
   // The same rule as a config backend id: it names the backend in logs, URLs and the hash.
   const idProblem = backendIdProblem(id);
   if (idProblem !== undefined) issues.push({ path: 'url.id', message: `backend id ${idProblem}` });
-  const located: LocatedIssue[] = [];
+  // Read like a config file: a repeated key is refused (JSON keeps only its last value), beside every other problem.
+  const located: LocatedIssue[] = json.duplicateKeys.map((segments) => ({ segments, message: 'key appears more than once in its object (JSON keeps only the last value)' }));
   if (!validateRegistrationBody(body)) {
     for (const error of registrationValidator?.errors ?? []) located.push(issueFromAjvError(error, body));
   }
   // The schema cannot parse host:port; check any address it let through, so one answer lists everything.
-  const address = isRecord(body) && typeof body.address === 'string' && body.address !== '' ? parseHostPort(body.address, { allowPortZero: false }) : undefined;
+  const address = isRecord(body) && typeof body.address === 'string' && body.address !== '' ? parseHostPort(body.address, { purpose: 'connect' }) : undefined;
   if (address !== undefined && !isHostPort(address) && !located.some((issue) => issue.segments[0] === 'address')) {
     located.push({ segments: ['address'], message: address.error });
   }

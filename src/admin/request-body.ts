@@ -7,20 +7,21 @@
  * never read), see server.ts.
  *
  * The JSON itself is read like a config file (src/config/json-text.ts): a syntax error names its
- * line and column, and duplicate keys are refused (JSON.parse would silently keep the last one,
- * so `{"weight": 0, "weight": 5}` would register weight 5), every one of them listed by path.
+ * line and column, and duplicate keys are returned by path for the route to refuse together with
+ * every other problem of the body (JSON.parse would silently keep the last one, so
+ * `{"weight": 0, "weight": 5}` would register weight 5).
  */
 import type { IncomingMessage } from 'node:http';
-import { formatPath } from '../config/issues.js';
 import { readJsonText } from '../config/json-text.js';
 import { AdminError } from './api.js';
+import type { JsonBody } from './router.js';
 
 /** Default request body limit. A registration body is ~100 bytes; 64 KiB leaves room for later routes. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export async function readJsonBody(request: IncomingMessage, limitBytes: number, path: string): Promise<unknown> {
+export async function readJsonBody(request: IncomingMessage, limitBytes: number, path: string): Promise<JsonBody> {
   const contentType = request.headers['content-type'];
   if (!isJsonMediaType(contentType)) {
     throw new AdminError(
@@ -47,15 +48,7 @@ export async function readJsonBody(request: IncomingMessage, limitBytes: number,
   }
   const json = readJsonText(text);
   if (!json.ok) throw new AdminError(400, `body is not valid JSON: line ${json.line}, column ${json.column}: ${json.message}`, '$');
-  if (json.duplicateKeys.length > 0) {
-    throw AdminError.invalidBody(
-      json.duplicateKeys.map((duplicate) => ({
-        path: formatPath(duplicate.path),
-        message: 'key appears more than once in its object (JSON keeps only the last value)',
-      })),
-    );
-  }
-  return json.value;
+  return { value: json.value, duplicateKeys: json.duplicateKeys.map((duplicate) => duplicate.path) };
 }
 
 /** `application/json`, optionally with parameters (`; charset=utf-8`); case-insensitive (RFC 9110 §8.3.1). */

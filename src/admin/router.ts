@@ -20,9 +20,17 @@ export interface AdminRequest {
   readonly headers: IncomingHttpHeaders;
   /**
    * Reads and parses the JSON body: content type checked (415), size limited while streaming
-   * (411/413), UTF-8 and JSON syntax checked (400). Throws `AdminError`.
+   * (411/413), UTF-8 and JSON syntax checked (400). Throws `AdminError`. Keys repeated in one
+   * object are returned, not thrown, so the route reports them with every other problem at once.
    */
-  json(): Promise<unknown>;
+  json(): Promise<JsonBody>;
+}
+
+export interface JsonBody {
+  /** The parsed value (for a repeated key, JSON.parse keeps the last value). */
+  readonly value: unknown;
+  /** Paths of keys that appear more than once in their object. */
+  readonly duplicateKeys: readonly (readonly (string | number)[])[];
 }
 
 export interface AdminResponse {

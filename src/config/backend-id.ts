@@ -34,6 +34,8 @@ export function backendIdProblem(id: string): string | undefined {
   };
   if (CONTROL.test(id)) return `must not contain control characters (found ${found(CONTROL)})`;
   if (PATH_SEPARATOR.test(id)) return `must not contain "/" or "\\" (an id is one URL path segment in the admin API)`;
+  // URL clients collapse these segments before sending, so such a backend could be registered but never read or deleted.
+  if (id === '.' || id === '..') return `must not be "." or ".." (URL clients rewrite those path segments, so the admin API could not address it)`;
   if (BIDI_CONTROL.test(id)) return `must not contain bidirectional control characters (found ${found(BIDI_CONTROL)}): they reorder how the id reads`;
   if (ZERO_WIDTH.test(id)) return `must not contain zero-width characters (found ${found(ZERO_WIDTH)}): two ids would look alike`;
   return undefined;

@@ -39,7 +39,7 @@ export function crossCheck(config: unknown): LocatedIssue[] {
 /** A non-loopback admin bind without a token would expose the registration API to the network. */
 function checkAdmin(admin: unknown): LocatedIssue[] {
   if (!isRecord(admin) || typeof admin.bind !== 'string' || admin.bind === '') return [];
-  const parsed = parseHostPort(admin.bind, { allowPortZero: true });
+  const parsed = parseHostPort(admin.bind, { purpose: 'bind' });
   if (!isHostPort(parsed)) return [{ segments: ['admin', 'bind'], message: parsed.error }];
   if (admin.token === undefined && !isLoopbackHost(parsed.host)) {
     return [
@@ -139,7 +139,7 @@ function checkDnsDiscovery(discovery: Record<string, unknown>, segments: readonl
   if (Array.isArray(servers)) {
     servers.forEach((server: unknown, index) => {
       if (typeof server !== 'string' || server === '' || isIP(server) !== 0) return;
-      const parsed = parseHostPort(server, { allowPortZero: false });
+      const parsed = parseHostPort(server, { purpose: 'connect' });
       if (!isHostPort(parsed) || isIP(parsed.host) === 0) {
         issues.push({
           segments: [...segments, 'servers', index],
@@ -174,7 +174,7 @@ function checkListenerBinds(listeners: readonly Entry[]): LocatedIssue[] {
     const { bind } = listener.value;
     if (typeof bind !== 'string' || bind === '') continue;
     const segments = [...listener.segments, 'bind'];
-    const parsed = parseHostPort(bind, { allowPortZero: true });
+    const parsed = parseHostPort(bind, { purpose: 'bind' });
     if (!isHostPort(parsed)) {
       issues.push({ segments, message: parsed.error });
       continue;
@@ -354,7 +354,7 @@ function checkBackends(poolSegments: readonly PathSegment[], backends: readonly 
     const backendSegments = [...poolSegments, 'backends', index];
     const { address, id } = backend;
     if (typeof address === 'string' && address !== '') {
-      const parsed = parseHostPort(address, { allowPortZero: false });
+      const parsed = parseHostPort(address, { purpose: 'connect' });
       if (!isHostPort(parsed)) issues.push({ segments: [...backendSegments, 'address'], message: parsed.error });
     }
     // Length is the schema's to report; the characters are checked here, by the rule the admin API shares.

@@ -10,8 +10,12 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { HostPort } from '../backend.js';
 
 export interface HostPortOptions {
-  /** Listeners may bind port 0 (the OS picks a free port); backends may not. */
-  readonly allowPortZero: boolean;
+  /**
+   * `bind`: a listener's address; port 0 (the OS picks a free port) and the wildcard addresses
+   * (0.0.0.0, [::]) are allowed. `connect`: an address ringlb connects to (a backend, a DNS
+   * server); neither is.
+   */
+  readonly purpose: 'bind' | 'connect';
 }
 
 /** RFC 1123 §2.1 host name label: letters, digits and inner hyphens, 1..63 characters. */
@@ -26,7 +30,7 @@ const MAX_PORT = 65535;
  */
 export function parseHostPort(text: string, options: HostPortOptions): HostPort | { error: string } {
   if (/\s/.test(text)) return { error: `"${text}" must not contain spaces` };
-  const split = splitHostAndPort(text);
+  const split = splitHostAndPort(text, options);
   if ('error' in split) return split;
 
   const port = parsePort(split.portText, options);
@@ -35,6 +39,11 @@ export function parseHostPort(text: string, options: HostPortOptions): HostPort 
   if (!split.bracketed) {
     const hostError = checkHostName(split.host);
     if (hostError !== undefined) return { error: hostError };
+  }
+  // Connecting to 0.0.0.0 or :: reaches this machine on Linux by accident, not by design: as a
+  // backend it is a listener's address copied by mistake.
+  if (options.purpose === 'connect' && (split.host === '0.0.0.0' || (split.bracketed && isUnspecifiedIPv6(split.host)))) {
+    return { error: `"${text}" is a listener's "every address", not one to connect to; write 127.0.0.1:${port} (this machine) or the backend's own address` };
   }
   return { host: split.host, port, text };
 }
@@ -51,7 +60,11 @@ interface SplitHostPort {
   readonly bracketed: boolean;
 }
 
-function splitHostAndPort(text: string): SplitHostPort | { error: string } {
+function isUnspecifiedIPv6(host: string): boolean {
+  return /^[0:]+$/.test(host);
+}
+
+function splitHostAndPort(text: string, options: HostPortOptions): SplitHostPort | { error: string } {
   const example = 'expected host:port, e.g. 127.0.0.1:9001 or [::1]:9001';
   if (text.startsWith('[')) {
     const close = text.indexOf(']');
@@ -67,7 +80,9 @@ function splitHostAndPort(text: string): SplitHostPort | { error: string } {
   const lastColon = text.lastIndexOf(':');
   // A bare number is a port without its host (`"bind": "6380"`), not a host without its port.
   if (lastColon < 0 && /^[0-9]+$/.test(text)) {
-    return { error: `"${text}" is missing its host; write 127.0.0.1:${text} (this machine only), 0.0.0.0:${text} (every IPv4 address) or [::1]:${text}` };
+    return options.purpose === 'bind'
+      ? { error: `"${text}" is missing its host; write 127.0.0.1:${text} (this machine only), 0.0.0.0:${text} (every IPv4 address) or [::1]:${text}` }
+      : { error: `"${text}" is missing its host; write 127.0.0.1:${text} (this machine) or <backend host>:${text}` };
   }
   if (lastColon < 0) return { error: `"${text}" is missing its port; ${example}` };
   const host = text.slice(0, lastColon);
@@ -86,7 +101,7 @@ function splitHostAndPort(text: string): SplitHostPort | { error: string } {
 
 /** Returns the port number or an error message. */
 function parsePort(portText: string, options: HostPortOptions): number | string {
-  const lowest = options.allowPortZero ? 0 : 1;
+  const lowest = options.purpose === 'bind' ? 0 : 1;
   if (portText === '') return `missing port after ":"; expected a number ${lowest}..${MAX_PORT}`;
   if (!/^[0-9]+$/.test(portText)) return `port "${portText}" is not a number`;
   const port = Number(portText);

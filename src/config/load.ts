@@ -188,7 +188,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
   return {
     listeners: config.listeners.map((listener) => ({
       name: listener.name,
-      bind: parsedHostPort(listener.bind, true),
+      bind: parsedHostPort(listener.bind, 'bind'),
       pool: listener.pool,
       maxConnections: listener.maxConnections,
       idleTimeoutMs: listener.idleTimeoutMs,
@@ -203,7 +203,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       maglev: { tableSize: pool.maglev.tableSize },
       backends: pool.backends.map((backend) => ({
         id: backend.id ?? backend.address,
-        address: parsedHostPort(backend.address, false),
+        address: parsedHostPort(backend.address, 'connect'),
         weight: backend.weight,
         state: backend.state,
       })),
@@ -227,7 +227,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
 
 function normalizeAdmin(admin: ValidatedConfig['admin']): AdminConfig | null {
   if (admin === undefined) return null;
-  return { bind: parsedHostPort(admin.bind, true), token: admin.token ?? null };
+  return { bind: parsedHostPort(admin.bind, 'bind'), token: admin.token ?? null };
 }
 
 /** Only the keys given are copied (absent stays absent: the source applies its own default). */
@@ -305,8 +305,8 @@ function expectOf(spec: ValidatedExpect): ExpectMatcher {
 }
 
 /** Cross-checks already rejected every address that does not parse. */
-function parsedHostPort(text: string, allowPortZero: boolean): HostPort {
-  const parsed = parseHostPort(text, { allowPortZero });
+function parsedHostPort(text: string, purpose: 'bind' | 'connect'): HostPort {
+  const parsed = parseHostPort(text, { purpose });
   if (!isHostPort(parsed)) throw new Error(`bug: "${text}" passed the cross-checks but does not parse: ${parsed.error}`);
   return parsed;
 }

@@ -36,7 +36,8 @@ export function formatPlan(plan: ReloadPlan): string {
       lines.push(`  ~ ${change.id}: state ${change.from} → ${change.to} (eligibility only; no table change)`);
     }
     for (const setting of pool.settings) lines.push(`  ~ ${formatSetting(setting)}`);
-    if (pool.capacity !== null && pool.capacity.to !== pool.capacity.from) lines.push(`  ~ slots: ${pool.capacity.from} → ${pool.capacity.to}`);
+    // Slot capacity is internal; only growth (more backends than free slots) is worth a line.
+    if (pool.capacity !== null && pool.capacity.to > pool.capacity.from) lines.push(`  ~ slot capacity: ${pool.capacity.from} → ${pool.capacity.to} (more new backends than free slots)`);
   }
 
   const changedPools = plan.pools.filter((pool) => pool.action !== 'unchanged').length;

@@ -508,11 +508,29 @@ export function healthSettingsChanged(before: PoolConfig, after: PoolConfig): bo
   );
 }
 
-/** JSON replacer for config values: host:port as written, check bytes (Uint8Array) as hex. */
+/**
+ * JSON replacer for config values, in the form a config file writes them, so a diff names config
+ * keys and values a reader recognises: host:port as written, check bytes as text (or `{"hex"}` when
+ * they are not printable UTF-8), a send_expect matcher as `"text"`, `{"hex"}` or `{"regex"}`.
+ * Equal bytes compare equal whichever way the file wrote them.
+ */
 function configValueAsJson(_key: string, value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
-  if (typeof value === 'object' && value !== null && 'text' in value && 'port' in value && 'host' in value) return (value as { text: string }).text;
+  if (value instanceof Uint8Array) return bytesAsWritten(value);
+  if (typeof value !== 'object' || value === null) return value;
+  if ('text' in value && 'port' in value && 'host' in value) return (value as { text: string }).text;
+  const matcher = value as { kind?: unknown; bytes?: unknown; source?: unknown };
+  if (matcher.kind === 'substring' && matcher.bytes instanceof Uint8Array) return bytesAsWritten(matcher.bytes);
+  if (matcher.kind === 'regex' && typeof matcher.source === 'string') return { regex: matcher.source };
   return value;
+}
+
+const PRINTABLE_TEXT = /^[\t\r\n\x20-\x7e\u00a0-\uffff]*$/;
+
+function bytesAsWritten(bytes: Uint8Array): string | { hex: string } {
+  const text = Buffer.from(bytes).toString('utf8');
+  // Round-trips and prints: show it as the text a config would hold; otherwise as hex.
+  if (PRINTABLE_TEXT.test(text) && Buffer.from(text, 'utf8').equals(bytes)) return text;
+  return { hex: Buffer.from(bytes).toString('hex') };
 }
 
 /** Config values as JSON shapes (`configValueAsJson`), undefined keys dropped. */

@@ -40,7 +40,7 @@ export function parseBackendEntry(value: unknown, path: string, defaultId?: stri
   if (typeof record.address !== 'string') {
     errors.push(`${at('address')}: must be a "host:port" string, got ${describe(record.address)}`);
   } else {
-    const parsed = parseHostPort(record.address, { allowPortZero: false });
+    const parsed = parseHostPort(record.address, { purpose: 'connect' });
     if (isHostPort(parsed)) address = parsed;
     else errors.push(`${at('address')}: ${parsed.error}`);
   }

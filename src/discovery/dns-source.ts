@@ -245,7 +245,7 @@ class Builder {
   readonly #byId = new Map<string, Backend>();
 
   add(ip: string, port: number, weight: number): void {
-    const parsed = parseHostPort(isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`, { allowPortZero: false });
+    const parsed = parseHostPort(isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`, { purpose: 'connect' });
     // c-ares returns literal addresses and ports 0..65535; port 0 is the only thing that fails.
     if (!isHostPort(parsed)) return;
     const previous = this.#byId.get(parsed.text);

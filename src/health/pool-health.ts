@@ -523,7 +523,9 @@ export class PoolHealth {
       this.#logger.info({ healthy: healthyCount, of: this.#byId.size }, 'pool has healthy backends again');
     }
     // Once per transition, not per connection: the access log says `no_backend` for each client.
-    if (eligibleCount === 0 && !this.#noneEligibleWarned && logTransitions) {
+    // Backends pending their first check are not an outage (start-up warming, a backend just added):
+    // the line waits until every pending backend has its first verdict.
+    if (eligibleCount === 0 && pendingCount === 0 && !this.#noneEligibleWarned && logTransitions) {
       this.#noneEligibleWarned = true;
       this.#logger.warn({ backends: this.#byId.size, flags: this.stats().flags }, 'pool has no routable backend: new connections fail');
     } else if (eligibleCount > 0 && this.#noneEligibleWarned) {
