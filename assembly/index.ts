@@ -66,6 +66,8 @@ let rampingSlots: i32 = 0; // slots whose scale is below FULL_SCALE; 0 keeps eve
 let scaledPrefix: usize = 0; // f64[capacity]: random: running Σ weight × scale over the published order
 let scaledTotal: f64 = 0;
 let active: usize = 0; // i32[capacity]: active connections
+let activeTotal: i32 = 0; // Σ active over every slot (draining ones too): the pool's load for the bound
+let spilled: usize = 0; // u32[capacity]: picks turned away from this home slot because it was full
 let ewma: usize = 0; // f64[capacity]: peak-EWMA connect time in µs, -1 = never sampled
 let ewmaStamp: usize = 0; // f64[capacity]: nowMs of the last sample
 let swrrCurrent: usize = 0; // i64[capacity]: nginx current_weight, in weight × per-mille units
@@ -111,6 +113,13 @@ let curRingIndex: usize = 0;
 let curCount: i32 = 0;
 let curTotal: u32 = 0;
 let curRingCount: i32 = 0;
+
+// ---- bounded load (hashBalanceFactor); 0 = off ----
+let balanceFactor: i32 = 0;
+/** Σ weight of published slots that are pickable: the weights the bound's mean is taken over. */
+let pickableWeight: i64 = 0;
+/** False while an admin lookup asks what a pick would do: a question is not a spill. */
+let countSpills: bool = true;
 
 let builds: i32 = 0; // tables published since init: proves health flips and scale changes build nothing
 let rngState: u32 = 1;
@@ -180,6 +189,7 @@ export function init(
   }
   scaledPrefix = allocate(slots << 3);
   active = allocate(slots << 2);
+  spilled = allocate(slots << 2);
   ewma = allocate(slots << 3);
   for (let slot = 0; slot < maxBackends; slot++) storeF64(ewma, slot, -1);
   ewmaStamp = allocate(slots << 3);
@@ -230,6 +240,7 @@ export function clearSlot(slot: i32): void {
  * again, full weight scale.
  */
 export function resetSlot(slot: i32): void {
+  storeU32(spilled, slot, 0);
   storeF64(ewma, slot, -1);
   storeF64(ewmaStamp, slot, 0);
   storeScale(slot, FULL_SCALE);
@@ -283,6 +294,7 @@ export function build(): f64 {
   if (policy == POLICY_RING_HASH) buildRing(next);
   const moved = movedShare(current, next);
   publish(next);
+  computePickableWeight();
   builds++;
   memory.fill(swrrCurrent, 0, <usize>capacity << 3);
   if (policy == POLICY_RANDOM) computeScaledPrefix();
@@ -583,23 +595,112 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
       const points = curRingCount;
       let index = ringIndex(keyHash);
       const walk = ringWalkLimit < points ? ringWalkLimit : points;
+      let home = -1;
       for (let step = 0; step < walk; step++) {
         const slot = ringSlotAt(curRingPacked, index);
-        if (usable(slot, triedCount) && admits(slot, keyHash)) return slot;
+        if (usable(slot, triedCount) && admits(slot, keyHash)) {
+          if (balanceFactor == 0 || withinBound(slot)) return spillFrom(home, slot);
+          if (home < 0) home = slot;
+        }
         if (++index == points) index = 0;
       }
-      return scanFrom(<i32>(keyHash % <u32>n), triedCount);
+      return boundedFallback(home, <i32>(keyHash % <u32>n), triedCount);
     }
     case POLICY_MAGLEV: {
+      let home = -1;
       for (let probe = 0; probe < maglevProbes; probe++) {
         const hash = probe == 0 ? keyHash : maglevProbeHash(keyHash, <u32>probe);
         const slot = loadI32(curMaglev, <i32>(hash % maglevSize));
-        if (usable(slot, triedCount) && admits(slot, keyHash)) return slot;
+        if (usable(slot, triedCount) && admits(slot, keyHash)) {
+          if (balanceFactor == 0 || withinBound(slot)) return spillFrom(home, slot);
+          if (home < 0) home = slot;
+        }
       }
-      return scanFrom(<i32>(keyHash % <u32>n), triedCount);
+      return boundedFallback(home, <i32>(keyHash % <u32>n), triedCount);
     }
   }
   return -1;
+}
+
+// ---------------------------------------------------------------- bounded load
+
+/**
+ * The one place the bound reads load. Today these are this instance's counts; when workers share
+ * per-backend counts, these two read the process-wide sums instead.
+ */
+// @ts-ignore: decorator
+@inline function slotLoad(slot: i32): i64 { return <i64>loadI32(active, slot); }
+// @ts-ignore: decorator
+@inline function poolLoad(): i64 { return <i64>activeTotal; }
+
+/**
+ * Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016; HAProxy
+ * `hash-balance-factor`): a slot takes one more connection while
+ *   active < ceil(factor / 100 × (poolActive + 1) × weight / pickableWeight),
+ * evaluated without division as active × 100 × W < factor × (poolActive + 1) × weight (for an
+ * integer a, a < ceil(q) ⟺ a < q). Every term stays below 2^53, so the f64 reference agrees exactly.
+ * HAProxy rounds the pool total once and deals the remainder out by cumulative weight (an order-
+ * dependent split); the per-backend ceiling here depends on nothing but the backend's own weight.
+ */
+// @ts-ignore: decorator
+@inline function withinBound(slot: i32): bool {
+  return slotLoad(slot) * 100 * pickableWeight < <i64>balanceFactor * (poolLoad() + 1) * <i64>loadI32(curWeight, slot);
+}
+
+/** A pick that skipped a full home: count it against that home. */
+// @ts-ignore: decorator
+@inline function spillFrom(home: i32, slot: i32): i32 {
+  if (home >= 0 && countSpills) storeU32(spilled, home, loadU32(spilled, home) + 1);
+  return slot;
+}
+
+/**
+ * After the ring walk or the Maglev probes: with every probed candidate full (`home` ≥ 0), go on in
+ * identity order from `start` to the first usable slot within its bound; when every slot is full,
+ * the home takes it anyway (HAProxy also ends its walk after one lap). Without a bound, or with no
+ * usable candidate in the walk, the usual fallback scan.
+ */
+function boundedFallback(home: i32, start: i32, triedCount: i32): i32 {
+  if (home < 0) return scanFrom(start, triedCount);
+  const n = curCount;
+  let index = start;
+  for (let t = 0; t < n; t++) {
+    const slot = loadI32(curOrder, index);
+    if (usable(slot, triedCount) && withinBound(slot)) return spillFrom(home, slot);
+    if (++index == n) index = 0;
+  }
+  return home;
+}
+
+/** Σ weight of pickable published slots; O(n), at build and per eligibility or scale change. */
+function computePickableWeight(): void {
+  let total: i64 = 0;
+  for (let i = 0; i < curCount; i++) {
+    const slot = loadI32(curOrder, i);
+    if (bitOf(pickableBits, slot)) total += <i64>loadI32(curWeight, slot);
+  }
+  pickableWeight = total;
+}
+
+/**
+ * Control plane, at start and on reload (never per connection): the pool's hashBalanceFactor in
+ * percent (> 100), or 0 for no bound. Rebuilds nothing, allocates nothing.
+ */
+export function setBalanceFactor(factor: i32): void {
+  balanceFactor = factor;
+}
+
+/** Admin lookups: the pick a first attempt would get now, without counting a spill. */
+export function peek(keyHash: u32): i32 {
+  countSpills = false;
+  const slot = pick(keyHash, 0);
+  countSpills = true;
+  return slot;
+}
+
+/** Admin/metrics: picks turned away from this (home) slot because it was full. */
+export function spilledConnections(slot: i32): u32 {
+  return loadU32(spilled, slot);
 }
 
 /** nginx's smooth weighted round robin (ngx_http_upstream_get_peer) over usable slots. */
@@ -784,6 +885,7 @@ export function homeSlot(keyHash: u32): i32 {
 export function setEligible(slot: i32, eligible: i32): void {
   storeBit(healthBits, slot, eligible != 0);
   storeBit(pickableBits, slot, eligible != 0 && loadI32(weightScale, slot) > 0);
+  computePickableWeight();
 }
 
 /** Diagnostics: 1 when the slot's health bit is set. */
@@ -798,6 +900,7 @@ function storeScale(slot: i32, permille: i32): void {
   storeI32(weightScale, slot, permille);
   storeU32(admitThreshold, slot, permille >= FULL_SCALE ? ADMIT_ALL : <u32>(<u64>permille * 65536 / <u64>FULL_SCALE));
   storeBit(pickableBits, slot, bitOf(healthBits, slot) && permille > 0);
+  computePickableWeight();
 }
 
 /**
@@ -819,6 +922,7 @@ export function weightScaleOf(slot: i32): i32 {
 export function acquire(slot: i32): i32 {
   const value = loadI32(active, slot) + 1;
   storeI32(active, slot, value);
+  activeTotal++;
   return value;
 }
 
@@ -827,6 +931,7 @@ export function release(slot: i32): i32 {
   const value = loadI32(active, slot);
   if (value == 0) return -1;
   storeI32(active, slot, value - 1);
+  activeTotal--;
   return value - 1;
 }
 

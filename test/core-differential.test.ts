@@ -1,18 +1,20 @@
 /**
  * Differential test: the WASM core against the plain TypeScript reference on seeded random backend
- * sets, weights, health, slow-start weight scales, load, connect times, keys and retries, for every
- * policy. Any difference in
+ * sets, weights, health, slow-start weight scales, load, connect times, keys, retries and (hash
+ * policies) bounded-load factors with the spill counts they produce, for every policy. Any difference in
  * a pick, a table or a moved share fails with the seed and step that produced it.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BALANCE_POLICIES, type BalancePolicy, type CoreBackend } from '../src/core/types.js';
+import { BALANCE_POLICIES, KEYED_POLICIES, type BalancePolicy, type CoreBackend } from '../src/core/types.js';
 import { balancerPair, makeBackends, randomInt, shuffled, testRandom } from './helpers/core.js';
 
 const SEEDS_PER_POLICY = 12;
 const ROUNDS = 5;
 const PICKS_PER_ROUND = 400;
 const MAGLEV_SIZES = [7, 251, 4099, 65537];
+/** hashBalanceFactor per round (0 = off); 101 is the tightest bound, so it spills the most. */
+const BALANCE_FACTORS = [0, 101, 125, 150, 300];
 
 /**
  * Up to 40 of a pool of ids, 10% weight 0; one set in five carries heavy weights (ring_hash: up to
@@ -33,6 +35,9 @@ function randomScale(random: () => number): number {
   const draw = random();
   return draw < 0.15 ? 0 : draw < 0.35 ? 1000 : randomInt(random, 1001);
 }
+
+/** Spills counted across runs: the bounded-load cases must actually spill, or they test nothing. */
+let spillsSeen = 0;
 
 function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debug', heaviest = policy === 'ring_hash' ? 60 : 10_000, alwaysHeavy = false): void {
   const random = testRandom(seed);
@@ -66,6 +71,11 @@ function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debu
     assert.deepEqual(wasmTable.slots, referenceTable.slots, `${where}: table`);
     assert.deepEqual(wasmTable.positions, referenceTable.positions, `${where}: ring positions`);
 
+    if (KEYED_POLICIES.has(policy)) {
+      const factor = BALANCE_FACTORS[randomInt(random, BALANCE_FACTORS.length)];
+      wasm.setHashBalanceFactor(factor);
+      reference.setHashBalanceFactor(factor);
+    }
     const slots = [...expected.slots.values()];
     for (let slot = 0; slot < maxBackends; slot++) {
       const eligible = random() < 0.75;
@@ -110,13 +120,19 @@ function runSeed(policy: BalancePolicy, seed: number, flavour: 'release' | 'debu
       }
       if (random() < 0.01) setScale(randomInt(random, maxBackends), randomScale(random));
     }
+    for (let slot = 0; slot < maxBackends; slot++) {
+      assert.equal(wasm.spilledConnections(slot), reference.spilledConnections(slot), `${where}: spilled on slot ${slot}`);
+      spillsSeen += reference.spilledConnections(slot);
+    }
   }
 }
 
 describe('WASM core ≡ TypeScript reference', () => {
   for (const policy of BALANCE_POLICIES) {
     it(`${policy}: ${SEEDS_PER_POLICY} seeds × ${ROUNDS} rebuilds × ${PICKS_PER_ROUND} picks`, () => {
+      spillsSeen = 0;
       for (let seed = 1; seed <= SEEDS_PER_POLICY; seed++) runSeed(policy, seed * 7919, 'release');
+      if (KEYED_POLICIES.has(policy)) assert.ok(spillsSeen > 100, `${policy}: only ${spillsSeen} spills`);
     });
   }
 

@@ -53,6 +53,18 @@ export function checkWeightScale(permille: number): number {
   return permille;
 }
 
+/** hashBalanceFactor bounds (percent): above 100 (HAProxy), at most 10000 so the bound's products stay exact. */
+export const MIN_HASH_BALANCE_FACTOR = 101;
+export const MAX_HASH_BALANCE_FACTOR = 10_000;
+
+/** Validates a hashBalanceFactor: 0 (no bound) or an integer 101..10000. */
+export function checkBalanceFactor(factor: number): number {
+  if (typeof factor !== 'number' || !Number.isInteger(factor) || (factor !== 0 && (factor < MIN_HASH_BALANCE_FACTOR || factor > MAX_HASH_BALANCE_FACTOR))) {
+    throw new RangeError(`hash balance factor must be 0 (off) or an integer in ${MIN_HASH_BALANCE_FACTOR}..${MAX_HASH_BALANCE_FACTOR}, got ${String(factor)}`);
+  }
+  return factor;
+}
+
 export interface ResolvedBalancerOptions {
   readonly policy: BalancePolicy;
   readonly ringPointsPerWeight: number;

@@ -12,6 +12,7 @@ import {
   RANDOM_DRAWS,
   RING_MAX_POINTS,
   RING_WALK_LIMIT,
+  checkBalanceFactor,
   checkWeightScale,
   FULL_WEIGHT_SCALE,
   resolveBalancerOptions,
@@ -60,6 +61,11 @@ export class ReferenceBalancer implements Balancer {
   #table: Table;
   #rng: number;
   #builds = 0;
+  /** hashBalanceFactor in percent; 0 = no bound. */
+  #balanceFactor = 0;
+  /** Picks turned away from each (home) slot because it was full. */
+  readonly #spilled: Uint32Array;
+  #countSpills = true;
 
   constructor(options: BalancerOptions) {
     this.options = resolveBalancerOptions(options);
@@ -72,6 +78,7 @@ export class ReferenceBalancer implements Balancer {
     this.#swrrCurrent = new Float64Array(capacity);
     this.#eligible = new Uint8Array(capacity).fill(1);
     this.#weightScale = new Int32Array(capacity).fill(FULL_WEIGHT_SCALE);
+    this.#spilled = new Uint32Array(capacity);
     this.#rng = normalizeSeed(this.options.randomSeed);
     this.#table = this.#buildTable();
   }
@@ -83,6 +90,7 @@ export class ReferenceBalancer implements Balancer {
     }
     for (const slot of change.removedSlots) this.#storeScale(slot, FULL_WEIGHT_SCALE);
     for (const slot of change.addedSlots) {
+      this.#spilled[slot] = 0;
       this.#ewma[slot] = -1;
       this.#ewmaStampMs[slot] = 0;
       this.#storeScale(slot, FULL_WEIGHT_SCALE);
@@ -146,6 +154,38 @@ export class ReferenceBalancer implements Balancer {
     const scale = this.#weightScale[slot];
     if (scale >= FULL_WEIGHT_SCALE) return true;
     return slowStartAdmitHash(key, this.#table.loBySlot[slot]) < Math.floor((scale * 65536) / FULL_WEIGHT_SCALE);
+  }
+
+  setHashBalanceFactor(factor: number): void {
+    this.#balanceFactor = checkBalanceFactor(factor);
+  }
+
+  spilledConnections(slot: number): number {
+    this.#checkSlot(slot);
+    return this.#spilled[slot];
+  }
+
+  peek(keyHash: number): number {
+    this.#countSpills = false;
+    try {
+      return this.pick(keyHash);
+    } finally {
+      this.#countSpills = true;
+    }
+  }
+
+  /**
+   * Bounded load (Mirrokni, Thorup, Zadimoghaddam 2016): a slot takes one more connection while
+   * active < ceil(factor/100 × (Σ active + 1) × weight / Σ pickable weight), i.e. without division
+   * active × 100 × W < factor × (Σ active + 1) × weight. Same formula as the core (docs/core.md).
+   */
+  #withinBound(slot: number): boolean {
+    const table = this.#table;
+    let pickableWeight = 0;
+    for (const s of table.order) if (this.#eligible[s] === 1 && this.#weightScale[s] > 0) pickableWeight += table.weightBySlot[s];
+    let total = 0;
+    for (const count of this.#active) total += count;
+    return this.#active[slot] * 100 * pickableWeight < this.#balanceFactor * (total + 1) * table.weightBySlot[slot];
   }
 
   acquire(slot: number): void {
@@ -230,6 +270,21 @@ export class ReferenceBalancer implements Balancer {
         if (usable(slot)) return slot;
       }
       return -1;
+    };
+    // Bounded load: a pick that passed over a full home counts against that home.
+    const spill = (home: number, slot: number): number => {
+      if (home >= 0 && this.#countSpills) this.#spilled[home]++;
+      return slot;
+    };
+    // Every probed candidate full: identity order from `start` to the first one within its bound,
+    // else the home anyway. No usable candidate at all: the plain fallback scan.
+    const boundedFallback = (home: number, start: number): number => {
+      if (home < 0) return scanFrom(start);
+      for (let t = 0; t < n; t++) {
+        const slot = table.order[(start + t) % n];
+        if (usable(slot) && this.#withinBound(slot)) return spill(home, slot);
+      }
+      return home;
     };
     switch (this.policy) {
       case 'round_robin': {
@@ -317,20 +372,26 @@ export class ReferenceBalancer implements Balancer {
         const points = table.ring.length;
         const start = this.#ringIndex(key);
         const walk = Math.min(RING_WALK_LIMIT, points);
+        let home = -1;
         for (let step = 0; step < walk; step++) {
           const slot = table.ring[(start + step) % points].slot;
-          if (usable(slot) && this.#admits(slot, key)) return slot;
+          if (!usable(slot) || !this.#admits(slot, key)) continue;
+          if (this.#balanceFactor === 0 || this.#withinBound(slot)) return spill(home, slot);
+          if (home < 0) home = slot;
         }
-        return scanFrom(key % n);
+        return boundedFallback(home, key % n);
       }
       case 'maglev': {
         const size = table.maglev.length;
+        let home = -1;
         for (let probe = 0; probe < MAGLEV_PROBES; probe++) {
           const hash = probe === 0 ? key : maglevProbeHash(key, probe);
           const slot = table.maglev[hash % size];
-          if (usable(slot) && this.#admits(slot, key)) return slot;
+          if (!usable(slot) || !this.#admits(slot, key)) continue;
+          if (this.#balanceFactor === 0 || this.#withinBound(slot)) return spill(home, slot);
+          if (home < 0) home = slot;
         }
-        return scanFrom(key % n);
+        return boundedFallback(home, key % n);
       }
     }
   }

@@ -97,6 +97,17 @@ export interface Balancer {
    */
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount?: number): number;
   /**
+   * Bounded-load hashing for ring_hash and maglev (control plane, at start and on reload):
+   * `factor` percent (101..10000) of the weighted mean of active connections caps each backend;
+   * a key whose home is full goes to its next candidate in probe order. 0 turns it off. Rebuilds
+   * nothing; other policies ignore it. RangeError for anything else.
+   */
+  setHashBalanceFactor(factor: number): void;
+  /** Picks that passed over `slot` as a key's full home (bounded load); 0 when never full. */
+  spilledConnections(slot: number): number;
+  /** The pick a first attempt would get now, without side effects (admin lookups, hash policies). */
+  peek(keyHash: number): number;
+  /**
    * A connection attempt to slot begins (active += 1). Counted from the pick, not the established
    * connection, so a burst of new connections sees its own in-flight connects.
    */

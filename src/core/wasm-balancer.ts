@@ -12,6 +12,7 @@ import {
   RANDOM_DRAWS,
   RING_MAX_POINTS,
   RING_WALK_LIMIT,
+  checkBalanceFactor,
   checkWeightScale,
   policyCode,
   resolveBalancerOptions,
@@ -173,6 +174,19 @@ export class WasmBalancer implements Balancer {
       return this.#core.pick(keyHash, count);
     }
     return this.#core.pick(keyHash, 0);
+  }
+
+  setHashBalanceFactor(factor: number): void {
+    this.#core.setBalanceFactor(checkBalanceFactor(factor));
+  }
+
+  spilledConnections(slot: number): number {
+    this.#checkSlot(slot);
+    return this.#core.spilledConnections(slot) >>> 0;
+  }
+
+  peek(keyHash: number): number {
+    return this.#core.peek(keyHash);
   }
 
   acquire(slot: number): void {
