@@ -432,6 +432,7 @@ describe('admin server', () => {
         health: { healthy: true, flags: [], routable: true, routableBecause: 'healthy' },
         source: 'registration',
         activeConnections: 0,
+        spilled: 0,
         ttlRemainingMs: 'number',
       });
       const remaining = one.json.ttlRemainingMs as number;
@@ -521,6 +522,7 @@ describe('admin server', () => {
         health: { healthy: false, flags: ['drain'], routable: false, routableBecause: null },
         source: 'static',
         activeConnections: 0,
+        spilled: 0,
         ttlRemainingMs: null,
       });
       // A connection held open through the listener is counted on the backend it reached.

@@ -150,6 +150,14 @@ describe('validateConfig: normalization', () => {
     assert.equal(config.pools[0].ringHash.pointsPerWeight, 160);
   });
 
+  test('hashBalanceFactor is carried as written; absent stays absent (no bound)', () => {
+    const raw = minimalConfig();
+    assert.equal('hashBalanceFactor' in configOf(validateConfig(raw)).pools[0], false);
+    (raw.pools as JsonObject[])[0].balance = 'maglev';
+    (raw.pools as JsonObject[])[0].hashBalanceFactor = 125;
+    assert.equal(configOf(validateConfig(raw)).pools[0].hashBalanceFactor, 125);
+  });
+
   test('accepts the $schema key, IPv6 and host names, port 0 on listeners, weight 0, zero timeouts', () => {
     const config = configOf(
       validateConfig({
@@ -298,6 +306,8 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   ['weight fractional', (c) => { backend(c).weight = 1.5; }, 'pools[0].backends[0].weight', /^must be an integer \(got 1\.5\)$/],
   ['weight as string', (c) => { backend(c).weight = '2'; }, 'pools[0].backends[0].weight', /^must be an integer \(got "2"\)$/],
   ['retries above 10', (c) => { pool(c).retries = 11; }, 'pools[0].retries', /^must be between 0 and 10 \(got 11\)$/],
+  ['hashBalanceFactor 100 (no headroom: every backend at the mean would be full)', (c) => { pool(c).hashBalanceFactor = 100; }, 'pools[0].hashBalanceFactor', /^must be between 101 and 10000 \(got 100\)$/],
+  ['hashBalanceFactor fractional', (c) => { pool(c).hashBalanceFactor = 125.5; }, 'pools[0].hashBalanceFactor', /^must be an integer \(got 125\.5\)$/],
   ['connectTimeoutMs 0', (c) => { pool(c).connectTimeoutMs = 0; }, 'pools[0].connectTimeoutMs', /^must be between 1 and 2147483647 \(got 0\)$/],
   ['idleTimeoutMs beyond a Node timer', (c) => { listener(c).idleTimeoutMs = 2147483648; }, 'listeners[0].idleTimeoutMs', /^must be between 0 and 2147483647/],
   ['maxConnections 0', (c) => { listener(c).maxConnections = 0; }, 'listeners[0].maxConnections', /^must be between 1 and 1000000 \(got 0\)$/],
@@ -424,7 +434,7 @@ describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
     ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, admin'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
-    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, discovery'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, hashBalanceFactor, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
       'type, intervalMs, timeoutMs, jitter, rise, fall, unhealthyIntervalMs, port, send, expect, http, initialHealthy'],
     ['http check', (c) => ((pool(c).healthCheck = { type: 'http', http: {} }) as { http: JsonObject }).http, 'pools[0].healthCheck.http.foo',
@@ -607,6 +617,7 @@ const DEFAULTS_NOT_CONSTANT = new Map<string, string>([
   ['#.admin.token', 'absent means no auth (loopback binds only)'],
   ['#/definitions/pool.healthCheck', 'absent means no active checks'],
   ['#/definitions/pool.discovery', 'absent means static discovery'],
+  ['#/definitions/pool.hashBalanceFactor', 'absent means no bound on hash policies'],
   ['#/definitions/backend.id', 'defaults to the address text'],
   ['#/definitions/healthCheck.unhealthyIntervalMs', 'defaults to intervalMs'],
   ['#/definitions/healthCheck.port', 'defaults to the traffic port'],

@@ -40,6 +40,8 @@ export interface BackendView {
   readonly health: BackendHealthView;
   readonly source: BackendSource;
   readonly activeConnections: number;
+  /** Bounded load (hashBalanceFactor): connections sent elsewhere because this backend, their home, was full. */
+  readonly spilled: number;
   /** Registrations: ms until the TTL expires (0 when due); null when the entry never expires or is not a registration. */
   readonly ttlRemainingMs: number | null;
 }

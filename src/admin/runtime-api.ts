@@ -77,6 +77,7 @@ export class RuntimeAdminApi implements AdminApi {
       health: pool.health.backendStatus(backend.id) ?? NOT_TRACKED,
       source,
       activeConnections: slot >= 0 ? pool.activeConnections(slot) : 0,
+      spilled: slot >= 0 ? pool.spilledConnections(slot) : 0,
       ttlRemainingMs: source === 'registration' ? (this.#runtime.store.ttlRemainingMs(poolName, backend.id) ?? null) : null,
     };
   }

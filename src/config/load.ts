@@ -146,6 +146,7 @@ interface ValidatedPool {
   retries: number;
   ringHash: { pointsPerWeight: number };
   maglev: { tableSize: number };
+  hashBalanceFactor?: number;
   backends: ValidatedBackend[];
   healthCheck?: ValidatedHealthCheck;
   outlierDetection: OutlierDetectionConfig;
@@ -201,6 +202,8 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       retries: pool.retries,
       ringHash: { pointsPerWeight: pool.ringHash.pointsPerWeight },
       maglev: { tableSize: pool.maglev.tableSize },
+      // Absent stays absent (no bound), so configs without it normalize exactly as before.
+      ...(pool.hashBalanceFactor === undefined ? {} : { hashBalanceFactor: pool.hashBalanceFactor }),
       backends: pool.backends.map((backend) => ({
         id: backend.id ?? backend.address,
         address: parsedHostPort(backend.address, 'connect'),

@@ -225,6 +225,7 @@ function ignoredSettings(before: PoolConfig, after: PoolConfig): string[] {
   if (before.balance !== after.balance) return [];
   const ignored: string[] = [];
   if (!KEYED_POLICIES.has(after.balance) && before.hashKey !== after.hashKey) ignored.push('hashKey');
+  if (!KEYED_POLICIES.has(after.balance) && before.hashBalanceFactor !== after.hashBalanceFactor) ignored.push('hashBalanceFactor');
   if (after.balance !== 'maglev' && before.maglev.tableSize !== after.maglev.tableSize) ignored.push('maglev.tableSize');
   if (after.balance !== 'ring_hash' && before.ringHash.pointsPerWeight !== after.ringHash.pointsPerWeight) ignored.push('ringHash.pointsPerWeight');
   return ignored;

@@ -80,6 +80,11 @@ export interface PoolConfig {
   readonly retries: number;
   readonly ringHash: { readonly pointsPerWeight: number };
   readonly maglev: { readonly tableSize: number };
+  /**
+   * ring_hash/maglev bounded load in percent (101..10000): each backend's cap as a share of its
+   * weighted mean of active connections. Absent: no bound.
+   */
+  readonly hashBalanceFactor?: number;
   readonly backends: readonly Backend[];
   /** null = no active checks (backends are eligible unless ejected, drained or in maint). */
   readonly healthCheck: HealthCheckConfig | null;

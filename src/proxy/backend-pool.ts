@@ -293,6 +293,8 @@ export class BackendPool {
     this.#connectTimeoutMs = config.connectTimeoutMs;
     this.#retries = config.retries;
     this.#resolver.setInterval(config.resolveIntervalMs);
+    // Bounded load reads counts at pick time: a new factor applies to the next pick, no rebuild.
+    this.#balancer.setHashBalanceFactor(config.hashBalanceFactor ?? 0);
     if (!healthSettingsChanged(previous, config)) return;
     // What the checks knew carries over: up stays up, down stays down (no pending round, no
     // dead backend believed up because the new settings say initialHealthy). Without checks
@@ -401,6 +403,11 @@ export class BackendPool {
     return this.#balancer.activeConnections(slot);
   }
 
+  /** Bounded load: picks that passed over `slot` because it was a key's full home. */
+  spilledConnections(slot: number): number {
+    return this.#balancer.spilledConnections(slot);
+  }
+
   /** Whether new connections may go to `slot` now (healthy, or panic routes to it). */
   isRoutable(slot: number): boolean {
     return this.#balancer.isEligible(slot);
@@ -408,11 +415,11 @@ export class BackendPool {
 
   /**
    * The backend a hash policy sends this client to, as a new connection's first attempt would
-   * get it; undefined when no backend is routable. Hash picks have no side effects (no cursor, no
-   * counters), so asking changes nothing. Admin lookups; never the hot path.
+   * get it; undefined when no backend is routable. A peek is a hash pick without side effects (no
+   * cursor, no spill counted), so asking changes nothing. Admin lookups; never the hot path.
    */
   lookup(ip: string, port: number): { readonly slot: number; readonly backendId: string } | undefined {
-    const slot = this.#balancer.pick(this.#keyHashOfAddress(ip, port));
+    const slot = this.#balancer.peek(this.#keyHashOfAddress(ip, port));
     if (slot < 0) return undefined;
     const backendId = this.#balancer.idOf(slot);
     return backendId === undefined ? undefined : { slot, backendId };
@@ -475,7 +482,9 @@ export class BackendPool {
   }
 
   #createBalancer(config: PoolConfig, capacity: number): Balancer {
-    return createBalancer(balancerOptionsOf(config, capacity), this.#implementation);
+    const balancer = createBalancer(balancerOptionsOf(config, capacity), this.#implementation);
+    balancer.setHashBalanceFactor(config.hashBalanceFactor ?? 0);
+    return balancer;
   }
 
   #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
