@@ -157,12 +157,31 @@ describe('diff report: moved share computed by the core', () => {
       ['maglev', { ringHash: { pointsPerWeight: 40 } }, 'ringHash.pointsPerWeight is ignored by maglev'],
       ['round_robin', { hashKey: 'source_ip_port' }, 'hashKey is ignored by round_robin'],
       ['least_connections', { hashKey: 'source_ip_port', maglev: { tableSize: 251 } }, 'hashKey, maglev.tableSize are ignored by least_connections'],
+      ['random', { hashBalanceFactor: 150 }, 'hashBalanceFactor is ignored by random'],
     ];
     for (const [balance, extra, reason] of cases) {
       const plan = planReload(onePool(balance, list), onePool(balance, list, extra));
       const pool = plan.pools[0];
       assert.deepEqual([pool.action, pool.reason, pool.rebuild, pool.movedShare, pool.buildMs], ['update', reason, false, 0, null], balance);
       assert.match(formatPlan(plan), new RegExp(`^pool app \\(${balance}\\): changed, tables untouched \\(0% of keys move\\); ${reason}$`, 'm'));
+    }
+  });
+
+  test('hashBalanceFactor set, changed or removed on a hash pool: a setting change applied in place, no rebuild, 0% moved', () => {
+    const list = backends(4);
+    for (const balance of ['ring_hash', 'maglev'] as const) {
+      const steps: Array<[Record<string, unknown>, Record<string, unknown>, number | undefined, number | undefined]> = [
+        [{}, { hashBalanceFactor: 125 }, undefined, 125],
+        [{ hashBalanceFactor: 125 }, { hashBalanceFactor: 200 }, 125, 200],
+        [{ hashBalanceFactor: 200 }, {}, 200, undefined],
+      ];
+      for (const [from, to, before, after] of steps) {
+        const plan = planReload(onePool(balance, list, from), onePool(balance, list, to));
+        const pool = plan.pools[0];
+        assert.deepEqual([pool.action, pool.reason, pool.rebuild, pool.movedShare], ['update', 'applied in place', false, 0], `${balance} ${before} → ${after}`);
+        assert.deepEqual(pool.settings, [{ key: 'hashBalanceFactor', from: before, to: after }]);
+        assert.match(formatPlan(plan), /hashBalanceFactor/);
+      }
     }
   });
 
