@@ -11,8 +11,8 @@
  *   keyed pool (the planner counts the same documented sample clients, reload-plan.ts), within
  *   sampling error for an updated one (the planner reports the core's exact table comparison).
  *   Weighted pools are measured on the live backend sets' weight shares.
- * Policies, hashKey, maglev.tableSize, ringHash.pointsPerWeight (ignored ones included), backend
- * sets, weights and health checks all vary.
+ * Policies, hashKey, maglev.tableSize, ringHash.pointsPerWeight, hashBalanceFactor (ignored ones
+ * included), backend sets, weights and health checks all vary.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -41,9 +41,11 @@ function randomConfig(random: () => number, servers: readonly NamedBackend[]): R
     const ids = Array.from({ length: 12 }, (_, i) => `b${i}`).filter(() => random() < 0.5);
     if (ids.length === 0) ids.push('b0');
     const healthCheck = random() < 0.5 ? undefined : { type: 'tcp', intervalMs: pick([2000, 3000]), timeoutMs: 1000, rise: pick([1, 2]), initialHealthy: true };
+    const hashBalanceFactor = pick([undefined, 125, 150]);
     pools.push({
       name,
       ...(healthCheck === undefined ? {} : { healthCheck }),
+      ...(hashBalanceFactor === undefined ? {} : { hashBalanceFactor }),
       balance: pick(BALANCE_POLICIES),
       hashKey: pick(['source_ip', 'source_ip_port']),
       maglev: { tableSize: pick([251, 1021, 65537]) },
@@ -166,12 +168,13 @@ describe('reload planner: the preview is the reload', () => {
 function nudge(current: RinglbConfig, random: () => number): RinglbConfig {
   const index = Math.floor(random() * current.pools.length);
   const pool = current.pools[index]!;
-  const kinds = ['tableSize', 'points', 'hashKey', 'weight', 'drop', 'health'] as const;
+  const kinds = ['tableSize', 'points', 'hashKey', 'factor', 'weight', 'drop', 'health'] as const;
   const kind = kinds[Math.floor(random() * kinds.length)]!;
   let changed = pool;
   if (kind === 'tableSize') changed = { ...pool, maglev: { tableSize: pool.maglev.tableSize === 1021 ? 251 : 1021 } };
   else if (kind === 'points') changed = { ...pool, ringHash: { pointsPerWeight: pool.ringHash.pointsPerWeight === 40 ? 4 : 40 } };
   else if (kind === 'hashKey') changed = { ...pool, hashKey: pool.hashKey === 'source_ip' ? 'source_ip_port' : 'source_ip' };
+  else if (kind === 'factor') changed = { ...pool, hashBalanceFactor: pool.hashBalanceFactor === 125 ? 200 : 125 };
   else if (kind === 'weight') changed = { ...pool, backends: pool.backends.map((b, i): Backend => (i === 0 ? { ...b, weight: b.weight === 4 ? 1 : b.weight + 1 } : b)) };
   else if (kind === 'drop' && pool.backends.length > 1) changed = { ...pool, backends: pool.backends.slice(1) };
   else if (pool.healthCheck !== null) changed = { ...pool, healthCheck: { ...pool.healthCheck, rise: pool.healthCheck.rise === 1 ? 2 : 1 } };
