@@ -672,7 +672,7 @@ function boundedFallback(home: i32, start: i32, triedCount: i32): i32 {
   return home;
 }
 
-/** Σ weight of pickable published slots; O(n), at build and per eligibility or scale change. */
+/** Σ weight of pickable published slots; O(n), once per build (flips update it in O(1)). */
 function computePickableWeight(): void {
   let total: i64 = 0;
   for (let i = 0; i < curCount; i++) {
@@ -884,8 +884,7 @@ export function homeSlot(keyHash: u32): i32 {
 /** Health owner, per eligibility flip: one health bit and the derived pickable bit; no table rebuild. */
 export function setEligible(slot: i32, eligible: i32): void {
   storeBit(healthBits, slot, eligible != 0);
-  storeBit(pickableBits, slot, eligible != 0 && loadI32(weightScale, slot) > 0);
-  computePickableWeight();
+  storePickable(slot, eligible != 0 && loadI32(weightScale, slot) > 0);
 }
 
 /** Diagnostics: 1 when the slot's health bit is set. */
@@ -899,8 +898,19 @@ function storeScale(slot: i32, permille: i32): void {
   if (permille < FULL_SCALE) rampingSlots++;
   storeI32(weightScale, slot, permille);
   storeU32(admitThreshold, slot, permille >= FULL_SCALE ? ADMIT_ALL : <u32>(<u64>permille * 65536 / <u64>FULL_SCALE));
-  storeBit(pickableBits, slot, bitOf(healthBits, slot) && permille > 0);
-  computePickableWeight();
+  storePickable(slot, bitOf(healthBits, slot) && permille > 0);
+}
+
+/**
+ * The pickable bit, and the bound's Σ pickable weight with it (O(1): a panic that flips every slot
+ * stays O(n)). Between builds the sum is Σ published weight over pickable slots; build recomputes it.
+ */
+function storePickable(slot: i32, on: bool): void {
+  if (bitOf(pickableBits, slot) != on) {
+    const weight = <i64>loadI32(curWeight, slot);
+    pickableWeight += on ? weight : -weight;
+  }
+  storeBit(pickableBits, slot, on);
 }
 
 /**
