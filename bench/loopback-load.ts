@@ -4,9 +4,9 @@
  * connect scenario, and one measuring method (one warm-up round, then rounds interleaved and rotated,
  * reported as medians). Each bench file keeps its own scenario and output; this module prints nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** `--rounds N` (1..20) from the command line, `defaultRounds` without it. */
 export function roundsFromArgs(defaultRounds: number): number {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: String(defaultRounds) } } });
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: String(defaultRounds) }, baseline: { type: 'string' } } });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1..20');
   return rounds;
@@ -56,10 +56,10 @@ export class BenchRun {
    * there is no `listener ready` line to read: the config binds `listenPorts` (from freePort) and
    * this waits until each of them accepts a connection.
    */
-  async startRinglb(config: object, listenPorts: readonly number[]): Promise<ChildProcess> {
-    const configFile = join(this.#dir, 'ringlb-bench.json');
+  async startRinglb(config: object, listenPorts: readonly number[], cliPath: string = CLI_PATH): Promise<ChildProcess> {
+    const configFile = join(this.#dir, `ringlb-bench-${this.#children.length}.json`);
     writeFileSync(configFile, JSON.stringify(config));
-    const child = this.spawnNode([CLI_PATH, 'run', '--config', configFile]);
+    const child = this.spawnNode([cliPath, 'run', '--config', configFile]);
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (const port of listenPorts) {
       for (;;) {
@@ -175,6 +175,29 @@ export async function measureRounds<Target, Result>(
     }
   }
   return results;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux almost always). */
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in µs, from /proc/<pid>/stat.
+ * Resolution is one clock tick (10 ms at USER_HZ 100): scenarios measured with it must run long
+ * enough that a tick is noise.
+ */
+export function processCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may contain spaces: state is field 3,
+  // utime field 14, stime field 15 (proc(5)).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** `--baseline <dist/src/cli.js of another build>`: also run that ringlb, side by side (undefined without it). */
+export function baselineFromArgs(): string | undefined {
+  const { values } = parseArgs({ options: { rounds: { type: 'string' }, baseline: { type: 'string' } } });
+  return values.baseline;
 }
 
 export function median(values: number[]): number {
