@@ -44,9 +44,9 @@ export class BenchRun {
   readonly #dir = mkdtempSync(join(tmpdir(), 'ringlb-bench-'));
   readonly #children: ChildProcess[] = [];
 
-  /** A Node child whose stdout the bench reads and whose stderr shows in the bench's own. */
-  spawnNode(args: string[]): ChildProcess {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  /** A Node child whose stdout the bench reads and whose stderr shows in the bench's own; stdin only if asked. */
+  spawnNode(args: string[], stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
+    const child = spawn(process.execPath, args, { stdio: [stdin, 'pipe', 'inherit'] });
     this.#children.push(child);
     return child;
   }

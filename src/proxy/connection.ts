@@ -2,15 +2,16 @@
  * One proxied connection's life, from accept to the access-log line:
  *
  *   key hash (once) → pick → connect (timeout) ─ error/timeout → pick again, attempt+1, never a
- *   tried slot while an untried eligible one exists ─→ pipe both ways (a FIN passes on as a FIN, a
+ *   tried slot while an untried eligible one exists ─→ forward both ways (a FIN passes on as a FIN, a
  *   reset as a reset) → close → release, log.
  *
  * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
  *
- * Per-connection cost is kept to one object, a handful of handlers bound once here, and what
- * `stream.pipe` does itself (it owns backpressure and passes `end()` on for half-close). We do no
- * work per chunk: byte counts come from the sockets' own counters at close, and the idle timeout
+ * Per-connection cost is kept to one object and a dozen handlers bound once here (no `stream.pipe`:
+ * its setup and per-chunk bookkeeping cost more than the three lines per direction it stands for,
+ * bench/RESULTS.md "Data plane, issue 8"). Per chunk we do one write() and its return check, nothing
+ * more: byte counts come from the sockets' own counters at close, and the idle timeout
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
@@ -63,7 +64,7 @@ const IDLE_TICKS = 4;
 /**
  * A peer that resets (RST) is answered by resetting the other side, so the far end can tell a cut
  * from a complete reply: a FIN would read as "the server finished sending" and a truncated
- * response would pass as whole. (A FIN is passed on as a FIN by `pipe`: half-close is untouched.)
+ * response would pass as whole. (A FIN is passed on as a FIN by end(): half-close is untouched.)
  */
 function isReset(error: NodeJS.ErrnoException): boolean {
   return error.code === 'ECONNRESET';
@@ -186,10 +187,44 @@ export class ProxyConnection implements SlotConnection {
     const idleTimeoutMs = this.#context.idleTimeoutMs;
     this.#timer = idleTimeoutMs > 0 ? setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(idleTimeoutMs / IDLE_TICKS))) : null;
     const client = this.#client;
-    client.setNoDelay(true);
-    // pipe() resumes the paused client; bytes held in the kernel since accept flow now.
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Forwarded by hand, not by pipe(): pipe() adds eight listeners and closures per direction and
+    // runs its own bookkeeping per chunk; ours are the six handlers below, bound once per
+    // connection.
+    client.on('data', this.#onClientData);
+    client.on('end', this.#onClientEnd);
+    upstream.on('drain', this.#onUpstreamDrain);
+    upstream.on('data', this.#onUpstreamData);
+    upstream.on('end', this.#onUpstreamEnd);
+    client.on('drain', this.#onClientDrain);
+    // Paused since accept (pauseOnConnect sets readableFlowing to false, so a 'data' listener alone
+    // does not start it): bytes held in the kernel since accept flow now.
+    client.resume();
+  };
+
+  // Backpressure as pipe() does it: a write the peer cannot take yet (write() false) pauses the
+  // reading side until the writing side drains. A FIN is passed on as a FIN (end()): half-close.
+  #onClientData = (chunk: Buffer): void => {
+    if (!this.#upstream!.write(chunk)) this.#client.pause();
+  };
+
+  #onUpstreamDrain = (): void => {
+    this.#client.resume();
+  };
+
+  #onClientEnd = (): void => {
+    this.#upstream!.end();
+  };
+
+  #onUpstreamData = (chunk: Buffer): void => {
+    if (!this.#client.write(chunk)) this.#upstream!.pause();
+  };
+
+  #onClientDrain = (): void => {
+    this.#upstream!.resume();
+  };
+
+  #onUpstreamEnd = (): void => {
+    this.#client.end();
   };
 
   #onConnectTimeout = (): void => {
