@@ -17,32 +17,50 @@ import { baselineFromArgs, BenchRun, firstJsonLine, freePort, machineLine, media
 const HELD = 9_800;
 const PING_BYTES = 64;
 
-/** Echo backend that reports, on stdout, every time the number of its open connections reaches 0 or HELD + 1. */
+/**
+ * Echo backend that reports on stdout when its open connections reach HELD + 1 (the probe and every
+ * held one), and when, after that, they are down to 1 (the probe). Only after the peak: ringlb's
+ * start-up check connection may close after the probe opened.
+ */
 const BACKEND_SOURCE = `
 const net = require('node:net');
 const HELD = ${HELD};
 let open = 0;
+let peaked = false;
 const server = net.createServer((s) => {
   open += 1;
-  if (open === HELD + 1) process.stdout.write(JSON.stringify({ open }) + '\\n');
+  if (open === HELD + 1 && !peaked) { peaked = true; process.stdout.write(JSON.stringify({ open }) + '\\n'); }
   s.on('error', () => s.destroy());
-  s.on('close', () => { open -= 1; if (open === 1) process.stdout.write(JSON.stringify({ open }) + '\\n'); });
+  s.on('close', () => { open -= 1; if (open === 1 && peaked) process.stdout.write(JSON.stringify({ open }) + '\\n'); });
   s.pipe(s);
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
 `;
 
-/** Opens HELD connections (one byte there and back on each), says so, and exits on any stdin input. */
+/**
+ * Opens HELD connections (one byte there and back on each), 100 in flight at a time so that the
+ * listen backlog never overflows, says so, and exits on any stdin input.
+ */
 const HOLDER_SOURCE = `
 const net = require('node:net');
 const port = Number(process.argv[1]);
+const held = [];
+let started = 0;
 let ready = 0;
-for (let i = 0; i < ${HELD}; i += 1) {
+function openOne() {
+  if (started === ${HELD}) return;
+  started += 1;
   const s = net.connect(port, '127.0.0.1');
+  held.push(s);
   s.on('error', (e) => { console.error('holder:', e.message); process.exit(1); });
-  s.once('data', () => { ready += 1; if (ready === ${HELD}) process.stdout.write(JSON.stringify({ ready }) + '\\n'); });
+  s.once('data', () => {
+    ready += 1;
+    if (ready === ${HELD}) process.stdout.write(JSON.stringify({ ready }) + '\\n');
+    else openOne();
+  });
   s.write('x');
 }
+for (let i = 0; i < 100; i += 1) openOne();
 process.stdin.once('data', () => process.exit(0));
 `;
 
@@ -166,7 +184,8 @@ async function main(): Promise<void> {
         results.get(name)!.on.push(await oneRound(run, cliPath, 'info'));
       }
     }
-    for (const [name, { off, on }] of results) console.log(`| ${name} | ${median(off).toFixed(0)} | ${median(on).toFixed(0)} |`);
+    for (const [name, { off, on }] of results) console.error(name, off.map((v) => v.toFixed(1)).join(" "), "|", on.map((v) => v.toFixed(1)).join(" "));
+    for (const [name, { off, on }] of results) console.log(`| ${name} | ${median(off).toFixed(1)} | ${median(on).toFixed(1)} |`);
   } finally {
     run.close();
   }
