@@ -65,6 +65,51 @@ function noop(): void {}
 const IDLE_TICKS = 4;
 
 /**
+ * FINs passed on per event-loop turn; the rest wait, in order, for the next turns. When thousands of
+ * clients close at once (a load generator exits, a NAT box drops its table) libuv hands all their
+ * FINs to one loop phase, and passing each on (a shutdown whose loopback TCP work runs inline)
+ * stalled every other connection for hundreds of ms (bench/mass-close.ts). Deferring a FIN by a
+ * turn changes nothing a peer can see: it still follows every byte written before it.
+ */
+const ENDS_PER_TURN = 256;
+const pendingEnds: Socket[] = [];
+let pendingEndsHead = 0;
+let endsThisTurn = 0;
+let endTurnScheduled = false;
+
+function endSoon(socket: Socket): void {
+  if (!endTurnScheduled) {
+    endTurnScheduled = true;
+    setImmediate(nextEndTurn);
+  }
+  if (endsThisTurn < ENDS_PER_TURN && pendingEndsHead === pendingEnds.length) {
+    endsThisTurn += 1;
+    socket.end();
+    return;
+  }
+  pendingEnds.push(socket);
+}
+
+function nextEndTurn(): void {
+  endTurnScheduled = false;
+  endsThisTurn = 0;
+  while (pendingEndsHead < pendingEnds.length && endsThisTurn < ENDS_PER_TURN) {
+    endsThisTurn += 1;
+    const socket = pendingEnds[pendingEndsHead]!;
+    pendingEnds[pendingEndsHead] = undefined as unknown as Socket; // let a closed socket go
+    pendingEndsHead += 1;
+    socket.end();
+  }
+  if (pendingEndsHead === pendingEnds.length) {
+    pendingEnds.length = 0;
+    pendingEndsHead = 0;
+  } else {
+    endTurnScheduled = true;
+    setImmediate(nextEndTurn);
+  }
+}
+
+/**
  * A peer that resets (RST) is answered by resetting the other side, so the far end can tell a cut
  * from a complete reply: a FIN would read as "the server finished sending" and a truncated
  * response would pass as whole. (A FIN is passed on as a FIN by end(): half-close is untouched.)
@@ -215,7 +260,7 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onClientEnd = (): void => {
-    this.#upstream!.end();
+    endSoon(this.#upstream!);
   };
 
   #onUpstreamData = (chunk: Buffer): void => {
@@ -227,7 +272,7 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onUpstreamEnd = (): void => {
-    this.#client.end();
+    endSoon(this.#client);
   };
 
   #onConnectTimeout = (): void => {
