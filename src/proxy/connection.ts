@@ -73,8 +73,9 @@ const IDLE_TICKS = 4;
  */
 const ENDS_PER_TURN = 256;
 /**
- * The count resets on the turn after it reaches this, not on every turn: a setImmediate per turn
- * that passes a FIN on cost ~10 % CPU per connection in bench/proxy-load.ts. A turn can start with
+ * The count resets on the turn after it reaches this, not on every turn: with a setImmediate per
+ * turn that passes a FIN on, bench/proxy-load.ts showed +8 % and +12 % CPU per connection in two
+ * runs (near this machine's noise, but we need not pay it). A turn can start with
  * up to RESET_AFTER - 1 ends already counted, so its budget is ENDS_PER_TURN minus at most that.
  */
 const RESET_AFTER = 16;
