@@ -57,18 +57,27 @@ export class BenchRun {
    * this waits until each of them accepts a connection.
    */
   async startRinglb(config: object, listenPorts: readonly number[], cliPath: string = CLI_PATH): Promise<ChildProcess> {
-    const configFile = join(this.#dir, `ringlb-bench-${this.#children.length}.json`);
-    writeFileSync(configFile, JSON.stringify(config));
-    const child = this.spawnNode([cliPath, 'run', '--config', configFile]);
+    return await this.startProcess(process.execPath, [cliPath, 'run', '--config'], `ringlb-bench-${this.#children.length}.json`, JSON.stringify(config), listenPorts);
+  }
+
+  /**
+   * `command ...args <config file>` with `configText` written to that file in the scratch directory,
+   * once each of `listenPorts` accepts a connection (a proxy started without a ready line to read).
+   */
+  async startProcess(command: string, args: string[], configName: string, configText: string, listenPorts: readonly number[]): Promise<ChildProcess> {
+    const configFile = join(this.#dir, configName);
+    writeFileSync(configFile, configText);
+    const child = spawn(command, [...args, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.#children.push(child);
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (const port of listenPorts) {
       for (;;) {
-        if (child.exitCode !== null) throw new Error(`ringlb exited (${child.exitCode})`);
+        if (child.exitCode !== null) throw new Error(`${command} exited (${child.exitCode})`);
         try {
           (await openSocket(port)).destroy();
           break;
         } catch {
-          if (Date.now() > deadline) throw new Error('ringlb did not start listening within 10 s');
+          if (Date.now() > deadline) throw new Error(`${command} did not start listening within 10 s`);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }

@@ -18,6 +18,7 @@
  *   npm run build && node dist/bench/proxy-load.js [--rounds 5] [--baseline /tmp/base/dist/src/cli.js]
  */
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import {
   baselineFromArgs,
   BenchRun,
@@ -76,6 +77,35 @@ interface Ports {
 /** A target: its ports, and the pid of the proxy process whose CPU is measured (none for direct). */
 interface Target extends Ports {
   readonly pid?: number;
+}
+
+/** Where Debian installs haproxy (`apt-get install haproxy`); the bench runs it only if it is there. */
+const HAPROXY_PATH = '/usr/sbin/haproxy';
+
+/**
+ * HAProxy with 2 threads (`nbthread 2`, as in issue 8's comparison), mode tcp, one backend per
+ * listener, in the foreground (`-db`) as a child of this bench, so its pid is the one measured.
+ */
+async function startHaproxy(run: BenchRun, backends: Ports): Promise<Target> {
+  const ports: Ports = { echo: await freePort(), sink: await freePort() };
+  const config = [
+    'global',
+    '  nbthread 2',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    `listen echo`,
+    `  bind 127.0.0.1:${ports.echo}`,
+    `  server echo 127.0.0.1:${backends.echo}`,
+    `listen sink`,
+    `  bind 127.0.0.1:${ports.sink}`,
+    `  server sink 127.0.0.1:${backends.sink}`,
+    '',
+  ].join('\n');
+  const child = await run.startProcess(HAPROXY_PATH, ['-db', '-f'], 'haproxy.cfg', config, [ports.echo, ports.sink]);
+  return { ...ports, pid: child.pid! };
 }
 
 /** ringlb at log level warn, as it would run under load (no access log), with maglev pools. */
@@ -202,6 +232,7 @@ async function main(): Promise<void> {
       ['ringlb', ringlb],
     ];
     if (baseline !== undefined) targets.push(['ringlb baseline', await startRinglb(run, backends, baseline)]);
+    if (existsSync(HAPROXY_PATH)) targets.push(['haproxy nbthread 2', await startHaproxy(run, backends)]);
     const results = await measureRounds(targets, rounds, measure);
     const summary = new Map<string, Result>();
     for (const [name, list] of results) {
