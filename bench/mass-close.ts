@@ -152,6 +152,9 @@ async function oneRound(run: BenchRun, cliPath: string | undefined, level: 'warn
       })(),
       'mass close',
     );
+    // If a step before `await allClosed` throws, its rejection must not end the process before the
+    // finally below has stopped ringlb and the backend.
+    allClosed.catch(() => {});
     // The probe opens first, so the backend's count HELD + 1 means every held connection is through.
     const { arm, longest } = await probe(listenPort, allClosed);
     await withTimeout(holderLines.next(), 'holder connects');
