@@ -4,9 +4,9 @@
  * connect scenario, and one measuring method (one warm-up round, then rounds interleaved and rotated,
  * reported as medians). Each bench file keeps its own scenario and output; this module prints nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** `--rounds N` (1..20) from the command line, `defaultRounds` without it. */
 export function roundsFromArgs(defaultRounds: number): number {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: String(defaultRounds) } } });
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: String(defaultRounds) }, baseline: { type: 'string' } } });
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new Error('--rounds must be 1..20');
   return rounds;
@@ -44,9 +44,9 @@ export class BenchRun {
   readonly #dir = mkdtempSync(join(tmpdir(), 'ringlb-bench-'));
   readonly #children: ChildProcess[] = [];
 
-  /** A Node child whose stdout the bench reads and whose stderr shows in the bench's own. */
-  spawnNode(args: string[]): ChildProcess {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  /** A Node child whose stdout the bench reads and whose stderr shows in the bench's own; stdin only if asked. */
+  spawnNode(args: string[], stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
+    const child = spawn(process.execPath, args, { stdio: [stdin, 'pipe', 'inherit'] });
     this.#children.push(child);
     return child;
   }
@@ -56,19 +56,28 @@ export class BenchRun {
    * there is no `listener ready` line to read: the config binds `listenPorts` (from freePort) and
    * this waits until each of them accepts a connection.
    */
-  async startRinglb(config: object, listenPorts: readonly number[]): Promise<ChildProcess> {
-    const configFile = join(this.#dir, 'ringlb-bench.json');
-    writeFileSync(configFile, JSON.stringify(config));
-    const child = this.spawnNode([CLI_PATH, 'run', '--config', configFile]);
+  async startRinglb(config: object, listenPorts: readonly number[], cliPath: string = CLI_PATH): Promise<ChildProcess> {
+    return await this.startProcess(process.execPath, [cliPath, 'run', '--config'], `ringlb-bench-${this.#children.length}.json`, JSON.stringify(config), listenPorts);
+  }
+
+  /**
+   * `command ...args <config file>` with `configText` written to that file in the scratch directory,
+   * once each of `listenPorts` accepts a connection (a proxy started without a ready line to read).
+   */
+  async startProcess(command: string, args: string[], configName: string, configText: string, listenPorts: readonly number[]): Promise<ChildProcess> {
+    const configFile = join(this.#dir, configName);
+    writeFileSync(configFile, configText);
+    const child = spawn(command, [...args, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.#children.push(child);
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (const port of listenPorts) {
       for (;;) {
-        if (child.exitCode !== null) throw new Error(`ringlb exited (${child.exitCode})`);
+        if (child.exitCode !== null) throw new Error(`${command} exited (${child.exitCode})`);
         try {
           (await openSocket(port)).destroy();
           break;
         } catch {
-          if (Date.now() > deadline) throw new Error('ringlb did not start listening within 10 s');
+          if (Date.now() > deadline) throw new Error(`${command} did not start listening within 10 s`);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
@@ -175,6 +184,29 @@ export async function measureRounds<Target, Result>(
     }
   }
   return results;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux almost always). */
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in µs, from /proc/<pid>/stat.
+ * Resolution is one clock tick (10 ms at USER_HZ 100): scenarios measured with it must run long
+ * enough that a tick is noise.
+ */
+export function processCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may contain spaces: state is field 3,
+  // utime field 14, stime field 15 (proc(5)).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** `--baseline <dist/src/cli.js of another build>`: also run that ringlb, side by side (undefined without it). */
+export function baselineFromArgs(): string | undefined {
+  const { values } = parseArgs({ options: { rounds: { type: 'string' }, baseline: { type: 'string' } } });
+  return values.baseline;
 }
 
 export function median(values: number[]): number {

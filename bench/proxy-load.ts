@@ -8,11 +8,19 @@
  *
  * Backends, the naive proxy and ringlb each run in their own child process; this process is the
  * client only, so no two parties share an event loop. Every loop is bounded in count and time.
+ * Beside each figure, the proxy's CPU per unit of work (user + system from /proc/<pid>/stat around
+ * the scenario): per connection, per ping-pong request, per GB. On a shared 2-core box throughput
+ * follows CPU per unit, and CPU per unit is the steadier figure of the two.
  *
- *   npm run build && node dist/bench/proxy-load.js [--rounds 5]
+ * `--baseline <path>/dist/src/cli.js` runs a second ringlb from another build (the unchanged code)
+ * in the same rounds, so a data-plane change is measured as a ratio against its own baseline.
+ *
+ *   npm run build && node dist/bench/proxy-load.js [--rounds 5] [--baseline /tmp/base/dist/src/cli.js]
  */
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import {
+  baselineFromArgs,
   BenchRun,
   CONNECT_CONCURRENCY,
   CONNECT_COUNT,
@@ -23,6 +31,7 @@ import {
   measureRounds,
   median,
   openSocket,
+  processCpuMicros,
   roundsFromArgs,
   withTimeout,
 } from './loopback-load.js';
@@ -65,10 +74,44 @@ interface Ports {
   readonly sink: number;
 }
 
-/** ringlb at log level warn, as it would run under load (no access log), with maglev pools. */
-async function startRinglb(run: BenchRun, backends: Ports): Promise<Ports> {
+/** A target: its ports, and the pid of the proxy process whose CPU is measured (none for direct). */
+interface Target extends Ports {
+  readonly pid?: number;
+}
+
+/** Where Debian installs haproxy (`apt-get install haproxy`); the bench runs it only if it is there. */
+const HAPROXY_PATH = '/usr/sbin/haproxy';
+
+/**
+ * HAProxy with 2 threads (`nbthread 2`, as in issue 8's comparison), mode tcp, one backend per
+ * listener, in the foreground (`-db`) as a child of this bench, so its pid is the one measured.
+ */
+async function startHaproxy(run: BenchRun, backends: Ports): Promise<Target> {
   const ports: Ports = { echo: await freePort(), sink: await freePort() };
-  await run.startRinglb(
+  const config = [
+    'global',
+    '  nbthread 2',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    `listen echo`,
+    `  bind 127.0.0.1:${ports.echo}`,
+    `  server echo 127.0.0.1:${backends.echo}`,
+    `listen sink`,
+    `  bind 127.0.0.1:${ports.sink}`,
+    `  server sink 127.0.0.1:${backends.sink}`,
+    '',
+  ].join('\n');
+  const child = await run.startProcess(HAPROXY_PATH, ['-db', '-f'], 'haproxy.cfg', config, [ports.echo, ports.sink]);
+  return { ...ports, pid: child.pid! };
+}
+
+/** ringlb at log level warn, as it would run under load (no access log), with maglev pools. */
+async function startRinglb(run: BenchRun, backends: Ports, cliPath?: string): Promise<Target> {
+  const ports: Ports = { echo: await freePort(), sink: await freePort() };
+  const child = await run.startRinglb(
     {
       listeners: [
         { name: 'echo', bind: `127.0.0.1:${ports.echo}`, pool: 'echo' },
@@ -81,8 +124,9 @@ async function startRinglb(run: BenchRun, backends: Ports): Promise<Ports> {
       log: { level: 'warn' },
     },
     [ports.echo, ports.sink],
+    cliPath,
   );
-  return ports;
+  return { ...ports, pid: child.pid! };
 }
 
 /** MiB/s for BULK_BYTES written into the sink, measured until the sink confirms it saw the FIN. */
@@ -143,28 +187,52 @@ interface Result {
   connectsPerSecond: number;
   p50: number;
   p99: number;
+  /** Proxy CPU (µs) per GB of bulk, per connection, per ping-pong; NaN for the direct target. */
+  cpuPerGB: number;
+  cpuPerConnection: number;
+  cpuPerRequest: number;
 }
 
-async function measure(target: string, ports: Ports): Promise<Result> {
-  const bulkMiBs = await withTimeout(bulk(ports.sink), `${target} bulk`);
-  const connectsPerSecond = await withTimeout(connectRate(ports.echo), `${target} connect`);
-  const { p50, p99 } = await withTimeout(latency(ports.echo), `${target} latency`);
-  return { bulkMiBs, connectsPerSecond, p50, p99 };
+/** `scenario`'s result and the proxy CPU (µs) it cost, NaN without a proxy process. */
+async function withCpu<T>(pid: number | undefined, scenario: Promise<T> | (() => Promise<T>)): Promise<[T, number]> {
+  const before = pid === undefined ? NaN : processCpuMicros(pid);
+  const value = await (typeof scenario === 'function' ? scenario() : scenario);
+  const after = pid === undefined ? NaN : processCpuMicros(pid);
+  return [value, after - before];
+}
+
+async function measure(name: string, target: Target): Promise<Result> {
+  const [bulkMiBs, bulkCpu] = await withCpu(target.pid, () => withTimeout(bulk(target.sink), `${name} bulk`));
+  const [connectsPerSecond, connectCpu] = await withCpu(target.pid, () => withTimeout(connectRate(target.echo), `${name} connect`));
+  const [{ p50, p99 }, latencyCpu] = await withCpu(target.pid, () => withTimeout(latency(target.echo), `${name} latency`));
+  return {
+    bulkMiBs,
+    connectsPerSecond,
+    p50,
+    p99,
+    cpuPerGB: bulkCpu / (BULK_BYTES / 1e9),
+    cpuPerConnection: connectCpu / CONNECT_COUNT,
+    cpuPerRequest: latencyCpu / PING_COUNT,
+  };
 }
 
 async function main(): Promise<void> {
   const rounds = roundsFromArgs(5);
+  const baseline = baselineFromArgs();
   const run = new BenchRun();
   try {
     const backends = await firstJsonLine<Ports>(run.spawnNode(['-e', BACKENDS_SOURCE]));
-    const naive = await firstJsonLine<Ports>(run.spawnNode(['-e', NAIVE_PROXY_SOURCE, String(backends.echo), String(backends.sink)]));
+    const naiveChild = run.spawnNode(['-e', NAIVE_PROXY_SOURCE, String(backends.echo), String(backends.sink)]);
+    const naive: Target = { ...(await firstJsonLine<Ports>(naiveChild)), pid: naiveChild.pid! };
     const ringlb = await startRinglb(run, backends);
 
-    const targets: Array<[string, Ports]> = [
+    const targets: Array<[string, Target]> = [
       ['direct', backends],
       ['naive pipe()', naive],
       ['ringlb', ringlb],
     ];
+    if (baseline !== undefined) targets.push(['ringlb baseline', await startRinglb(run, backends, baseline)]);
+    if (existsSync(HAPROXY_PATH)) targets.push(['haproxy nbthread 2', await startHaproxy(run, backends)]);
     const results = await measureRounds(targets, rounds, measure);
     const summary = new Map<string, Result>();
     for (const [name, list] of results) {
@@ -173,6 +241,9 @@ async function main(): Promise<void> {
         connectsPerSecond: median(list.map((r) => r.connectsPerSecond)),
         p50: median(list.map((r) => r.p50)),
         p99: median(list.map((r) => r.p99)),
+        cpuPerGB: median(list.map((r) => r.cpuPerGB)),
+        cpuPerConnection: median(list.map((r) => r.cpuPerConnection)),
+        cpuPerRequest: median(list.map((r) => r.cpuPerRequest)),
       });
     }
     const floor = summary.get('naive pipe()')!;
@@ -184,6 +255,16 @@ async function main(): Promise<void> {
       `${r.p99.toFixed(1)} (${(floor.p99 / r.p99).toFixed(2)}×)`,
     ]);
     const header = ['target', 'bulk MiB/s', 'connections/s', 'p50 µs', 'p99 µs'];
+    // CPU: lower is better; the ratio is target / naive, so below 1 means cheaper than the floor.
+    const cpuRows = [...summary]
+      .filter(([, r]) => !Number.isNaN(r.cpuPerConnection))
+      .map(([name, r]) => [
+        name,
+        `${(r.cpuPerGB / 1000).toFixed(0)} (${(r.cpuPerGB / floor.cpuPerGB).toFixed(2)}×)`,
+        `${r.cpuPerConnection.toFixed(1)} (${(r.cpuPerConnection / floor.cpuPerConnection).toFixed(2)}×)`,
+        `${r.cpuPerRequest.toFixed(1)} (${(r.cpuPerRequest / floor.cpuPerRequest).toFixed(2)}×)`,
+      ]);
+    const cpuHeader = ['proxy CPU', 'ms per GB', 'µs per connection', 'µs per request'];
     console.log(machineLine(rounds));
     console.log(
       `bulk ${BULK_BYTES / 1024 / 1024} MiB one way; connect ${CONNECT_COUNT} × ${CONNECT_CONCURRENCY} concurrent; latency ${PING_COUNT} × ${PING_BYTES} B`,
@@ -192,6 +273,10 @@ async function main(): Promise<void> {
     console.log(`| ${header.join(' | ')} |`);
     console.log(`|${header.map(() => '---').join('|')}|`);
     for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+    console.log('\nproxy CPU (user + sys from /proc/<pid>/stat), lower is better; ratio target / naive\n');
+    console.log(`| ${cpuHeader.join(' | ')} |`);
+    console.log(`|${cpuHeader.map(() => '---').join('|')}|`);
+    for (const row of cpuRows) console.log(`| ${row.join(' | ')} |`);
   } finally {
     run.close();
   }

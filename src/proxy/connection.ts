@@ -2,15 +2,19 @@
  * One proxied connection's life, from accept to the access-log line:
  *
  *   key hash (once) → pick → connect (timeout) ─ error/timeout → pick again, attempt+1, never a
- *   tried slot while an untried eligible one exists ─→ pipe both ways (a FIN passes on as a FIN, a
+ *   tried slot while an untried eligible one exists ─→ forward both ways (a FIN passes on as a FIN, a
  *   reset as a reset) → close → release, log.
  *
  * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
  *
- * Per-connection cost is kept to one object, a handful of handlers bound once here, and what
- * `stream.pipe` does itself (it owns backpressure and passes `end()` on for half-close). We do no
- * work per chunk: byte counts come from the sockets' own counters at close, and the idle timeout
+ * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and at
+ * most two timers (connect, then idle). No `stream.pipe`: it adds eight listeners and closures per
+ * direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
+ * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
+ * on this 2-core box, about half of it in the kernel (loopback TCP), and 0.7× the CPU of the pipe()
+ * version per keep-alive request. Per chunk we do one write() and its return check, nothing
+ * more: byte counts come from the sockets' own counters at close, and the idle timeout
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
@@ -61,9 +65,66 @@ function noop(): void {}
 const IDLE_TICKS = 4;
 
 /**
+ * FINs passed on per event-loop turn; the rest wait, in order, for the next turns. When thousands of
+ * clients close at once (a load generator exits, a NAT box drops its table) libuv hands all their
+ * FINs to one loop phase, and passing each on (a shutdown whose loopback TCP work runs inline)
+ * stalled every other connection for hundreds of ms (bench/mass-close.ts). Deferring a FIN by a
+ * turn changes nothing a peer can see: it still follows every byte written before it.
+ */
+const ENDS_PER_TURN = 256;
+/**
+ * The count resets on the turn after it reaches this, not on every turn: with a setImmediate per
+ * turn that passes a FIN on, bench/proxy-load.ts showed +8 % and +12 % CPU per connection in two
+ * runs (near this machine's noise, but we need not pay it). A turn can start with
+ * up to RESET_AFTER - 1 ends already counted, so its budget is ENDS_PER_TURN minus at most that.
+ */
+const RESET_AFTER = 16;
+const pendingEnds: Socket[] = [];
+let pendingEndsHead = 0;
+let endsSinceReset = 0;
+let endTurnScheduled = false;
+
+function scheduleEndTurn(): void {
+  if (endTurnScheduled) return;
+  endTurnScheduled = true;
+  setImmediate(nextEndTurn);
+}
+
+function endSoon(socket: Socket): void {
+  if (endsSinceReset < ENDS_PER_TURN && pendingEndsHead === pendingEnds.length) {
+    endsSinceReset += 1;
+    if (endsSinceReset >= RESET_AFTER) scheduleEndTurn();
+    socket.end();
+    return;
+  }
+  pendingEnds.push(socket);
+  scheduleEndTurn();
+}
+
+function nextEndTurn(): void {
+  endTurnScheduled = false;
+  endsSinceReset = 0;
+  let endsThisTurn = 0;
+  while (pendingEndsHead < pendingEnds.length && endsThisTurn < ENDS_PER_TURN) {
+    endsThisTurn += 1;
+    const socket = pendingEnds[pendingEndsHead]!;
+    pendingEnds[pendingEndsHead] = undefined as unknown as Socket; // let a closed socket go
+    pendingEndsHead += 1;
+    socket.end();
+  }
+  endsSinceReset = endsThisTurn;
+  if (pendingEndsHead === pendingEnds.length) {
+    pendingEnds.length = 0;
+    pendingEndsHead = 0;
+  } else {
+    scheduleEndTurn();
+  }
+}
+
+/**
  * A peer that resets (RST) is answered by resetting the other side, so the far end can tell a cut
  * from a complete reply: a FIN would read as "the server finished sending" and a truncated
- * response would pass as whole. (A FIN is passed on as a FIN by `pipe`: half-close is untouched.)
+ * response would pass as whole. (A FIN is passed on as a FIN by end(): half-close is untouched.)
  */
 function isReset(error: NodeJS.ErrnoException): boolean {
   return error.code === 'ECONNRESET';
@@ -186,10 +247,44 @@ export class ProxyConnection implements SlotConnection {
     const idleTimeoutMs = this.#context.idleTimeoutMs;
     this.#timer = idleTimeoutMs > 0 ? setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(idleTimeoutMs / IDLE_TICKS))) : null;
     const client = this.#client;
-    client.setNoDelay(true);
-    // pipe() resumes the paused client; bytes held in the kernel since accept flow now.
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Forwarded by hand, not by pipe(): pipe() adds eight listeners and closures per direction and
+    // runs its own bookkeeping per chunk; ours are the six handlers below, bound once per
+    // connection.
+    client.on('data', this.#onClientData);
+    client.on('end', this.#onClientEnd);
+    upstream.on('drain', this.#onUpstreamDrain);
+    upstream.on('data', this.#onUpstreamData);
+    upstream.on('end', this.#onUpstreamEnd);
+    client.on('drain', this.#onClientDrain);
+    // Paused since accept (pauseOnConnect sets readableFlowing to false, so a 'data' listener alone
+    // does not start it): bytes held in the kernel since accept flow now.
+    client.resume();
+  };
+
+  // Backpressure as pipe() does it: a write the peer cannot take yet (write() false) pauses the
+  // reading side until the writing side drains. A FIN is passed on as a FIN (end()): half-close.
+  #onClientData = (chunk: Buffer): void => {
+    if (!this.#upstream!.write(chunk)) this.#client.pause();
+  };
+
+  #onUpstreamDrain = (): void => {
+    this.#client.resume();
+  };
+
+  #onClientEnd = (): void => {
+    endSoon(this.#upstream!);
+  };
+
+  #onUpstreamData = (chunk: Buffer): void => {
+    if (!this.#client.write(chunk)) this.#upstream!.pause();
+  };
+
+  #onClientDrain = (): void => {
+    this.#upstream!.resume();
+  };
+
+  #onUpstreamEnd = (): void => {
+    endSoon(this.#client);
   };
 
   #onConnectTimeout = (): void => {
