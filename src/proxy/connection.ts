@@ -12,8 +12,9 @@
  * most two timers (connect, then idle). No `stream.pipe`: it adds eight listeners and closures per
  * direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
  * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
- * on this 2-core box, about half of it in the kernel (loopback TCP), and 0.7× the CPU of the pipe()
- * version per keep-alive request. Per chunk we do one write() and its return check, nothing
+ * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
+ * CPU per connection, request and GB moved within this machine's noise (0.71×–1.07× per request over
+ * two runs; an A/A run read 0.74×), so the gain is not proven yet. Per chunk we do one write() and its return check, nothing
  * more: byte counts come from the sockets' own counters at close, and the idle timeout
  * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
