@@ -10,20 +10,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backendIdentity, compareIdentity, maglevProbeHash } from '../src/core/hash.js';
 import { MAGLEV_PROBES, RING_WALK_LIMIT } from '../src/core/options.js';
-import { ReferenceBalancer } from '../src/core/reference-balancer.js';
-import type { Balancer, BalancerOptions, CoreBackend } from '../src/core/types.js';
+import type { BalancerOptions, CoreBackend } from '../src/core/types.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
-import { makeBackends, spreadKey } from './helpers/core.js';
+import { IMPLEMENTATIONS, makeBackends, spreadKey, type TestableBalancer } from './helpers/core.js';
 
-type TestableBalancer = Balancer & {
-  buildCount(): number;
-  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array };
-};
-
-const IMPLEMENTATIONS = {
-  wasm: (options: BalancerOptions): TestableBalancer => new WasmBalancer(options),
-  reference: (options: BalancerOptions): TestableBalancer => new ReferenceBalancer(options),
-} as const;
 
 const HASH_POLICIES = ['ring_hash', 'maglev'] as const;
 

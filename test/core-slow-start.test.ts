@@ -7,20 +7,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { backendIdentity, compareIdentity, slowStartAdmitHash } from '../src/core/hash.js';
-import { ReferenceBalancer } from '../src/core/reference-balancer.js';
 import { BALANCE_POLICIES, type Balancer, type BalancerOptions, type CoreBackend } from '../src/core/types.js';
 import { WasmBalancer } from '../src/core/wasm-balancer.js';
-import { makeBackends, shuffled, spreadKey, testRandom } from './helpers/core.js';
+import { IMPLEMENTATIONS, makeBackends, shuffled, spreadKey, testRandom, type TestableBalancer } from './helpers/core.js';
 
-type TestableBalancer = Balancer & {
-  buildCount(): number;
-  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array };
-};
-
-const IMPLEMENTATIONS = {
-  wasm: (options: BalancerOptions): TestableBalancer => new WasmBalancer(options),
-  reference: (options: BalancerOptions): TestableBalancer => new ReferenceBalancer(options),
-} as const;
 
 function forEachImplementation(name: string, body: (make: (options: BalancerOptions) => TestableBalancer) => void): void {
   for (const [implementation, make] of Object.entries(IMPLEMENTATIONS)) it(`${name} (${implementation})`, () => body(make));

@@ -1,6 +1,6 @@
 /** Shared fixtures for the core tests: a seeded test RNG and random backend sets. */
 import { ReferenceBalancer } from '../../src/core/reference-balancer.js';
-import type { BalancerOptions, CoreBackend } from '../../src/core/types.js';
+import type { Balancer, BalancerOptions, CoreBackend } from '../../src/core/types.js';
 import { WasmBalancer, type CoreBuildFlavour } from '../../src/core/wasm-balancer.js';
 
 /** mulberry32: a tiny seeded generator for test inputs (independent of the core's xorshift32). */
@@ -46,3 +46,15 @@ export interface BalancerPair {
 export function balancerPair(options: BalancerOptions, flavour: CoreBuildFlavour = 'release'): BalancerPair {
   return { wasm: new WasmBalancer(options, flavour), reference: new ReferenceBalancer(options) };
 }
+
+/** A balancer with the test-only views both implementations offer (build count, published table). */
+export type TestableBalancer = Balancer & {
+  buildCount(): number;
+  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array };
+};
+
+/** Both implementations under one table of cases: the WASM core and the TypeScript reference. */
+export const IMPLEMENTATIONS = {
+  wasm: (options: BalancerOptions): TestableBalancer => new WasmBalancer(options),
+  reference: (options: BalancerOptions): TestableBalancer => new ReferenceBalancer(options),
+} as const;
