@@ -1,0 +1,316 @@
+/**
+ * Hold: HELD long-lived connections open through one ringlb at once (issue 8 §4). Each echoes one
+ * byte when opened and one more after the hold, so a refused, reset or silently dropped connection
+ * is counted, not missed. Reports ringlb's RSS and open fds from /proc before, at HELD held and
+ * after closing, RSS per held connection, how long opening and closing took, and the longest round
+ * trip of a probe connection that ping-pongs through ringlb the whole time (an event-loop stall).
+ *
+ * Open files: ringlb needs 2 fds per connection, the backend and each holder 1. Every child is
+ * spawned through `prlimit --nofile=N:N` (util-linux; it execs the command, so the pid is the
+ * child's own); raising the hard limit above the parent's needs root or CAP_SYS_RESOURCE. A second,
+ * short start with a limit too low for maxConnections checks that ringlb warns at start.
+ *
+ * Backends, holders and ringlb run in child processes; every loop is bounded in count and time.
+ *
+ *   npm run build && node dist/bench/hold-connections.js        (or: npm run bench:hold)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BenchRun, freePort, machineLine, openSocket, withTimeout } from './loopback-load.js';
+
+const HELD = 10_000;
+const HOLDERS = 2;
+const PER_HOLDER = HELD / HOLDERS;
+/** Connects in flight per holder: two holders keep at most 200 in ringlb's accept queue (backlog 511). */
+const IN_FLIGHT = 100;
+/** How long the connections stay open, idle, between the opening echo and the second one. */
+const HOLD_MS = 3_000;
+/** ringlb: 2 per connection plus listeners, logs and the probe; the others: 1 per connection. */
+const RINGLB_NOFILE = 32_768;
+const PEER_NOFILE = 16_384;
+/** A limit below 2 × maxConnections: start-up must warn (src/cli.ts warnIfFileDescriptorsShort). */
+const SHORT_NOFILE = 1_024;
+const PING_BYTES = 64;
+const WARNING_TEXT = 'file descriptor limit is below what maxConnections needs';
+
+const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+
+/** Echo backend: reports its port, then `{ open }` each time its open count reaches a watched value. */
+const BACKEND_SOURCE = `
+const net = require('node:net');
+const watched = new Set(process.argv.slice(1).map(Number));
+let open = 0;
+const report = () => { if (watched.has(open)) process.stdout.write(JSON.stringify({ open }) + '\\n'); };
+const server = net.createServer((s) => {
+  open += 1;
+  report();
+  s.on('error', () => s.destroy());
+  s.on('close', () => { open -= 1; report(); });
+  s.pipe(s);
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
+`;
+
+/**
+ * Opens COUNT connections to PORT, IN_FLIGHT at a time, each echoing one byte before the next
+ * opens; reports `{ opened, echoed, failed, ms }`. On stdin 'verify' writes one more byte on each and
+ * reports how many echoed and how many closed or failed since opening; on 'close' destroys all and
+ * reports `{ closed }`. A connection that errs or closes early is counted, never retried.
+ */
+const HOLDER_SOURCE = `
+const net = require('node:net');
+const [port, count, inFlight] = process.argv.slice(1).map(Number);
+const held = [];
+let started = 0, echoed = 0, failed = 0, droppedAfterOpen = 0, settled = 0;
+const startedAt = performance.now();
+function settle() {
+  settled += 1;
+  if (settled === count) process.stdout.write(JSON.stringify({ opened: held.length, echoed, failed, ms: performance.now() - startedAt }) + '\\n');
+  else openOne();
+}
+function openOne() {
+  if (started === count) return;
+  started += 1;
+  const s = net.connect(port, '127.0.0.1');
+  let state = 'opening';
+  s.on('error', () => {});
+  s.on('close', () => {
+    if (state === 'opening') { state = 'failed'; failed += 1; settle(); }
+    else if (state === 'held') { state = 'dropped'; droppedAfterOpen += 1; }
+  });
+  s.once('data', () => {
+    if (state !== 'opening') return;
+    state = 'held';
+    s.state = () => state;
+    held.push(s);
+    echoed += 1;
+    settle();
+  });
+  s.write('x');
+}
+for (let i = 0; i < inFlight; i += 1) openOne();
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (command) => {
+  if (command.startsWith('verify')) {
+    let answered = 0, reechoed = 0;
+    const live = held.filter((s) => s.state() === 'held');
+    const done = () => { answered += 1; if (answered === live.length) process.stdout.write(JSON.stringify({ reechoed, dropped: droppedAfterOpen }) + '\\n'); };
+    if (live.length === 0) done();
+    for (const s of live) {
+      s.once('data', () => { reechoed += 1; done(); });
+      s.once('close', done);
+      s.write('y');
+    }
+  } else if (command.startsWith('close')) {
+    for (const s of held) s.destroy();
+    process.stdout.write(JSON.stringify({ closed: held.length }) + '\\n');
+  }
+});
+`;
+
+/** Lines of JSON from a child's stdout, one at a time, in order (non-JSON lines skipped). */
+class JsonLines {
+  readonly #waiting: Array<(value: unknown) => void> = [];
+  readonly #lines: unknown[] = [];
+  #buffer = '';
+
+  constructor(stream: NodeJS.ReadableStream) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      this.#buffer += chunk;
+      let newline: number;
+      while ((newline = this.#buffer.indexOf('\n')) >= 0) {
+        const line = this.#buffer.slice(0, newline);
+        this.#buffer = this.#buffer.slice(newline + 1);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        const waiter = this.#waiting.shift();
+        if (waiter !== undefined) waiter(value);
+        else this.#lines.push(value);
+      }
+    });
+  }
+
+  next<T>(what: string): Promise<T> {
+    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift() as T);
+    return withTimeout(new Promise<T>((resolve) => this.#waiting.push(resolve as (value: unknown) => void)), what);
+  }
+
+  /** Every line received so far and not yet taken by next(). */
+  drain(): unknown[] {
+    return this.#lines.splice(0);
+  }
+}
+
+interface Sample {
+  rssKiB: number;
+  fds: number;
+}
+
+function sample(pid: number): Sample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
+  return { rssKiB, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+/** Ping-pong through ringlb; `longestSince()` is the longest round trip (ms) since the last call. */
+async function startProbe(port: number): Promise<{ longestSince: () => number; stop: () => void }> {
+  const socket = await openSocket(port);
+  const ping = Buffer.alloc(PING_BYTES, 0x70);
+  let longest = 0;
+  let received = 0;
+  let sentAt = performance.now();
+  socket.on('error', () => {});
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received < PING_BYTES) return;
+    received -= PING_BYTES;
+    longest = Math.max(longest, performance.now() - sentAt);
+    sentAt = performance.now();
+    socket.write(ping);
+  });
+  socket.write(ping);
+  await withTimeout(once(socket, 'data'), 'first probe echo');
+  return {
+    longestSince: () => {
+      // A round trip still outstanding counts for as long as it has waited so far.
+      const value = Math.max(longest, performance.now() - sentAt);
+      longest = 0;
+      return value;
+    },
+    stop: () => socket.destroy(),
+  };
+}
+
+function ringlbConfig(listenPort: number, backendPort: number): object {
+  return {
+    listeners: [{ name: 'held', bind: `127.0.0.1:${listenPort}`, pool: 'echo', maxConnections: HELD + 10 }],
+    pools: [{ name: 'echo', balance: 'round_robin', backends: [{ address: `127.0.0.1:${backendPort}` }] }],
+    log: { level: 'warn' },
+  };
+}
+
+/** ringlb through `prlimit --nofile=limit:limit`, once it accepts on listenPort. */
+function startLimitedRinglb(run: BenchRun, limit: number, listenPort: number, backendPort: number): Promise<ChildProcess> {
+  return run.startProcess(
+    'prlimit',
+    [`--nofile=${limit}:${limit}`, process.execPath, CLI_PATH, 'run', '--config'],
+    `hold-${limit}.json`,
+    JSON.stringify(ringlbConfig(listenPort, backendPort)),
+    [listenPort],
+  );
+}
+
+/** Children this bench spawns itself (through prlimit), killed in main's finally. */
+const limitedChildren: ChildProcess[] = [];
+
+/** `node ...args` through `prlimit --nofile=limit:limit`, stdin and stdout piped. */
+function spawnLimitedNode(limit: number, args: string[]): ChildProcess {
+  const child = spawn('prlimit', [`--nofile=${limit}:${limit}`, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  limitedChildren.push(child);
+  return child;
+}
+
+/** Does ringlb warn at start when its open-files limit cannot hold maxConnections? */
+async function warnsWhenShort(run: BenchRun, backendPort: number): Promise<{ logged: boolean; line: string }> {
+  const listenPort = await freePort();
+  const ringlb = await startLimitedRinglb(run, SHORT_NOFILE, listenPort, backendPort);
+  try {
+    // The warning is written before the listener binds and sits unread in the stdout pipe.
+    const lines = new JsonLines(ringlb.stdout!);
+    ringlb.kill('SIGTERM');
+    await withTimeout(once(ringlb.stdout!, 'end'), 'ringlb exit');
+    const found = lines.drain().find((line) => typeof line === 'object' && line !== null && String((line as { msg?: unknown }).msg).includes(WARNING_TEXT));
+    return { logged: found !== undefined, line: found === undefined ? '' : JSON.stringify(found) };
+  } finally {
+    ringlb.kill('SIGKILL');
+  }
+}
+
+const kib = (value: number): string => `${(value / 1024).toFixed(1)} MiB`;
+
+async function main(): Promise<void> {
+  const run = new BenchRun();
+  try {
+    // The backend's watched counts: 1 (only the probe) and HELD + 1 (the probe and every held one).
+    const backend = spawnLimitedNode(PEER_NOFILE, ['-e', BACKEND_SOURCE, '1', String(HELD + 1)]);
+    const backendLines = new JsonLines(backend.stdout!);
+    const { port: backendPort } = await backendLines.next<{ port: number }>('backend start');
+
+    const warning = await warnsWhenShort(run, backendPort);
+
+    const listenPort = await freePort();
+    const ringlb = await startLimitedRinglb(run, RINGLB_NOFILE, listenPort, backendPort);
+    const ringlbLines = new JsonLines(ringlb.stdout!);
+    const pid = ringlb.pid!;
+    const probe = await startProbe(listenPort);
+    // Counts reported so far came from start-up check connections; only those after this matter.
+    backendLines.drain();
+    const before = sample(pid);
+    probe.longestSince();
+
+    const openStarted = performance.now();
+    const holders = Array.from({ length: HOLDERS }, () =>
+      spawnLimitedNode(PEER_NOFILE, ['-e', HOLDER_SOURCE, String(listenPort), String(PER_HOLDER), String(IN_FLIGHT)]),
+    );
+    const holderLines = holders.map((holder) => new JsonLines(holder.stdout!));
+    const opened = await Promise.all(
+      holderLines.map((lines) => lines.next<{ opened: number; echoed: number; failed: number; ms: number }>('holders open')),
+    );
+    const openMs = performance.now() - openStarted;
+    const openStall = probe.longestSince();
+    const echoedOnOpen = opened.reduce((sum, h) => sum + h.echoed, 0);
+    const failedOnOpen = opened.reduce((sum, h) => sum + h.failed, 0);
+    if (echoedOnOpen === HELD) await backendLines.next<{ open: number }>('backend sees every held connection');
+    const atPeak = sample(pid);
+
+    await withTimeout(new Promise((resolve) => setTimeout(resolve, HOLD_MS)), 'hold');
+    for (const holder of holders) holder.stdin!.write('verify\n');
+    const verified = await Promise.all(holderLines.map((lines) => lines.next<{ reechoed: number; dropped: number }>('verify')));
+    const reechoed = verified.reduce((sum, h) => sum + h.reechoed, 0);
+    const dropped = verified.reduce((sum, h) => sum + h.dropped, 0);
+    const holdStall = probe.longestSince();
+
+    backendLines.drain();
+    const closeStarted = performance.now();
+    for (const holder of holders) holder.stdin!.write('close\n');
+    await Promise.all(holderLines.map((lines) => lines.next<{ closed: number }>('close')));
+    for (;;) if ((await backendLines.next<{ open: number }>('backend sees every close')).open === 1) break;
+    const closeMs = performance.now() - closeStarted;
+    const closeStall = probe.longestSince();
+    const after = sample(pid);
+    probe.stop();
+    const startWarnings = ringlbLines.drain().filter((line) => String((line as { msg?: unknown }).msg).includes(WARNING_TEXT)).length;
+
+    console.log(machineLine(1).replace('median of 1 rounds after 1 warm-up round', 'one run'));
+    console.log(`${HELD} connections held through one ringlb process (${HOLDERS} holder processes, ${IN_FLIGHT} connects in flight each, held ${HOLD_MS / 1000} s)`);
+    console.log(`open files: ringlb ${RINGLB_NOFILE}, backend and holders ${PEER_NOFILE} (prlimit --nofile)\n`);
+    console.log('| figure | value |');
+    console.log('|---|---|');
+    console.log(`| connections echoed on open / refused or reset | ${echoedOnOpen} / ${failedOnOpen} |`);
+    console.log(`| echoed again after the hold / dropped while held | ${reechoed} / ${dropped} |`);
+    console.log(`| opening ${HELD} (wall) | ${(openMs / 1000).toFixed(2)} s (${Math.round(HELD / (openMs / 1000))} conn/s) |`);
+    console.log(`| closing ${HELD} (until the backend saw every close) | ${(closeMs / 1000).toFixed(2)} s |`);
+    console.log(`| ringlb RSS before / at ${HELD} held / after closing | ${kib(before.rssKiB)} / ${kib(atPeak.rssKiB)} / ${kib(after.rssKiB)} |`);
+    console.log(`| RSS per held connection | ${(((atPeak.rssKiB - before.rssKiB) * 1024) / HELD / 1024).toFixed(2)} KiB |`);
+    console.log(`| ringlb open fds before / held / after | ${before.fds} / ${atPeak.fds} / ${after.fds} |`);
+    console.log(`| longest probe round trip: opening / holding / closing | ${openStall.toFixed(1)} / ${holdStall.toFixed(1)} / ${closeStall.toFixed(1)} ms |`);
+    console.log(`| start-up warning at nofile ${SHORT_NOFILE} / at ${RINGLB_NOFILE} | ${warning.logged ? 'logged' : 'NOT logged'} / ${startWarnings > 0 ? 'logged' : 'none'} |`);
+    if (warning.logged) console.log(`\nwarning line: ${warning.line}`);
+    if (echoedOnOpen !== HELD || reechoed !== HELD || dropped !== 0 || !warning.logged) process.exitCode = 1;
+  } finally {
+    for (const child of limitedChildren) child.kill('SIGKILL');
+    run.close();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
