@@ -7,7 +7,8 @@
  *
  * Open files: ringlb needs 2 fds per connection, the backend and each holder 1. Every child is
  * spawned through `prlimit --nofile=N:N` (util-linux; it execs the command, so the pid is the
- * child's own); raising the hard limit above the parent's needs root or CAP_SYS_RESOURCE. A second,
+ * child's own); raising the hard limit above the parent's needs CAP_SYS_RESOURCE, which root in a container
+ * may lack: then the bench holds as many as the hard limit allows and says so. A second,
  * short start with a limit too low for maxConnections checks that ringlb warns at start.
  *
  * Backends, holders and ringlb run in child processes; every loop is bounded in count and time.
@@ -28,19 +29,20 @@ const WANTED = wantedFromArgs(10_000);
 const IN_FLIGHT = 100;
 /** How long the connections stay open, idle, between the opening echo and the second one. */
 const HOLD_MS = 3_000;
-/** ringlb: 2 per connection plus listeners, logs and the probe; the others: 1 per connection. */
-const RINGLB_NOFILE = Math.min(32_768, hardOpenFilesLimit());
 /** fds ringlb's start-up check reserves besides 2 per connection (src/cli.ts warnIfFileDescriptorsShort). */
 const RINGLB_FD_RESERVE = 64;
+/** What ringlb's own rule asks for WANTED held plus the probe, or the hard limit if that is lower. */
+const RINGLB_NOFILE = Math.min(2 * (WANTED + 1) + RINGLB_FD_RESERVE, hardOpenFilesLimit());
 /**
  * As many as ringlb's own rule says RINGLB_NOFILE holds (maxConnections is HELD + 1: the probe),
  * at most WANTED. Without CAP_SYS_RESOURCE the hard limit cannot be raised, and below 2 × 10,001 +
  * 64 = 20,066 fds one process cannot hold 10,000 proxied connections.
  */
 const HELD = Math.min(WANTED, Math.floor((RINGLB_NOFILE - RINGLB_FD_RESERVE) / 2) - 1);
-const PEER_NOFILE = 16_384;
-/** A limit below 2 × maxConnections: start-up must warn (src/cli.ts warnIfFileDescriptorsShort). */
-const SHORT_NOFILE = 1_024;
+/** The backend holds 1 fd per connection, each holder 1 per its share; 1,024 for everything else. */
+const PEER_NOFILE = Math.min(HELD + 1_024, hardOpenFilesLimit());
+/** A limit below what maxConnections needs (2 × (HELD + 1) + 64): start-up must warn (src/cli.ts warnIfFileDescriptorsShort). */
+const SHORT_NOFILE = Math.min(1_024, 2 * (HELD + 1) + RINGLB_FD_RESERVE - 1);
 const PING_BYTES = 64;
 const WARNING_TEXT = 'file descriptor limit is below what maxConnections needs';
 
