@@ -67,22 +67,38 @@ export class BenchRun {
   async startProcess(command: string, args: string[], configName: string, configText: string, listenPorts: readonly number[]): Promise<ChildProcess> {
     const configFile = join(this.#dir, configName);
     writeFileSync(configFile, configText);
-    const child = spawn(command, [...args, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = this.spawnProcess(command, [...args, configFile]);
+    await this.waitListening(command, listenPorts, child);
+    return child;
+  }
+
+  /** The run's scratch directory (removed by `close()`), for a proxy's pid file or prefix. */
+  get scratchDirectory(): string {
+    return this.#dir;
+  }
+
+  /** Any command (a backend such as `iperf3 -s`), its stderr shown in the bench's own. */
+  spawnProcess(command: string, args: string[]): ChildProcess {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     this.#children.push(child);
+    return child;
+  }
+
+  /** Resolves once each of `ports` accepts a connection; rejects if `child` exits first or after 10 s. */
+  async waitListening(what: string, ports: readonly number[], child?: ChildProcess): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
-    for (const port of listenPorts) {
+    for (const port of ports) {
       for (;;) {
-        if (child.exitCode !== null) throw new Error(`${command} exited (${child.exitCode})`);
+        if (child !== undefined && child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
         try {
           (await openSocket(port)).destroy();
           break;
         } catch {
-          if (Date.now() > deadline) throw new Error(`${command} did not start listening within 10 s`);
+          if (Date.now() > deadline) throw new Error(`${what} did not start listening within 10 s`);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
     }
-    return child;
   }
 
   close(): void {
