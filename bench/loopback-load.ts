@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,9 +77,9 @@ export class BenchRun {
     return this.#dir;
   }
 
-  /** Any command (a backend such as `iperf3 -s`), its stderr shown in the bench's own. */
-  spawnProcess(command: string, args: string[]): ChildProcess {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  /** Any command (a backend such as `iperf3 -s`), its stderr shown in the bench's own unless `stderr` says 'ignore'. */
+  spawnProcess(command: string, args: string[], stderr: 'inherit' | 'ignore' = 'inherit'): ChildProcess {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', stderr] });
     this.#children.push(child);
     return child;
   }
@@ -101,8 +101,19 @@ export class BenchRun {
     }
   }
 
+  /**
+   * Kills every child and every descendant of it: nginx's workers outlive a SIGKILLed master and
+   * would keep listening, so the whole tree is read first and then killed.
+   */
   close(): void {
-    for (const child of this.#children) child.kill('SIGKILL');
+    const pids = this.#children.flatMap((child) => (child.pid === undefined || child.exitCode !== null ? [] : processTree(child.pid)));
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }
@@ -217,6 +228,31 @@ export function processCpuMicros(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** `pid` and all its descendants (every thread's children, from /proc), parents first; [] if it is gone. */
+export function processTree(pid: number): number[] {
+  const tree: number[] = [];
+  const pending = [pid];
+  while (pending.length > 0) {
+    const current = pending.shift()!;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${current}/task`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    tree.push(current);
+    for (const task of tasks) {
+      try {
+        const children = readFileSync(`/proc/${current}/task/${task}/children`, 'utf8').trim();
+        if (children !== '') pending.push(...children.split(' ').map(Number));
+      } catch {
+        // The thread exited meanwhile.
+      }
+    }
+  }
+  return tree;
 }
 
 /** `--baseline <dist/src/cli.js of another build>`: also run that ringlb, side by side (undefined without it). */

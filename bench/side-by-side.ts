@@ -20,7 +20,7 @@
  *   npm run bench:side-by-side [-- --rounds 3]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   BenchRun,
@@ -30,6 +30,7 @@ import {
   measureRounds,
   median,
   processCpuMicros,
+  processTree,
   roundsFromArgs,
 } from './loopback-load.js';
 
@@ -122,17 +123,11 @@ function node24Path(): string | undefined {
  */
 function treeCpuMicros(pid: number): number {
   let total = 0;
-  const pending = [pid];
-  while (pending.length > 0) {
-    const current = pending.pop()!;
+  for (const member of processTree(pid)) {
     try {
-      total += processCpuMicros(current);
-      for (const task of readdirSync(`/proc/${current}/task`)) {
-        const children = readFileSync(`/proc/${current}/task/${task}/children`, 'utf8').trim();
-        if (children !== '') pending.push(...children.split(' ').map(Number));
-      }
+      total += processCpuMicros(member);
     } catch {
-      // A process that exited between reading its parent and reading it: its CPU is gone with it.
+      // Exited between listing and reading: its CPU is gone with it.
     }
   }
   return total;
@@ -290,7 +285,8 @@ async function startNginx(run: BenchRun, backends: Ports): Promise<Target> {
     'daemon off;',
     'worker_processes auto;',
     'pid nginx.pid;',
-    'error_log stderr warn;',
+    // crit: at the end of every iperf3 test the server resets its streams, which nginx logs as error.
+    'error_log stderr crit;',
     'events { worker_connections 16384; }',
     'stream {',
     `  server { listen 127.0.0.1:${ports.iperf} reuseport; proxy_pass 127.0.0.1:${backends.iperf}; proxy_timeout 60s; }`,
@@ -306,7 +302,9 @@ async function startNginx(run: BenchRun, backends: Ports): Promise<Target> {
 async function startBackends(run: BenchRun): Promise<Ports> {
   const iperfPort = await freePort();
   // Its per-test report goes to a file: nobody reads its stdout pipe, which would fill and block it.
-  run.spawnProcess('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(iperfPort), '--logfile', `${run.scratchDirectory}/iperf3.log`]);
+  // Stderr is dropped: every readiness probe (ours, and each proxy's through it) is a connection that
+  // sends no test parameters, and iperf3 complains about each. A dead server fails the first iperf3 -c.
+  run.spawnProcess('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(iperfPort), '--logfile', `${run.scratchDirectory}/iperf3.log`], 'ignore');
   const { http } = await firstJsonLine<{ http: number }>(run.spawnNode(['-e', HTTP_BACKEND_SOURCE]));
   await run.waitListening('iperf3', [iperfPort]);
   return { iperf: iperfPort, http };
@@ -372,6 +370,7 @@ function printTable(summary: Map<string, Result>): void {
 
 async function main(): Promise<void> {
   const rounds = roundsFromArgs(3);
+  const startedAt = performance.now();
   ensureTools();
   const node24 = node24Path();
   const run = new BenchRun();
@@ -401,6 +400,7 @@ async function main(): Promise<void> {
     );
     console.log('(ratio vs HAProxy; ✓/✗ against issue 8 targets. Proxy CPU = user + sys of all its processes and threads, /proc)\n');
     printTable(summary);
+    console.log(`\nwhole run ${((performance.now() - startedAt) / 1000).toFixed(0)} s`);
   } finally {
     run.close();
     process.off('SIGINT', onSignal);
