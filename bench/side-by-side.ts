@@ -157,8 +157,27 @@ function runTool(command: string, args: string[], timeoutMs: number): Promise<st
   });
 }
 
-/** Bits per second and bytes received by the iperf3 server for `streams` parallel streams. */
+/** How long iperf() retries while the server still reports the previous test as running. */
+const IPERF_BUSY_RETRY_MS = 15_000;
+
+/**
+ * Bits per second and bytes received by the iperf3 server for `streams` parallel streams. The one
+ * server runs one test at a time and may still be closing the previous test's streams (seen through
+ * a proxy, which closes the backend side after the client side): "busy" is retried, bounded.
+ */
 async function iperf(port: number, streams: number): Promise<{ bitsPerSecond: number; bytes: number }> {
+  const deadline = Date.now() + IPERF_BUSY_RETRY_MS;
+  for (;;) {
+    try {
+      return await iperfOnce(port, streams);
+    } catch (error) {
+      if (!String(error).includes('busy') || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+async function iperfOnce(port: number, streams: number): Promise<{ bitsPerSecond: number; bytes: number }> {
   const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(SCENARIO_SECONDS), '-P', String(streams), '-J', '--connect-timeout', '5000'];
   const report = JSON.parse(await runTool('iperf3', args, SCENARIO_SECONDS * 1000 + TOOL_GRACE_MS)) as {
     error?: string;
