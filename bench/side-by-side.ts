@@ -20,7 +20,7 @@
  *   npm run bench:side-by-side [-- --rounds 3]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   BenchRun,
@@ -250,10 +250,36 @@ async function newPorts(): Promise<Ports> {
   return { iperf: await freePort(), http: await freePort() };
 }
 
-/** ringlb as users run it (`ringlb run`, one process: workers are not built yet), log level warn. */
-async function startRinglb(run: BenchRun, backends: Ports, nodePath: string): Promise<Target> {
+const CLI_PATH = new URL('../src/cli.js', import.meta.url).pathname;
+
+/**
+ * Whether this build's config accepts top-level `workers` (issue 8 §2), asked of `ringlb check` on
+ * `nodePath`: until worker threads land, the bench runs ringlb as one process only.
+ */
+function acceptsWorkers(run: BenchRun, nodePath: string): boolean {
+  const file = `${run.scratchDirectory}/workers-check.json`;
+  // Otherwise valid (check refuses empty listeners and pools), so only `workers` can fail it.
+  writeFileSync(
+    file,
+    JSON.stringify({
+      workers: 'auto',
+      listeners: [{ name: 'probe', bind: '127.0.0.1:1', pool: 'probe' }],
+      pools: [{ name: 'probe', balance: 'maglev', backends: [{ address: '127.0.0.1:2' }] }],
+    }),
+  );
+  try {
+    execFileSync(nodePath, [CLI_PATH, 'check', '--config', file], { stdio: 'ignore', timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** ringlb as users run it (`ringlb run`), log level warn; `workers` only when this build knows it. */
+async function startRinglb(run: BenchRun, backends: Ports, nodePath: string, workers?: 'auto' | 1): Promise<Target> {
   const ports = await newPorts();
   const config = {
+    ...(workers === undefined ? {} : { workers }),
     listeners: [
       { name: 'iperf', bind: `127.0.0.1:${ports.iperf}`, pool: 'iperf', idleTimeoutMs: 0 },
       { name: 'http', bind: `127.0.0.1:${ports.http}`, pool: 'http' },
@@ -264,8 +290,7 @@ async function startRinglb(run: BenchRun, backends: Ports, nodePath: string): Pr
     ],
     log: { level: 'warn' },
   };
-  const cli = new URL('../src/cli.js', import.meta.url).pathname;
-  const child = await run.startProcess(nodePath, [cli, 'run', '--config'], `ringlb-${ports.http}.json`, JSON.stringify(config), [ports.iperf, ports.http]);
+  const child = await run.startProcess(nodePath, [CLI_PATH, 'run', '--config'], `ringlb-${ports.http}.json`, JSON.stringify(config), [ports.iperf, ports.http]);
   return { ...ports, pid: child.pid! };
 }
 
@@ -402,10 +427,14 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     const backends = await startBackends(run);
-    const targets: Array<[string, Target]> = [[`ringlb ${process.version}`, await startRinglb(run, backends, process.execPath)]];
+    // Node 20 has no reusePort: `workers` above 1 runs one worker there (issue 8 §2), so `auto` is
+    // measured on Node 24 only.
+    const workers = acceptsWorkers(run, process.execPath);
+    const targets: Array<[string, Target]> = [[`ringlb ${process.version}`, await startRinglb(run, backends, process.execPath, workers ? 1 : undefined)]];
     if (node24 !== undefined) {
       const version = execFileSync(node24, ['-p', 'process.version'], { encoding: 'utf8' }).trim();
-      targets.push([`ringlb ${version}`, await startRinglb(run, backends, node24)]);
+      targets.push([`ringlb ${version}`, await startRinglb(run, backends, node24, workers ? 1 : undefined)]);
+      if (workers) targets.push([`ringlb ${version} workers auto`, await startRinglb(run, backends, node24, 'auto')]);
     }
     targets.push([HAPROXY_NAME, await startHaproxy(run, backends)]);
     targets.push([`nginx stream ×${availableParallelism()}`, await startNginx(run, backends)]);
@@ -415,7 +444,7 @@ async function main(): Promise<void> {
     console.log(machineLine(rounds));
     console.log(
       `each scenario ${SCENARIO_SECONDS} s: iperf3 -P 1 and -P 4; wrk -t${WRK_THREADS} -c${WRK_CONNECT_CONNECTIONS} with Connection: close; ` +
-        `wrk -t${WRK_THREADS} -c${WRK_KEEPALIVE_CONNECTIONS} --latency keep-alive. ringlb: one process (workers not built yet).`,
+        `wrk -t${WRK_THREADS} -c${WRK_KEEPALIVE_CONNECTIONS} --latency keep-alive. ringlb ${workers ? 'workers 1 and auto' : 'one process (this build has no workers)'}.`,
     );
     console.log('(ratio vs HAProxy; ✓/✗ against issue 8 targets. Proxy CPU = user + sys of all its processes and threads, /proc)\n');
     printTable(summary);
