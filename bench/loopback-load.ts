@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,26 +67,53 @@ export class BenchRun {
   async startProcess(command: string, args: string[], configName: string, configText: string, listenPorts: readonly number[]): Promise<ChildProcess> {
     const configFile = join(this.#dir, configName);
     writeFileSync(configFile, configText);
-    const child = spawn(command, [...args, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = this.spawnProcess(command, [...args, configFile]);
+    await this.waitListening(command, listenPorts, child);
+    return child;
+  }
+
+  /** The run's scratch directory (removed by `close()`), for a proxy's pid file or prefix. */
+  get scratchDirectory(): string {
+    return this.#dir;
+  }
+
+  /** Any command (a backend such as `iperf3 -s`), its stderr shown in the bench's own unless `stderr` says 'ignore'. */
+  spawnProcess(command: string, args: string[], stderr: 'inherit' | 'ignore' = 'inherit'): ChildProcess {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', stderr] });
     this.#children.push(child);
+    return child;
+  }
+
+  /** Resolves once each of `ports` accepts a connection; rejects if `child` exits first or after 10 s. */
+  async waitListening(what: string, ports: readonly number[], child?: ChildProcess): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
-    for (const port of listenPorts) {
+    for (const port of ports) {
       for (;;) {
-        if (child.exitCode !== null) throw new Error(`${command} exited (${child.exitCode})`);
+        if (child !== undefined && child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
         try {
           (await openSocket(port)).destroy();
           break;
         } catch {
-          if (Date.now() > deadline) throw new Error(`${command} did not start listening within 10 s`);
+          if (Date.now() > deadline) throw new Error(`${what} did not start listening within 10 s`);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
     }
-    return child;
   }
 
+  /**
+   * Kills every child and every descendant of it: nginx's workers outlive a SIGKILLed master and
+   * would keep listening, so the whole tree is read first and then killed.
+   */
   close(): void {
-    for (const child of this.#children) child.kill('SIGKILL');
+    const pids = this.#children.flatMap((child) => (child.pid === undefined || child.exitCode !== null ? [] : processTree(child.pid)));
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }
@@ -201,6 +228,31 @@ export function processCpuMicros(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** `pid` and all its descendants (every thread's children, from /proc), parents first; [] if it is gone. */
+export function processTree(pid: number): number[] {
+  const tree: number[] = [];
+  const pending = [pid];
+  while (pending.length > 0) {
+    const current = pending.shift()!;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${current}/task`);
+    } catch {
+      continue; // exited meanwhile
+    }
+    tree.push(current);
+    for (const task of tasks) {
+      try {
+        const children = readFileSync(`/proc/${current}/task/${task}/children`, 'utf8').trim();
+        if (children !== '') pending.push(...children.split(' ').map(Number));
+      } catch {
+        // The thread exited meanwhile.
+      }
+    }
+  }
+  return tree;
 }
 
 /** `--baseline <dist/src/cli.js of another build>`: also run that ringlb, side by side (undefined without it). */
