@@ -20,7 +20,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BenchRun, freePort, machineLine, openSocket, withTimeout } from './loopback-load.js';
+import { BenchRun, freePort, JsonLines, machineLine, openSocket, withTimeout } from './loopback-load.js';
 
 const HOLDERS = 2;
 /** The issue's figure (issue 8 §4); `--held N` asks for fewer (or more). */
@@ -120,44 +120,6 @@ process.stdin.on('data', (command) => {
   }
 });
 `;
-
-/** Lines of JSON from a child's stdout, one at a time, in order (non-JSON lines skipped). */
-class JsonLines {
-  readonly #waiting: Array<(value: unknown) => void> = [];
-  readonly #lines: unknown[] = [];
-  #buffer = '';
-
-  constructor(stream: NodeJS.ReadableStream) {
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      this.#buffer += chunk;
-      let newline: number;
-      while ((newline = this.#buffer.indexOf('\n')) >= 0) {
-        const line = this.#buffer.slice(0, newline);
-        this.#buffer = this.#buffer.slice(newline + 1);
-        let value: unknown;
-        try {
-          value = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        const waiter = this.#waiting.shift();
-        if (waiter !== undefined) waiter(value);
-        else this.#lines.push(value);
-      }
-    });
-  }
-
-  next<T>(what: string): Promise<T> {
-    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift() as T);
-    return withTimeout(new Promise<T>((resolve) => this.#waiting.push(resolve as (value: unknown) => void)), what);
-  }
-
-  /** Every line received so far and not yet taken by next(). */
-  drain(): unknown[] {
-    return this.#lines.splice(0);
-  }
-}
 
 interface Sample {
   rssKiB: number;

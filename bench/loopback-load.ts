@@ -265,3 +265,54 @@ export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
 }
+
+/** Lines of JSON from a child's stdout, one at a time, in order (non-JSON lines skipped). */
+export class JsonLines {
+  readonly #waiting: Array<(value: unknown) => void> = [];
+  readonly #lines: unknown[] = [];
+  #buffer = '';
+
+  constructor(stream: NodeJS.ReadableStream) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      this.#buffer += chunk;
+      let newline: number;
+      while ((newline = this.#buffer.indexOf('\n')) >= 0) {
+        const line = this.#buffer.slice(0, newline);
+        this.#buffer = this.#buffer.slice(newline + 1);
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        const waiter = this.#waiting.shift();
+        if (waiter !== undefined) waiter(value);
+        else this.#lines.push(value);
+      }
+    });
+  }
+
+  /** The next line, or a rejection naming `what` after SCENARIO_TIMEOUT_MS. */
+  next<T = unknown>(what: string): Promise<T> {
+    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift() as T);
+    return withTimeout(new Promise<T>((resolve) => this.#waiting.push(resolve as (value: unknown) => void)), what);
+  }
+
+  /** Every line received so far and not yet taken by next(). */
+  drain(): unknown[] {
+    return this.#lines.splice(0);
+  }
+}
+
+/**
+ * HAProxy's config for the side-by-side runs: 2 threads (`nbthread 2`, as in issue 8's comparison),
+ * mode tcp, one listener per entry of `listeners` (name → [listen port, backend port]).
+ */
+export function haproxyTcpConfig(listeners: Readonly<Record<string, readonly [number, number]>>): string {
+  const lines = ['global', '  nbthread 2', 'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s'];
+  for (const [name, [listen, backend]] of Object.entries(listeners)) {
+    lines.push(`listen ${name}`, `  bind 127.0.0.1:${listen}`, `  server ${name} 127.0.0.1:${backend}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -12,7 +12,7 @@
  *   npm run build && node dist/bench/mass-close.js [--rounds 3] [--baseline /tmp/base/dist/src/cli.js]
  */
 import { once } from 'node:events';
-import { baselineFromArgs, BenchRun, firstJsonLine, freePort, machineLine, median, openSocket, roundsFromArgs, withTimeout } from './loopback-load.js';
+import { baselineFromArgs, BenchRun, firstJsonLine, freePort, JsonLines, machineLine, median, openSocket, roundsFromArgs, withTimeout } from './loopback-load.js';
 
 const HELD = 9_800;
 const PING_BYTES = 64;
@@ -64,38 +64,6 @@ for (let i = 0; i < 100; i += 1) openOne();
 process.stdin.once('data', () => process.exit(0));
 `;
 
-/** Lines of JSON from a child's stdout, one at a time, in order. */
-class JsonLines {
-  readonly #waiting: Array<(value: unknown) => void> = [];
-  readonly #lines: unknown[] = [];
-  #buffer = '';
-
-  constructor(stream: NodeJS.ReadableStream) {
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      this.#buffer += chunk;
-      let newline: number;
-      while ((newline = this.#buffer.indexOf('\n')) >= 0) {
-        const line = this.#buffer.slice(0, newline);
-        this.#buffer = this.#buffer.slice(newline + 1);
-        try {
-          const value: unknown = JSON.parse(line);
-          const waiter = this.#waiting.shift();
-          if (waiter !== undefined) waiter(value);
-          else this.#lines.push(value);
-        } catch {
-          // not ours
-        }
-      }
-    });
-  }
-
-  next(): Promise<unknown> {
-    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift());
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-}
-
 /** Ping-pong on `port` until `stop` resolves; the longest round trip (ms) seen after `armed()` was called. */
 async function probe(port: number, stop: Promise<unknown>): Promise<{ arm: () => void; longest: Promise<number> }> {
   const socket = await openSocket(port);
@@ -131,7 +99,7 @@ async function probe(port: number, stop: Promise<unknown>): Promise<{ arm: () =>
 async function oneRound(run: BenchRun, cliPath: string | undefined, level: 'warn' | 'info'): Promise<number> {
   const backend = run.spawnNode(['-e', BACKEND_SOURCE]);
   const backendLines = new JsonLines(backend.stdout!);
-  const { port: backendPort } = (await backendLines.next()) as { port: number };
+  const { port: backendPort } = await backendLines.next<{ port: number }>('echo backend port');
   const listenPort = await freePort();
   const ringlb = await run.startRinglb(
     {
@@ -148,7 +116,7 @@ async function oneRound(run: BenchRun, cliPath: string | undefined, level: 'warn
     const holderLines = new JsonLines(holder.stdout!);
     const allClosed = withTimeout(
       (async () => {
-        for (;;) if (((await backendLines.next()) as { open: number }).open === 1) return;
+        for (;;) if ((await backendLines.next<{ open: number }>('backend open count')).open === 1) return;
       })(),
       'mass close',
     );
@@ -157,7 +125,7 @@ async function oneRound(run: BenchRun, cliPath: string | undefined, level: 'warn
     allClosed.catch(() => {});
     // The probe opens first, so the backend's count HELD + 1 means every held connection is through.
     const { arm, longest } = await probe(listenPort, allClosed);
-    await withTimeout(holderLines.next(), 'holder connects');
+    await holderLines.next('holder connects');
     arm();
     holder.stdin!.write('exit\n');
     await once(holder, 'exit');

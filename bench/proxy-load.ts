@@ -34,6 +34,7 @@ import {
   processCpuMicros,
   roundsFromArgs,
   withTimeout,
+  haproxyTcpConfig,
 } from './loopback-load.js';
 
 const BULK_BYTES = 256 * 1024 * 1024;
@@ -88,22 +89,7 @@ const HAPROXY_PATH = '/usr/sbin/haproxy';
  */
 async function startHaproxy(run: BenchRun, backends: Ports): Promise<Target> {
   const ports: Ports = { echo: await freePort(), sink: await freePort() };
-  const config = [
-    'global',
-    '  nbthread 2',
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 5s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    `listen echo`,
-    `  bind 127.0.0.1:${ports.echo}`,
-    `  server echo 127.0.0.1:${backends.echo}`,
-    `listen sink`,
-    `  bind 127.0.0.1:${ports.sink}`,
-    `  server sink 127.0.0.1:${backends.sink}`,
-    '',
-  ].join('\n');
+  const config = haproxyTcpConfig({ echo: [ports.echo, backends.echo], sink: [ports.sink, backends.sink] });
   const child = await run.startProcess(HAPROXY_PATH, ['-db', '-f'], 'haproxy.cfg', config, [ports.echo, ports.sink]);
   return { ...ports, pid: child.pid! };
 }

@@ -32,6 +32,7 @@ import {
   processCpuMicros,
   processTree,
   roundsFromArgs,
+  haproxyTcpConfig,
 } from './loopback-load.js';
 
 /** Seconds per scenario: long enough that a 10 ms clock tick is noise, short enough for ≤ 6 min. */
@@ -297,22 +298,7 @@ async function startRinglb(run: BenchRun, backends: Ports, nodePath: string, wor
 /** HAProxy 2 threads, mode tcp, in the foreground (`-db`) so that its pid is this bench's child. */
 async function startHaproxy(run: BenchRun, backends: Ports): Promise<Target> {
   const ports = await newPorts();
-  const config = [
-    'global',
-    '  nbthread 2',
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 5s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    'listen iperf',
-    `  bind 127.0.0.1:${ports.iperf}`,
-    `  server iperf 127.0.0.1:${backends.iperf}`,
-    'listen http',
-    `  bind 127.0.0.1:${ports.http}`,
-    `  server http 127.0.0.1:${backends.http}`,
-    '',
-  ].join('\n');
+  const config = haproxyTcpConfig({ iperf: [ports.iperf, backends.iperf], http: [ports.http, backends.http] });
   const child = await run.startProcess(HAPROXY_PATH, ['-db', '-f'], 'haproxy.cfg', config, [ports.iperf, ports.http]);
   return { ...ports, pid: child.pid! };
 }
