@@ -45,6 +45,8 @@ const PEER_NOFILE = Math.min(HELD + 1_024, hardOpenFilesLimit());
 const SHORT_NOFILE = Math.min(1_024, 2 * (HELD + 1) + RINGLB_FD_RESERVE - 1);
 const PING_BYTES = 64;
 const WARNING_TEXT = 'file descriptor limit is below what maxConnections needs';
+/** How long to wait for that warning once ringlb listens (it comes within milliseconds when it comes at all). */
+const WARNING_WAIT_MS = 3000;
 
 const CLI_PATH = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
@@ -195,11 +197,18 @@ async function warnsWhenShort(run: BenchRun, backendPort: number): Promise<{ log
   const listenPort = await freePort();
   const ringlb = await startLimitedRinglb(run, SHORT_NOFILE, listenPort, backendPort);
   try {
-    // The warning is written before the listener binds and sits unread in the stdout pipe.
+    // The warning is logged once ringlb has started, after `listener ready`, so the listener being up
+    // does not mean it was written yet: read lines until it comes, or give up after a bounded wait.
     const lines = new JsonLines(ringlb.stdout!);
+    const isWarning = (line: unknown): boolean => typeof line === 'object' && line !== null && String((line as { msg?: unknown }).msg).includes(WARNING_TEXT);
+    let found: unknown;
+    const deadline = Date.now() + WARNING_WAIT_MS;
+    while (found === undefined && Date.now() < deadline) {
+      const line = await lines.nextWithin(Math.max(1, deadline - Date.now()));
+      if (line !== undefined && isWarning(line)) found = line;
+    }
     ringlb.kill('SIGTERM');
     await withTimeout(once(ringlb.stdout!, 'end'), 'ringlb exit');
-    const found = lines.drain().find((line) => typeof line === 'object' && line !== null && String((line as { msg?: unknown }).msg).includes(WARNING_TEXT));
     return { logged: found !== undefined, line: found === undefined ? '' : JSON.stringify(found) };
   } finally {
     ringlb.kill('SIGKILL');

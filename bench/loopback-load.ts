@@ -299,6 +299,22 @@ export class JsonLines {
     return withTimeout(new Promise<T>((resolve) => this.#waiting.push(resolve as (value: unknown) => void)), what);
   }
 
+  /** The next line, or undefined when none comes within `ms` (the wait is then withdrawn). */
+  nextWithin(ms: number): Promise<unknown> {
+    if (this.#lines.length > 0) return Promise.resolve(this.#lines.shift());
+    return new Promise((resolve) => {
+      const waiter = (value: unknown): void => {
+        clearTimeout(timer);
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
+        resolve(undefined);
+      }, ms);
+      this.#waiting.push(waiter);
+    });
+  }
+
   /** Every line received so far and not yet taken by next(). */
   drain(): unknown[] {
     return this.#lines.splice(0);
