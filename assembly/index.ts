@@ -120,6 +120,8 @@ let balanceFactor: i32 = 0;
 let pickableWeight: i64 = 0;
 /** False while an admin lookup asks what a pick would do: a question is not a spill. */
 let countSpills: bool = true;
+/** The full home the last pick passed over, or -1: a worker thread adds it to the process-wide count. */
+let lastSpill: i32 = -1;
 
 let builds: i32 = 0; // tables published since init: proves health flips and scale changes build nothing
 let rngState: u32 = 1;
@@ -584,6 +586,7 @@ function ringIndex(key: u32): i32 {
  * Allocates nothing.
  */
 export function pick(keyHash: u32, triedCount: i32): i32 {
+  lastSpill = -1;
   const n = curCount;
   if (n == 0) return -1;
   switch (policy) {
@@ -625,8 +628,8 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
 // ---------------------------------------------------------------- bounded load
 
 /**
- * The one place the bound reads load. Today these are this instance's counts; when workers share
- * per-backend counts, these two read the process-wide sums instead.
+ * The one place the bound reads load: this instance's counts, which a worker thread refreshes
+ * from the process-wide shared counts before each load-aware pick (`loadActiveTotal`).
  */
 // @ts-ignore: decorator
 @inline function slotLoad(slot: i32): i64 { return <i64>loadI32(active, slot); }
@@ -650,7 +653,10 @@ export function pick(keyHash: u32, triedCount: i32): i32 {
 /** A pick that skipped a full home: count it against that home. */
 // @ts-ignore: decorator
 @inline function spillFrom(home: i32, slot: i32): i32 {
-  if (home >= 0 && countSpills) storeU32(spilled, home, loadU32(spilled, home) + 1);
+  if (home >= 0 && countSpills) {
+    storeU32(spilled, home, loadU32(spilled, home) + 1);
+    lastSpill = home;
+  }
   return slot;
 }
 
@@ -943,6 +949,24 @@ export function release(slot: i32): i32 {
   storeI32(active, slot, value - 1);
   activeTotal--;
   return value - 1;
+}
+
+/**
+ * Worker threads, before a load-aware pick: the wrapper has just copied the process-wide per-slot
+ * counts over this instance's `active` array (`activePointer`); this sets their sum to match.
+ */
+export function loadActiveTotal(total: i32): void {
+  activeTotal = total;
+}
+
+/** Wrapper, once after init: address of the i32 per-slot active counts. */
+export function activePointer(): usize {
+  return active;
+}
+
+/** Worker threads, after a pick: the full home it passed over (bounded load), or -1. */
+export function lastSpilledHome(): i32 {
+  return lastSpill;
 }
 
 /** Data plane / metrics: active connections of a slot. */

@@ -65,6 +65,7 @@ export class ReferenceBalancer implements Balancer {
   #balanceFactor = 0;
   /** Picks turned away from each (home) slot because it was full. */
   readonly #spilled: Uint32Array;
+  #lastSpill = -1;
   #countSpills = true;
 
   constructor(options: BalancerOptions) {
@@ -158,6 +159,16 @@ export class ReferenceBalancer implements Balancer {
 
   setHashBalanceFactor(factor: number): void {
     this.#balanceFactor = checkBalanceFactor(factor);
+  }
+
+  loadActiveCounts(counts: Int32Array, total: number): void {
+    this.#active.set(counts.length > this.#active.length ? counts.subarray(0, this.#active.length) : counts);
+    // The reference sums the counts at each bound check, so the total is implied.
+    void total;
+  }
+
+  lastSpilledHome(): number {
+    return this.#lastSpill;
   }
 
   spilledConnections(slot: number): number {
@@ -254,6 +265,7 @@ export class ReferenceBalancer implements Balancer {
   }
 
   pick(keyHash: number, tried?: ArrayLike<number>, triedCount: number = tried?.length ?? 0): number {
+    this.#lastSpill = -1;
     const usable = (slot: number): boolean => {
       // A scale of 0 acts like weight 0: never picked, not even by the fallback scan.
       if (this.#eligible[slot] === 0 || this.#weightScale[slot] === 0) return false;
@@ -273,7 +285,10 @@ export class ReferenceBalancer implements Balancer {
     };
     // Bounded load: a pick that passed over a full home counts against that home.
     const spill = (home: number, slot: number): number => {
-      if (home >= 0 && this.#countSpills) this.#spilled[home]++;
+      if (home >= 0 && this.#countSpills) {
+        this.#spilled[home]++;
+        this.#lastSpill = home;
+      }
       return slot;
     };
     // Every probed candidate full: identity order from `start` to the first one within its bound,

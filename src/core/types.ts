@@ -117,6 +117,14 @@ export interface Balancer {
   /** Feed a successful connect time (microseconds) into the slot's peak EWMA. `nowMs` is a monotonic clock. */
   observeConnectTime(slot: number, micros: number, nowMs: number): void;
   activeConnections(slot: number): number;
+  /**
+   * Worker threads (ARCHITECTURE.md "All cores"), before a load-aware pick and before a set change:
+   * replace the per-slot active counts with the process-wide ones (`counts[slot]` for every slot
+   * below `counts.length`) and their sum `total`. One memcpy; allocates nothing.
+   */
+  loadActiveCounts(counts: Int32Array, total: number): void;
+  /** After a pick: the full home it passed over (bounded load), or -1. */
+  lastSpilledHome(): number;
   /** For diagnostics and tests: the slot owning maglev table entry / ring position for a key, ignoring health. */
   homeSlot(keyHash: number): number;
 }

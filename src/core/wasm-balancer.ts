@@ -88,6 +88,8 @@ export class WasmBalancer implements Balancer {
   readonly #slots: SlotTable;
   readonly #triedPointer: number;
   #triedView: Int32Array;
+  readonly #activePointer: number;
+  #activeView: Int32Array;
 
   constructor(options: BalancerOptions, flavour: CoreBuildFlavour = 'release') {
     this.options = resolveBalancerOptions(options);
@@ -111,6 +113,23 @@ export class WasmBalancer implements Balancer {
     if (status !== 0) throw new Error(`ringlb core init failed with status ${status}`);
     this.#triedPointer = this.#core.triedPointer() >>> 0;
     this.#triedView = this.#makeTriedView();
+    this.#activePointer = this.#core.activePointer() >>> 0;
+    this.#activeView = this.#makeActiveView();
+  }
+
+  #makeActiveView(): Int32Array {
+    return new Int32Array(this.#core.memory.buffer, this.#activePointer, this.options.maxBackends);
+  }
+
+  loadActiveCounts(counts: Int32Array, total: number): void {
+    let view = this.#activeView;
+    if (view.buffer !== this.#core.memory.buffer) view = this.#activeView = this.#makeActiveView();
+    view.set(counts.length > view.length ? counts.subarray(0, view.length) : counts);
+    this.#core.loadActiveTotal(total);
+  }
+
+  lastSpilledHome(): number {
+    return this.#core.lastSpilledHome();
   }
 
   #makeTriedView(): Int32Array {

@@ -27,7 +27,6 @@
  */
 import type { Backend, BackendState, ConnectFailureReason } from '../backend.js';
 import type { PoolConfig } from '../config/types.js';
-import type { Balancer } from '../core/types.js';
 import type { Logger } from '../log.js';
 import {
   ADMIN_FLAGS,
@@ -39,7 +38,9 @@ import {
   type HealthFlagBit,
 } from './backend-health.js';
 import { OutlierDetector } from './outlier.js';
-import type { CheckResult, ScheduledCheck } from './types.js';
+import type { CheckResult, EligibilityTarget, ScheduledCheck } from './types.js';
+
+export type { EligibilityTarget } from './types.js';
 
 import { SlowStart } from './slow-start.js';
 
@@ -59,7 +60,7 @@ export interface SlottedBackend {
 
 export interface PoolHealthOptions {
   readonly config: PoolConfig;
-  readonly balancer: Balancer;
+  readonly balancer: EligibilityTarget;
   /** Slot capacity of the balancer. */
   readonly capacity: number;
   /** Pool's child logger. */
@@ -134,7 +135,7 @@ interface SlotHealth {
 
 export class PoolHealth {
   readonly #config: PoolConfig;
-  #balancer: Balancer;
+  #balancer: EligibilityTarget;
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #outlier: OutlierDetector;
@@ -253,7 +254,7 @@ export class PoolHealth {
    * balancer's bits and scales are written, copied from the old one so not one pick sees a
    * different eligibility. Call before `setBackends` with the new set.
    */
-  adoptBalancer(balancer: Balancer, capacity: number): void {
+  adoptBalancer(balancer: EligibilityTarget, capacity: number): void {
     const previous = this.#balancer;
     this.#outlier.grow(capacity);
     this.#slowStart.adoptBalancer(balancer, capacity);

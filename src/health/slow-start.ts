@@ -7,7 +7,7 @@
  * (pool-health.ts: not a backend's first eligibility at process start); this module only ramps.
  * One timer, every max(50, slowStartMs / 20) ms, updates every ramping backend while any ramps.
  */
-import type { Balancer } from '../core/types.js';
+import type { EligibilityTarget } from './types.js';
 import type { Logger } from '../log.js';
 
 /** Scale a recovered backend starts at (HAProxy's slowstart also starts above zero). */
@@ -25,7 +25,7 @@ export interface RampSubject {
 }
 
 export interface SlowStartOptions {
-  readonly balancer: Balancer;
+  readonly balancer: EligibilityTarget;
   /** Slot capacity of the balancer. */
   readonly capacity: number;
   /** The ramp window; 0 disables slow start. */
@@ -36,7 +36,7 @@ export interface SlowStartOptions {
 }
 
 export class SlowStart {
-  #balancer: Balancer;
+  #balancer: EligibilityTarget;
   readonly #windowMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
@@ -60,7 +60,7 @@ export class SlowStart {
    * The pool rebuilt its balancer in place (same slot per backend, possibly more slots): ramps in
    * progress continue on the new one. The caller copies the current scales over.
    */
-  adoptBalancer(balancer: Balancer, capacity: number): void {
+  adoptBalancer(balancer: EligibilityTarget, capacity: number): void {
     this.#balancer = balancer;
     if (capacity <= this.#startedAt.length) return;
     const startedAt = new Float64Array(capacity).fill(Number.NaN);

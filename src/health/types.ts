@@ -2,6 +2,7 @@
  * Contracts of the health subsystem, shared by the checkers/scheduler (checks.ts, scheduler.ts)
  * and the health state owner (pool-health.ts and friends).
  */
+import type { Balancer } from '../core/types.js';
 import type { HealthCheckConfig } from '../config/types.js';
 
 /** Outcome of one active check. `reason` is what a transition log line shows. */
@@ -35,3 +36,10 @@ export interface ScheduledCheck {
   /** Every result, in order; checks of one key never overlap. */
   onResult(result: CheckResult): void;
 }
+
+/**
+ * What the health owner writes and reads on a pool's balancer: eligibility bits and weight scales
+ * (one writer). A pool whose connections live in worker threads hands it a target that also
+ * mirrors each write into shared memory.
+ */
+export type EligibilityTarget = Pick<Balancer, 'idOf' | 'isEligible' | 'setEligible' | 'setWeightScale' | 'weightScale'>;

@@ -18,21 +18,50 @@ import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport }
 import { balancerOptionsOf, healthSettingsChanged, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { PoolHealth, type CheckScheduler } from '../health/pool-health.js';
+import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
+import type { SharedPoolState } from '../shared-state/pool-state.js';
+import { SlotConnections, type SlotConnection } from './slot-connections.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
 
 // The sizing rule lives with the planner, which decides when a pool grows.
 export { MIN_SLOT_CAPACITY, slotCapacity } from '../config/reload-plan.js';
 
+export type { SlotConnection } from './slot-connections.js';
+
 /**
- * What the pool needs from a connection to drain it: intrusive per-slot list links (no Set churn
- * per connection) and a way to cut it. `ProxyConnection` implements it.
+ * A pool whose connections live in worker threads (ARCHITECTURE.md "All cores"): the pool stays the
+ * one writer of membership and eligibility, mirrors eligibility into `state`, reads the
+ * process-wide counts from it, and calls `publish` after every change the workers' replicas must
+ * learn (set, settings, addresses, retirement).
  */
-export interface SlotConnection {
-  slotPrevious: SlotConnection | null;
-  slotNext: SlotConnection | null;
-  forceClose(): void;
+export interface PoolSharing {
+  readonly state: SharedPoolState;
+  readonly publish: (pool: BackendPool) => void;
+  /** The pool stopped (shutdown, a refused reload's new pool): replicas go once their connections end. */
+  readonly forget: (pool: BackendPool) => void;
 }
+
+/** What a worker's replica of a pool is built from (`BackendPool.snapshot`); plain data for postMessage. */
+export interface PoolSnapshot {
+  readonly name: string;
+  readonly config: PoolConfig;
+  readonly capacity: number;
+  readonly drainTimeoutMs: number;
+  readonly retired: boolean;
+  readonly backends: readonly { readonly id: string; readonly weight: number; readonly slot: number }[];
+  /** By slot: where it connects (IP literal once resolved), the family, the port, the configured text. */
+  readonly connectHosts: readonly string[];
+  readonly families: readonly number[];
+  readonly ports: readonly number[];
+  readonly addresses: readonly string[];
+}
+
+/**
+ * A slot whose backend left is not given to another backend for this long, even with no
+ * connection counted on it: a worker may still pick it from its previous set until the change
+ * reaches it (one message, well under a millisecond on an idle worker).
+ */
+const SLOT_REUSE_DELAY_MS = 2000;
 
 export interface BackendPoolOptions {
   readonly config: PoolConfig;
@@ -50,6 +79,8 @@ export interface BackendPoolOptions {
   readonly healthyIds?: ReadonlySet<string>;
   /** How backend host names are resolved (off the hot path); default getaddrinfo (tests inject one). */
   readonly resolveHost?: ResolveHost;
+  /** Set when worker threads carry the connections; absent when this thread does. */
+  readonly sharing?: PoolSharing;
 }
 
 /**
@@ -103,12 +134,17 @@ export class BackendPool {
   readonly #familyBySlot: number[] = [];
   readonly #portBySlot: number[] = [];
   readonly #addressBySlot: string[] = [];
-  /** Head of each slot's list of connections holding it (acquired, not yet released). */
-  #connectionsBySlot: (SlotConnection | null)[];
-  /** Drain deadline per removed slot that still had connections when its backend left. */
-  #drainTimers: (NodeJS.Timeout | undefined)[];
+  /** Connections of this thread per slot, for drains (none when workers carry the connections). */
+  readonly #connections: SlotConnections;
+  readonly #sharing: PoolSharing | undefined;
+  /** Shared mode: until when (performance.now) a removed backend's slot stays reserved. */
+  #slotHeldUntil: Float64Array;
+  /** Shared mode: scratch the process-wide counts are copied into before the balancer reads them. */
+  #loadScratch: Int32Array;
   #backends: readonly Backend[] = [];
   #retired = false;
+  /** Shared mode: the success sequence of each slot when its last worker failure was counted. */
+  readonly #successesSeen: number[] = [];
   readonly #resolver: NameResolver;
   /** Settles when every name of the last set has its first answer (or failed). */
   #resolving: Promise<void> = Promise.resolve();
@@ -126,8 +162,10 @@ export class BackendPool {
     const capacity = options.capacity ?? slotCapacity(config);
     this.#capacity = capacity;
     this.#implementation = options.implementation;
-    this.#connectionsBySlot = new Array<SlotConnection | null>(capacity).fill(null);
-    this.#drainTimers = new Array<NodeJS.Timeout | undefined>(capacity).fill(undefined);
+    this.#connections = new SlotConnections(capacity, this.#logger, (slot) => this.addressOf(slot));
+    this.#sharing = options.sharing;
+    this.#slotHeldUntil = new Float64Array(options.sharing === undefined ? 0 : capacity);
+    this.#loadScratch = new Int32Array(options.sharing === undefined ? 0 : capacity);
     this.#balancer = this.#createBalancer(config, capacity);
     this.#resolver = new NameResolver({
       resolve: options.resolveHost,
@@ -156,7 +194,18 @@ export class BackendPool {
 
   /** Connections to a backend that left the set are cut this long after it left (the config's drainTimeoutMs; reload sets it). */
   setDrainTimeout(ms: number): void {
+    if (this.#drainTimeoutMs === ms) return;
     this.#drainTimeoutMs = ms;
+    this.#publish();
+  }
+
+  get drainTimeoutMs(): number {
+    return this.#drainTimeoutMs;
+  }
+
+  /** Set when worker threads carry this pool's connections. */
+  get sharedState(): SharedPoolState | undefined {
+    return this.#sharing?.state;
   }
 
   /** Slot capacity of the current balancer; `commitRebuild` may change it (grow, or a smaller maglev table). */
@@ -188,6 +237,7 @@ export class BackendPool {
    * (the core never reuses it before), and they are cut `drainTimeoutMs` after the removal.
    */
   setBackends(backends: readonly Backend[]): RebuildReport {
+    this.#loadSharedCounts();
     const previousSlots = this.#slotsById();
     const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
     this.#adoptSet(backends, report, previousSlots);
@@ -203,6 +253,7 @@ export class BackendPool {
    * the set is invalid for the core or does not fit.
    */
   prepareRebuild(config: PoolConfig, backends: readonly Backend[], capacity: number): PreparedRebuild {
+    this.#loadSharedCounts();
     const current = this.#balancer;
     const currentCapacity = this.#capacity;
     // Fewer slots (a maglev table smaller than the old capacity) only when no slot beyond is in use.
@@ -238,16 +289,18 @@ export class BackendPool {
     for (let slot = 0; slot < Math.min(this.#capacity, prepared.capacity); slot++) {
       for (let count = previous.activeConnections(slot); count > 0; count--) fresh.acquire(slot);
     }
-    // Per-slot lists only ever grow: a shrink (prepareRebuild checked) leaves unused tails.
-    for (let slot = this.#connectionsBySlot.length; slot < prepared.capacity; slot++) {
-      this.#connectionsBySlot.push(null);
-      this.#drainTimers.push(undefined);
+    this.#connections.ensureCapacity(prepared.capacity);
+    if (this.#sharing !== undefined && prepared.capacity > this.#slotHeldUntil.length) {
+      const held = new Float64Array(prepared.capacity);
+      held.set(this.#slotHeldUntil);
+      this.#slotHeldUntil = held;
+      this.#loadScratch = new Int32Array(prepared.capacity);
     }
     this.#capacity = prepared.capacity;
     this.#balancer = fresh;
     this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
-    this.#health.adoptBalancer(fresh, this.#capacity);
+    this.#health.adoptBalancer(this.#eligibilityTarget(fresh), this.#capacity);
     this.#adoptSet(prepared.backends, prepared.report, previousSlots);
     this.reconfigure(prepared.config, scheduler);
   }
@@ -277,7 +330,17 @@ export class BackendPool {
     this.#resolving = this.#resolver.track(backends.map((backend) => backend.address.host));
     this.#health.setBackends(backends.map((backend) => ({ slot: report.slots.get(backend.id)!, backend })));
     const staying = new Set(backends.map((backend) => backend.id));
-    for (const [id, slot] of previousSlots) if (!staying.has(id) && slot >= 0) this.#startDrain(slot);
+    const heldUntil = performance.now() + SLOT_REUSE_DELAY_MS;
+    for (const [id, slot] of previousSlots) {
+      if (staying.has(id) || slot < 0) continue;
+      this.#connections.startDrain(slot, this.#drainTimeoutMs);
+      if (this.#sharing !== undefined) this.#slotHeldUntil[slot] = heldUntil;
+    }
+    if (this.#sharing !== undefined) {
+      // Spill counts follow the balancer's: a slot given to another backend starts from 0.
+      for (const backend of backends) if (!previousSlots.has(backend.id)) this.#sharing.state.resetSpilled(report.slots.get(backend.id)!);
+    }
+    this.#publish();
     this.#logger.debug({ backends: backends.length, changed: report.changed, buildMs: report.buildMs }, 'pool backends set');
   }
 
@@ -295,6 +358,7 @@ export class BackendPool {
     this.#resolver.setInterval(config.resolveIntervalMs);
     // Bounded load reads counts at pick time: a new factor applies to the next pick, no rebuild.
     this.#balancer.setHashBalanceFactor(config.hashBalanceFactor ?? 0);
+    this.#publish();
     if (!healthSettingsChanged(previous, config)) return;
     // What the checks knew carries over: up stays up, down stays down (no pending round, no
     // dead backend believed up because the new settings say initialHealthy). Without checks
@@ -325,18 +389,17 @@ export class BackendPool {
     this.#retired = true;
     this.#health.stop();
     this.#resolver.close();
-    for (let slot = 0; slot < this.capacity; slot++) this.#startDrain(slot);
+    for (let slot = 0; slot < this.capacity; slot++) this.#connections.startDrain(slot, this.#drainTimeoutMs);
+    this.#publish();
   }
 
-  /** Cut every connection now (shutdown deadline). Returns how many were cut. */
-  closeAllConnections(): number {
-    let cut = 0;
-    for (let slot = 0; slot < this.capacity; slot++) cut += this.#cutSlot(slot);
-    return cut;
+  get retired(): boolean {
+    return this.#retired;
   }
 
   /** Slots a new backend may take now: not held by a backend, not held by draining connections. */
   freeSlots(): number {
+    this.#loadSharedCounts();
     let free = 0;
     for (let slot = 0; slot < this.#capacity; slot++) {
       if (this.#balancer.idOf(slot) === undefined && this.#balancer.activeConnections(slot) === 0) free += 1;
@@ -346,18 +409,18 @@ export class BackendPool {
 
   /** Connections holding a slot of this pool (acquired and not released). */
   openConnections(): number {
-    let open = 0;
-    for (let slot = 0; slot < this.capacity; slot++) {
-      for (let connection = this.#connectionsBySlot[slot]; connection !== null; connection = connection.slotNext) open += 1;
-    }
-    return open;
+    return this.#sharing?.state.activeTotal() ?? this.#connections.count();
   }
 
-  /** Stops timers (health, drains); connections are left alone. */
+  /**
+   * Stops timers (health, drains); connections are left alone. Worker replicas of a stopped pool
+   * go once their connections have ended.
+   */
   stop(): void {
     this.#health.stop();
     this.#resolver.close();
-    for (let slot = 0; slot < this.capacity; slot++) this.#clearDrain(slot);
+    this.#connections.clearAllDrains();
+    this.#sharing?.forget(this);
   }
 
   /**
@@ -366,11 +429,7 @@ export class BackendPool {
    */
   acquire(slot: number, connection: SlotConnection): void {
     this.#balancer.acquire(slot);
-    const head = this.#connectionsBySlot[slot];
-    connection.slotPrevious = null;
-    connection.slotNext = head;
-    if (head !== null) head.slotPrevious = connection;
-    this.#connectionsBySlot[slot] = connection;
+    this.#connections.link(slot, connection);
   }
 
   /**
@@ -398,14 +457,14 @@ export class BackendPool {
     return this.#balancer.idOf(slot);
   }
 
-  /** Connections holding `slot` now (acquired, not released). */
+  /** Connections holding `slot` now (acquired, not released), in every thread. */
   activeConnections(slot: number): number {
-    return this.#balancer.activeConnections(slot);
+    return this.#sharing?.state.activeOf(slot) ?? this.#balancer.activeConnections(slot);
   }
 
-  /** Bounded load: picks that passed over `slot` because it was a key's full home. */
+  /** Bounded load: picks that passed over `slot` because it was a key's full home, in every thread. */
   spilledConnections(slot: number): number {
-    return this.#balancer.spilledConnections(slot);
+    return this.#sharing?.state.spilledOf(slot) ?? this.#balancer.spilledConnections(slot);
   }
 
   /** Whether new connections may go to `slot` now (healthy, or panic routes to it). */
@@ -419,6 +478,7 @@ export class BackendPool {
    * cursor, no spill counted), so asking changes nothing. Admin lookups; never the hot path.
    */
   lookup(ip: string, port: number): { readonly slot: number; readonly backendId: string } | undefined {
+    this.#loadSharedCounts();
     const slot = this.#balancer.peek(this.#keyHashOfAddress(ip, port));
     if (slot < 0) return undefined;
     const backendId = this.#balancer.idOf(slot);
@@ -437,43 +497,86 @@ export class BackendPool {
   /** Hot path: that attempt failed, or its connection closed. */
   release(slot: number, connection: SlotConnection): void {
     this.#balancer.release(slot);
-    if (connection.slotPrevious !== null) connection.slotPrevious.slotNext = connection.slotNext;
-    else if (this.#connectionsBySlot[slot] === connection) this.#connectionsBySlot[slot] = connection.slotNext;
-    if (connection.slotNext !== null) connection.slotNext.slotPrevious = connection.slotPrevious;
-    connection.slotPrevious = null;
-    connection.slotNext = null;
-    // The last draining connection is gone: the slot may be reused, so its deadline must not fire.
-    if (this.#connectionsBySlot[slot] === null && this.#drainTimers[slot] !== undefined) this.#clearDrain(slot);
+    this.#connections.unlink(slot, connection);
   }
 
-  #startDrain(slot: number): void {
-    if (this.#connectionsBySlot[slot] === null || this.#drainTimers[slot] !== undefined) return;
-    const timer = setTimeout(() => {
-      this.#drainTimers[slot] = undefined;
-      const cut = this.#cutSlot(slot);
-      if (cut > 0) this.#logger.info({ backend: this.addressOf(slot), cut, drainTimeoutMs: this.#drainTimeoutMs }, 'drain deadline: connections cut');
-    }, this.#drainTimeoutMs);
-    // A drain deadline alone must not keep a stopping process alive.
-    timer.unref();
-    this.#drainTimers[slot] = timer;
-  }
-
-  #clearDrain(slot: number): void {
-    const timer = this.#drainTimers[slot];
-    if (timer !== undefined) clearTimeout(timer);
-    this.#drainTimers[slot] = undefined;
-  }
-
-  #cutSlot(slot: number): number {
-    let cut = 0;
-    // forceClose destroys sockets; the unlink happens later, from their close events.
-    for (let connection = this.#connectionsBySlot[slot]; connection !== null; ) {
-      const next: SlotConnection | null = connection.slotNext;
-      connection.forceClose();
-      cut += 1;
-      connection = next;
+  /**
+   * Shared mode: the balancer here never picks, but slot reuse (`setBackends`, `prepareRebuild`),
+   * `freeSlots` and bounded-load lookups read its counts: copy the process-wide ones in, plus one
+   * for each slot whose backend left less than SLOT_REUSE_DELAY_MS ago.
+   */
+  #loadSharedCounts(): void {
+    const sharing = this.#sharing;
+    if (sharing === undefined) return;
+    const capacity = this.#capacity;
+    const counts = this.#loadScratch;
+    counts.set(sharing.state.active.subarray(0, capacity));
+    let total = sharing.state.activeTotal();
+    const now = performance.now();
+    for (let slot = 0; slot < capacity; slot++) {
+      if (this.#slotHeldUntil[slot]! > now) {
+        counts[slot]! += 1;
+        total += 1;
+      }
     }
-    return cut;
+    this.#balancer.loadActiveCounts(counts.subarray(0, capacity), total);
+  }
+
+  #publish(): void {
+    this.#sharing?.publish(this);
+  }
+
+  /**
+   * Shared mode: what a worker's replica needs, as plain data. The slots are the ones this pool's
+   * balancer assigned: replicas pin them, so every thread routes a key to the same slot.
+   */
+  snapshot(): PoolSnapshot {
+    const capacity = this.#capacity;
+    return {
+      name: this.name,
+      config: this.#config,
+      capacity,
+      drainTimeoutMs: this.#drainTimeoutMs,
+      retired: this.#retired,
+      backends: this.#backends.map((backend) => ({ id: backend.id, weight: backend.weight, slot: this.#balancer.slotOf(backend.id) })),
+      connectHosts: this.#connectHostBySlot.slice(0, capacity),
+      families: this.#familyBySlot.slice(0, capacity),
+      ports: this.#portBySlot.slice(0, capacity),
+      addresses: this.#addressBySlot.slice(0, capacity),
+    };
+  }
+
+  /**
+   * Shared mode: a worker's connect to `slot` failed. `backendId` is who the worker meant: a slot
+   * the set gave to another backend meanwhile is not blamed. A success on the slot (any worker)
+   * since the last failure ends the streak first.
+   */
+  reportWorkerConnectFailure(slot: number, backendId: string, reason: ConnectFailureReason): void {
+    if (this.#balancer.idOf(slot) !== backendId) return;
+    const successes = this.#sharing?.state.successesOf(slot) ?? 0;
+    if (successes !== this.#successesSeen[slot]) {
+      this.#successesSeen[slot] = successes;
+      this.#health.reportConnectSuccess(slot);
+    }
+    this.#health.reportConnectFailure(slot, reason);
+  }
+
+  #eligibilityTarget(balancer: Balancer): EligibilityTarget {
+    const state = this.#sharing?.state;
+    if (state === undefined) return balancer;
+    return {
+      idOf: (slot) => balancer.idOf(slot),
+      isEligible: (slot) => balancer.isEligible(slot),
+      weightScale: (slot) => balancer.weightScale(slot),
+      setEligible: (slot, eligible) => {
+        balancer.setEligible(slot, eligible);
+        state.publishEligible(slot, eligible);
+      },
+      setWeightScale: (slot, permille) => {
+        balancer.setWeightScale(slot, permille);
+        state.publishScale(slot, permille);
+      },
+    };
   }
 
   /** Key hash of a client given as text (admin lookups; never the hot path). */
@@ -490,7 +593,7 @@ export class BackendPool {
   #createHealth(config: PoolConfig, healthyIds: ReadonlySet<string> | undefined, downIds?: ReadonlySet<string>): PoolHealth {
     return new PoolHealth({
       config,
-      balancer: this.#balancer,
+      balancer: this.#eligibilityTarget(this.#balancer),
       capacity: this.#capacity,
       logger: this.#logger,
       healthyIds,
@@ -508,6 +611,7 @@ export class BackendPool {
       this.#connectHostBySlot[slot] = address.address;
       this.#familyBySlot[slot] = address.family;
     }
+    this.#publish();
   }
 
   /**

@@ -22,8 +22,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { ConnectFailureReason } from '../backend.js';
-import type { BackendPool, SlotConnection } from './backend-pool.js';
 import type { Logger } from '../log.js';
+import type { SlotConnection } from './slot-connections.js';
 
 export type ConnectionOutcome =
   | 'ok'
@@ -37,6 +37,38 @@ export type ConnectionOutcome =
   | 'rejected_max_connections'
   | 'drained';
 
+/**
+ * What a connection asks of its pool, a few thin forwards per connection: the main thread's
+ * `BackendPool` (one data plane in the main thread) and a worker thread's `PoolReplica` both answer.
+ */
+export interface ConnectionPool {
+  readonly name: string;
+  /** How long one connect attempt may take. */
+  readonly connectTimeoutMs: number;
+  /** Extra attempts after the first one. */
+  readonly retries: number;
+  /** The client's key for hash policies (integers, never a string into WASM); 0 for the others. */
+  keyHashOf(client: Socket): number;
+  /** A slot for this attempt, never one of the first `triedCount` of `tried` while another is left; -1 when none. */
+  pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number;
+  /** An attempt to `slot` begins: counted, and linked for the slot's drain. */
+  acquire(slot: number, connection: SlotConnection): void;
+  /** That attempt failed, or its connection closed. */
+  release(slot: number, connection: SlotConnection): void;
+  /** Where `slot` connects: an IP literal once its name resolved. */
+  hostOf(slot: number): string;
+  portOf(slot: number): number;
+  /** 4, 6, or 0 for a name that never resolved. */
+  familyOf(slot: number): number;
+  /** `host:port` as configured, for logs. */
+  addressOf(slot: number): string;
+  observeConnectTime(slot: number, micros: number, nowMs: number): void;
+  /** Passive health: a connect succeeded (ends the slot's failure streak). */
+  reportConnectSuccess(slot: number): void;
+  /** Passive health: a connect attempt failed. */
+  reportConnectFailure(slot: number, reason: ConnectFailureReason): void;
+}
+
 /** What every connection of one listener shares; built once per listener. */
 export interface ListenerContext {
   readonly listenerName: string;
@@ -44,7 +76,7 @@ export interface ListenerContext {
    * The pool new connections use. A reload may replace it; a connection reads it once, at accept,
    * and keeps that pool for its whole life (its slot and counters live there).
    */
-  readonly pool: BackendPool;
+  readonly pool: ConnectionPool;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
   /** Child logger bound to { listener, pool }. */
@@ -144,7 +176,7 @@ export class ProxyConnection implements SlotConnection {
   slotNext: SlotConnection | null = null;
 
   readonly #context: ListenerContext;
-  readonly #pool: BackendPool;
+  readonly #pool: ConnectionPool;
   readonly #client: Socket;
   readonly #startedAt: number;
   readonly #logEnabled: boolean;

@@ -9,8 +9,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import type { BackendPool } from './backend-pool.js';
-import { formatPeer, logRejectedConnection, ProxyConnection, type ListenerContext } from './connection.js';
+import type { SharedListenerState } from '../shared-state/pool-state.js';
+import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
 
 export interface ListenerStats {
   readonly accepted: number;
@@ -18,10 +18,16 @@ export interface ListenerStats {
   readonly rejectedMaxConnections: number;
 }
 
+/** A listener in one of several worker threads: one socket of a `reusePort` group, counted process-wide. */
+export interface WorkerListenerOptions {
+  readonly worker: number;
+  readonly shared: SharedListenerState;
+}
+
 export class Listener implements ListenerContext {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
-  pool: BackendPool;
+  pool: ConnectionPool;
   /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
   idleTimeoutMs: number;
   readonly accessLog: Logger;
@@ -35,8 +41,10 @@ export class Listener implements ListenerContext {
   /** Head of the intrusive list of open connections (for drain). */
   #head: ProxyConnection | null = null;
   #idleWaiters: Array<() => void> = [];
+  readonly #inWorker: WorkerListenerOptions | undefined;
 
-  constructor(config: ListenerConfig, pool: BackendPool, logger: Logger) {
+  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, inWorker?: WorkerListenerOptions) {
+    this.#inWorker = inWorker;
     this.#config = config;
     this.listenerName = config.name;
     this.pool = pool;
@@ -57,7 +65,9 @@ export class Listener implements ListenerContext {
         reject(new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${error.message}`));
       };
       this.#server.once('error', onError);
-      this.#server.listen({ host, port }, () => {
+      // Each worker's socket joins one reusePort group: the kernel spreads new connections over them.
+      const options = this.#inWorker === undefined ? { host, port } : { host, port, reusePort: true };
+      this.#server.listen(options, () => {
         this.#server.removeListener('error', onError);
         resolve(this.address());
       });
@@ -71,8 +81,16 @@ export class Listener implements ListenerContext {
     return formatPeer(info.address, info.port);
   }
 
+  /** Process-wide figures (every worker's) when this is one worker's socket. */
   stats(): ListenerStats {
+    const shared = this.#inWorker?.shared;
+    if (shared !== undefined) return { accepted: shared.accepted(), active: shared.active(), rejectedMaxConnections: shared.rejected() };
     return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
+  }
+
+  /** Connections open in this thread. */
+  get openConnections(): number {
+    return this.#active;
   }
 
   get config(): ListenerConfig {
@@ -80,7 +98,7 @@ export class Listener implements ListenerContext {
   }
 
   /** Reload: new connections use `pool`; open ones finish on the pool they started with. */
-  setPool(pool: BackendPool): void {
+  setPool(pool: ConnectionPool): void {
     this.pool = pool;
   }
 
@@ -97,6 +115,21 @@ export class Listener implements ListenerContext {
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
   stopListening(): void {
     if (this.#server.listening) this.#server.close();
+  }
+
+  /**
+   * `stopListening`, resolved once the socket is closed: libuv closes the handle in the loop's
+   * close phase, after the current turn (server.close's callback waits for every connection too).
+   */
+  async close(): Promise<void> {
+    this.stopListening();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  /** The bound port, or the configured one when not listening. */
+  boundPort(): number {
+    const info = this.#server.address() as AddressInfo | null;
+    return info?.port ?? this.#config.bind.port;
   }
 
   /** Resolves when no connection is open. */
@@ -124,6 +157,7 @@ export class Listener implements ListenerContext {
     connection.previous = null;
     connection.next = null;
     this.#active -= 1;
+    if (this.#inWorker !== undefined) this.#inWorker.shared.close(this.#inWorker.worker);
     if (this.#active === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -132,7 +166,8 @@ export class Listener implements ListenerContext {
   }
 
   #onConnection = (client: Socket): void => {
-    if (this.#active >= this.#maxConnections) {
+    const inWorker = this.#inWorker;
+    if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
       if (this.accessLog.isLevelEnabled('info')) logRejectedConnection(this.accessLog, client);
       client.destroy();

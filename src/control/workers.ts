@@ -1,0 +1,413 @@
+/**
+ * The main thread's side of the data-plane worker threads (ARCHITECTURE.md "All cores: one control
+ * plane, many data planes"): it starts them, tells them every change (pool snapshots, listeners),
+ * hands their passive-health reports to the pools' outlier detectors, and replaces a worker that
+ * dies. Workers own sockets and connections; everything else stays here.
+ *
+ * Listening: each listener is a `reusePort` group with one socket per worker, so the kernel spreads
+ * new connections over the workers with no hand-off. The group's port is settled first by a plain
+ * (exclusive) probe bind in this thread: port 0 becomes a real port every worker then joins, and an
+ * address another process holds is refused as it would be without reusePort, instead of being
+ * silently shared with that process.
+ *
+ * A worker that dies (an uncaught exception) is logged with its stack and replaced at once; its own
+ * connections die with it (the kernel closes its sockets), its share of every shared count is taken
+ * off, and the other workers keep serving. Connections waiting in the dead worker's accept queue
+ * are reset by the kernel unless `net.ipv4.tcp_migrate_req` is 1 (Linux ≥ 5.14), which moves them
+ * to another socket of the group.
+ */
+import { createServer } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import type { ListenerConfig, LogLevel } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { BackendPool, PoolSharing } from '../proxy/backend-pool.js';
+import type { FromWorker, ToWorker, WorkerStart } from '../proxy/worker-protocol.js';
+import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
+
+export interface WorkerSupervisorOptions {
+  readonly count: number;
+  readonly logLevel: LogLevel;
+  readonly logger: Logger;
+  /** Honour the test-only fault hook (`crashForTest`). */
+  readonly testHooks: boolean;
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  ready: boolean;
+  /** Resolves when the worker said `ready`. */
+  readonly started: Promise<void>;
+}
+
+interface PoolEntry {
+  readonly id: number;
+  readonly pool: BackendPool;
+  readonly state: SharedPoolState;
+  forgotten: boolean;
+}
+
+interface ListenerGroup {
+  readonly id: number;
+  config: ListenerConfig;
+  poolId: number;
+  port: number;
+  readonly state: SharedListenerState;
+  /** Set once every worker's socket is open; replacements join only live groups. */
+  listening: boolean;
+  stopped: boolean;
+  /** Workers (by index) whose socket has closed / whose connections have all ended, after stop. */
+  readonly closedBy: Set<number>;
+  readonly idleBy: Set<number>;
+  closedWaiters: Array<() => void>;
+  idleWaiters: Array<() => void>;
+}
+
+type Pending = { resolve: (message: FromWorker) => void; reject: (error: Error) => void; worker: number };
+
+/** A replacement worker must be serving within this bound (issue 8); spawning takes ~50–150 ms. */
+const WORKER_PATH = new URL('../proxy/worker-thread.js', import.meta.url);
+
+export class WorkerSupervisor {
+  readonly count: number;
+  readonly #logLevel: LogLevel;
+  readonly #logger: Logger;
+  readonly #testHooks: boolean;
+  readonly #workers: WorkerSlot[] = [];
+  readonly #pools = new Map<number, PoolEntry>();
+  readonly #poolIds = new Map<BackendPool, number>();
+  readonly #listeners = new Map<number, ListenerGroup>();
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #stopping = false;
+  /** Resolvers waiting for the next replacement worker to be ready (tests). */
+  #replacedWaiters: Array<(index: number) => void> = [];
+
+  constructor(options: WorkerSupervisorOptions) {
+    this.count = options.count;
+    this.#logLevel = options.logLevel;
+    this.#logger = options.logger;
+    this.#testHooks = options.testHooks;
+  }
+
+  /** Starts every worker; resolves when all are ready. */
+  async start(): Promise<void> {
+    for (let index = 0; index < this.count; index++) this.#workers.push(this.#spawn(index));
+    await Promise.all(this.#workers.map((slot) => slot.started));
+    this.#logger.info({ workers: this.count }, 'data-plane workers ready');
+  }
+
+  /** What a pool needs to run with its connections in the workers. */
+  sharingFor(): PoolSharing {
+    const state = SharedPoolState.create(this.count);
+    return {
+      state,
+      publish: (pool) => this.#publish(pool, state),
+      forget: (pool) => this.#forget(pool),
+    };
+  }
+
+  #publish(pool: BackendPool, state: SharedPoolState): void {
+    let id = this.#poolIds.get(pool);
+    if (id === undefined) {
+      id = this.#nextId++;
+      this.#poolIds.set(pool, id);
+      this.#pools.set(id, { id, pool, state, forgotten: false });
+    }
+    const message: ToWorker = { type: 'pool', poolId: id, snapshot: pool.snapshot(), state: state.buffer };
+    for (const slot of this.#workers) if (slot.ready) slot.worker.postMessage(message);
+  }
+
+  #forget(pool: BackendPool): void {
+    const id = this.#poolIds.get(pool);
+    if (id === undefined) return;
+    const entry = this.#pools.get(id)!;
+    if (entry.forgotten) return;
+    entry.forgotten = true;
+    this.#broadcast({ type: 'forget-pool', poolId: id });
+    // Its last connections are gone from the counts once it is idle; keep it until then for replays.
+    if (pool.openConnections() === 0) {
+      this.#pools.delete(id);
+      this.#poolIds.delete(pool);
+    }
+  }
+
+  #poolId(pool: BackendPool): number {
+    const id = this.#poolIds.get(pool);
+    if (id === undefined) throw new Error(`pool ${pool.name} was never published to the workers`);
+    return id;
+  }
+
+  // --- listeners ---------------------------------------------------------------------------------
+
+  /** A new listener group; `listen` opens it. */
+  createListener(config: ListenerConfig, pool: BackendPool): number {
+    const id = this.#nextId++;
+    this.#listeners.set(id, {
+      id,
+      config,
+      poolId: this.#poolId(pool),
+      port: config.bind.port,
+      state: SharedListenerState.create(this.count),
+      listening: false,
+      stopped: false,
+      closedBy: new Set(),
+      idleBy: new Set(),
+      closedWaiters: [],
+      idleWaiters: [],
+    });
+    return id;
+  }
+
+  listenerState(listenerId: number): SharedListenerState {
+    return this.#group(listenerId).state;
+  }
+
+  /** Opens one socket per worker on the listener's address; resolves with the bound port. */
+  async listen(listenerId: number): Promise<number> {
+    const group = this.#group(listenerId);
+    group.port = await probePort(group.config.bind.host, group.config.bind.port);
+    const opened: number[] = [];
+    try {
+      for (let index = 0; index < this.#workers.length; index++) {
+        await this.#listenOn(index, group);
+        opened.push(index);
+      }
+    } catch (error) {
+      for (const index of opened) this.#post(index, { type: 'listener-stop', listenerId });
+      this.#listeners.delete(listenerId);
+      throw error;
+    }
+    group.listening = true;
+    return group.port;
+  }
+
+  async #listenOn(index: number, group: ListenerGroup): Promise<void> {
+    const reply = await this.#request(index, (requestId) => ({
+      type: 'listen',
+      requestId,
+      listenerId: group.id,
+      config: group.config,
+      poolId: group.poolId,
+      port: group.port,
+      state: group.state.buffer,
+    }));
+    if (reply.type === 'listen-failed') throw new Error(reply.error);
+  }
+
+  updateListener(listenerId: number, config: ListenerConfig, pool: BackendPool): void {
+    const group = this.#group(listenerId);
+    group.config = config;
+    group.poolId = this.#poolId(pool);
+    this.#broadcast({ type: 'listener-update', listenerId, config, poolId: group.poolId });
+  }
+
+  /** Every worker stops accepting on this listener; resolves when every socket has closed. */
+  stopListener(listenerId: number): Promise<void> {
+    const group = this.#listeners.get(listenerId);
+    if (group === undefined) return Promise.resolve();
+    if (!group.stopped) {
+      group.stopped = true;
+      this.#broadcast({ type: 'listener-stop', listenerId });
+    }
+    return this.#waitFor(group, 'closed');
+  }
+
+  /** Resolves when no worker has a connection of this (stopped) listener. */
+  whenListenerIdle(listenerId: number): Promise<void> {
+    const group = this.#listeners.get(listenerId);
+    if (group === undefined) return Promise.resolve();
+    return this.#waitFor(group, 'idle');
+  }
+
+  /** Cut every connection of this listener in every worker. */
+  cutListener(listenerId: number): void {
+    this.#broadcast({ type: 'listener-cut', listenerId });
+  }
+
+  #waitFor(group: ListenerGroup, what: 'closed' | 'idle'): Promise<void> {
+    const done = what === 'closed' ? group.closedBy : group.idleBy;
+    if (done.size >= this.#workers.length) return Promise.resolve();
+    return new Promise((resolve) => (what === 'closed' ? group.closedWaiters : group.idleWaiters).push(resolve));
+  }
+
+  #settle(group: ListenerGroup): void {
+    if (group.closedBy.size >= this.#workers.length && group.closedWaiters.length > 0) {
+      const waiters = group.closedWaiters;
+      group.closedWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+    if (group.idleBy.size >= this.#workers.length) {
+      const waiters = group.idleWaiters;
+      group.idleWaiters = [];
+      for (const resolve of waiters) resolve();
+      this.#listeners.delete(group.id);
+    }
+  }
+
+  #group(listenerId: number): ListenerGroup {
+    const group = this.#listeners.get(listenerId);
+    if (group === undefined) throw new Error(`unknown listener id ${listenerId}`);
+    return group;
+  }
+
+  // --- tests and diagnostics ------------------------------------------------------------------------
+
+  /** The table of `pool` as worker `index` built it (tests compare it with the main thread's). */
+  async tableOf(index: number, pool: BackendPool): Promise<{ slots: Int32Array | null; positions: Uint32Array | null }> {
+    const poolId = this.#poolId(pool);
+    const reply = await this.#request(index, (requestId) => ({ type: 'table', requestId, poolId }));
+    if (reply.type !== 'table') throw new Error(`unexpected reply ${reply.type}`);
+    return { slots: reply.slots, positions: reply.positions };
+  }
+
+  /** Test-only fault hook: worker `index` throws an uncaught exception (needs RINGLB_TEST_HOOKS=1). */
+  crashForTest(index: number): Promise<number> {
+    const replaced = new Promise<number>((resolve) => this.#replacedWaiters.push(resolve));
+    this.#post(index, { type: 'crash-for-test' });
+    return replaced;
+  }
+
+  /** Terminates every worker (after the drain: their connections are gone or cut). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(this.#workers.map((slot) => slot.worker.terminate()));
+  }
+
+  // --- workers ---------------------------------------------------------------------------------------
+
+  #spawn(index: number): WorkerSlot {
+    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, testHooks: this.#testHooks };
+    const worker = new Worker(WORKER_PATH, { workerData: start });
+    let markReady!: () => void;
+    const slot: WorkerSlot = { worker, ready: false, started: new Promise<void>((resolve) => (markReady = resolve)) };
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'ready') {
+        slot.ready = true;
+        markReady();
+        return;
+      }
+      this.#onMessage(index, message);
+    });
+    worker.on('error', (error: Error) => {
+      this.#logger.error({ worker: index, err: { message: error.message, stack: error.stack } }, 'data-plane worker crashed');
+    });
+    worker.on('exit', (code) => this.#onExit(index, slot, code));
+    return slot;
+  }
+
+  #onMessage(index: number, message: FromWorker): void {
+    switch (message.type) {
+      case 'failures':
+        for (const item of message.items) this.#pools.get(item.poolId)?.pool.reportWorkerConnectFailure(item.slot, item.backendId, item.reason);
+        return;
+      case 'listening':
+      case 'listen-failed':
+      case 'table': {
+        const pending = this.#pending.get(message.requestId);
+        if (pending === undefined) return;
+        this.#pending.delete(message.requestId);
+        pending.resolve(message);
+        return;
+      }
+      case 'listener-closed':
+      case 'listener-idle': {
+        const group = this.#listeners.get(message.listenerId);
+        if (group === undefined) return;
+        (message.type === 'listener-closed' ? group.closedBy : group.idleBy).add(index);
+        this.#settle(group);
+        return;
+      }
+      case 'ready':
+        return;
+    }
+  }
+
+  #onExit(index: number, slot: WorkerSlot, code: number): void {
+    if (this.#stopping || this.#workers[index] !== slot) return;
+    for (const [requestId, pending] of this.#pending) {
+      if (pending.worker !== index) continue;
+      this.#pending.delete(requestId);
+      pending.reject(new Error(`data-plane worker ${index} exited (code ${code})`));
+    }
+    // Its connections died with it: their counts go, so least-connections and limits stay true.
+    let lostConnections = 0;
+    for (const entry of this.#pools.values()) entry.state.forgetWorker(index, entry.pool.capacity);
+    for (const group of this.#listeners.values()) lostConnections += group.state.forgetWorker(index);
+    const replacement = this.#spawn(index);
+    this.#workers[index] = replacement;
+    const startedAt = performance.now();
+    void replacement.started.then(() => {
+      this.#replay(index);
+      this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - startedAt) }, 'data-plane worker replaced');
+    });
+  }
+
+  /** A new worker learns everything a live one knows: every pool, then every open listener. */
+  #replay(index: number): void {
+    const slot = this.#workers[index]!;
+    for (const entry of this.#pools.values()) {
+      if (entry.forgotten) continue;
+      slot.worker.postMessage({ type: 'pool', poolId: entry.id, snapshot: entry.pool.snapshot(), state: entry.state.buffer } satisfies ToWorker);
+    }
+    const joins: Promise<void>[] = [];
+    for (const group of this.#listeners.values()) {
+      // A stopped listener gets no socket here; the new worker holds none of its connections.
+      if (group.stopped) {
+        group.closedBy.add(index);
+        group.idleBy.add(index);
+        this.#settle(group);
+        continue;
+      }
+      if (!group.listening) continue;
+      joins.push(
+        this.#listenOn(index, group).catch((error: unknown) => {
+          this.#logger.error({ worker: index, listener: group.config.name, err: error instanceof Error ? error.message : String(error) }, 'replacement worker cannot listen');
+        }),
+      );
+    }
+    void Promise.all(joins).then(() => {
+      const waiters = this.#replacedWaiters;
+      this.#replacedWaiters = [];
+      for (const resolve of waiters) resolve(index);
+    });
+  }
+
+  #post(index: number, message: ToWorker): void {
+    const slot = this.#workers[index];
+    if (slot?.ready) slot.worker.postMessage(message);
+  }
+
+  #broadcast(message: ToWorker): void {
+    for (let index = 0; index < this.#workers.length; index++) this.#post(index, message);
+  }
+
+  #request(index: number, build: (requestId: number) => ToWorker): Promise<FromWorker> {
+    const requestId = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(requestId, { resolve, reject, worker: index });
+      const slot = this.#workers[index];
+      if (slot === undefined || !slot.ready) {
+        this.#pending.delete(requestId);
+        reject(new Error(`data-plane worker ${index} is not running`));
+        return;
+      }
+      slot.worker.postMessage(build(requestId));
+    });
+  }
+}
+
+/**
+ * Settles a listener's port with an exclusive bind in this thread (no reusePort): port 0 gets a
+ * real port, and an address held by another socket fails here with EADDRINUSE, as it would
+ * without reusePort. The probe closes before the workers bind; no client knows the port yet.
+ */
+function probePort(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => {
+      const bound = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(bound));
+    });
+  });
+}

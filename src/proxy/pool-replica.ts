@@ -1,0 +1,242 @@
+/**
+ * A worker thread's copy of one pool (ARCHITECTURE.md "All cores"): what its connections ask a
+ * pool per connection, answered from shared facts and a local balancer.
+ *
+ * - Tables: built here from the main thread's snapshot, with every backend pinned to the slot the
+ *   main thread's balancer gave it. Tables depend only on ids, weights and slots, so every thread's
+ *   tables are identical (test/workers.test.ts compares them) and each key goes to the same slot.
+ * - Eligibility and weight scales: written once, by the main thread's health owner, into the
+ *   pool's shared state; a pick first compares the health epoch (one atomic load) and, when it
+ *   moved, copies the changed bits into the local balancer. No rebuild, nothing lost in a queue.
+ * - Active connections: counted process-wide in shared memory. Policies that read load
+ *   (least_connections, least_time, bounded-load hashing) copy the counts into the local balancer
+ *   before each pick (one memcpy of 4 bytes per slot); the others never read them.
+ * - Passive health: a failed connect goes to the main thread's outlier detector (`onFailure`);
+ *   a success bumps a shared sequence number (no message per connection).
+ * - Drains: each worker cuts its own connections to a backend that left, at the pool's deadline.
+ */
+import type { Socket } from 'node:net';
+import type { ConnectFailureReason } from '../backend.js';
+import { balancerOptionsOf } from '../config/reload-plan.js';
+import type { PoolConfig } from '../config/types.js';
+import { createBalancer } from '../core/index.js';
+import { sourceKeyHash } from '../core/key-hash.js';
+import { KEYED_POLICIES, type Balancer, type BalancerOptions } from '../core/types.js';
+import type { Logger } from '../log.js';
+import { SharedPoolState } from '../shared-state/pool-state.js';
+import type { PoolSnapshot } from './backend-pool.js';
+import type { ConnectionPool } from './connection.js';
+import { SlotConnections, type SlotConnection } from './slot-connections.js';
+
+export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason) => void;
+
+/** A fresh balancer's state: every slot eligible at full weight. */
+const FULL_SCALE = 1000;
+
+export class PoolReplica implements ConnectionPool {
+  readonly name: string;
+  connectTimeoutMs = 0;
+  retries = 0;
+  readonly #worker: number;
+  readonly #state: SharedPoolState;
+  readonly #logger: Logger;
+  readonly #onFailure: FailureReport;
+  #balancer: Balancer | null = null;
+  #balancerKey = '';
+  #capacity = 0;
+  #seenEpoch = -1;
+  /** What the local balancer holds now, to write only what changed when the epoch moves. */
+  #eligibleNow = new Int8Array(0);
+  #scaleNow = new Int32Array(0);
+  #loadAware = false;
+  #bounded = false;
+  #usesClientKey = false;
+  #includePort = false;
+  #connectHosts: readonly string[] = [];
+  #families: readonly number[] = [];
+  #ports: readonly number[] = [];
+  #addresses: readonly string[] = [];
+  #idBySlot: (string | undefined)[] = [];
+  readonly #connections: SlotConnections;
+  #drainTimeoutMs = 30_000;
+  #retired = false;
+  #open = 0;
+
+  constructor(snapshot: PoolSnapshot, state: SharedPoolState, worker: number, logger: Logger, onFailure: FailureReport) {
+    this.name = snapshot.name;
+    this.#state = state;
+    this.#worker = worker;
+    this.#logger = logger;
+    this.#onFailure = onFailure;
+    this.#connections = new SlotConnections(snapshot.capacity, logger, (slot) => this.addressOf(slot));
+    this.apply(snapshot);
+  }
+
+  /** Takes the main thread's latest view of the pool; applying the same snapshot twice changes nothing. */
+  apply(snapshot: PoolSnapshot): void {
+    const config = snapshot.config;
+    const options = balancerOptionsOf(config, snapshot.capacity);
+    const previousIds = new Map<string, number>();
+    for (let slot = 0; slot < this.#idBySlot.length; slot++) {
+      const id = this.#idBySlot[slot];
+      if (id !== undefined) previousIds.set(id, slot);
+    }
+    const key = balancerKey(options);
+    if (this.#balancer === null || key !== this.#balancerKey) this.#replaceBalancer(options, key, snapshot.capacity);
+    const balancer = this.#balancer!;
+    balancer.setHashBalanceFactor(config.hashBalanceFactor ?? 0);
+    const pinned = new Map(snapshot.backends.map((backend) => [backend.id, backend.slot]));
+    const report = balancer.setBackends(
+      snapshot.backends.map((backend) => ({ id: backend.id, weight: backend.weight })),
+      { slots: pinned, reserved: () => false },
+    );
+    for (const [id, slot] of report.slots) {
+      if (pinned.get(id) !== slot) throw new Error(`pool ${this.name}: backend ${id} got slot ${slot} here but ${pinned.get(id)} in the main thread`);
+    }
+    this.#idBySlot = new Array<string | undefined>(snapshot.capacity);
+    for (const backend of snapshot.backends) this.#idBySlot[backend.slot] = backend.id;
+    this.#connectHosts = snapshot.connectHosts;
+    this.#families = snapshot.families;
+    this.#ports = snapshot.ports;
+    this.#addresses = snapshot.addresses;
+    this.connectTimeoutMs = config.connectTimeoutMs;
+    this.retries = config.retries;
+    this.#drainTimeoutMs = snapshot.drainTimeoutMs;
+    this.#usesClientKey = KEYED_POLICIES.has(config.balance);
+    this.#includePort = config.hashKey === 'source_ip_port';
+    this.#bounded = this.#usesClientKey && (config.hashBalanceFactor ?? 0) > 0;
+    this.#loadAware = config.balance === 'least_connections' || config.balance === 'least_time' || this.#bounded;
+    this.#connections.ensureCapacity(snapshot.capacity);
+    for (const [id, slot] of previousIds) if (!pinned.has(id)) this.#connections.startDrain(slot, this.#drainTimeoutMs);
+    if (snapshot.retired && !this.#retired) {
+      this.#retired = true;
+      for (let slot = 0; slot < this.#connections.capacity; slot++) this.#connections.startDrain(slot, this.#drainTimeoutMs);
+    }
+  }
+
+  #replaceBalancer(options: BalancerOptions, key: string, capacity: number): void {
+    // Replicas always run the WASM core: the reference twin is the main thread's test double.
+    this.#balancer = createBalancer(options);
+    this.#balancerKey = key;
+    this.#capacity = capacity;
+    // Nothing placed yet: the set is applied with pinned slots right after.
+    this.#idBySlot = [];
+    this.#eligibleNow = new Int8Array(capacity).fill(1);
+    this.#scaleNow = new Int32Array(capacity).fill(FULL_SCALE);
+    this.#seenEpoch = -1;
+  }
+
+  get retired(): boolean {
+    return this.#retired;
+  }
+
+  /** Connections of this worker holding a slot of this pool. */
+  get openConnections(): number {
+    return this.#open;
+  }
+
+  /** Tests and diagnostics: the local balancer's table, to compare across threads. */
+  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array } | undefined {
+    const balancer = this.#balancer as (Balancer & { tableSnapshot?: () => { slots: Int32Array; positions: Uint32Array } }) | null;
+    return balancer?.tableSnapshot?.();
+  }
+
+  cutAll(): number {
+    return this.#connections.cutAll();
+  }
+
+  stop(): void {
+    this.#connections.clearAllDrains();
+  }
+
+  // --- per connection (ConnectionPool) -----------------------------------------------------------
+
+  keyHashOf(client: Socket): number {
+    if (!this.#usesClientKey) return 0;
+    return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
+  }
+
+  pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number {
+    const state = this.#state;
+    const balancer = this.#balancer!;
+    if (state.healthEpoch() !== this.#seenEpoch) this.#syncHealth();
+    if (this.#loadAware) balancer.loadActiveCounts(state.active.subarray(0, this.#capacity), state.activeTotal());
+    const slot = balancer.pick(keyHash, tried, triedCount);
+    if (this.#bounded) {
+      const home = balancer.lastSpilledHome();
+      if (home >= 0) state.noteSpill(home);
+    }
+    return slot;
+  }
+
+  /**
+   * The epoch is read before the bits: a write that lands while we copy bumps it again, so the
+   * next pick copies once more. Writes only what changed (a flip costs the core O(1); a scale
+   * change on a random pool recomputes its prefix sums).
+   */
+  #syncHealth(): void {
+    const state = this.#state;
+    const balancer = this.#balancer!;
+    this.#seenEpoch = state.healthEpoch();
+    const eligibleNow = this.#eligibleNow;
+    const scaleNow = this.#scaleNow;
+    for (let slot = 0; slot < this.#capacity; slot++) {
+      const eligible = state.eligible(slot) ? 1 : 0;
+      if (eligible !== eligibleNow[slot]) {
+        eligibleNow[slot] = eligible;
+        balancer.setEligible(slot, eligible === 1);
+      }
+      const scale = state.scale(slot);
+      if (scale !== scaleNow[slot]) {
+        scaleNow[slot] = scale;
+        balancer.setWeightScale(slot, scale);
+      }
+    }
+  }
+
+  acquire(slot: number, connection: SlotConnection): void {
+    this.#state.acquire(this.#worker, slot);
+    this.#open += 1;
+    this.#connections.link(slot, connection);
+  }
+
+  release(slot: number, connection: SlotConnection): void {
+    this.#state.release(this.#worker, slot);
+    this.#open -= 1;
+    this.#connections.unlink(slot, connection);
+  }
+
+  hostOf(slot: number): string {
+    return this.#connectHosts[slot]!;
+  }
+
+  portOf(slot: number): number {
+    return this.#ports[slot]!;
+  }
+
+  familyOf(slot: number): number {
+    return this.#families[slot]!;
+  }
+
+  addressOf(slot: number): string {
+    return this.#addresses[slot] ?? `slot ${slot}`;
+  }
+
+  observeConnectTime(slot: number, micros: number, nowMs: number): void {
+    // least_time's EWMA is per worker: each learns from the connects it makes.
+    this.#balancer!.observeConnectTime(slot, micros, nowMs);
+  }
+
+  reportConnectSuccess(slot: number): void {
+    this.#state.noteSuccess(slot);
+  }
+
+  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+    const id = this.#idBySlot[slot];
+    if (id !== undefined) this.#onFailure(this, slot, id, reason);
+  }
+}
+
+function balancerKey(options: BalancerOptions): string {
+  return `${options.policy}/${options.maxBackends}/${options.maglevTableSize}/${options.ringPointsPerWeight}`;
+}

@@ -1,0 +1,55 @@
+/**
+ * Messages between the main thread (control plane, src/control/workers.ts) and the data-plane
+ * worker threads (worker-thread.ts). Plain data only; SharedArrayBuffers are shared, not copied.
+ * Pools and listeners are named by ids the main thread assigns (a reload may replace a listener by
+ * another of the same name: both live while the old one drains).
+ */
+import type { ConnectFailureReason } from '../backend.js';
+import type { ListenerConfig, LogLevel } from '../config/types.js';
+import type { PoolSnapshot } from './backend-pool.js';
+
+/** `workerData` of every data-plane worker. */
+export interface WorkerStart {
+  readonly index: number;
+  readonly workers: number;
+  readonly logLevel: LogLevel;
+  /** Honour `crash-for-test` (RINGLB_TEST_HOOKS=1 in the main thread's environment). */
+  readonly testHooks: boolean;
+}
+
+export type ToWorker =
+  | { readonly type: 'pool'; readonly poolId: number; readonly snapshot: PoolSnapshot; readonly state: SharedArrayBuffer }
+  /** The pool stopped: drop the replica once its connections have ended. */
+  | { readonly type: 'forget-pool'; readonly poolId: number }
+  | {
+      readonly type: 'listen';
+      readonly requestId: number;
+      readonly listenerId: number;
+      readonly config: ListenerConfig;
+      readonly poolId: number;
+      /** The port to bind: the one the group already holds (never 0 for a group's later members). */
+      readonly port: number;
+      readonly state: SharedArrayBuffer;
+    }
+  | { readonly type: 'listener-update'; readonly listenerId: number; readonly config: ListenerConfig; readonly poolId: number }
+  /** Stop accepting; answer `listener-closed`, later `listener-idle` when its last connection ended. */
+  | { readonly type: 'listener-stop'; readonly listenerId: number }
+  | { readonly type: 'listener-cut'; readonly listenerId: number }
+  | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
+  | { readonly type: 'crash-for-test' };
+
+export interface FailureItem {
+  readonly poolId: number;
+  readonly slot: number;
+  readonly backendId: string;
+  readonly reason: ConnectFailureReason;
+}
+
+export type FromWorker =
+  | { readonly type: 'ready' }
+  | { readonly type: 'failures'; readonly items: readonly FailureItem[] }
+  | { readonly type: 'listening'; readonly requestId: number; readonly port: number }
+  | { readonly type: 'listen-failed'; readonly requestId: number; readonly error: string }
+  | { readonly type: 'listener-closed'; readonly listenerId: number }
+  | { readonly type: 'listener-idle'; readonly listenerId: number }
+  | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null };

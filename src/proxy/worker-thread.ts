@@ -1,0 +1,142 @@
+/**
+ * A data-plane worker thread (ARCHITECTURE.md "All cores"): its own sockets of every listener (one
+ * member of each listener's `reusePort` group), its own connections, and a replica of each pool.
+ * It holds no config of its own and makes no decision but "which slot" per connection: everything
+ * arrives from the main thread (worker-protocol.ts), which stays the one writer of every fact.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ConnectFailureReason } from '../backend.js';
+import { createRootLogger } from '../log.js';
+import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
+import { Listener } from './listener.js';
+import { PoolReplica } from './pool-replica.js';
+import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
+
+const start = workerData as WorkerStart;
+const port = parentPort!;
+const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
+
+const pools = new Map<number, PoolReplica>();
+const poolIds = new Map<PoolReplica, number>();
+/** Pools the main thread stopped: dropped once their connections ended. */
+const forgotten = new Set<number>();
+const listeners = new Map<number, Listener>();
+
+function send(message: FromWorker): void {
+  port.postMessage(message);
+}
+
+// Connect failures go to the one outlier detector in batches (one message per turn, not per failure:
+// an outage fails many connects at once).
+let failures: FailureItem[] = [];
+function reportFailure(pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason): void {
+  const poolId = poolIds.get(pool);
+  if (poolId === undefined) return;
+  if (failures.length === 0) setImmediate(flushFailures);
+  failures.push({ poolId, slot, backendId, reason });
+}
+function flushFailures(): void {
+  const items = failures;
+  failures = [];
+  send({ type: 'failures', items });
+}
+
+function poolOf(poolId: number): PoolReplica {
+  const pool = pools.get(poolId);
+  if (pool === undefined) throw new Error(`worker ${start.index}: unknown pool id ${poolId}`);
+  return pool;
+}
+
+function dropIdlePools(): void {
+  for (const poolId of forgotten) {
+    const pool = pools.get(poolId);
+    if (pool !== undefined && pool.openConnections > 0) continue;
+    pool?.stop();
+    pools.delete(poolId);
+    if (pool !== undefined) poolIds.delete(pool);
+    forgotten.delete(poolId);
+  }
+}
+// Forgotten pools are rare (a removed pool, shutdown): a slow sweep is enough, and must not keep us alive.
+setInterval(dropIdlePools, 1000).unref();
+
+async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
+  const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
+  const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
+    worker: start.index,
+    shared: SharedListenerState.attach(message.state, start.workers),
+  });
+  try {
+    await listener.listen();
+  } catch (error) {
+    send({ type: 'listen-failed', requestId: message.requestId, error: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  listeners.set(message.listenerId, listener);
+  send({ type: 'listening', requestId: message.requestId, port: listener.boundPort() });
+}
+
+function onMessage(message: ToWorker): void {
+  switch (message.type) {
+    case 'pool': {
+      const existing = pools.get(message.poolId);
+      if (existing !== undefined) {
+        existing.apply(message.snapshot);
+        return;
+      }
+      const state = SharedPoolState.attach(message.state, start.workers);
+      const pool = new PoolReplica(message.snapshot, state, start.index, logger.child({ pool: message.snapshot.name }), reportFailure);
+      pools.set(message.poolId, pool);
+      poolIds.set(pool, message.poolId);
+      return;
+    }
+    case 'forget-pool':
+      forgotten.add(message.poolId);
+      dropIdlePools();
+      return;
+    case 'listen':
+      void listen(message);
+      return;
+    case 'listener-update': {
+      const listener = listeners.get(message.listenerId);
+      if (listener === undefined) return;
+      listener.updateLimits({ ...message.config, bind: listener.config.bind });
+      listener.setPool(poolOf(message.poolId));
+      return;
+    }
+    case 'listener-stop': {
+      const listener = listeners.get(message.listenerId);
+      if (listener === undefined) {
+        send({ type: 'listener-closed', listenerId: message.listenerId });
+        send({ type: 'listener-idle', listenerId: message.listenerId });
+        return;
+      }
+      void listener.close().then(() => send({ type: 'listener-closed', listenerId: message.listenerId }));
+      void listener.whenIdle().then(() => {
+        listeners.delete(message.listenerId);
+        send({ type: 'listener-idle', listenerId: message.listenerId });
+      });
+      return;
+    }
+    case 'listener-cut':
+      listeners.get(message.listenerId)?.closeAllConnections();
+      return;
+    case 'table': {
+      const table = pools.get(message.poolId)?.tableSnapshot();
+      send({ type: 'table', requestId: message.requestId, slots: table?.slots ?? null, positions: table?.positions ?? null });
+      return;
+    }
+    case 'crash-for-test':
+      if (!start.testHooks) {
+        logger.warn('crash-for-test ignored: RINGLB_TEST_HOOKS is not set');
+        return;
+      }
+      setImmediate(() => {
+        throw new Error(`injected fault in worker ${start.index} (RINGLB_TEST_HOOKS)`);
+      });
+      return;
+  }
+}
+
+port.on('message', onMessage);
+send({ type: 'ready' });

@@ -1,0 +1,228 @@
+/**
+ * The facts of one pool that every thread shares (ARCHITECTURE.md "All cores: one control plane,
+ * many data planes"): Int32 cells in one SharedArrayBuffer, each with one writer.
+ *
+ * | cells                         | written by                                   | read by                     |
+ * |-------------------------------|----------------------------------------------|-----------------------------|
+ * | eligible[slot], scale[slot]   | the main thread's health owner (PoolHealth)  | workers, at their next pick |
+ * | health epoch                  | the same writer, after each eligible/scale   | workers, once per pick      |
+ * | active[slot], active total    | each worker, for the connections it holds    | workers (load-aware picks), main (admin, slot reuse) |
+ * | ledger[worker][slot]          | that worker (its share of active[slot])      | main, when the worker died  |
+ * | spilled[slot]                 | workers (bounded load passed a full home)    | main (admin)                |
+ * | successes[slot]               | workers (a connect succeeded)                | main's outlier detector     |
+ *
+ * Sized for the largest slot capacity a pool can have, so a pool that grows keeps its buffer and no
+ * count ever has to move: untouched pages of a SharedArrayBuffer cost no memory.
+ */
+import { MAX_MAX_BACKENDS } from '../core/options.js';
+
+const EPOCH = 0;
+const ACTIVE_TOTAL = 1;
+const HEADER_CELLS = 4;
+const SLOTS = MAX_MAX_BACKENDS;
+/** Every slot starts eligible at full weight, as a fresh balancer does. */
+const FULL_SCALE = 1000;
+
+export class SharedPoolState {
+  /** What a worker needs to attach: pass it in a message (a SharedArrayBuffer is shared, not copied). */
+  readonly buffer: SharedArrayBuffer;
+  readonly workers: number;
+  readonly #cells: Int32Array;
+  readonly #eligible: Int32Array;
+  readonly #scale: Int32Array;
+  /** Per-slot process-wide active counts; a worker copies a prefix into its balancer per load-aware pick. */
+  readonly active: Int32Array;
+  readonly #spilled: Int32Array;
+  readonly #successes: Int32Array;
+  readonly #ledger: Int32Array;
+
+  private constructor(buffer: SharedArrayBuffer, workers: number) {
+    this.buffer = buffer;
+    this.workers = workers;
+    this.#cells = new Int32Array(buffer);
+    let offset = HEADER_CELLS * 4;
+    const section = (cells: number): Int32Array => {
+      const view = new Int32Array(buffer, offset, cells);
+      offset += cells * 4;
+      return view;
+    };
+    this.#eligible = section(SLOTS);
+    this.#scale = section(SLOTS);
+    this.active = section(SLOTS);
+    this.#spilled = section(SLOTS);
+    this.#successes = section(SLOTS);
+    this.#ledger = section(SLOTS * workers);
+  }
+
+  /** Main thread, once per pool: every slot eligible at full scale, no connections. */
+  static create(workers: number): SharedPoolState {
+    const buffer = new SharedArrayBuffer((HEADER_CELLS + SLOTS * (5 + workers)) * 4);
+    const state = new SharedPoolState(buffer, workers);
+    state.#eligible.fill(1);
+    state.#scale.fill(FULL_SCALE);
+    return state;
+  }
+
+  /** A worker, from the buffer the main thread sent. */
+  static attach(buffer: SharedArrayBuffer, workers: number): SharedPoolState {
+    return new SharedPoolState(buffer, workers);
+  }
+
+  // --- the health owner (main thread) ---------------------------------------------------------
+
+  publishEligible(slot: number, eligible: boolean): void {
+    Atomics.store(this.#eligible, slot, eligible ? 1 : 0);
+    Atomics.add(this.#cells, EPOCH, 1);
+  }
+
+  publishScale(slot: number, permille: number): void {
+    Atomics.store(this.#scale, slot, permille);
+    Atomics.add(this.#cells, EPOCH, 1);
+  }
+
+  // --- workers ----------------------------------------------------------------------------------
+
+  /** Changes with every eligibility or scale write: a worker re-reads them when it moved. */
+  healthEpoch(): number {
+    return Atomics.load(this.#cells, EPOCH);
+  }
+
+  eligible(slot: number): boolean {
+    return Atomics.load(this.#eligible, slot) === 1;
+  }
+
+  scale(slot: number): number {
+    return Atomics.load(this.#scale, slot);
+  }
+
+  acquire(worker: number, slot: number): void {
+    Atomics.add(this.active, slot, 1);
+    Atomics.add(this.#cells, ACTIVE_TOTAL, 1);
+    Atomics.add(this.#ledger, worker * SLOTS + slot, 1);
+  }
+
+  release(worker: number, slot: number): void {
+    Atomics.sub(this.active, slot, 1);
+    Atomics.sub(this.#cells, ACTIVE_TOTAL, 1);
+    Atomics.sub(this.#ledger, worker * SLOTS + slot, 1);
+  }
+
+  noteSpill(slot: number): void {
+    Atomics.add(this.#spilled, slot, 1);
+  }
+
+  noteSuccess(slot: number): void {
+    Atomics.add(this.#successes, slot, 1);
+  }
+
+  // --- readers ---------------------------------------------------------------------------------
+
+  activeTotal(): number {
+    return Atomics.load(this.#cells, ACTIVE_TOTAL);
+  }
+
+  activeOf(slot: number): number {
+    return Atomics.load(this.active, slot);
+  }
+
+  spilledOf(slot: number): number {
+    return Atomics.load(this.#spilled, slot);
+  }
+
+  /** A sequence that moves on every successful connect to the slot (outlier streaks end there). */
+  successesOf(slot: number): number {
+    return Atomics.load(this.#successes, slot);
+  }
+
+  /** Main thread: a slot leaves or joins the set, its spill count starts over (as the balancer's does). */
+  resetSpilled(slot: number): void {
+    Atomics.store(this.#spilled, slot, 0);
+  }
+
+  /**
+   * Main thread, when worker `worker` died: its connections died with it, so its share of every
+   * count goes. Returns how many connections it held.
+   */
+  forgetWorker(worker: number, capacity: number): number {
+    let lost = 0;
+    const row = worker * SLOTS;
+    for (let slot = 0; slot < capacity; slot++) {
+      const held = Atomics.exchange(this.#ledger, row + slot, 0);
+      if (held === 0) continue;
+      Atomics.sub(this.active, slot, held);
+      Atomics.sub(this.#cells, ACTIVE_TOTAL, held);
+      lost += held;
+    }
+    return lost;
+  }
+}
+
+/**
+ * One listener's process-wide counters: open connections (maxConnections holds for the process,
+ * not per worker), accepted and refused ones, and each worker's share of the open ones.
+ */
+export class SharedListenerState {
+  readonly buffer: SharedArrayBuffer;
+  readonly workers: number;
+  readonly #cells: Int32Array;
+
+  private constructor(buffer: SharedArrayBuffer, workers: number) {
+    this.buffer = buffer;
+    this.workers = workers;
+    this.#cells = new Int32Array(buffer);
+  }
+
+  static create(workers: number): SharedListenerState {
+    return new SharedListenerState(new SharedArrayBuffer((LISTENER_HEADER + workers) * 4), workers);
+  }
+
+  static attach(buffer: SharedArrayBuffer, workers: number): SharedListenerState {
+    return new SharedListenerState(buffer, workers);
+  }
+
+  /** A worker accepted a connection: true when it may serve it (the process is under `max`). */
+  tryOpen(worker: number, max: number): boolean {
+    if (Atomics.add(this.#cells, LISTENER_ACTIVE, 1) >= max) {
+      Atomics.sub(this.#cells, LISTENER_ACTIVE, 1);
+      Atomics.add(this.#cells, LISTENER_REJECTED, 1);
+      return false;
+    }
+    Atomics.add(this.#cells, LISTENER_ACCEPTED, 1);
+    Atomics.add(this.#cells, LISTENER_HEADER + worker, 1);
+    return true;
+  }
+
+  close(worker: number): void {
+    Atomics.sub(this.#cells, LISTENER_ACTIVE, 1);
+    Atomics.sub(this.#cells, LISTENER_HEADER + worker, 1);
+  }
+
+  active(): number {
+    return Atomics.load(this.#cells, LISTENER_ACTIVE);
+  }
+
+  accepted(): number {
+    return Atomics.load(this.#cells, LISTENER_ACCEPTED);
+  }
+
+  rejected(): number {
+    return Atomics.load(this.#cells, LISTENER_REJECTED);
+  }
+
+  /** Open connections of one worker. */
+  activeOf(worker: number): number {
+    return Atomics.load(this.#cells, LISTENER_HEADER + worker);
+  }
+
+  /** Main thread, when worker `worker` died: its connections are gone. */
+  forgetWorker(worker: number): number {
+    const held = Atomics.exchange(this.#cells, LISTENER_HEADER + worker, 0);
+    if (held !== 0) Atomics.sub(this.#cells, LISTENER_ACTIVE, held);
+    return held;
+  }
+}
+
+const LISTENER_ACTIVE = 0;
+const LISTENER_ACCEPTED = 1;
+const LISTENER_REJECTED = 2;
+const LISTENER_HEADER = 4;
