@@ -69,7 +69,7 @@ export interface SettingChange {
   /** JSON-shaped (host:port as text, bytes as hex); undefined when the key is absent on that side. */
   readonly from: unknown;
   readonly to: unknown;
-  /** Set (true) on a top-level setting read only at start (`workers`): a reload keeps the old value. */
+  /** Set (true) on a top-level setting read only at start (SETTINGS_READ_AT_START): a reload keeps the old value. */
   readonly appliesAfterRestart?: true;
 }
 
@@ -143,7 +143,7 @@ export interface ReloadPlan {
   };
   /** Pools of the next config in its order, then removed pools. */
   readonly pools: readonly PoolPlan[];
-  /** Top-level settings (`drainTimeoutMs`, `log.level`, `admin.bind`, `admin.token` redacted, `workers` after a restart). */
+  /** Top-level settings (`drainTimeoutMs`, `admin.bind`, `admin.token` redacted; `workers` and `log.level` apply after a restart). */
   readonly settings: readonly SettingChange[];
   readonly changed: boolean;
 }
@@ -167,8 +167,9 @@ export interface PlanOptions {
 /**
  * Top-level settings the process reads once at start. `workers`: the number of data-plane
  * workers is fixed for the process's life; a reload changes what they serve, not how many run.
+ * `log.level`: pino child loggers keep the level they were created with (runtime.ts warns on reload).
  */
-export const SETTINGS_READ_AT_START: ReadonlySet<string> = new Set(['workers']);
+export const SETTINGS_READ_AT_START: ReadonlySet<string> = new Set(['workers', 'log.level']);
 
 /** What a secret (`admin.token`) shows as in a plan. */
 export const REDACTED = '<redacted>';
