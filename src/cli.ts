@@ -18,6 +18,7 @@ import type { RinglbConfig } from './config/types.js';
 import { DEMO_DEFAULT_PORT, demoInstructions, startDemo } from './demo.js';
 import { createRootLogger, type Logger } from './log.js';
 import { runDiffCommand } from './config/plan-report.js';
+import { planWorkers } from './config/workers.js';
 import { Ringlb } from './runtime.js';
 import { installReloadTriggers } from './reload-triggers.js';
 
@@ -30,7 +31,8 @@ const USAGE = `Usage:
                                  run the load balancer; SIGHUP reloads the config, and with
                                  --watch so does any change of the file (an invalid config is
                                  refused and the running one stays)
-  ringlb check --config <file>   validate a config: exit 0, or exit 2 listing every error
+  ringlb check --config <file>   validate a config: exit 0 (warnings, such as more workers than
+                                 this Node can run, on stderr), or exit 2 listing every error
   ringlb diff <old.json> <new.json>
                                  print what a reload from old to new would do (backends added,
                                  removed, reweighted; share of keys that move); changes nothing
@@ -209,6 +211,9 @@ async function main(argv: readonly string[]): Promise<void> {
       process.stdout.write(
         `${parsed.configPath}: ok (${config.listeners.length} listener(s), ${config.pools.length} pool(s), ${backends} backend(s))\n`,
       );
+      // The same plan `run` starts with on this Node; a warning is advice, not an error: exit 0.
+      const workers = planWorkers(config.workers);
+      if (workers.warning !== null) process.stderr.write(`${parsed.configPath}: warning: ${workers.warning}\n`);
       return;
     }
     case 'run': {

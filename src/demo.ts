@@ -77,6 +77,7 @@ export async function startDemo(port: number, logger: Logger): Promise<Demo> {
     pools: [pool],
     log: { level: 'info' },
     drainTimeoutMs: 5000,
+    workers: 'auto',
   };
   const ringlb = new Ringlb({ logger });
   const closeBackends = async (): Promise<void> => {

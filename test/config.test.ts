@@ -99,6 +99,7 @@ describe('validateConfig: normalization', () => {
       ],
       log: { level: 'info' },
       drainTimeoutMs: 30000,
+      workers: 'auto',
       admin: null,
     } satisfies RinglbConfig);
   });
@@ -137,6 +138,7 @@ describe('validateConfig: normalization', () => {
       ],
       log: { level: 'info' },
       drainTimeoutMs: 30000,
+      workers: 'auto',
       admin: null,
     } satisfies RinglbConfig);
   });
@@ -156,6 +158,14 @@ describe('validateConfig: normalization', () => {
     (raw.pools as JsonObject[])[0].balance = 'maglev';
     (raw.pools as JsonObject[])[0].hashBalanceFactor = 125;
     assert.equal(configOf(validateConfig(raw)).pools[0].hashBalanceFactor, 125);
+  });
+
+  test('workers: "auto" and counts 1..256 are carried as written', () => {
+    for (const workers of ['auto', 1, 2, 256] as const) {
+      const raw = minimalConfig();
+      raw.workers = workers;
+      assert.equal(configOf(validateConfig(raw)).workers, workers);
+    }
   });
 
   test('accepts the $schema key, IPv6 and host names, port 0 on listeners, weight 0, zero timeouts', () => {
@@ -311,6 +321,13 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   ['connectTimeoutMs 0', (c) => { pool(c).connectTimeoutMs = 0; }, 'pools[0].connectTimeoutMs', /^must be between 1 and 2147483647 \(got 0\)$/],
   ['idleTimeoutMs beyond a Node timer', (c) => { listener(c).idleTimeoutMs = 2147483648; }, 'listeners[0].idleTimeoutMs', /^must be between 0 and 2147483647/],
   ['maxConnections 0', (c) => { listener(c).maxConnections = 0; }, 'listeners[0].maxConnections', /^must be between 1 and 1000000 \(got 0\)$/],
+  ['workers 0', (c) => { c.workers = 0; }, 'workers', /^must be between 1 and 256 \(got 0\)$/],
+  ['workers negative', (c) => { c.workers = -1; }, 'workers', /^must be between 1 and 256 \(got -1\)$/],
+  ['workers above 256', (c) => { c.workers = 1000; }, 'workers', /^must be between 1 and 256 \(got 1000\)$/],
+  ['workers fractional', (c) => { c.workers = 2.5; }, 'workers', /^must be "auto" or an integer \(got 2\.5\)$/],
+  ['workers an unknown word', (c) => { c.workers = 'many'; }, 'workers', /^must be "auto" or an integer \(got "many"\)$/],
+  ['workers a count written as text', (c) => { c.workers = '4'; }, 'workers', /^must be "auto" or an integer \(got "4"\)$/],
+  ['workers null', (c) => { c.workers = null; }, 'workers', /^must be "auto" or an integer \(got null\)$/],
   ['drainTimeoutMs negative', (c) => { c.drainTimeoutMs = -5; }, 'drainTimeoutMs', /^must be between 0 and 2147483647 \(got -5\)$/],
   ['pointsPerWeight 0', (c) => { pool(c).ringHash = { pointsPerWeight: 0 }; }, 'pools[0].ringHash.pointsPerWeight', /^must be between 1 and 1000/],
   ['maglev table above Envoy\'s maximum', (c) => { pool(c).maglev = { tableSize: 5000077 }; }, 'pools[0].maglev.tableSize', /^must be between 2 and 5000011/],
@@ -432,7 +449,7 @@ describe('validateConfig: one failing case per rule, with exact path and message
 
 describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
-    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, admin'],
+    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, workers, admin'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
     ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, hashBalanceFactor, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',

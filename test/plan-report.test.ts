@@ -270,6 +270,23 @@ describe('diff report: moved share computed by the core', () => {
     assert.match(text, /3 of 3 pools changed$/);
     assert.deepEqual(planReload(before, { ...before, drainTimeoutMs: 5 }).settings, [{ key: 'drainTimeoutMs', from: 30000, to: 5 }]);
   });
+
+  test('workers and log.level: listed as top-level settings that apply after a restart; the others apply on reload', () => {
+    const before = onePool('maglev', backends(2));
+    const after = config([{ name: 'app', balance: 'maglev', backends: backends(2) }], { workers: 4, drainTimeoutMs: 5, log: { level: 'debug' } });
+    const plan = planReload(before, after);
+    assert.equal(plan.changed, true);
+    assert.deepEqual(plan.settings, [
+      { key: 'log.level', from: 'info', to: 'debug', appliesAfterRestart: true },
+      { key: 'drainTimeoutMs', from: 30000, to: 5 },
+      { key: 'workers', from: 'auto', to: 4, appliesAfterRestart: true },
+    ]);
+    const text = formatPlan(plan);
+    assert.match(text, /^config: workers: "auto" → 4 \(applies after a restart; a reload keeps the running value\)$/m);
+    assert.match(text, /^config: log\.level: "info" → "debug" \(applies after a restart; a reload keeps the running value\)$/m);
+    assert.match(text, /^config: drainTimeoutMs: 30000 → 5$/m);
+    assert.equal(formatPlan(planReload(after, after)), 'pool app (maglev): no change\nno change');
+  });
 });
 
 describe('runDiffCommand', () => {

@@ -133,6 +133,8 @@ const PATTERN_DESCRIPTIONS: Readonly<Record<string, string>> = {
   '^\\s*([0-9A-Fa-f]{2}\\s*)+$': 'must be pairs of hex digits (spaces between bytes allowed)',
   '^/[\\x21-\\x7e]*$': "must start with '/' and hold only visible ASCII characters (no spaces)",
   '^[\\x21-\\x7e]+$': 'must hold only visible ASCII characters (no spaces)',
+  // `workers`: a count or this one word; the count's range is reported by minimum/maximum.
+  '^auto$': 'must be "auto" or an integer',
 };
 
 /**
@@ -156,6 +158,11 @@ export function issueFromAjvError(error: ErrorObject, document: unknown): Locate
     case 'required':
       return { segments: [...segments, String(params.missingProperty)], message: 'is required' };
     case 'type': {
+      // A number-or-word key (`workers`: "auto" or a count) says which word, not "a string".
+      const wordRule = typeof parentSchema.pattern === 'string' ? PATTERN_DESCRIPTIONS[parentSchema.pattern] : undefined;
+      if (wordRule !== undefined && Array.isArray(parentSchema.type) && parentSchema.type.includes('integer')) {
+        return { segments, message: `${wordRule} (got ${describeValue(got)})` };
+      }
       // A union type arrives as "string,object".
       const types = String(params.type).split(',').map(withArticle).join(' or ');
       return { segments, message: `must be ${types} (got ${describeValue(got)})` };

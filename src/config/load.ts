@@ -181,6 +181,7 @@ interface ValidatedConfig {
   pools: ValidatedPool[];
   log: { level: LogLevel };
   drainTimeoutMs: number;
+  workers: number | 'auto';
   admin?: { bind: string; token?: string };
 }
 
@@ -224,6 +225,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
     })),
     log: { level: config.log.level },
     drainTimeoutMs: config.drainTimeoutMs,
+    workers: config.workers,
     admin: normalizeAdmin(config.admin),
   };
 }

@@ -66,7 +66,8 @@ export function runDiffCommand(oldPath: string, newPath: string, out: (text: str
 /** `key: old → new`, values as JSON in full (`unset` for an absent key). */
 export function formatSetting(change: SettingChange): string {
   if (change.from === REDACTED && change.to === REDACTED) return `${change.key}: changed (not shown)`;
-  return `${change.key}: ${formatValue(change.from)} → ${formatValue(change.to)}`;
+  const when = change.appliesAfterRestart === true ? ' (applies after a restart; a reload keeps the running value)' : '';
+  return `${change.key}: ${formatValue(change.from)} → ${formatValue(change.to)}${when}`;
 }
 
 function formatValue(value: unknown): string {

@@ -69,6 +69,8 @@ export interface SettingChange {
   /** JSON-shaped (host:port as text, bytes as hex); undefined when the key is absent on that side. */
   readonly from: unknown;
   readonly to: unknown;
+  /** Set (true) on a top-level setting read only at start (SETTINGS_READ_AT_START): a reload keeps the old value. */
+  readonly appliesAfterRestart?: true;
 }
 
 export interface BackendSummary {
@@ -141,7 +143,7 @@ export interface ReloadPlan {
   };
   /** Pools of the next config in its order, then removed pools. */
   readonly pools: readonly PoolPlan[];
-  /** Top-level settings (`drainTimeoutMs`, `log.level`, `admin.bind`, `admin.token` redacted). */
+  /** Top-level settings (`drainTimeoutMs`, `admin.bind`, `admin.token` redacted; `workers` and `log.level` apply after a restart). */
   readonly settings: readonly SettingChange[];
   readonly changed: boolean;
 }
@@ -162,6 +164,13 @@ export interface PlanOptions {
   readonly live?: (pool: string) => LivePool | undefined;
 }
 
+/**
+ * Top-level settings the process reads once at start. `workers`: the number of data-plane
+ * workers is fixed for the process's life; a reload changes what they serve, not how many run.
+ * `log.level`: pino child loggers keep the level they were created with (runtime.ts warns on reload).
+ */
+export const SETTINGS_READ_AT_START: ReadonlySet<string> = new Set(['workers', 'log.level']);
+
 /** What a secret (`admin.token`) shows as in a plan. */
 export const REDACTED = '<redacted>';
 
@@ -173,7 +182,7 @@ export function planReload(current: RinglbConfig, next: RinglbConfig, options: P
     ...next.pools.map((pool) => planPool(currentPools.get(pool.name), pool, options)),
     ...current.pools.filter((pool) => !nextNames.has(pool.name)).map((pool) => planPool(pool, undefined, options)),
   ];
-  const settings = settingChanges(current, next, new Set(['listeners', 'pools'])).map(redact);
+  const settings = settingChanges(current, next, new Set(['listeners', 'pools'])).map(redact).map(markReadAtStart);
   const changed =
     listeners.added.length + listeners.removed.length + listeners.rebound.length + listeners.updated.length + settings.length > 0 ||
     pools.some((pool) => pool.action !== 'unchanged');
@@ -464,6 +473,10 @@ export function discoveryOf(pool: PoolConfig): NonNullable<PoolConfig['discovery
 
 function summary(backend: Backend): BackendSummary {
   return { id: backend.id, address: backend.address.text, weight: backend.weight };
+}
+
+function markReadAtStart(change: SettingChange): SettingChange {
+  return SETTINGS_READ_AT_START.has(change.key) ? { ...change, appliesAfterRestart: true } : change;
 }
 
 function redact(change: SettingChange): SettingChange {

@@ -132,6 +132,11 @@ export interface RinglbConfig {
   readonly log: { readonly level: LogLevel };
   /** Default 30000. */
   readonly drainTimeoutMs: number;
+  /**
+   * Data-plane workers: 'auto' (default: os.availableParallelism()) or 1..256. What actually runs
+   * on this Node is config/workers.ts `planWorkers`. Applies at start only.
+   */
+  readonly workers: number | 'auto';
   /** null = no admin listener. Always set by the loader; absent in hand-built configs = null. */
   readonly admin?: AdminConfig | null;
 }
