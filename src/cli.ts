@@ -160,10 +160,12 @@ function exitOnSignals(ringlb: Ringlb, drainTimeout: number | (() => number), lo
     }
     draining = true;
     // Close the listening sockets before saying so: whoever reads "draining" may rely on refusal.
-    ringlb.stopListening();
-    logger.info({ signal, drainTimeoutMs }, 'draining');
     ringlb
-      .drain(drainTimeoutMs)
+      .stopListening()
+      .then(() => {
+        logger.info({ signal, drainTimeoutMs }, 'draining');
+        return ringlb.drain(drainTimeoutMs);
+      })
       .then(async (result) => {
         await afterDrain?.();
         logger.info({ forced: result.forced, elapsedMs: result.elapsedMs }, 'drained, exiting');
@@ -232,6 +234,12 @@ async function main(argv: readonly string[]): Promise<void> {
         throw error;
       }
       warnIfFileDescriptorsShort(config, logger);
+      if (process.env['RINGLB_TEST_HOOKS'] === '1') {
+        // Test-only fault hook: SIGUSR2 makes data-plane worker 0 throw an uncaught exception.
+        process.on('SIGUSR2', () => {
+          ringlb.crashWorkerForTest(0).catch((error: unknown) => logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'crash-for-test refused'));
+        });
+      }
       // The drain timeout in force when the signal arrives (a reload may have changed it).
       exitOnSignals(ringlb, () => ringlb.config?.drainTimeoutMs ?? config.drainTimeoutMs, logger, async () => triggers.stop());
       return;

@@ -37,7 +37,10 @@ import type { ResolveHost } from './discovery/name-resolver.js';
 import type { Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
-import { Listener, type ListenerStats } from './proxy/listener.js';
+import { Listener, type ListenerHandle, type ListenerStats } from './proxy/listener.js';
+import { planWorkers, REUSE_PORT_MIN_NODE } from './config/workers.js';
+import { ThreadedListener } from './control/threaded-listener.js';
+import { WorkerSupervisor } from './control/workers.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
 import { RuntimeAdminApi } from './admin/runtime-api.js';
@@ -48,6 +51,8 @@ export interface RinglbOptions {
   readonly coreImplementation?: 'wasm' | 'reference';
   /** How pools resolve backend host names (off the hot path); default getaddrinfo. Tests inject one. */
   readonly resolveHost?: ResolveHost;
+  /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
+  readonly testHooks?: boolean;
 }
 
 /** Start-up waits at most this long for backend names' first answers; a slower name connects by name until it resolves. */
@@ -85,9 +90,12 @@ export class Ringlb {
   readonly #coreImplementation: 'wasm' | 'reference' | undefined;
   readonly #resolveHost: ResolveHost | undefined;
   readonly #pools = new Map<string, BackendPool>();
-  readonly #listeners = new Map<string, Listener>();
+  readonly #listeners = new Map<string, ListenerHandle>();
   /** Removed listeners and replaced pools whose connections are still draining. */
-  readonly #retiredListeners = new Set<Listener>();
+  readonly #retiredListeners = new Set<ListenerHandle>();
+  /** Data-plane worker threads; null when this thread carries the connections (`workers` 1, or Node < 22.12). */
+  #workers: WorkerSupervisor | null = null;
+  readonly #testHooks: boolean;
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
   readonly #checks = new HealthCheckScheduler();
@@ -105,6 +113,7 @@ export class Ringlb {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
+    this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
@@ -124,6 +133,7 @@ export class Ringlb {
     if (this.#started) throw new Error('ringlb: start() called twice');
     this.#started = true;
     this.#config = config;
+    await this.#startWorkers(config);
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
@@ -147,13 +157,47 @@ export class Ringlb {
         this.#logger.info({ listener: name, pool: listener.pool.name, address }, 'listener ready');
       }
     } catch (error) {
-      this.stopListening();
+      await this.stopListening();
       this.stopHealth();
       await this.#registry.stop();
       await this.#admin?.close();
       this.#store.close();
+      await this.#workers?.stop();
       throw error;
     }
+  }
+
+  /**
+   * `workers` above 1 on a Node with reusePort: the data plane moves to that many worker threads,
+   * started before any pool exists so that every pool's first snapshot reaches them all.
+   */
+  async #startWorkers(config: RinglbConfig): Promise<void> {
+    const plan = planWorkers(config.workers);
+    if (plan.warning !== null) this.#logger.warn({ workers: plan.requested, node: process.versions.node, needs: REUSE_PORT_MIN_NODE }, plan.warning);
+    if (plan.count <= 1) return;
+    const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
+    this.#workers = workers;
+    await workers.start();
+  }
+
+  /** Data-plane threads running (0 when this thread carries the connections). */
+  get workerCount(): number {
+    return this.#workers?.count ?? 0;
+  }
+
+  /** The supervisor of the data-plane threads, for tests and diagnostics; null without threads. */
+  get workers(): WorkerSupervisor | null {
+    return this.#workers;
+  }
+
+  /**
+   * Test-only fault hook (RINGLB_TEST_HOOKS=1): worker `index` throws an uncaught exception.
+   * Resolves with its index once its replacement serves every listener.
+   */
+  crashWorkerForTest(index: number): Promise<number> {
+    if (!this.#testHooks) return Promise.reject(new Error('test hooks are off (RINGLB_TEST_HOOKS=1 turns them on)'));
+    if (this.#workers === null) return Promise.reject(new Error('no data-plane worker threads run'));
+    return this.#workers.crashForTest(index);
   }
 
   pool(name: string): BackendPool | undefined {
@@ -219,9 +263,9 @@ export class Ringlb {
     for (const pool of this.#retiredPools) pool.stop();
   }
 
-  /** Close every listening socket now; open connections are untouched. */
-  stopListening(): void {
-    for (const listener of this.#listeners.values()) listener.stopListening();
+  /** Close every listening socket now; open connections are untouched. Resolves once every socket is closed. */
+  async stopListening(): Promise<void> {
+    await Promise.all([...this.#listeners.values()].map((listener) => listener.close()));
   }
 
   /**
@@ -231,7 +275,7 @@ export class Ringlb {
   async drain(timeoutMs: number): Promise<DrainResult> {
     const startedAt = performance.now();
     this.#stopping = true;
-    this.stopListening();
+    const closing = this.stopListening();
     // Nothing new is routed from here on, so health no longer matters; open connections keep flowing.
     this.stopHealth();
     const stopping = Promise.all([this.#registry.stop(), this.#admin?.close()]).catch((error: unknown) => {
@@ -251,7 +295,9 @@ export class Ringlb {
       for (const listener of listeners) forced += listener.closeAllConnections();
       await allIdle;
     }
+    await closing;
     await stopping;
+    await this.#workers?.stop();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -278,6 +324,7 @@ export class Ringlb {
 
   #createPool(poolConfig: PoolConfig, config: RinglbConfig, extra: { capacity?: number; healthyIds?: ReadonlySet<string> } = {}): BackendPool {
     return new BackendPool({
+      sharing: this.#workers?.sharingFor(),
       config: poolConfig,
       logger: this.#logger.child({ pool: poolConfig.name }),
       implementation: this.#coreImplementation,
@@ -287,8 +334,9 @@ export class Ringlb {
     });
   }
 
-  #createListener(listenerConfig: ListenerConfig, pool: BackendPool): Listener {
-    return new Listener(listenerConfig, pool, this.#logger.child({ listener: listenerConfig.name }));
+  #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
+    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers);
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }));
   }
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
@@ -376,7 +424,7 @@ export class Ringlb {
   }
 
   /** A removed listener: no new connections; open ones run until they end or drainTimeoutMs. */
-  #retireListener(listener: Listener, drainTimeoutMs: number): void {
+  #retireListener(listener: ListenerHandle, drainTimeoutMs: number): void {
     listener.stopListening();
     this.#retiredListeners.add(listener);
     const timer = setTimeout(() => {
@@ -437,7 +485,7 @@ export class Ringlb {
       }
     }
 
-    const opened = new Map<string, Listener>();
+    const opened = new Map<string, ListenerHandle>();
     const toOpen = [...plan.listeners.added, ...plan.listeners.rebound.map((listener) => listener.config)];
     for (const listenerConfig of errors.length === 0 ? toOpen : []) {
       const pool = newPools.get(listenerConfig.pool)?.pool ?? this.#pools.get(listenerConfig.pool)!;
@@ -533,6 +581,9 @@ export class Ringlb {
     }
 
     if (plan.settings.some((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'))) await this.#restartAdmin(next);
+    if (current.workers !== next.workers) {
+      this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
+    }
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');

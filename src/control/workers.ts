@@ -240,7 +240,8 @@ export class WorkerSupervisor {
       const waiters = group.idleWaiters;
       group.idleWaiters = [];
       for (const resolve of waiters) resolve();
-      this.#listeners.delete(group.id);
+      // Closed and idle in every worker (in either order): nothing more will come for it.
+      if (group.closedBy.size >= this.#workers.length) this.#listeners.delete(group.id);
     }
   }
 
@@ -296,6 +297,7 @@ export class WorkerSupervisor {
   }
 
   #onMessage(index: number, message: FromWorker): void {
+    if (process.env['RINGLB_DEBUG_MSG']) console.error('main got', index, message.type);
     switch (message.type) {
       case 'failures':
         for (const item of message.items) this.#pools.get(item.poolId)?.pool.reportWorkerConnectFailure(item.slot, item.backendId, item.reason);

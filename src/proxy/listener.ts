@@ -18,13 +18,39 @@ export interface ListenerStats {
   readonly rejectedMaxConnections: number;
 }
 
+/**
+ * What the runtime drives a listener by: an in-thread `Listener`, or the main thread's
+ * `ThreadedListener` over one socket per data-plane worker.
+ */
+export interface ListenerHandle {
+  readonly listenerName: string;
+  readonly pool: ConnectionPool;
+  readonly config: ListenerConfig;
+  /** Bind and listen; resolves with the bound address (port 0 becomes the real port). */
+  listen(): Promise<string>;
+  address(): string;
+  stats(): ListenerStats;
+  /** Reload: new connections use `pool`; open ones finish on theirs. */
+  setPool(pool: ConnectionPool): void;
+  /** Reload, same bind: limits for connections accepted from now on. */
+  updateLimits(config: ListenerConfig): void;
+  /** Stop accepting now. */
+  stopListening(): void;
+  /** Stop accepting; resolves once the listening socket(s) closed. */
+  close(): Promise<void>;
+  /** Resolves when no connection is open (after a stop). */
+  whenIdle(): Promise<void>;
+  /** Cut every open connection; returns how many were open. */
+  closeAllConnections(): number;
+}
+
 /** A listener in one of several worker threads: one socket of a `reusePort` group, counted process-wide. */
 export interface WorkerListenerOptions {
   readonly worker: number;
   readonly shared: SharedListenerState;
 }
 
-export class Listener implements ListenerContext {
+export class Listener implements ListenerContext, ListenerHandle {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
   pool: ConnectionPool;
