@@ -462,6 +462,15 @@ export class BackendPool {
     return this.#sharing?.state.activeOf(slot) ?? this.#balancer.activeConnections(slot);
   }
 
+  /**
+   * The active table (maglev entries, or ring points and their positions; empty for other
+   * policies): tests compare it with each worker's, and admin shows ownership from it.
+   */
+  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array } {
+    const balancer = this.#balancer as Balancer & { tableSnapshot?: () => { slots: Int32Array; positions: Uint32Array } };
+    return balancer.tableSnapshot?.() ?? { slots: new Int32Array(0), positions: new Uint32Array(0) };
+  }
+
   /** Bounded load: picks that passed over `slot` because it was a key's full home, in every thread. */
   spilledConnections(slot: number): number {
     return this.#sharing?.state.spilledOf(slot) ?? this.#balancer.spilledConnections(slot);
