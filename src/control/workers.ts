@@ -297,7 +297,6 @@ export class WorkerSupervisor {
   }
 
   #onMessage(index: number, message: FromWorker): void {
-    if (process.env['RINGLB_DEBUG_MSG']) console.error('main got', index, message.type);
     switch (message.type) {
       case 'failures':
         for (const item of message.items) this.#pools.get(item.poolId)?.pool.reportWorkerConnectFailure(item.slot, item.backendId, item.reason);

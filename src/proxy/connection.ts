@@ -163,6 +163,18 @@ function isReset(error: NodeJS.ErrnoException): boolean {
   return error.code === 'ECONNRESET';
 }
 
+/**
+ * Reset a socket (RST), or only destroy it once we have ended it: libuv refuses to reset a socket
+ * whose shutdown (our FIN) was requested (EINVAL), and Node then never closes its handle nor emits
+ * 'close' — the connection would never finish. Our FIN has already told the peer we are done
+ * sending; the close that follows is all there is left to say.
+ */
+function resetOrDestroy(socket: Socket): void {
+  if (socket.destroyed) return;
+  if (socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
 }
@@ -229,8 +241,8 @@ export class ProxyConnection implements SlotConnection {
     // A reset, not a FIN: a client that half-closes or only writes would read a FIN as "the
     // server finished sending" and keep going; RST tells both peers the connection is gone.
     this.#outcome ??= 'drained';
-    if (!this.#client.destroyed) this.#client.resetAndDestroy();
-    if (this.#upstream !== null && !this.#upstream.destroyed) this.#upstream.resetAndDestroy();
+    resetOrDestroy(this.#client);
+    if (this.#upstream !== null) resetOrDestroy(this.#upstream);
     this.#destroy('drained');
   }
 
@@ -341,7 +353,7 @@ export class ProxyConnection implements SlotConnection {
   #onUpstreamError = (error: NodeJS.ErrnoException): void => {
     if (this.#connected) {
       this.#error ??= error.code ?? error.message;
-      if (isReset(error) && !this.#client.destroyed) this.#client.resetAndDestroy();
+      if (isReset(error)) resetOrDestroy(this.#client);
       this.#destroy('upstream_error');
     } else {
       this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
@@ -355,7 +367,7 @@ export class ProxyConnection implements SlotConnection {
   #onClientError = (error: NodeJS.ErrnoException): void => {
     this.#error ??= error.code ?? error.message;
     const upstream = this.#upstream;
-    if (isReset(error) && this.#connected && upstream !== null && !upstream.destroyed) upstream.resetAndDestroy();
+    if (isReset(error) && this.#connected && upstream !== null) resetOrDestroy(upstream);
     this.#destroy('client_error');
   };
 

@@ -77,7 +77,6 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
 }
 
 function onMessage(message: ToWorker): void {
-  if (process.env['RINGLB_DEBUG_MSG']) console.error('worker', start.index, 'got', message.type);
   switch (message.type) {
     case 'pool': {
       const existing = pools.get(message.poolId);
