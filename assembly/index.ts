@@ -996,6 +996,16 @@ export function observeConnectTime(slot: i32, micros: f64, nowMs: f64): void {
   }
 }
 
+/** Wrapper, once after init: address of the f64 per-slot peak-EWMA connect times (worker threads share them). */
+export function ewmaPointer(): usize {
+  return ewma;
+}
+
+/** Wrapper, once after init: address of the f64 per-slot time of the last connect-time sample. */
+export function ewmaStampPointer(): usize {
+  return ewmaStamp;
+}
+
 /** Diagnostics: the slot's peak-EWMA connect time in µs, or -1 when never sampled. */
 export function connectTimeEwma(slot: i32): f64 {
   return loadF64(ewma, slot);

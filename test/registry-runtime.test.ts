@@ -168,6 +168,9 @@ describe('runtime: live membership', () => {
     const ringlb = await startRinglb(
       t,
       configOf({
+        // One thread: the drain deadline's log line comes from the thread holding the connection,
+        // and this test reads the main thread's log (worker threads write theirs to stdout).
+        workers: 1,
         listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'app' }],
         pools: [{ name: 'app', discovery: { type: 'registration' } }],
         admin: { bind: '127.0.0.1:0' },

@@ -16,6 +16,7 @@
  * are reset by the kernel unless `net.ipv4.tcp_migrate_req` is 1 (Linux ≥ 5.14), which moves them
  * to another socket of the group.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
@@ -64,7 +65,7 @@ interface ListenerGroup {
 
 type Pending = { resolve: (message: FromWorker) => void; reject: (error: Error) => void; worker: number };
 
-/** A replacement worker must be serving within this bound (issue 8); spawning takes ~50–150 ms. */
+/** dist/src/control → dist/src/proxy/worker-thread.js. */
 const WORKER_PATH = new URL('../proxy/worker-thread.js', import.meta.url);
 
 export class WorkerSupervisor {
@@ -94,6 +95,12 @@ export class WorkerSupervisor {
     for (let index = 0; index < this.count; index++) this.#workers.push(this.#spawn(index));
     await Promise.all(this.#workers.map((slot) => slot.started));
     this.#logger.info({ workers: this.count }, 'data-plane workers ready');
+    if (readMigrateRequests() === '0') {
+      this.#logger.info(
+        { sysctl: 'net.ipv4.tcp_migrate_req', value: 0 },
+        'connections waiting in the accept queue of a worker that dies are reset; net.ipv4.tcp_migrate_req=1 (Linux >= 5.14) moves them to the other workers',
+      );
+    }
   }
 
   /** What a pool needs to run with its connections in the workers. */
@@ -394,6 +401,15 @@ export class WorkerSupervisor {
       }
       slot.worker.postMessage(build(requestId));
     });
+  }
+}
+
+/** The sysctl's value, or undefined where it does not exist (not Linux, or a kernel before 5.14). */
+function readMigrateRequests(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 

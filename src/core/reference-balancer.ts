@@ -171,6 +171,16 @@ export class ReferenceBalancer implements Balancer {
     return this.#lastSpill;
   }
 
+  loadConnectTimes(ewma: Float64Array, stamps: Float64Array): void {
+    const slots = Math.min(ewma.length, this.#ewma.length);
+    this.#ewma.set(ewma.subarray(0, slots));
+    this.#ewmaStampMs.set(stamps.subarray(0, slots));
+  }
+
+  connectTimeStamp(slot: number): number {
+    return this.#ewmaStampMs[slot];
+  }
+
   spilledConnections(slot: number): number {
     this.#checkSlot(slot);
     return this.#spilled[slot];

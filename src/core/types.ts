@@ -125,6 +125,15 @@ export interface Balancer {
   loadActiveCounts(counts: Int32Array, total: number): void;
   /** After a pick: the full home it passed over (bounded load), or -1. */
   lastSpilledHome(): number;
+  /**
+   * Worker threads share least_time's connect-time estimates: replace the per-slot peak EWMAs and
+   * their sample times with the process-wide ones (a prefix of `counts.length` slots). One memcpy each.
+   */
+  loadConnectTimes(ewma: Float64Array, stamps: Float64Array): void;
+  /** The slot's peak-EWMA connect time in µs, or -1 when never sampled. */
+  connectTimeEwma(slot: number): number;
+  /** When (`nowMs` of `observeConnectTime`) the slot's estimate was last sampled. */
+  connectTimeStamp(slot: number): number;
   /** For diagnostics and tests: the slot owning maglev table entry / ring position for a key, ignoring health. */
   homeSlot(keyHash: number): number;
 }

@@ -90,6 +90,7 @@ export class WasmBalancer implements Balancer {
   #triedView: Int32Array;
   readonly #activePointer: number;
   #activeView: Int32Array;
+  #ewmaViews: { readonly ewma: Float64Array; readonly stamps: Float64Array } | null = null;
 
   constructor(options: BalancerOptions, flavour: CoreBuildFlavour = 'release') {
     this.options = resolveBalancerOptions(options);
@@ -130,6 +131,31 @@ export class WasmBalancer implements Balancer {
 
   lastSpilledHome(): number {
     return this.#core.lastSpilledHome();
+  }
+
+  /** Views over the core's EWMA arrays, made again only after memory growth (never per call). */
+  #connectTimeViews(): { readonly ewma: Float64Array; readonly stamps: Float64Array } {
+    let views = this.#ewmaViews;
+    if (views === null || views.ewma.buffer !== this.#core.memory.buffer) {
+      const buffer = this.#core.memory.buffer;
+      views = this.#ewmaViews = {
+        ewma: new Float64Array(buffer, this.#core.ewmaPointer() >>> 0, this.options.maxBackends),
+        stamps: new Float64Array(buffer, this.#core.ewmaStampPointer() >>> 0, this.options.maxBackends),
+      };
+    }
+    return views;
+  }
+
+  loadConnectTimes(ewma: Float64Array, stamps: Float64Array): void {
+    const views = this.#connectTimeViews();
+    const slots = Math.min(ewma.length, views.ewma.length);
+    views.ewma.set(slots === ewma.length ? ewma : ewma.subarray(0, slots));
+    views.stamps.set(slots === stamps.length ? stamps : stamps.subarray(0, slots));
+  }
+
+  connectTimeStamp(slot: number): number {
+    this.#checkSlot(slot);
+    return this.#connectTimeViews().stamps[slot]!;
   }
 
   #makeTriedView(): Int32Array {

@@ -143,6 +143,8 @@ export class BackendPool {
   #loadScratch: Int32Array;
   #backends: readonly Backend[] = [];
   #retired = false;
+  /** True while `commitRebuild` changes several facts that workers must learn together. */
+  #publishHeld = false;
   /** Shared mode: the success sequence of each slot when its last worker failure was counted. */
   readonly #successesSeen: number[] = [];
   readonly #resolver: NameResolver;
@@ -301,8 +303,16 @@ export class BackendPool {
     this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
     this.#health.adoptBalancer(this.#eligibilityTarget(fresh), this.#capacity);
-    this.#adoptSet(prepared.backends, prepared.report, previousSlots);
-    this.reconfigure(prepared.config, scheduler);
+    // Workers learn the rebuild once, whole: the new set with the new capacity alone would pair it
+    // with the old table settings (a maglev table smaller than the old capacity is refused there).
+    this.#publishHeld = true;
+    try {
+      this.#adoptSet(prepared.backends, prepared.report, previousSlots);
+      this.reconfigure(prepared.config, scheduler);
+    } finally {
+      this.#publishHeld = false;
+    }
+    this.#publish();
   }
 
   /** Slot of every backend in the current set. */
@@ -338,7 +348,7 @@ export class BackendPool {
     }
     if (this.#sharing !== undefined) {
       // Spill counts follow the balancer's: a slot given to another backend starts from 0.
-      for (const backend of backends) if (!previousSlots.has(backend.id)) this.#sharing.state.resetSpilled(report.slots.get(backend.id)!);
+      for (const backend of backends) if (!previousSlots.has(backend.id)) this.#sharing.state.resetSlot(report.slots.get(backend.id)!);
     }
     this.#publish();
     this.#logger.debug({ backends: backends.length, changed: report.changed, buildMs: report.buildMs }, 'pool backends set');
@@ -532,7 +542,7 @@ export class BackendPool {
   }
 
   #publish(): void {
-    this.#sharing?.publish(this);
+    if (!this.#publishHeld) this.#sharing?.publish(this);
   }
 
   /**

@@ -45,10 +45,16 @@ export class PoolReplica implements ConnectionPool {
   #balancerKey = '';
   #capacity = 0;
   #seenEpoch = -1;
+  /** The shared estimates' prefix for this capacity (made once per balancer, not per pick). */
+  #activeCounts: Int32Array | null = null;
+  #connectTimes: Float64Array | null = null;
+  #connectTimeStamps: Float64Array | null = null;
   /** What the local balancer holds now, to write only what changed when the epoch moves. */
   #eligibleNow = new Int8Array(0);
   #scaleNow = new Int32Array(0);
   #loadAware = false;
+  /** least_time: connect-time estimates are process-wide too. */
+  #sharesConnectTimes = false;
   #bounded = false;
   #usesClientKey = false;
   #includePort = false;
@@ -93,6 +99,11 @@ export class PoolReplica implements ConnectionPool {
     for (const [id, slot] of report.slots) {
       if (pinned.get(id) !== slot) throw new Error(`pool ${this.name}: backend ${id} got slot ${slot} here but ${pinned.get(id)} in the main thread`);
     }
+    if (report.changed && config.balance === 'round_robin') {
+      // Each worker starts its rotation `worker` steps further on: workers that all began at the
+      // same backend would send the first connections of every worker there together.
+      for (let step = 0; step < this.#worker; step++) balancer.pick(0, undefined, 0);
+    }
     this.#idBySlot = new Array<string | undefined>(snapshot.capacity);
     for (const backend of snapshot.backends) this.#idBySlot[backend.slot] = backend.id;
     this.#connectHosts = snapshot.connectHosts;
@@ -106,6 +117,7 @@ export class PoolReplica implements ConnectionPool {
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#bounded = this.#usesClientKey && (config.hashBalanceFactor ?? 0) > 0;
     this.#loadAware = config.balance === 'least_connections' || config.balance === 'least_time' || this.#bounded;
+    this.#sharesConnectTimes = config.balance === 'least_time';
     this.#connections.ensureCapacity(snapshot.capacity);
     for (const [id, slot] of previousIds) if (!pinned.has(id)) this.#connections.startDrain(slot, this.#drainTimeoutMs);
     if (snapshot.retired && !this.#retired) {
@@ -122,6 +134,9 @@ export class PoolReplica implements ConnectionPool {
     // Nothing placed yet: the set is applied with pinned slots right after.
     this.#idBySlot = [];
     this.#eligibleNow = new Int8Array(capacity).fill(1);
+    this.#activeCounts = this.#state.active.subarray(0, capacity);
+    this.#connectTimes = this.#state.connectTimes.subarray(0, capacity);
+    this.#connectTimeStamps = this.#state.connectTimeStamps.subarray(0, capacity);
     this.#scaleNow = new Int32Array(capacity).fill(FULL_SCALE);
     this.#seenEpoch = -1;
   }
@@ -160,7 +175,8 @@ export class PoolReplica implements ConnectionPool {
     const state = this.#state;
     const balancer = this.#balancer!;
     if (state.healthEpoch() !== this.#seenEpoch) this.#syncHealth();
-    if (this.#loadAware) balancer.loadActiveCounts(state.active.subarray(0, this.#capacity), state.activeTotal());
+    if (this.#loadAware) balancer.loadActiveCounts(this.#activeCounts!, state.activeTotal());
+    if (this.#sharesConnectTimes) balancer.loadConnectTimes(this.#connectTimes!, this.#connectTimeStamps!);
     const slot = balancer.pick(keyHash, tried, triedCount);
     if (this.#bounded) {
       const home = balancer.lastSpilledHome();
@@ -222,9 +238,21 @@ export class PoolReplica implements ConnectionPool {
     return this.#addresses[slot] ?? `slot ${slot}`;
   }
 
+  /**
+   * least_time: the sample updates the process-wide estimate (read in, updated, written back), so
+   * every worker avoids a slow backend once any worker met it. Two workers updating one slot at the
+   * same instant may lose one sample of the average; nothing else depends on it.
+   */
   observeConnectTime(slot: number, micros: number, nowMs: number): void {
-    // least_time's EWMA is per worker: each learns from the connects it makes.
-    this.#balancer!.observeConnectTime(slot, micros, nowMs);
+    const balancer = this.#balancer!;
+    if (!this.#sharesConnectTimes) {
+      balancer.observeConnectTime(slot, micros, nowMs);
+      return;
+    }
+    balancer.loadConnectTimes(this.#connectTimes!, this.#connectTimeStamps!);
+    balancer.observeConnectTime(slot, micros, nowMs);
+    this.#state.connectTimes[slot] = balancer.connectTimeEwma(slot);
+    this.#state.connectTimeStamps[slot] = balancer.connectTimeStamp(slot);
   }
 
   reportConnectSuccess(slot: number): void {

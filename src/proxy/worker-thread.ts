@@ -79,15 +79,21 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
 function onMessage(message: ToWorker): void {
   switch (message.type) {
     case 'pool': {
-      const existing = pools.get(message.poolId);
-      if (existing !== undefined) {
-        existing.apply(message.snapshot);
-        return;
+      // A snapshot this worker cannot apply is a bug, but killing the worker would only replay the
+      // same snapshot to its replacement: keep serving from the previous one and say so.
+      try {
+        const existing = pools.get(message.poolId);
+        if (existing !== undefined) {
+          existing.apply(message.snapshot);
+          return;
+        }
+        const state = SharedPoolState.attach(message.state, start.workers);
+        const pool = new PoolReplica(message.snapshot, state, start.index, logger.child({ pool: message.snapshot.name }), reportFailure);
+        pools.set(message.poolId, pool);
+        poolIds.set(pool, message.poolId);
+      } catch (error) {
+        logger.error({ pool: message.snapshot.name, err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error) }, 'pool snapshot not applied');
       }
-      const state = SharedPoolState.attach(message.state, start.workers);
-      const pool = new PoolReplica(message.snapshot, state, start.index, logger.child({ pool: message.snapshot.name }), reportFailure);
-      pools.set(message.poolId, pool);
-      poolIds.set(pool, message.poolId);
       return;
     }
     case 'forget-pool':

@@ -10,6 +10,7 @@
  * | ledger[worker][slot]          | that worker (its share of active[slot])      | main, when the worker died  |
  * | spilled[slot]                 | workers (bounded load passed a full home)    | main (admin)                |
  * | successes[slot]               | workers (a connect succeeded)                | main's outlier detector     |
+ * | connect-time EWMA, its stamp  | workers (least_time: after each connect)     | workers, before each pick   |
  *
  * Sized for the largest slot capacity a pool can have, so a pool that grows keeps its buffer and no
  * count ever has to move: untouched pages of a SharedArrayBuffer cost no memory.
@@ -20,6 +21,8 @@ const EPOCH = 0;
 const ACTIVE_TOTAL = 1;
 const HEADER_CELLS = 4;
 const SLOTS = MAX_MAX_BACKENDS;
+/** Two Float64 arrays of SLOTS cells at the start of the buffer. */
+const FLOAT_BYTES = SLOTS * 16;
 /** Every slot starts eligible at full weight, as a fresh balancer does. */
 const FULL_SCALE = 1000;
 
@@ -35,12 +38,18 @@ export class SharedPoolState {
   readonly #spilled: Int32Array;
   readonly #successes: Int32Array;
   readonly #ledger: Int32Array;
+  /** least_time's peak-EWMA connect time per slot (µs, -1 = never sampled) and its sample time. */
+  readonly connectTimes: Float64Array;
+  readonly connectTimeStamps: Float64Array;
 
   private constructor(buffer: SharedArrayBuffer, workers: number) {
     this.buffer = buffer;
     this.workers = workers;
-    this.#cells = new Int32Array(buffer);
-    let offset = HEADER_CELLS * 4;
+    // Float64 cells first (8-byte alignment), then the Int32 cells.
+    this.connectTimes = new Float64Array(buffer, 0, SLOTS);
+    this.connectTimeStamps = new Float64Array(buffer, SLOTS * 8, SLOTS);
+    this.#cells = new Int32Array(buffer, FLOAT_BYTES, HEADER_CELLS);
+    let offset = FLOAT_BYTES + HEADER_CELLS * 4;
     const section = (cells: number): Int32Array => {
       const view = new Int32Array(buffer, offset, cells);
       offset += cells * 4;
@@ -56,10 +65,11 @@ export class SharedPoolState {
 
   /** Main thread, once per pool: every slot eligible at full scale, no connections. */
   static create(workers: number): SharedPoolState {
-    const buffer = new SharedArrayBuffer((HEADER_CELLS + SLOTS * (5 + workers)) * 4);
+    const buffer = new SharedArrayBuffer(FLOAT_BYTES + (HEADER_CELLS + SLOTS * (5 + workers)) * 4);
     const state = new SharedPoolState(buffer, workers);
     state.#eligible.fill(1);
     state.#scale.fill(FULL_SCALE);
+    state.connectTimes.fill(-1);
     return state;
   }
 
@@ -134,9 +144,11 @@ export class SharedPoolState {
     return Atomics.load(this.#successes, slot);
   }
 
-  /** Main thread: a slot leaves or joins the set, its spill count starts over (as the balancer's does). */
-  resetSpilled(slot: number): void {
+  /** Main thread: a slot is given to a new backend; what was learnt of the old one starts over (as in the balancer). */
+  resetSlot(slot: number): void {
     Atomics.store(this.#spilled, slot, 0);
+    this.connectTimes[slot] = -1;
+    this.connectTimeStamps[slot] = 0;
   }
 
   /**
