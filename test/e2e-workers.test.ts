@@ -183,6 +183,43 @@ async function closeAll(held: readonly Held[]): Promise<void> {
   );
 }
 
+function sumActive(rows: Map<string, BackendRow>): number {
+  return [...rows.values()].reduce((sum, row) => sum + row.activeConnections, 0);
+}
+
+/**
+ * Sends `text` and tells whether it came back or the connection was closed by the other side
+ * (FIN, reset). readLine alone would wait out its timeout after a FIN: a half-open socket
+ * (allowHalfOpen) never emits 'close' for it.
+ */
+async function echoOrClosed(socket: Socket, text: string): Promise<'echoed' | 'closed'> {
+  if (socket.readableEnded || socket.destroyed) return 'closed';
+  let onEnd: (() => void) | undefined;
+  const ended = new Promise<'closed'>((resolve) => {
+    onEnd = () => resolve('closed');
+    socket.once('end', onEnd);
+  });
+  socket.write(`${text}\n`);
+  try {
+    return await Promise.race([
+      ended,
+      readLine(socket, 5000).then(
+        (line) => {
+          assert.equal(line, text);
+          return 'echoed' as const;
+        },
+        (error: Error) => {
+          // A reader that timed out saw neither an echo nor a close: that is neither fate.
+          if (error.message.startsWith('no line within')) throw error;
+          return 'closed' as const;
+        },
+      ),
+    ]);
+  } finally {
+    socket.removeListener('end', onEnd!);
+  }
+}
+
 function since(ringlb: RinglbProcess): number {
   return ringlb.lines.length;
 }
@@ -446,8 +483,7 @@ describe('data plane on worker threads (workers: 2)', () => {
     );
     const admin = await startAdmin(t, ringlb);
     const port = ports.get('web')!;
-    const sessions = await startEchoSessions([port], 16, 50);
-    t.after(() => sessions.destroy());
+    const held = await holdInSequence(t, port, 16);
 
     const from = since(ringlb);
     ringlb.child.kill('SIGUSR2');
@@ -461,13 +497,17 @@ describe('data plane on worker threads (workers: 2)', () => {
     assert.ok(Number(replaced.replacedInMs) < 1000, JSON.stringify(replaced));
     const lost = Number(replaced.lostConnections);
 
-    const results = await sessions.stop();
-    const cut = results.filter((r) => r.error !== null);
-    assert.equal(cut.length, lost, `sessions cut vs lostConnections: ${JSON.stringify(results)}`);
-    assert.ok(lost > 0 && lost < 16, `the 16 sessions were on both workers (lost ${lost})`);
-    // The survivors' access lines (written when stop() closed them) all come from worker 1.
-    const survivorLines = await ringlb.waitForAccessLines(16 - lost);
-    assert.deepEqual(workersOf(survivorLines), [1]);
+    // The dead worker's sockets were closed with it (the client sees a FIN or a reset); the others still echo.
+    const fates = await Promise.all(held.map((connection, index) => echoOrClosed(connection.socket, `after the crash ${index}`)));
+    const survivors = held.filter((_, index) => fates[index] === 'echoed');
+    assert.equal(fates.filter((fate) => fate === 'closed').length, lost, `closed vs lostConnections ${lost}: ${JSON.stringify(fates)}`);
+    assert.ok(lost > 0 && lost < 16, `the 16 connections were on both workers (lost ${lost})`);
+    let rows = await backendRows(admin, 'web');
+    assert.equal(sumActive(rows), survivors.length, `admin activeConnections after the crash: ${JSON.stringify([...rows.values()])}`);
+    assert.equal(backends.reduce((sum, backend) => sum + backend.open(), 0), survivors.length, "the backends' open connections");
+    await closeAll(survivors);
+    const survivorLines = await accessLinesOf(ringlb, survivors.map((h) => h.client));
+    assert.deepEqual(workersOf(survivorLines.values()), [1], 'every surviving connection was on worker 1');
 
     const fresh = await shortConnections(port, 40);
     const freshLines = await accessLinesOf(ringlb, fresh.map((c) => c.client));
@@ -475,10 +515,10 @@ describe('data plane on worker threads (workers: 2)', () => {
     for (const line of freshLines.values()) assert.equal(line.outcome, 'ok', JSON.stringify(line));
 
     // Shared counts: nothing of the dead worker's connections is left; hold some and count them.
-    const held = await holdInSequence(t, port, 6);
-    const rows = await backendRows(admin, 'web');
-    assert.equal([...rows.values()].reduce((sum, row) => sum + row.activeConnections, 0), 6, JSON.stringify([...rows.values()]));
-    await closeAll(held);
+    const again = await holdInSequence(t, port, 6);
+    rows = await backendRows(admin, 'web');
+    assert.equal(sumActive(rows), 6, JSON.stringify([...rows.values()]));
+    await closeAll(again);
   });
 
   workersTest('20 reloads under load (weights, policy, membership, maxConnections, a rebound and a removed listener): 0 dropped, 0 failed', async (t) => {
