@@ -532,12 +532,14 @@ describe('data plane on worker threads (workers: 2)', () => {
       else if (step < 14) listeners.push({ name: 'side', bind: `127.0.0.1:${movedTo}`, pool: 'web' });
       return {
         drainTimeoutMs: 60_000,
+        admin: { bind: '127.0.0.1:0' },
         listeners,
         pools: [{ name: 'web', balance: step % 4 < 2 ? 'round_robin' : 'least_connections', backends: backendsOf(members, weights) }],
       };
     };
     const cli = await startCli(t, configAt(0), ['web', 'side']);
     const { ringlb, ports } = cli;
+    const admin = await startAdmin(t, ringlb);
     const web = ports.get('web')!;
     const sessions: EchoSessions = await startEchoSessions([web, ports.get('side')!], 30, 50, 4000);
     t.after(() => sessions.destroy());
@@ -555,7 +557,12 @@ describe('data plane on worker threads (workers: 2)', () => {
     }
     assert.equal(await connectError({ port: movedTo }), 'ECONNREFUSED', 'the removed listener no longer accepts');
     loop.stop();
-    const [results, clients] = await Promise.all([sessions.stop(), loop.done]);
+    const clients = await loop.done;
+    // Every count taken by a connection through 20 rebuilds, removals and re-adds was given back to its slot.
+    await ringlb.waitForAccessLines(clients.connections.length);
+    const rows = await backendRows(admin, 'web');
+    assert.equal(sumActive(rows), 30, `admin activeConnections with the 30 sessions open: ${JSON.stringify([...rows.values()])}`);
+    const results = await sessions.stop();
     assert.deepEqual(results.filter((r) => r.error !== null), [], 'established sessions dropped');
     assert.ok(results.every((r) => r.pings >= 2), JSON.stringify(results.map((r) => r.pings)));
     assert.deepEqual(clients.connections.filter((c) => c.error !== null), [], 'new connections failed');
