@@ -436,7 +436,9 @@ describe('data plane on worker threads (workers: 2)', () => {
             name: 'web',
             retries: 0,
             backends: [{ id: 'x', address: `127.0.0.1:${refusing}` }],
-            outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 200, maxEjectionMs: 200, maxEjectionPercent: 100 },
+            // Long enough that the admin read below falls inside the ejection on a loaded machine; a round
+            // that proves nothing waits it out.
+            outlierDetection: { consecutiveFailures: 3, baseEjectionMs: 1500, maxEjectionMs: 1500, maxEjectionPercent: 100 },
           },
         ],
       },
@@ -464,7 +466,7 @@ describe('data plane on worker threads (workers: 2)', () => {
       const rows = await backendRows(admin, 'web');
       assert.ok(rows.get('x')!.health.flags.includes('ejected_outlier'), JSON.stringify(rows.get('x')));
       proven = new Set(failedIn).size === WORKERS;
-      if (!proven) await ringlb.waitForLine((l) => l.msg === 'backend ejection ended' && l.id === 'x', 5000, 'ejection ended', from);
+      if (!proven) await ringlb.waitForLine((l) => l.msg === 'backend ejection ended' && l.id === 'x', 10_000, 'ejection ended', from);
     }
     assert.ok(proven, 'in 6 rounds, no ejection came from failures in both workers');
   });
