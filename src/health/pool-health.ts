@@ -162,6 +162,8 @@ export class PoolHealth {
   #wentDown = 0;
   #cameUp = 0;
   #connectFailures = 0;
+  /** Pool lines (#pushAll) held back while a flip is published ahead of its own line; null when not holding. */
+  #heldLines: Array<() => void> | null = null;
 
   constructor(options: PoolHealthOptions) {
     this.#config = options.config;
@@ -440,10 +442,14 @@ export class PoolHealth {
       this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, false, true);
     } else {
       this.#wentDown += 1;
-      this.#logger.warn(fields, 'backend down');
-      // Failed first, then not pending: never a moment with neither bit (that would look eligible).
-      this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, true, true);
-      this.#setFlag(entry, HealthFlag.PENDING_FIRST_CHECK, false, true);
+      this.#flipThenAnnounce(
+        () => {
+          // Failed first, then not pending: never a moment with neither bit (that would look eligible).
+          this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, true, true);
+          this.#setFlag(entry, HealthFlag.PENDING_FIRST_CHECK, false, true);
+        },
+        () => this.#logger.warn(fields, 'backend down'),
+      );
     }
     this.#notifySettled();
   }
@@ -452,11 +458,41 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry === undefined) return;
     this.#ejections += 1;
-    this.#logger.warn(
-      { backend: entry.address, id: entry.id, cause: 'outlier', failures, ejectionMs: durationMs, ejections: count },
-      'backend ejected',
+    this.#flipThenAnnounce(
+      () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true),
+      () =>
+        this.#logger.warn(
+          { backend: entry.address, id: entry.id, cause: 'outlier', failures, ejectionMs: durationMs, ejections: count },
+          'backend ejected',
+        ),
     );
-    this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true);
+  }
+
+  /**
+   * Publishes a flip that takes a backend out, then writes the line announcing it, then the pool
+   * lines the flip caused (panic, outage): the same lines in the same order as before, but none
+   * ahead of the flip. With data-plane worker threads the flip is a shared-memory write that the
+   * workers read at their next pick, and another process reads our lines: "backend down" written
+   * before the write let a client that reacted to it reach a worker still routing to the backend
+   * (seen under load as a connection with attempts 2; test/e2e-workers.test.ts). A backend coming
+   * back is announced as before: a line ahead of its flip only delays its first connections.
+   */
+  #flipThenAnnounce(flip: () => void, announce: () => void): void {
+    const held: Array<() => void> = [];
+    this.#heldLines = held;
+    try {
+      flip();
+    } finally {
+      this.#heldLines = null;
+    }
+    announce();
+    for (const write of held) write();
+  }
+
+  /** A pool line of #pushAll: written now, or after the announcing line when a flip holds it. */
+  #poolLine(write: () => void): void {
+    if (this.#heldLines === null) write();
+    else this.#heldLines.push(write);
   }
 
   #onEjectionEnded(slot: number, by: 'timer' | 'active_check'): void {
@@ -493,12 +529,14 @@ export class PoolHealth {
       const { healthy, base } = this.#panicShare();
       if (panic) {
         this.#panicsEntered += 1;
-        this.#logger.warn(
-          { eligible: healthy, of: base, panicThreshold: this.#config.panicThreshold },
-          'pool in panic: routing over every active backend, healthy or not',
+        this.#poolLine(() =>
+          this.#logger.warn(
+            { eligible: healthy, of: base, panicThreshold: this.#config.panicThreshold },
+            'pool in panic: routing over every active backend, healthy or not',
+          ),
         );
       } else {
-        this.#logger.info({ eligible: healthy, of: base, panicThreshold: this.#config.panicThreshold }, 'pool left panic');
+        this.#poolLine(() => this.#logger.info({ eligible: healthy, of: base, panicThreshold: this.#config.panicThreshold }, 'pool left panic'));
       }
     }
     let eligibleCount = 0;
@@ -515,23 +553,23 @@ export class PoolHealth {
     // connection fails for lack of a backend, so this line is the only sign every backend is down.
     if (healthyCount === 0 && pendingCount === 0 && this.#byId.size > 0 && !this.#outage && logTransitions) {
       this.#outage = true;
-      this.#logger.warn(
-        { backends: this.#byId.size, routable: eligibleCount, panic, flags: this.stats().flags },
-        'pool has no healthy backend',
-      );
+      const fields = { backends: this.#byId.size, routable: eligibleCount, panic, flags: this.stats().flags };
+      this.#poolLine(() => this.#logger.warn(fields, 'pool has no healthy backend'));
     } else if (healthyCount > 0 && this.#outage) {
       this.#outage = false;
-      this.#logger.info({ healthy: healthyCount, of: this.#byId.size }, 'pool has healthy backends again');
+      const fields = { healthy: healthyCount, of: this.#byId.size };
+      this.#poolLine(() => this.#logger.info(fields, 'pool has healthy backends again'));
     }
     // Once per transition, not per connection: the access log says `no_backend` for each client.
     // Backends pending their first check are not an outage (start-up warming, a backend just added):
     // the line waits until every pending backend has its first verdict.
     if (eligibleCount === 0 && pendingCount === 0 && !this.#noneEligibleWarned && logTransitions) {
       this.#noneEligibleWarned = true;
-      this.#logger.warn({ backends: this.#byId.size, flags: this.stats().flags }, 'pool has no routable backend: new connections fail');
+      const fields = { backends: this.#byId.size, flags: this.stats().flags };
+      this.#poolLine(() => this.#logger.warn(fields, 'pool has no routable backend: new connections fail'));
     } else if (eligibleCount > 0 && this.#noneEligibleWarned) {
       this.#noneEligibleWarned = false;
-      this.#logger.info({ routable: eligibleCount }, 'pool has routable backends again');
+      this.#poolLine(() => this.#logger.info({ routable: eligibleCount }, 'pool has routable backends again'));
     }
   }
 

@@ -48,8 +48,9 @@ export class RinglbProcess {
   stderr = '';
   readonly exited: Promise<ExitStatus>;
 
-  constructor(args: readonly string[]) {
-    this.child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `env` is added to this process's environment (e.g. RINGLB_TEST_HOOKS=1 for the fault hook). */
+  constructor(args: readonly string[], env: Readonly<Record<string, string>> = {}) {
+    this.child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout!.setEncoding('utf8');
     this.child.stdout!.on('data', (chunk: string) => this.log.write(chunk));
     this.child.stdout!.on('close', () => this.log.close(`ringlb's stdout closed (exit ${this.child.exitCode ?? this.child.signalCode ?? '?'})`));
@@ -138,8 +139,9 @@ export class RinglbProcess {
 export async function startRinglb(
   configFile: string,
   listeners: readonly string[],
+  env: Readonly<Record<string, string>> = {},
 ): Promise<{ ringlb: RinglbProcess; ports: Map<string, number> }> {
-  const ringlb = new RinglbProcess(['run', '--config', configFile]);
+  const ringlb = new RinglbProcess(['run', '--config', configFile], env);
   try {
     const ports = new Map<string, number>();
     for (const name of listeners) ports.set(name, await ringlb.listenerPort(name));
