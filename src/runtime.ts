@@ -424,8 +424,9 @@ export class Ringlb {
   }
 
   /** A removed listener: no new connections; open ones run until they end or drainTimeoutMs. */
-  #retireListener(listener: ListenerHandle, drainTimeoutMs: number): void {
-    listener.stopListening();
+  /** Resolves once the listener's sockets are closed (new connections are refused). */
+  #retireListener(listener: ListenerHandle, drainTimeoutMs: number): Promise<void> {
+    const closed = listener.close();
     this.#retiredListeners.add(listener);
     const timer = setTimeout(() => {
       const cut = listener.closeAllConnections();
@@ -436,6 +437,7 @@ export class Ringlb {
       clearTimeout(timer);
       this.#retiredListeners.delete(listener);
     });
+    return closed;
   }
 
   // --- reload ---------------------------------------------------------------------------------
@@ -551,14 +553,15 @@ export class Ringlb {
     }
 
     // Listeners: retire removed and rebound ones, add the new sockets, update the rest in place.
+    const retiring: Promise<void>[] = [];
     for (const listenerConfig of plan.listeners.removed) {
       const listener = this.#listeners.get(listenerConfig.name)!;
       this.#listeners.delete(listenerConfig.name);
-      this.#retireListener(listener, drainTimeoutMs);
+      retiring.push(this.#retireListener(listener, drainTimeoutMs));
     }
     for (const [name, fresh] of opened) {
       const old = this.#listeners.get(name);
-      if (old !== undefined) this.#retireListener(old, drainTimeoutMs);
+      if (old !== undefined) retiring.push(this.#retireListener(old, drainTimeoutMs));
       fresh.setPool(this.#pools.get(fresh.pool.name === '' ? '' : nextListener(next, name).pool)!);
       this.#listeners.set(name, fresh);
       this.#logger.info({ listener: name, pool: fresh.pool.name, address: fresh.address() }, 'listener ready');
@@ -588,6 +591,10 @@ export class Ringlb {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');
     }
+
+    // `config reloaded` means done: removed listeners refuse, and every worker runs the new config.
+    await Promise.all(retiring);
+    await this.#workers?.sync();
 
     const summary: ReloadSummary = {
       listenersAdded: plan.listeners.added.map((l) => l.name),

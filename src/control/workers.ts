@@ -114,6 +114,7 @@ export class WorkerSupervisor {
   }
 
   #publish(pool: BackendPool, state: SharedPoolState): void {
+    this.#sweepPools();
     let id = this.#poolIds.get(pool);
     if (id === undefined) {
       id = this.#nextId++;
@@ -124,6 +125,16 @@ export class WorkerSupervisor {
     for (const slot of this.#workers) if (slot.ready) slot.worker.postMessage(message);
   }
 
+  /** Pools stopped or removed whose last connection has ended are no longer anyone's concern. */
+  #sweepPools(): void {
+    for (const [id, entry] of this.#pools) {
+      if ((entry.forgotten || entry.pool.retired) && entry.pool.openConnections() === 0) {
+        this.#pools.delete(id);
+        this.#poolIds.delete(entry.pool);
+      }
+    }
+  }
+
   #forget(pool: BackendPool): void {
     const id = this.#poolIds.get(pool);
     if (id === undefined) return;
@@ -131,11 +142,7 @@ export class WorkerSupervisor {
     if (entry.forgotten) return;
     entry.forgotten = true;
     this.#broadcast({ type: 'forget-pool', poolId: id });
-    // Its last connections are gone from the counts once it is idle; keep it until then for replays.
-    if (pool.openConnections() === 0) {
-      this.#pools.delete(id);
-      this.#poolIds.delete(pool);
-    }
+    this.#sweepPools();
   }
 
   #poolId(pool: BackendPool): number {
@@ -258,6 +265,17 @@ export class WorkerSupervisor {
     return group;
   }
 
+  /**
+   * Resolves once every worker has applied everything sent to it before this call (a reload says
+   * `config reloaded` only when the data plane runs the new config). A worker that dies meanwhile
+   * is replaced with the current state, so it counts as applied.
+   */
+  async sync(): Promise<void> {
+    await Promise.all(
+      this.#workers.map((_, index) => this.#request(index, (requestId) => ({ type: 'sync', requestId })).catch(() => undefined)),
+    );
+  }
+
   // --- tests and diagnostics ------------------------------------------------------------------------
 
   /** The table of `pool` as worker `index` built it (tests compare it with the main thread's). */
@@ -310,6 +328,7 @@ export class WorkerSupervisor {
         return;
       case 'listening':
       case 'listen-failed':
+      case 'synced':
       case 'table': {
         const pending = this.#pending.get(message.requestId);
         if (pending === undefined) return;
@@ -354,7 +373,8 @@ export class WorkerSupervisor {
   #replay(index: number): void {
     const slot = this.#workers[index]!;
     for (const entry of this.#pools.values()) {
-      if (entry.forgotten) continue;
+      // A new worker holds no connection, so removed pools (draining elsewhere) mean nothing to it.
+      if (entry.forgotten || entry.pool.retired) continue;
       slot.worker.postMessage({ type: 'pool', poolId: entry.id, snapshot: entry.pool.snapshot(), state: entry.state.buffer } satisfies ToWorker);
     }
     const joins: Promise<void>[] = [];

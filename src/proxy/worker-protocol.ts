@@ -36,7 +36,9 @@ export type ToWorker =
   | { readonly type: 'listener-stop'; readonly listenerId: number }
   | { readonly type: 'listener-cut'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
-  | { readonly type: 'crash-for-test' };
+  | { readonly type: 'crash-for-test' }
+  /** Answered with `synced` once every message sent before it has been applied (messages keep their order). */
+  | { readonly type: 'sync'; readonly requestId: number };
 
 export interface FailureItem {
   readonly poolId: number;
@@ -52,4 +54,5 @@ export type FromWorker =
   | { readonly type: 'listen-failed'; readonly requestId: number; readonly error: string }
   | { readonly type: 'listener-closed'; readonly listenerId: number }
   | { readonly type: 'listener-idle'; readonly listenerId: number }
-  | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null };
+  | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null }
+  | { readonly type: 'synced'; readonly requestId: number };

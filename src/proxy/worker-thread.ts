@@ -47,17 +47,18 @@ function poolOf(poolId: number): PoolReplica {
   return pool;
 }
 
+/** Pools the main thread stopped or removed (retired) go once this worker holds none of their connections. */
 function dropIdlePools(): void {
-  for (const poolId of forgotten) {
-    const pool = pools.get(poolId);
-    if (pool !== undefined && pool.openConnections > 0) continue;
-    pool?.stop();
+  for (const [poolId, pool] of pools) {
+    if (!forgotten.has(poolId) && !pool.retired) continue;
+    if (pool.openConnections > 0) continue;
+    pool.stop();
     pools.delete(poolId);
-    if (pool !== undefined) poolIds.delete(pool);
+    poolIds.delete(pool);
     forgotten.delete(poolId);
   }
 }
-// Forgotten pools are rare (a removed pool, shutdown): a slow sweep is enough, and must not keep us alive.
+// Removed pools are rare (a reload, shutdown): a slow sweep is enough, and must not keep us alive.
 setInterval(dropIdlePools, 1000).unref();
 
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
@@ -132,6 +133,9 @@ function onMessage(message: ToWorker): void {
       send({ type: 'table', requestId: message.requestId, slots: table?.slots ?? null, positions: table?.positions ?? null });
       return;
     }
+    case 'sync':
+      send({ type: 'synced', requestId: message.requestId });
+      return;
     case 'crash-for-test':
       if (!start.testHooks) {
         logger.warn('crash-for-test ignored: RINGLB_TEST_HOOKS is not set');
