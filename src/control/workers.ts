@@ -65,6 +65,10 @@ interface ListenerGroup {
 
 type Pending = { resolve: (message: FromWorker) => void; reject: (error: Error) => void; worker: number };
 
+const CRASH_BURST = 5;
+const CRASH_WINDOW_MS = 10_000;
+const CRASH_BACKOFF_MS = 1000;
+
 /** dist/src/control → dist/src/proxy/worker-thread.js. */
 const WORKER_PATH = new URL('../proxy/worker-thread.js', import.meta.url);
 
@@ -79,6 +83,8 @@ export class WorkerSupervisor {
   readonly #listeners = new Map<number, ListenerGroup>();
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  /** Recent death times (performance.now) per worker index. */
+  readonly #deaths: number[][] = [];
   #stopping = false;
   /** Resolvers waiting for the next replacement worker to be ready (tests). */
   #replacedWaiters: Array<(index: number) => void> = [];
@@ -360,13 +366,27 @@ export class WorkerSupervisor {
     let lostConnections = 0;
     for (const entry of this.#pools.values()) entry.state.forgetWorker(index, entry.pool.capacity);
     for (const group of this.#listeners.values()) lostConnections += group.state.forgetWorker(index);
-    const replacement = this.#spawn(index);
-    this.#workers[index] = replacement;
-    const startedAt = performance.now();
-    void replacement.started.then(() => {
-      this.#replay(index);
-      this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - startedAt) }, 'data-plane worker replaced');
-    });
+    // A fault that kills every replacement at once must not become a busy respawn loop: after
+    // CRASH_BURST deaths within CRASH_WINDOW_MS, the next replacement waits CRASH_BACKOFF_MS.
+    const now = performance.now();
+    const recent = (this.#deaths[index] ?? []).filter((at) => now - at < CRASH_WINDOW_MS);
+    recent.push(now);
+    this.#deaths[index] = recent;
+    const delayMs = recent.length > CRASH_BURST ? CRASH_BACKOFF_MS : 0;
+    const replace = (): void => {
+      if (this.#stopping) return;
+      const replacement = this.#spawn(index);
+      this.#workers[index] = replacement;
+      void replacement.started.then(() => {
+        this.#replay(index);
+        this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - now) }, 'data-plane worker replaced');
+      });
+    };
+    if (delayMs === 0) replace();
+    else {
+      this.#logger.error({ worker: index, deaths: recent.length, windowMs: CRASH_WINDOW_MS, delayMs }, 'data-plane worker keeps dying: replacing it more slowly');
+      setTimeout(replace, delayMs).unref();
+    }
   }
 
   /** A new worker learns everything a live one knows: every pool, then every open listener. */
