@@ -123,11 +123,22 @@ function scheduleEndTurn(): void {
   setImmediate(nextEndTurn);
 }
 
+/**
+ * Pass a FIN on. When the socket's peer has already sent its own FIN and nothing waits in our write
+ * buffer, both directions are done and a close says the same as a shutdown followed by the close
+ * that comes anyway: one syscall less per connection (the second FIN of every connection that ends
+ * with both sides closing, e.g. HTTP `Connection: close`). Data already written still leaves first.
+ */
+function passFin(socket: Socket): void {
+  if (socket.readableEnded && socket.writableLength === 0 && !socket.destroyed) socket.destroy();
+  else socket.end();
+}
+
 function endSoon(socket: Socket): void {
   if (endsSinceReset < ENDS_PER_TURN && pendingEndsHead === pendingEnds.length) {
     endsSinceReset += 1;
     if (endsSinceReset >= RESET_AFTER) scheduleEndTurn();
-    socket.end();
+    passFin(socket);
     return;
   }
   pendingEnds.push(socket);
@@ -143,7 +154,7 @@ function nextEndTurn(): void {
     const socket = pendingEnds[pendingEndsHead]!;
     pendingEnds[pendingEndsHead] = undefined as unknown as Socket; // let a closed socket go
     pendingEndsHead += 1;
-    socket.end();
+    passFin(socket);
   }
   endsSinceReset = endsThisTurn;
   if (pendingEndsHead === pendingEnds.length) {
@@ -427,8 +438,11 @@ export class ProxyConnection implements SlotConnection {
       this.#timer = null;
     }
     if (this.#slot >= 0) this.#pool.release(this.#slot, this);
-    if (this.#logEnabled) this.#writeAccessLog();
+    // Counts first, line second: whoever reads the line (a client retrying against maxConnections,
+    // another worker thread) finds the connection's slot and its place under the limit free.
+    // Idle waiters run later (promise jobs), after the line is written.
     this.#context.connectionFinished(this);
+    if (this.#logEnabled) this.#writeAccessLog();
   }
 
   #writeAccessLog(): void {
