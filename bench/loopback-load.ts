@@ -230,6 +230,13 @@ export function processCpuMicros(pid: number): number {
   return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
 }
 
+/** The user part of `processCpuMicros` (utime only), in µs. */
+export function processUserMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) * 1_000_000) / CLOCK_TICKS_PER_SECOND;
+}
+
 /** `pid` and all its descendants (every thread's children, from /proc), parents first; [] if it is gone. */
 export function processTree(pid: number): number[] {
   const tree: number[] = [];
@@ -331,4 +338,42 @@ export function haproxyTcpConfig(listeners: Readonly<Record<string, readonly [nu
     lines.push(`listen ${name}`, `  bind 127.0.0.1:${listen}`, `  server ${name} 127.0.0.1:${backend}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The HTTP backend wrk talks to, in its own process: a 13-byte answer, keep-alive unless the client
+ * asked to close. `http.Server`'s default keepAliveTimeout (5 s) outlives a scenario.
+ */
+export const HTTP_BACKEND_SOURCE = `
+const http = require('node:http');
+const body = Buffer.from('hello, ringlb');
+const server = http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.end(body);
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ http: server.address().port }) + '\\n'));
+`;
+
+/** Stdout of `command`, failing the run on a non-zero exit or after `timeoutMs` (the child is killed). */
+export function runTool(command: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command} ${args.join(' ')} exceeded ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.slice(-500)}`));
+    });
+  });
 }

@@ -33,6 +33,8 @@ import {
   processTree,
   roundsFromArgs,
   haproxyTcpConfig,
+  HTTP_BACKEND_SOURCE,
+  runTool,
 } from './loopback-load.js';
 
 /** Seconds per scenario: long enough that a 10 ms clock tick is noise, short enough for ≤ 6 min. */
@@ -53,20 +55,6 @@ const TOOLS: ReadonlyArray<{ readonly path: string; readonly packages: readonly 
   { path: '/usr/bin/iperf3', packages: ['iperf3'] },
   { path: '/usr/bin/wrk', packages: ['wrk'] },
 ];
-
-/**
- * The HTTP backend wrk talks to, in its own process: a 13-byte answer, keep-alive unless the client
- * asked to close. `http.Server`'s default keepAliveTimeout (5 s) outlives a scenario.
- */
-const HTTP_BACKEND_SOURCE = `
-const http = require('node:http');
-const body = Buffer.from('hello, ringlb');
-const server = http.createServer((req, res) => {
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-  res.end(body);
-});
-server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ http: server.address().port }) + '\\n'));
-`;
 
 interface Ports {
   readonly iperf: number;
@@ -134,29 +122,6 @@ function treeCpuMicros(pid: number): number {
   return total;
 }
 
-/** Stdout of `command`, failing the run on a non-zero exit or after `timeoutMs` (the child is killed). */
-function runTool(command: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} exceeded ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.trim() || stdout.slice(-500)}`));
-    });
-  });
-}
 
 /** How long iperf() retries while the server still reports the previous test as running. */
 const IPERF_BUSY_RETRY_MS = 15_000;
