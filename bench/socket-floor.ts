@@ -54,8 +54,9 @@ function forward(from, to, arrayBuffer) {
   const c = from.conn;
   if (nread > 0) {
     const req = new WriteWrap();
-    req.handle = to; req.oncomplete = onWritten; req.async = false; req.source = null; req.conn = c;
-    const err = to.writeBuffer(req, Buffer.from(arrayBuffer, streamBaseState[kArrayBufferOffset], nread));
+    const chunk = Buffer.from(arrayBuffer, streamBaseState[kArrayBufferOffset], nread);
+    req.handle = to; req.oncomplete = onWritten; req.async = false; req.source = null; req.conn = c; req.buffer = chunk;
+    const err = to.writeBuffer(req, chunk);
     if (err !== 0) { closeBoth(c); return; }
     if (streamBaseState[kLastWriteWasAsync] === 1) { req.source = from; from.readStop(); }
     return;

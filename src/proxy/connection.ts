@@ -20,10 +20,10 @@
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
-import { connect, type Socket } from 'node:net';
 import type { ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { SlotConnection } from './slot-connections.js';
+import { connectUpstream, type ProxySocket } from './handle-socket.js';
 
 export type ConnectionOutcome =
   | 'ok'
@@ -48,7 +48,7 @@ export interface ConnectionPool {
   /** Extra attempts after the first one. */
   readonly retries: number;
   /** The client's key for hash policies (integers, never a string into WASM); 0 for the others. */
-  keyHashOf(client: Socket): number;
+  keyHashOf(client: ProxySocket): number;
   /** A slot for this attempt, never one of the first `triedCount` of `tried` while another is left; -1 when none. */
   pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number;
   /** An attempt to `slot` begins: counted, and linked for the slot's drain. */
@@ -112,7 +112,7 @@ const ENDS_PER_TURN = 256;
  * up to RESET_AFTER - 1 ends already counted, so its budget is ENDS_PER_TURN minus at most that.
  */
 const RESET_AFTER = 16;
-const pendingEnds: Socket[] = [];
+const pendingEnds: ProxySocket[] = [];
 let pendingEndsHead = 0;
 let endsSinceReset = 0;
 let endTurnScheduled = false;
@@ -129,12 +129,12 @@ function scheduleEndTurn(): void {
  * that comes anyway: one syscall less per connection (the second FIN of every connection that ends
  * with both sides closing, e.g. HTTP `Connection: close`). Data already written still leaves first.
  */
-function passFin(socket: Socket): void {
+function passFin(socket: ProxySocket): void {
   if (socket.readableEnded && socket.writableLength === 0 && !socket.destroyed) socket.destroy();
   else socket.end();
 }
 
-function endSoon(socket: Socket): void {
+function endSoon(socket: ProxySocket): void {
   if (endsSinceReset < ENDS_PER_TURN && pendingEndsHead === pendingEnds.length) {
     endsSinceReset += 1;
     if (endsSinceReset >= RESET_AFTER) scheduleEndTurn();
@@ -152,7 +152,7 @@ function nextEndTurn(): void {
   while (pendingEndsHead < pendingEnds.length && endsThisTurn < ENDS_PER_TURN) {
     endsThisTurn += 1;
     const socket = pendingEnds[pendingEndsHead]!;
-    pendingEnds[pendingEndsHead] = undefined as unknown as Socket; // let a closed socket go
+    pendingEnds[pendingEndsHead] = undefined as unknown as ProxySocket; // let a closed socket go
     pendingEndsHead += 1;
     passFin(socket);
   }
@@ -180,7 +180,7 @@ function isReset(error: NodeJS.ErrnoException): boolean {
  * 'close' — the connection would never finish. Our FIN has already told the peer we are done
  * sending; the close that follows is all there is left to say.
  */
-function resetOrDestroy(socket: Socket): void {
+function resetOrDestroy(socket: ProxySocket): void {
   if (socket.destroyed) return;
   if (socket.writableEnded) socket.destroy();
   else socket.resetAndDestroy();
@@ -200,11 +200,11 @@ export class ProxyConnection implements SlotConnection {
 
   readonly #context: ListenerContext;
   readonly #pool: ConnectionPool;
-  readonly #client: Socket;
+  readonly #client: ProxySocket;
   readonly #startedAt: number;
   readonly #logEnabled: boolean;
   readonly #keyHash: number;
-  #upstream: Socket | null = null;
+  #upstream: ProxySocket | null = null;
   #slot = -1;
   /** Slots already tried; allocated only when a first attempt fails (rare). */
   #tried: Int32Array | null = null;
@@ -225,7 +225,7 @@ export class ProxyConnection implements SlotConnection {
   #clientAddress: string | undefined;
   #clientPort: number | undefined;
 
-  constructor(context: ListenerContext, client: Socket) {
+  constructor(context: ListenerContext, client: ProxySocket) {
     this.#context = context;
     this.#pool = context.pool;
     this.#client = client;
@@ -273,13 +273,7 @@ export class ProxyConnection implements SlotConnection {
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
     // An IP literal (names are resolved off the hot path by the pool): net.connect makes no lookup.
-    const upstream = connect({
-      host: pool.hostOf(slot),
-      port: pool.portOf(slot),
-      family: pool.familyOf(slot),
-      allowHalfOpen: true,
-      noDelay: true,
-    });
+    const upstream = connectUpstream(pool.hostOf(slot), pool.portOf(slot), pool.familyOf(slot));
     this.#upstream = upstream;
     this.#openSockets += 1;
     if (this.#timer === null) this.#timer = setTimeout(this.#onConnectTimeout, pool.connectTimeoutMs);
@@ -472,7 +466,7 @@ export function formatPeer(address: string | undefined, port: number | undefined
 }
 
 /** Log line for a connection refused by the listener's limit; it never becomes a ProxyConnection. */
-export function logRejectedConnection(accessLog: Logger, client: Socket): void {
+export function logRejectedConnection(accessLog: Logger, client: ProxySocket): void {
   accessLog.info(
     {
       client: formatPeer(client.remoteAddress, client.remotePort),

@@ -11,6 +11,7 @@ import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
+import { HandleServer, type ProxySocket } from './handle-socket.js';
 
 export interface ListenerStats {
   readonly accepted: number;
@@ -59,7 +60,8 @@ export class Listener implements ListenerContext, ListenerHandle {
   readonly accessLog: Logger;
   #config: ListenerConfig;
   readonly #logger: Logger;
-  readonly #server: Server;
+  /** A handle server (IP-literal binds, handle-socket.ts) or `net.Server`; null until `listen()`. */
+  #server: Server | HandleServer | null = null;
   #maxConnections: number;
   #accepted = 0;
   #active = 0;
@@ -78,23 +80,33 @@ export class Listener implements ListenerContext, ListenerHandle {
     this.#maxConnections = config.maxConnections;
     this.#logger = logger;
     this.accessLog = logger.child({ pool: pool.name });
-    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
-    // Accept errors (EMFILE, ENFILE…) are reported on the server; they must never crash us.
-    this.#server.on('error', this.#onServerError);
   }
 
   /** Bind and listen. Resolves with the bound address (port 0 becomes the real port). */
   listen(): Promise<string> {
     const { host, port } = this.#config.bind;
+    const failed = (error: Error): Error => new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${error.message}`);
+    // Each worker's socket joins one reusePort group: the kernel spreads new connections over them.
+    const reusePort = this.#inWorker !== undefined;
+    if (HandleServer.canBind(host, reusePort)) {
+      const server = new HandleServer(this.#onConnection, this.#onServerError);
+      try {
+        server.listen(host, port, reusePort);
+      } catch (error) {
+        return Promise.reject(failed(error as Error));
+      }
+      this.#server = server;
+      return Promise.resolve(this.address());
+    }
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
+    this.#server = server;
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => {
-        reject(new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${error.message}`));
-      };
-      this.#server.once('error', onError);
-      // Each worker's socket joins one reusePort group: the kernel spreads new connections over them.
-      const options = this.#inWorker === undefined ? { host, port } : { host, port, reusePort: true };
-      this.#server.listen(options, () => {
-        this.#server.removeListener('error', onError);
+      const onError = (error: Error): void => reject(failed(error));
+      server.once('error', onError);
+      server.listen(reusePort ? { host, port, reusePort: true } : { host, port }, () => {
+        server.removeListener('error', onError);
+        // Accept errors (EMFILE, ENFILE…) are reported on the server; they must never crash us.
+        server.on('error', this.#onServerError);
         resolve(this.address());
       });
     });
@@ -102,7 +114,7 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** The bound `host:port` (IPv6 in brackets), or the configured one when not listening. */
   address(): string {
-    const info = this.#server.address() as AddressInfo | null;
+    const info = (this.#server?.address() ?? null) as AddressInfo | null;
     if (info === null) return this.#config.bind.text;
     return formatPeer(info.address, info.port);
   }
@@ -140,7 +152,7 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
   stopListening(): void {
-    if (this.#server.listening) this.#server.close();
+    if (this.#server?.listening === true) this.#server.close();
   }
 
   /**
@@ -154,7 +166,7 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** The bound port, or the configured one when not listening. */
   boundPort(): number {
-    const info = this.#server.address() as AddressInfo | null;
+    const info = (this.#server?.address() ?? null) as AddressInfo | null;
     return info?.port ?? this.#config.bind.port;
   }
 
@@ -191,7 +203,7 @@ export class Listener implements ListenerContext, ListenerHandle {
     }
   }
 
-  #onConnection = (client: Socket): void => {
+  #onConnection = (client: ProxySocket): void => {
     const inWorker = this.#inWorker;
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
@@ -211,7 +223,7 @@ export class Listener implements ListenerContext, ListenerHandle {
   #onServerError = (error: NodeJS.ErrnoException): void => {
     // A bind failure is reported once, by listen()'s rejection; only errors of a live listener
     // (accept failing with EMFILE/ENFILE when file descriptors run out) are logged here.
-    if (!this.#server.listening) return;
+    if (this.#server?.listening !== true) return;
     this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
   };
 }
