@@ -491,7 +491,8 @@ describe('data plane on worker threads (workers: 2)', () => {
     ringlb.child.kill('SIGUSR2');
     const crashed = await ringlb.waitForLine((l) => l.msg === 'data-plane worker crashed', 5000, 'worker crashed', from);
     assert.equal(crashed.worker, 0);
-    const err = crashed.err as { message: string; stack: string };
+    const err = crashed.err as { type: string; message: string; stack: string };
+    assert.equal(err.type, 'Error', JSON.stringify(err));
     assert.match(err.message, /injected fault in worker 0/);
     assert.match(err.stack, /injected fault in worker 0[^]*\n\s+at /);
     const replaced = await ringlb.waitForLine((l) => l.msg === 'data-plane worker replaced', 5000, 'worker replaced', from);

@@ -321,7 +321,9 @@ export class WorkerSupervisor {
       this.#onMessage(index, message);
     });
     worker.on('error', (error: Error) => {
-      this.#logger.error({ worker: index, err: { message: error.message, stack: error.stack } }, 'data-plane worker crashed');
+      // The Error itself, not a copy of its fields: pino's err serializer then names its type (a plain
+      // object was logged as type "Object").
+      this.#logger.error({ worker: index, err: error }, 'data-plane worker crashed');
     });
     worker.on('exit', (code) => this.#onExit(index, slot, code));
     return slot;
