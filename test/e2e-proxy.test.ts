@@ -44,7 +44,11 @@ function endingSeenBy(socket: Socket, timeoutMs = 10_000): Promise<PeerEnding> {
   });
 }
 
-describe('proxy data plane', () => {
+/**
+ * Every test below runs twice: on the default data path (libuv handles, src/proxy/handle-socket.ts)
+ * and on its fallback (`net.Socket`, RINGLB_DATA_PATH=net), which must behave the same.
+ */
+for (const dataPath of ['handles', 'net'] as const) describe(`proxy data plane (${dataPath})`, () => {
   const temp = new TempDir();
   let greeter: NamedBackend;
   let echo: NamedBackend;
@@ -123,7 +127,7 @@ describe('proxy data plane', () => {
       pools,
       log: { level: 'info' },
     };
-    const started = await startRinglb(temp.writeJson(config), config.listeners.map((l) => l.name));
+    const started = await startRinglb(temp.writeJson(config), config.listeners.map((l) => l.name), dataPath === 'net' ? { RINGLB_DATA_PATH: 'net' } : {});
     ringlb = started.ringlb;
     ports = started.ports;
   });

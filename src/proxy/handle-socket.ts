@@ -228,7 +228,8 @@ export class HandleSocket implements ProxySocket {
   #peerInfo(): { address?: string; port?: number } {
     if (this.#peer === null) {
       const out: { address?: string; port?: number } = {};
-      // Read while the handle is open; kept for after the close (the access-log line).
+      // Asked while the handle is open (the connection reads it at accept when it logs or hashes);
+      // kept for later. A syscall, so never asked for nothing.
       if (!this.#destroyed) this.#handle.getpeername(out);
       this.#peer = out;
     }
@@ -364,7 +365,6 @@ export class HandleSocket implements ProxySocket {
 
   destroy(): this {
     if (this.#destroyed) return this;
-    this.#peerInfo();
     this.#destroyed = true;
     this.#reading = false;
     this.#handle.onread = ignoreRead;
@@ -376,7 +376,6 @@ export class HandleSocket implements ProxySocket {
   resetAndDestroy(): this {
     if (this.#destroyed) return this;
     if (this.#writableEnded || this.#connecting) return this.destroy();
-    this.#peerInfo();
     this.#destroyed = true;
     this.#reading = false;
     this.#handle.onread = ignoreRead;
