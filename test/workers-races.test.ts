@@ -6,12 +6,15 @@
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { test, type TestContext } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { supportsReusePort } from '../src/config/workers.js';
+import type { FromWorker, ToWorker, WorkerStart } from '../src/proxy/worker-protocol.js';
 import { Ringlb } from '../src/runtime.js';
+import { SharedListenerState, SharedPoolState } from '../src/shared-state/pool-state.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
-import { whichBackend } from './helpers/clients.js';
+import { connectError, whichBackend } from './helpers/clients.js';
 import { LogCapture } from './helpers/log-capture.js';
 
 const MULTI = supportsReusePort();
@@ -89,4 +92,67 @@ workersTest('a slot reused by a new backend carries its own eligibility to every
   const names = await backendsOfConnections(port, 20);
   assert.deepEqual(new Set(names), new Set(['c']), `b is in maint: ${JSON.stringify(names)}`);
   assert.equal(b!.accepted(), 0);
+});
+
+// --- one worker thread driven through its protocol (worker-protocol.ts) --------------------------
+
+const WORKER_PATH = new URL('../src/proxy/worker-thread.js', import.meta.url);
+
+/** A real data-plane worker thread; terminated after the test. Messages it sent are kept in order. */
+function startWorker(t: TestContext, index: number, workers: number): { worker: Worker; next: (type: FromWorker['type']) => Promise<FromWorker> } {
+  const start: WorkerStart = { index, workers, logLevel: 'silent', testHooks: false };
+  const worker = new Worker(WORKER_PATH, { workerData: start });
+  t.after(() => worker.terminate());
+  const received: FromWorker[] = [];
+  const waiters: Array<() => void> = [];
+  worker.on('message', (message: FromWorker) => {
+    received.push(message);
+    for (const wake of waiters.splice(0)) wake();
+  });
+  /** The first not yet taken message of that type. */
+  const next = async (type: FromWorker['type']): Promise<FromWorker> => {
+    for (;;) {
+      const at = received.findIndex((message) => message.type === type);
+      if (at >= 0) return received.splice(at, 1)[0]!;
+      await new Promise<void>((resolve, reject) => {
+        waiters.push(resolve);
+        worker.once('exit', (code) => reject(new Error(`worker exited (${code}) before a '${type}' message`)));
+      });
+    }
+  };
+  return { worker, next };
+}
+
+test('a listener stopped while its socket is still opening closes that socket once it opens (no listener left accepting)', async (t) => {
+  // Defect: `listener-stop` found no listener while the worker's `listen` was still binding, was
+  // answered "closed" and "idle" at once, and the socket that opened a moment later stayed open for
+  // good, accepting connections of a removed listener. The supervisor sends exactly this order to a
+  // replacement worker that is joining a listener when a reload removes it.
+  const [a] = await startBackends(t, ['a']);
+  const config = configOf({ backends: [{ id: 'a', address: a!.address }] });
+  // The pool's snapshot and shared state as a main thread builds them (a one-thread runtime here).
+  const main = new Ringlb({ logger: new LogCapture().logger('silent') });
+  await main.start({ ...config, workers: 1, listeners: [] });
+  t.after(() => main.close());
+  const pool = main.pool('web')!;
+  const state = SharedPoolState.create(2);
+  const listenerState = SharedListenerState.create(2);
+
+  const { worker, next } = startWorker(t, 0, 2);
+  await next('ready');
+  const send = (message: ToWorker): void => worker.postMessage(message);
+  send({ type: 'pool', poolId: 1, snapshot: pool.snapshot(), state: state.buffer });
+  // One turn: the worker handles `listen` (binding starts) before `listener-stop`.
+  // A host name to bind: the bind waits for its lookup, so the stop surely arrives while it opens.
+  const byName = validateConfig({ listeners: [{ name: 'web', bind: 'localhost:0', pool: 'web' }], pools: [{ name: 'web', backends: [{ address: a!.address }] }] });
+  if (!byName.ok) assert.fail(JSON.stringify(byName.issues));
+  send({ type: 'listen', requestId: 2, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port: 0, state: listenerState.buffer });
+  send({ type: 'listener-stop', listenerId: 3 });
+
+  const listening = await next('listening');
+  assert.equal(listening.type, 'listening');
+  await next('listener-closed');
+  await next('listener-idle');
+  const port = (listening as Extract<FromWorker, { type: 'listening' }>).port;
+  assert.equal(await connectError({ host: 'localhost', port }), 'ECONNREFUSED', `port ${port} of a stopped listener still accepts`);
 });

@@ -61,20 +61,52 @@ function dropIdlePools(): void {
 // Removed pools are rare (a reload, shutdown): a slow sweep is enough, and must not keep us alive.
 setInterval(dropIdlePools, 1000).unref();
 
+/**
+ * Listeners whose socket is still opening (a host name to bind waits for its lookup). An update
+ * that arrives meanwhile applies to the listener at once; a stop waits here and is carried out
+ * once the socket opened, or a socket would open after its stop and accept for good.
+ */
+const opening = new Set<number>();
+const stopWhenOpen = new Set<number>();
+
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
   const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
     worker: start.index,
     shared: SharedListenerState.attach(message.state, start.workers),
   });
+  listeners.set(message.listenerId, listener);
+  opening.add(message.listenerId);
   try {
     await listener.listen();
   } catch (error) {
+    listeners.delete(message.listenerId);
+    opening.delete(message.listenerId);
     send({ type: 'listen-failed', requestId: message.requestId, error: error instanceof Error ? error.message : String(error) });
+    if (stopWhenOpen.delete(message.listenerId)) stopListener(message.listenerId);
     return;
   }
-  listeners.set(message.listenerId, listener);
+  opening.delete(message.listenerId);
   send({ type: 'listening', requestId: message.requestId, port: listener.boundPort() });
+  if (stopWhenOpen.delete(message.listenerId)) stopListener(message.listenerId);
+}
+
+function stopListener(listenerId: number): void {
+  const listener = listeners.get(listenerId);
+  if (listener === undefined) {
+    send({ type: 'listener-closed', listenerId });
+    send({ type: 'listener-idle', listenerId });
+    return;
+  }
+  if (opening.has(listenerId)) {
+    stopWhenOpen.add(listenerId);
+    return;
+  }
+  void listener.close().then(() => send({ type: 'listener-closed', listenerId }));
+  void listener.whenIdle().then(() => {
+    listeners.delete(listenerId);
+    send({ type: 'listener-idle', listenerId });
+  });
 }
 
 function onMessage(message: ToWorker): void {
@@ -111,20 +143,9 @@ function onMessage(message: ToWorker): void {
       listener.setPool(poolOf(message.poolId));
       return;
     }
-    case 'listener-stop': {
-      const listener = listeners.get(message.listenerId);
-      if (listener === undefined) {
-        send({ type: 'listener-closed', listenerId: message.listenerId });
-        send({ type: 'listener-idle', listenerId: message.listenerId });
-        return;
-      }
-      void listener.close().then(() => send({ type: 'listener-closed', listenerId: message.listenerId }));
-      void listener.whenIdle().then(() => {
-        listeners.delete(message.listenerId);
-        send({ type: 'listener-idle', listenerId: message.listenerId });
-      });
+    case 'listener-stop':
+      stopListener(message.listenerId);
       return;
-    }
     case 'listener-cut':
       listeners.get(message.listenerId)?.closeAllConnections();
       return;
