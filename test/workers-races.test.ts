@@ -156,3 +156,38 @@ test('a listener stopped while its socket is still opening closes that socket on
   const port = (listening as Extract<FromWorker, { type: 'listening' }>).port;
   assert.equal(await connectError({ host: 'localhost', port }), 'ECONNREFUSED', `port ${port} of a stopped listener still accepts`);
 });
+
+workersTest('a pool removed by a reload leaves no replica behind in any worker (10 reloads add and remove one)', async (t) => {
+  // Defect: a removed pool with no connection left was swept from the supervisor's table by the very
+  // publish that announced its retirement, and re-registered under a new id: the workers built a
+  // new replica for the new id and never heard that the old one was retired. One replica (with its
+  // own WASM balancer) leaked in every worker per removed pool.
+  const [a, b] = await startBackends(t, ['a', 'b']);
+  const configWith = (extra: boolean): RinglbConfig => {
+    const result = validateConfig({
+      workers: WORKERS,
+      log: { level: 'silent' },
+      listeners: [
+        { name: 'web', bind: '127.0.0.1:0', pool: 'web' },
+        ...(extra ? [{ name: 'extra', bind: '127.0.0.1:0', pool: 'extra' }] : []),
+      ],
+      pools: [
+        { name: 'web', balance: 'maglev', backends: [{ address: a!.address }] },
+        ...(extra ? [{ name: 'extra', balance: 'maglev', backends: [{ address: b!.address }] }] : []),
+      ],
+    });
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    return result.config;
+  };
+  const { ringlb, port } = await startInProcess(t, configWith(true));
+  for (let round = 0; round < 10; round += 1) {
+    const extra = round % 2 === 1;
+    const result = await ringlb.reload(configWith(extra));
+    assert.ok(result.ok, JSON.stringify(result));
+    const expected = { pools: extra ? 2 : 1, listeners: extra ? 2 : 1 };
+    for (let index = 0; index < WORKERS; index += 1) {
+      assert.deepEqual(await ringlb.workers!.census(index), expected, `round ${round}, worker ${index}`);
+    }
+  }
+  assert.equal(await whichBackend({ port }), 'a');
+});

@@ -120,15 +120,19 @@ export class WorkerSupervisor {
   }
 
   #publish(pool: BackendPool, state: SharedPoolState): void {
-    this.#sweepPools();
     let id = this.#poolIds.get(pool);
     if (id === undefined) {
+      // Retired after its entry was swept: no worker holds a replica of it any more.
+      if (pool.retired) return;
       id = this.#nextId++;
       this.#poolIds.set(pool, id);
       this.#pools.set(id, { id, pool, state, forgotten: false });
     }
     const message: ToWorker = { type: 'pool', poolId: id, snapshot: pool.snapshot(), state: state.buffer };
     for (const slot of this.#workers) if (slot.ready) slot.worker.postMessage(message);
+    // After sending: a pool retired with no connection left must reach the workers as retired
+    // under its own id (then they drop it) before it is swept here.
+    this.#sweepPools();
   }
 
   /** Pools stopped or removed whose last connection has ended are no longer anyone's concern. */
@@ -292,6 +296,13 @@ export class WorkerSupervisor {
     return { slots: reply.slots, positions: reply.positions };
   }
 
+  /** How many pool replicas and listeners worker `index` holds (tests: nothing leaks across reloads). */
+  async census(index: number): Promise<{ pools: number; listeners: number }> {
+    const reply = await this.#request(index, (requestId) => ({ type: 'census', requestId }));
+    if (reply.type !== 'census') throw new Error(`unexpected reply ${reply.type}`);
+    return { pools: reply.pools, listeners: reply.listeners };
+  }
+
   /** Test-only fault hook: worker `index` throws an uncaught exception (needs RINGLB_TEST_HOOKS=1). */
   crashForTest(index: number): Promise<number> {
     const replaced = new Promise<number>((resolve) => this.#replacedWaiters.push(resolve));
@@ -335,6 +346,7 @@ export class WorkerSupervisor {
       case 'listening':
       case 'listen-failed':
       case 'synced':
+      case 'census':
       case 'table': {
         const pending = this.#pending.get(message.requestId);
         if (pending === undefined) return;

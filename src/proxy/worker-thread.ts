@@ -118,6 +118,8 @@ function onMessage(message: ToWorker): void {
         const existing = pools.get(message.poolId);
         if (existing !== undefined) {
           existing.apply(message.snapshot);
+          // A removed pool none of our connections holds goes now, not at the next sweep.
+          if (existing.retired) dropIdlePools();
           return;
         }
         const state = SharedPoolState.attach(message.state, start.workers);
@@ -156,6 +158,9 @@ function onMessage(message: ToWorker): void {
     }
     case 'sync':
       send({ type: 'synced', requestId: message.requestId });
+      return;
+    case 'census':
+      send({ type: 'census', requestId: message.requestId, pools: pools.size, listeners: listeners.size });
       return;
     case 'crash-for-test':
       if (!start.testHooks) {
