@@ -186,15 +186,28 @@ export class WorkerSupervisor {
     return this.#group(listenerId).state;
   }
 
-  /** Opens one socket per worker on the listener's address; resolves with the bound port. */
+  /**
+   * Opens one socket per worker on the listener's address; resolves with the bound port. A worker
+   * being replaced (or dying meanwhile) is no failure: its replacement joins once ready, here or in
+   * `#replay`, whichever comes second.
+   */
   async listen(listenerId: number): Promise<number> {
     const group = this.#group(listenerId);
     group.port = await probePort(group.config.bind.host, group.config.bind.port);
     const opened: number[] = [];
+    const joined: (WorkerSlot | undefined)[] = [];
     try {
       for (let index = 0; index < this.#workers.length; index++) {
-        await this.#listenOn(index, group);
+        const slot = this.#workers[index]!;
+        if (!slot.ready) continue;
+        try {
+          await this.#listenOn(index, group);
+        } catch (error) {
+          if (slot.ready) throw error;
+          continue;
+        }
         opened.push(index);
+        joined[index] = slot;
       }
     } catch (error) {
       for (const index of opened) this.#post(index, { type: 'listener-stop', listenerId });
@@ -202,7 +215,19 @@ export class WorkerSupervisor {
       throw error;
     }
     group.listening = true;
+    // A replacement that became ready while the group was opening found it not listening yet.
+    for (let index = 0; index < this.#workers.length; index++) {
+      const slot = this.#workers[index]!;
+      if (slot.ready && joined[index] !== slot) void this.#join(index, group);
+    }
     return group.port;
+  }
+
+  /** A worker that was not there when the group opened takes its socket; a failure is logged. */
+  #join(index: number, group: ListenerGroup): Promise<void> {
+    return this.#listenOn(index, group).catch((error: unknown) => {
+      this.#logger.error({ worker: index, listener: group.config.name, err: error instanceof Error ? error.message : String(error) }, 'replacement worker cannot listen');
+    });
   }
 
   async #listenOn(index: number, group: ListenerGroup): Promise<void> {
@@ -369,6 +394,9 @@ export class WorkerSupervisor {
 
   #onExit(index: number, slot: WorkerSlot, code: number): void {
     if (this.#stopping || this.#workers[index] !== slot) return;
+    // Until its replacement is spawned (at once, or CRASH_BACKOFF_MS later) nothing may be sent to
+    // it: a request posted to a dead thread is never answered.
+    slot.ready = false;
     for (const [requestId, pending] of this.#pending) {
       if (pending.worker !== index) continue;
       this.#pending.delete(requestId);
@@ -419,11 +447,7 @@ export class WorkerSupervisor {
         continue;
       }
       if (!group.listening) continue;
-      joins.push(
-        this.#listenOn(index, group).catch((error: unknown) => {
-          this.#logger.error({ worker: index, listener: group.config.name, err: error instanceof Error ? error.message : String(error) }, 'replacement worker cannot listen');
-        }),
-      );
+      joins.push(this.#join(index, group));
     }
     void Promise.all(joins).then(() => {
       const waiters = this.#replacedWaiters;

@@ -70,6 +70,12 @@ const opening = new Set<number>();
 const stopWhenOpen = new Set<number>();
 
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
+  const held = listeners.get(message.listenerId);
+  if (held !== undefined && !opening.has(message.listenerId)) {
+    // Asked twice (a replacement joining while its group opened): one socket is enough.
+    send({ type: 'listening', requestId: message.requestId, port: held.boundPort() });
+    return;
+  }
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
   const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
     worker: start.index,
