@@ -66,12 +66,12 @@ async function backendsOfConnections(port: number, count: number): Promise<strin
   return names;
 }
 
-workersTest('a slot reused by a new backend carries its own eligibility to every worker, not the old owner\'s', async (t) => {
-  // Defect: the core makes a reused slot eligible again (resetSlot) when a worker applies the new
-  // set, but the replica's copy of the shared bits still said "ineligible" (the old owner's), so
-  // the main thread's "the new backend is ineligible too" looked like no change: the worker routed
-  // to a backend in maint.
-  const [a, b, c] = await startBackends(t, ['a', 'b', 'c']);
+workersTest("a slot reused by a new backend carries the new backend's eligibility to every worker, not the old one's", async (t) => {
+  // Defect: the core makes a reused slot eligible again (resetSlot) in every thread, but neither
+  // the shared bits nor a worker's copy of them followed: after an ineligible backend's slot went
+  // to a backend in maint, the main thread's "ineligible" looked like no change to the workers,
+  // which routed to it; and a worker that re-read the stale shared bit would shun a healthy one.
+  const [a, b, c, d] = await startBackends(t, ['a', 'b', 'c', 'd']);
   const { ringlb, port } = await startInProcess(
     t,
     configOf({ backends: [{ id: 'a', address: a!.address, state: 'maint' }, { id: 'c', address: c!.address }] }),
@@ -81,18 +81,30 @@ workersTest('a slot reused by a new backend carries its own eligibility to every
   // Every worker picks (and so copies a's "ineligible" bit) at least once: 20 new source ports.
   assert.deepEqual(new Set(await backendsOfConnections(port, 20)), new Set(['c']));
 
-  let result = await ringlb.reload(configOf({ backends: [{ id: 'c', address: c!.address }] }));
-  assert.ok(result.ok, JSON.stringify(result));
-  // The removed backend's slot is held for a fixed time (no connection counts on it then).
-  await delay(SLOT_REUSE_DELAY_MS + 200);
-  result = await ringlb.reload(configOf({ backends: [{ id: 'b', address: b!.address, state: 'maint' }, { id: 'c', address: c!.address }] }));
-  assert.ok(result.ok, JSON.stringify(result));
+  /** Removes the backend in the slot, waits out the slot's hold, and gives the slot to `next`. */
+  const replaceInSlot = async (next: object): Promise<void> => {
+    let result = await ringlb.reload(configOf({ backends: [{ id: 'c', address: c!.address }] }));
+    assert.ok(result.ok, JSON.stringify(result));
+    // The removed backend's slot is held for a fixed time (no connection counts on it then).
+    await delay(SLOT_REUSE_DELAY_MS + 200);
+    result = await ringlb.reload(configOf({ backends: [next, { id: 'c', address: c!.address }] }));
+    assert.ok(result.ok, JSON.stringify(result));
+  };
+
+  await replaceInSlot({ id: 'b', address: b!.address, state: 'maint' });
   assert.equal(pool.slotOf('b'), slotOfA, 'b took the slot a left (the scenario needs the reuse)');
   assert.equal(pool.isRoutable(slotOfA), false);
-
-  const names = await backendsOfConnections(port, 20);
+  let names = await backendsOfConnections(port, 20);
   assert.deepEqual(new Set(names), new Set(['c']), `b is in maint: ${JSON.stringify(names)}`);
   assert.equal(b!.accepted(), 0);
+
+  await replaceInSlot({ id: 'd', address: d!.address });
+  assert.equal(pool.slotOf('d'), slotOfA, 'd took the slot b left');
+  assert.equal(pool.isRoutable(slotOfA), true);
+  // Round robin over c and d in each worker: d gets 9 to 11 of 20.
+  names = await backendsOfConnections(port, 20);
+  const toD = names.filter((name) => name === 'd').length;
+  assert.ok(toD >= 9 && toD <= 11, `d is active: ${JSON.stringify(names)}`);
 });
 
 // --- one worker thread driven through its protocol (worker-protocol.ts) --------------------------
