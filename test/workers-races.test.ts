@@ -170,6 +170,36 @@ test('a listener stopped while its socket is still opening closes that socket on
   assert.equal(await connectError({ host: 'localhost', port }), 'ECONNREFUSED', `port ${port} of a stopped listener still accepts`);
 });
 
+test('a worker asked twice to listen while its socket opens keeps one socket (a replacement joining a group that opens)', async (t) => {
+  const [a] = await startBackends(t, ['a']);
+  const config = configOf({ backends: [{ id: 'a', address: a!.address }] });
+  const main = new Ringlb({ logger: new LogCapture().logger('silent') });
+  await main.start({ ...config, workers: 1, listeners: [] });
+  t.after(() => main.close());
+  const listenerState = SharedListenerState.create(2);
+  const byName = validateConfig({ listeners: [{ name: 'web', bind: 'localhost:0', pool: 'web' }], pools: [{ name: 'web', backends: [{ address: a!.address }] }] });
+  if (!byName.ok) assert.fail(JSON.stringify(byName.issues));
+
+  const { worker, next } = startWorker(t, 0, 2);
+  await next('ready');
+  const send = (message: ToWorker): void => worker.postMessage(message);
+  send({ type: 'pool', poolId: 1, snapshot: main.pool('web')!.snapshot(), state: SharedPoolState.create(2).buffer });
+  const listen = (requestId: number, port: number): ToWorker => ({ type: 'listen', requestId, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port, state: listenerState.buffer });
+  send(listen(2, 0));
+  send(listen(4, 0));
+  const first = (await next('listening')) as Extract<FromWorker, { type: 'listening' }>;
+  const second = (await next('listening')) as Extract<FromWorker, { type: 'listening' }>;
+  assert.deepEqual([first.requestId, second.requestId].sort(), [2, 4]);
+  assert.equal(second.port, first.port, 'one socket, one port');
+  send({ type: 'census', requestId: 5 });
+  const census = (await next('census')) as Extract<FromWorker, { type: 'census' }>;
+  assert.equal(census.listeners, 1);
+  // Stopping it leaves nothing listening: no second socket stayed behind.
+  send({ type: 'listener-stop', listenerId: 3 });
+  await next('listener-closed');
+  assert.equal(await connectError({ host: 'localhost', port: first.port }), 'ECONNREFUSED');
+});
+
 workersTest('a pool removed by a reload leaves no replica behind in any worker (10 reloads add and remove one)', async (t) => {
   // Defect: a removed pool with no connection left was swept from the supervisor's table by the very
   // publish that announced its retirement, and re-registered under a new id: the workers built a

@@ -66,13 +66,15 @@ setInterval(dropIdlePools, 1000).unref();
  * that arrives meanwhile applies to the listener at once; a stop waits here and is carried out
  * once the socket opened, or a socket would open after its stop and accept for good.
  */
-const opening = new Set<number>();
+const opening = new Map<number, Promise<unknown>>();
 const stopWhenOpen = new Set<number>();
 
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
+  // Asked twice (a replacement joining while its group opened): one socket is enough.
+  const pending = opening.get(message.listenerId);
+  if (pending !== undefined) await pending;
   const held = listeners.get(message.listenerId);
-  if (held !== undefined && !opening.has(message.listenerId)) {
-    // Asked twice (a replacement joining while its group opened): one socket is enough.
+  if (held !== undefined) {
     send({ type: 'listening', requestId: message.requestId, port: held.boundPort() });
     return;
   }
@@ -82,9 +84,10 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     shared: SharedListenerState.attach(message.state, start.workers),
   });
   listeners.set(message.listenerId, listener);
-  opening.add(message.listenerId);
+  const opened = listener.listen();
+  opening.set(message.listenerId, opened.catch(() => undefined));
   try {
-    await listener.listen();
+    await opened;
   } catch (error) {
     listeners.delete(message.listenerId);
     opening.delete(message.listenerId);
