@@ -12,6 +12,7 @@ import type { RinglbConfig } from '../src/config/types.js';
 import { supportsReusePort } from '../src/config/workers.js';
 import type { FromWorker, ToWorker, WorkerStart } from '../src/proxy/worker-protocol.js';
 import { Ringlb } from '../src/runtime.js';
+import { WorkerSupervisor } from '../src/control/workers.js';
 import { SharedListenerState, SharedPoolState } from '../src/shared-state/pool-state.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { connectError, whichBackend } from './helpers/clients.js';
@@ -272,4 +273,20 @@ workersTest('a reload while a worker that keeps dying waits for its replacement 
   assert.equal(await replaced, 1);
   assert.deepEqual(await ringlb.workers!.census(1), { pools: 2, listeners: 2 }, 'the replacement joined both listeners');
   assert.deepEqual(await ringlb.workers!.census(0), { pools: 2, listeners: 2 });
+});
+
+test('a worker that dies before it is ready fails the start instead of leaving it waiting for good', { timeout: 30_000 }, async () => {
+  // Defect: start() waited for the first workers' `ready`; one that died first (a fault at load)
+  // was replaced, but start() still waited for the dead one: ringlb hung at start-up, replacing
+  // the worker once a second and never saying it could not start.
+  const capture = new LogCapture();
+  const supervisor = new WorkerSupervisor({
+    count: 2,
+    logLevel: 'silent',
+    logger: capture.logger('info'),
+    testHooks: false,
+    workerUrl: new URL(`data:text/javascript,${encodeURIComponent("throw new Error('fault at load');")}`),
+  });
+  await assert.rejects(supervisor.start(), /data-plane worker \d exited \(code 1\) before it was ready/);
+  assert.equal(capture.count('data-plane worker replaced'), 0);
 });

@@ -31,12 +31,14 @@ export interface WorkerSupervisorOptions {
   readonly logger: Logger;
   /** Honour the test-only fault hook (`crashForTest`). */
   readonly testHooks: boolean;
+  /** The worker's module; default dist/src/proxy/worker-thread.js (tests pass one that fails). */
+  readonly workerUrl?: URL;
 }
 
 interface WorkerSlot {
   worker: Worker;
   ready: boolean;
-  /** Resolves when the worker said `ready`. */
+  /** Resolves when the worker said `ready`; rejects when it exited before. */
   readonly started: Promise<void>;
 }
 
@@ -77,6 +79,7 @@ export class WorkerSupervisor {
   readonly #logLevel: LogLevel;
   readonly #logger: Logger;
   readonly #testHooks: boolean;
+  readonly #workerUrl: URL;
   readonly #workers: WorkerSlot[] = [];
   readonly #pools = new Map<number, PoolEntry>();
   readonly #poolIds = new Map<BackendPool, number>();
@@ -86,6 +89,8 @@ export class WorkerSupervisor {
   /** Recent death times (performance.now) per worker index. */
   readonly #deaths: number[][] = [];
   #stopping = false;
+  /** Every first worker was ready: from here on a worker that exits is replaced. */
+  #running = false;
   /** Resolvers waiting for the next replacement worker to be ready (tests). */
   #replacedWaiters: Array<(index: number) => void> = [];
 
@@ -94,12 +99,22 @@ export class WorkerSupervisor {
     this.#logLevel = options.logLevel;
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
+    this.#workerUrl = options.workerUrl ?? WORKER_PATH;
   }
 
-  /** Starts every worker; resolves when all are ready. */
+  /**
+   * Starts every worker; resolves when all are ready. A worker that exits before it is ready fails
+   * the start (and stops the others): what kills a new worker would kill each replacement too.
+   */
   async start(): Promise<void> {
     for (let index = 0; index < this.count; index++) this.#workers.push(this.#spawn(index));
-    await Promise.all(this.#workers.map((slot) => slot.started));
+    try {
+      await Promise.all(this.#workers.map((slot) => slot.started));
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    this.#running = true;
     this.#logger.info({ workers: this.count }, 'data-plane workers ready');
     if (readMigrateRequests() === '0') {
       this.#logger.info(
@@ -345,9 +360,16 @@ export class WorkerSupervisor {
 
   #spawn(index: number): WorkerSlot {
     const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, testHooks: this.#testHooks };
-    const worker = new Worker(WORKER_PATH, { workerData: start });
+    const worker = new Worker(this.#workerUrl, { workerData: start });
     let markReady!: () => void;
-    const slot: WorkerSlot = { worker, ready: false, started: new Promise<void>((resolve) => (markReady = resolve)) };
+    let markFailed!: (error: Error) => void;
+    const started = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      markFailed = reject;
+    });
+    // A replacement that dies before it is ready is handled by its own exit (one more death).
+    started.catch(() => undefined);
+    const slot: WorkerSlot = { worker, ready: false, started };
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'ready') {
         slot.ready = true;
@@ -359,7 +381,10 @@ export class WorkerSupervisor {
     worker.on('error', (error: Error) => {
       this.#logger.error({ worker: index, err: { message: error.message, stack: error.stack } }, 'data-plane worker crashed');
     });
-    worker.on('exit', (code) => this.#onExit(index, slot, code));
+    worker.on('exit', (code) => {
+      if (!slot.ready) markFailed(new Error(`data-plane worker ${index} exited (code ${code}) before it was ready`));
+      this.#onExit(index, slot, code);
+    });
     return slot;
   }
 
@@ -393,7 +418,7 @@ export class WorkerSupervisor {
   }
 
   #onExit(index: number, slot: WorkerSlot, code: number): void {
-    if (this.#stopping || this.#workers[index] !== slot) return;
+    if (this.#stopping || !this.#running || this.#workers[index] !== slot) return;
     // Until its replacement is spawned (at once, or CRASH_BACKOFF_MS later) nothing may be sent to
     // it: a request posted to a dead thread is never answered.
     slot.ready = false;
@@ -417,10 +442,14 @@ export class WorkerSupervisor {
       if (this.#stopping) return;
       const replacement = this.#spawn(index);
       this.#workers[index] = replacement;
-      void replacement.started.then(() => {
-        this.#replay(index);
-        this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - now) }, 'data-plane worker replaced');
-      });
+      void replacement.started.then(
+        () => {
+          this.#replay(index);
+          this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - now) }, 'data-plane worker replaced');
+        },
+        // Died before it was ready: its own exit replaces it in turn.
+        () => undefined,
+      );
     };
     if (delayMs === 0) replace();
     else {
