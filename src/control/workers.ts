@@ -31,12 +31,14 @@ export interface WorkerSupervisorOptions {
   readonly logger: Logger;
   /** Honour the test-only fault hook (`crashForTest`). */
   readonly testHooks: boolean;
+  /** The worker's module; default dist/src/proxy/worker-thread.js (tests pass one that fails). */
+  readonly workerUrl?: URL;
 }
 
 interface WorkerSlot {
   worker: Worker;
   ready: boolean;
-  /** Resolves when the worker said `ready`. */
+  /** Resolves when the worker said `ready`; rejects when it exited before. */
   readonly started: Promise<void>;
 }
 
@@ -77,6 +79,7 @@ export class WorkerSupervisor {
   readonly #logLevel: LogLevel;
   readonly #logger: Logger;
   readonly #testHooks: boolean;
+  readonly #workerUrl: URL;
   readonly #workers: WorkerSlot[] = [];
   readonly #pools = new Map<number, PoolEntry>();
   readonly #poolIds = new Map<BackendPool, number>();
@@ -86,6 +89,8 @@ export class WorkerSupervisor {
   /** Recent death times (performance.now) per worker index. */
   readonly #deaths: number[][] = [];
   #stopping = false;
+  /** Every first worker was ready: from here on a worker that exits is replaced. */
+  #running = false;
   /** Resolvers waiting for the next replacement worker to be ready (tests). */
   #replacedWaiters: Array<(index: number) => void> = [];
 
@@ -94,12 +99,22 @@ export class WorkerSupervisor {
     this.#logLevel = options.logLevel;
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
+    this.#workerUrl = options.workerUrl ?? WORKER_PATH;
   }
 
-  /** Starts every worker; resolves when all are ready. */
+  /**
+   * Starts every worker; resolves when all are ready. A worker that exits before it is ready fails
+   * the start (and stops the others): what kills a new worker would kill each replacement too.
+   */
   async start(): Promise<void> {
     for (let index = 0; index < this.count; index++) this.#workers.push(this.#spawn(index));
-    await Promise.all(this.#workers.map((slot) => slot.started));
+    try {
+      await Promise.all(this.#workers.map((slot) => slot.started));
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+    this.#running = true;
     this.#logger.info({ workers: this.count }, 'data-plane workers ready');
     if (readMigrateRequests() === '0') {
       this.#logger.info(
@@ -120,15 +135,19 @@ export class WorkerSupervisor {
   }
 
   #publish(pool: BackendPool, state: SharedPoolState): void {
-    this.#sweepPools();
     let id = this.#poolIds.get(pool);
     if (id === undefined) {
+      // Retired after its entry was swept: no worker holds a replica of it any more.
+      if (pool.retired) return;
       id = this.#nextId++;
       this.#poolIds.set(pool, id);
       this.#pools.set(id, { id, pool, state, forgotten: false });
     }
     const message: ToWorker = { type: 'pool', poolId: id, snapshot: pool.snapshot(), state: state.buffer };
     for (const slot of this.#workers) if (slot.ready) slot.worker.postMessage(message);
+    // After sending: a pool retired with no connection left must reach the workers as retired
+    // under its own id (then they drop it) before it is swept here.
+    this.#sweepPools();
   }
 
   /** Pools stopped or removed whose last connection has ended are no longer anyone's concern. */
@@ -182,15 +201,28 @@ export class WorkerSupervisor {
     return this.#group(listenerId).state;
   }
 
-  /** Opens one socket per worker on the listener's address; resolves with the bound port. */
+  /**
+   * Opens one socket per worker on the listener's address; resolves with the bound port. A worker
+   * being replaced (or dying meanwhile) is no failure: its replacement joins once ready, here or in
+   * `#replay`, whichever comes second.
+   */
   async listen(listenerId: number): Promise<number> {
     const group = this.#group(listenerId);
     group.port = await probePort(group.config.bind.host, group.config.bind.port);
     const opened: number[] = [];
+    const joined: (WorkerSlot | undefined)[] = [];
     try {
       for (let index = 0; index < this.#workers.length; index++) {
-        await this.#listenOn(index, group);
+        const slot = this.#workers[index]!;
+        if (!slot.ready) continue;
+        try {
+          await this.#listenOn(index, group);
+        } catch (error) {
+          if (slot.ready) throw error;
+          continue;
+        }
         opened.push(index);
+        joined[index] = slot;
       }
     } catch (error) {
       for (const index of opened) this.#post(index, { type: 'listener-stop', listenerId });
@@ -198,7 +230,19 @@ export class WorkerSupervisor {
       throw error;
     }
     group.listening = true;
+    // A replacement that became ready while the group was opening found it not listening yet.
+    for (let index = 0; index < this.#workers.length; index++) {
+      const slot = this.#workers[index]!;
+      if (slot.ready && joined[index] !== slot) void this.#join(index, group);
+    }
     return group.port;
+  }
+
+  /** A worker that was not there when the group opened takes its socket; a failure is logged. */
+  #join(index: number, group: ListenerGroup): Promise<void> {
+    return this.#listenOn(index, group).catch((error: unknown) => {
+      this.#logger.error({ worker: index, listener: group.config.name, err: error instanceof Error ? error.message : String(error) }, 'replacement worker cannot listen');
+    });
   }
 
   async #listenOn(index: number, group: ListenerGroup): Promise<void> {
@@ -292,6 +336,13 @@ export class WorkerSupervisor {
     return { slots: reply.slots, positions: reply.positions };
   }
 
+  /** How many pool replicas and listeners worker `index` holds (tests: nothing leaks across reloads). */
+  async census(index: number): Promise<{ pools: number; listeners: number }> {
+    const reply = await this.#request(index, (requestId) => ({ type: 'census', requestId }));
+    if (reply.type !== 'census') throw new Error(`unexpected reply ${reply.type}`);
+    return { pools: reply.pools, listeners: reply.listeners };
+  }
+
   /** Test-only fault hook: worker `index` throws an uncaught exception (needs RINGLB_TEST_HOOKS=1). */
   crashForTest(index: number): Promise<number> {
     const replaced = new Promise<number>((resolve) => this.#replacedWaiters.push(resolve));
@@ -309,9 +360,16 @@ export class WorkerSupervisor {
 
   #spawn(index: number): WorkerSlot {
     const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, testHooks: this.#testHooks };
-    const worker = new Worker(WORKER_PATH, { workerData: start });
+    const worker = new Worker(this.#workerUrl, { workerData: start });
     let markReady!: () => void;
-    const slot: WorkerSlot = { worker, ready: false, started: new Promise<void>((resolve) => (markReady = resolve)) };
+    let markFailed!: (error: Error) => void;
+    const started = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      markFailed = reject;
+    });
+    // A replacement that dies before it is ready is handled by its own exit (one more death).
+    started.catch(() => undefined);
+    const slot: WorkerSlot = { worker, ready: false, started };
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'ready') {
         slot.ready = true;
@@ -325,7 +383,10 @@ export class WorkerSupervisor {
       // object was logged as type "Object").
       this.#logger.error({ worker: index, err: error }, 'data-plane worker crashed');
     });
-    worker.on('exit', (code) => this.#onExit(index, slot, code));
+    worker.on('exit', (code) => {
+      if (!slot.ready) markFailed(new Error(`data-plane worker ${index} exited (code ${code}) before it was ready`));
+      this.#onExit(index, slot, code);
+    });
     return slot;
   }
 
@@ -337,6 +398,7 @@ export class WorkerSupervisor {
       case 'listening':
       case 'listen-failed':
       case 'synced':
+      case 'census':
       case 'table': {
         const pending = this.#pending.get(message.requestId);
         if (pending === undefined) return;
@@ -358,7 +420,10 @@ export class WorkerSupervisor {
   }
 
   #onExit(index: number, slot: WorkerSlot, code: number): void {
-    if (this.#stopping || this.#workers[index] !== slot) return;
+    if (this.#stopping || !this.#running || this.#workers[index] !== slot) return;
+    // Until its replacement is spawned (at once, or CRASH_BACKOFF_MS later) nothing may be sent to
+    // it: a request posted to a dead thread is never answered.
+    slot.ready = false;
     for (const [requestId, pending] of this.#pending) {
       if (pending.worker !== index) continue;
       this.#pending.delete(requestId);
@@ -379,10 +444,14 @@ export class WorkerSupervisor {
       if (this.#stopping) return;
       const replacement = this.#spawn(index);
       this.#workers[index] = replacement;
-      void replacement.started.then(() => {
-        this.#replay(index);
-        this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - now) }, 'data-plane worker replaced');
-      });
+      void replacement.started.then(
+        () => {
+          this.#replay(index);
+          this.#logger.warn({ worker: index, code, lostConnections, replacedInMs: Math.round(performance.now() - now) }, 'data-plane worker replaced');
+        },
+        // Died before it was ready: its own exit replaces it in turn.
+        () => undefined,
+      );
     };
     if (delayMs === 0) replace();
     else {
@@ -409,11 +478,7 @@ export class WorkerSupervisor {
         continue;
       }
       if (!group.listening) continue;
-      joins.push(
-        this.#listenOn(index, group).catch((error: unknown) => {
-          this.#logger.error({ worker: index, listener: group.config.name, err: error instanceof Error ? error.message : String(error) }, 'replacement worker cannot listen');
-        }),
-      );
+      joins.push(this.#join(index, group));
     }
     void Promise.all(joins).then(() => {
       const waiters = this.#replacedWaiters;

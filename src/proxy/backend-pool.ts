@@ -338,6 +338,11 @@ export class BackendPool {
     this.#backends = backends;
     // New names resolve now, off the hot path; until a name's first answer its slot connects by name.
     this.#resolving = this.#resolver.track(backends.map((backend) => backend.address.host));
+    if (this.#sharing !== undefined) {
+      // A slot given to another backend starts over in shared memory as it did in the balancer
+      // (eligible, full scale, no spill), before health writes what differs from that for the new one.
+      for (const backend of backends) if (!previousSlots.has(backend.id)) this.#sharing.state.resetSlot(report.slots.get(backend.id)!);
+    }
     this.#health.setBackends(backends.map((backend) => ({ slot: report.slots.get(backend.id)!, backend })));
     const staying = new Set(backends.map((backend) => backend.id));
     const heldUntil = performance.now() + SLOT_REUSE_DELAY_MS;
@@ -345,10 +350,6 @@ export class BackendPool {
       if (staying.has(id) || slot < 0) continue;
       this.#connections.startDrain(slot, this.#drainTimeoutMs);
       if (this.#sharing !== undefined) this.#slotHeldUntil[slot] = heldUntil;
-    }
-    if (this.#sharing !== undefined) {
-      // Spill counts follow the balancer's: a slot given to another backend starts from 0.
-      for (const backend of backends) if (!previousSlots.has(backend.id)) this.#sharing.state.resetSlot(report.slots.get(backend.id)!);
     }
     this.#publish();
     this.#logger.debug({ backends: backends.length, changed: report.changed, buildMs: report.buildMs }, 'pool backends set');

@@ -104,6 +104,14 @@ export class PoolReplica implements ConnectionPool {
       // same backend would send the first connections of every worker there together.
       for (let step = 0; step < this.#worker; step++) balancer.pick(0, undefined, 0);
     }
+    // The core resets a slot it gives to a new backend (eligible, full scale) and clears a freed
+    // one: the copies of what it holds follow, and the next pick copies the shared bits again. Else
+    // a reused slot whose new backend is as ineligible as the old one looked unchanged and was picked.
+    for (let slot = 0; slot < this.#capacity; slot++) {
+      this.#eligibleNow[slot] = balancer.isEligible(slot) ? 1 : 0;
+      this.#scaleNow[slot] = balancer.weightScale(slot);
+    }
+    this.#seenEpoch = -1;
     this.#idBySlot = new Array<string | undefined>(snapshot.capacity);
     for (const backend of snapshot.backends) this.#idBySlot[backend.slot] = backend.id;
     this.#connectHosts = snapshot.connectHosts;

@@ -37,6 +37,8 @@ export type ToWorker =
   | { readonly type: 'listener-cut'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
   | { readonly type: 'crash-for-test' }
+  /** Tests and diagnostics: answered with how many pool replicas and listeners this worker holds. */
+  | { readonly type: 'census'; readonly requestId: number }
   /** Answered with `synced` once every message sent before it has been applied (messages keep their order). */
   | { readonly type: 'sync'; readonly requestId: number };
 
@@ -55,4 +57,5 @@ export type FromWorker =
   | { readonly type: 'listener-closed'; readonly listenerId: number }
   | { readonly type: 'listener-idle'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null }
-  | { readonly type: 'synced'; readonly requestId: number };
+  | { readonly type: 'synced'; readonly requestId: number }
+  | { readonly type: 'census'; readonly requestId: number; readonly pools: number; readonly listeners: number };

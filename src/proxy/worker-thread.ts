@@ -61,20 +61,61 @@ function dropIdlePools(): void {
 // Removed pools are rare (a reload, shutdown): a slow sweep is enough, and must not keep us alive.
 setInterval(dropIdlePools, 1000).unref();
 
+/**
+ * Listeners whose socket is still opening (a host name to bind waits for its lookup). An update
+ * that arrives meanwhile applies to the listener at once; a stop waits here and is carried out
+ * once the socket opened, or a socket would open after its stop and accept for good.
+ */
+const opening = new Map<number, Promise<unknown>>();
+const stopWhenOpen = new Set<number>();
+
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
+  // Asked twice (a replacement joining while its group opened): one socket is enough.
+  const pending = opening.get(message.listenerId);
+  if (pending !== undefined) await pending;
+  const held = listeners.get(message.listenerId);
+  if (held !== undefined) {
+    send({ type: 'listening', requestId: message.requestId, port: held.boundPort() });
+    return;
+  }
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
   const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
     worker: start.index,
     shared: SharedListenerState.attach(message.state, start.workers),
   });
+  listeners.set(message.listenerId, listener);
+  const opened = listener.listen();
+  opening.set(message.listenerId, opened.catch(() => undefined));
   try {
-    await listener.listen();
+    await opened;
   } catch (error) {
+    listeners.delete(message.listenerId);
+    opening.delete(message.listenerId);
     send({ type: 'listen-failed', requestId: message.requestId, error: error instanceof Error ? error.message : String(error) });
+    if (stopWhenOpen.delete(message.listenerId)) stopListener(message.listenerId);
     return;
   }
-  listeners.set(message.listenerId, listener);
+  opening.delete(message.listenerId);
   send({ type: 'listening', requestId: message.requestId, port: listener.boundPort() });
+  if (stopWhenOpen.delete(message.listenerId)) stopListener(message.listenerId);
+}
+
+function stopListener(listenerId: number): void {
+  const listener = listeners.get(listenerId);
+  if (listener === undefined) {
+    send({ type: 'listener-closed', listenerId });
+    send({ type: 'listener-idle', listenerId });
+    return;
+  }
+  if (opening.has(listenerId)) {
+    stopWhenOpen.add(listenerId);
+    return;
+  }
+  void listener.close().then(() => send({ type: 'listener-closed', listenerId }));
+  void listener.whenIdle().then(() => {
+    listeners.delete(listenerId);
+    send({ type: 'listener-idle', listenerId });
+  });
 }
 
 function onMessage(message: ToWorker): void {
@@ -86,6 +127,8 @@ function onMessage(message: ToWorker): void {
         const existing = pools.get(message.poolId);
         if (existing !== undefined) {
           existing.apply(message.snapshot);
+          // A removed pool none of our connections holds goes now, not at the next sweep.
+          if (existing.retired) dropIdlePools();
           return;
         }
         const state = SharedPoolState.attach(message.state, start.workers);
@@ -111,20 +154,9 @@ function onMessage(message: ToWorker): void {
       listener.setPool(poolOf(message.poolId));
       return;
     }
-    case 'listener-stop': {
-      const listener = listeners.get(message.listenerId);
-      if (listener === undefined) {
-        send({ type: 'listener-closed', listenerId: message.listenerId });
-        send({ type: 'listener-idle', listenerId: message.listenerId });
-        return;
-      }
-      void listener.close().then(() => send({ type: 'listener-closed', listenerId: message.listenerId }));
-      void listener.whenIdle().then(() => {
-        listeners.delete(message.listenerId);
-        send({ type: 'listener-idle', listenerId: message.listenerId });
-      });
+    case 'listener-stop':
+      stopListener(message.listenerId);
       return;
-    }
     case 'listener-cut':
       listeners.get(message.listenerId)?.closeAllConnections();
       return;
@@ -135,6 +167,9 @@ function onMessage(message: ToWorker): void {
     }
     case 'sync':
       send({ type: 'synced', requestId: message.requestId });
+      return;
+    case 'census':
+      send({ type: 'census', requestId: message.requestId, pools: pools.size, listeners: listeners.size });
       return;
     case 'crash-for-test':
       if (!start.testHooks) {

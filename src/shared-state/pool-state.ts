@@ -144,11 +144,18 @@ export class SharedPoolState {
     return Atomics.load(this.#successes, slot);
   }
 
-  /** Main thread: a slot is given to a new backend; what was learnt of the old one starts over (as in the balancer). */
+  /**
+   * Main thread: a slot is given to a new backend; what was learnt of the old one starts over, as
+   * the core's `resetSlot` does in every thread's balancer: eligible, full scale, no spill, no
+   * estimate. Health then writes what differs for the new backend (it compares with the balancer).
+   */
   resetSlot(slot: number): void {
     Atomics.store(this.#spilled, slot, 0);
     this.connectTimes[slot] = -1;
     this.connectTimeStamps[slot] = 0;
+    Atomics.store(this.#eligible, slot, 1);
+    Atomics.store(this.#scale, slot, FULL_SCALE);
+    Atomics.add(this.#cells, EPOCH, 1);
   }
 
   /**
