@@ -10,10 +10,14 @@ import { Worker } from 'node:worker_threads';
 import { SharedListenerState, SharedPoolState } from '../src/shared-state/pool-state.js';
 
 describe('shared pool state', () => {
-  test('starts with every slot eligible at full scale, no connections, no estimate', () => {
+  test('the slots a pool readies start eligible at full scale, with no connections and no estimate', () => {
     const state = SharedPoolState.create(2);
+    state.initSlots(0, 256);
     assert.equal(state.eligible(0), true);
-    assert.equal(state.eligible(65_535), true);
+    assert.equal(state.eligible(255), true);
+    // Slots beyond are readied when the pool grows (only touched pages cost memory).
+    state.initSlots(256, 512);
+    assert.equal(state.eligible(511), true);
     assert.equal(state.scale(7), 1000);
     assert.equal(state.activeTotal(), 0);
     assert.equal(state.connectTimes[3], -1);

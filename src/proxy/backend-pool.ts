@@ -166,6 +166,7 @@ export class BackendPool {
     this.#implementation = options.implementation;
     this.#connections = new SlotConnections(capacity, this.#logger, (slot) => this.addressOf(slot));
     this.#sharing = options.sharing;
+    options.sharing?.state.initSlots(0, capacity);
     this.#slotHeldUntil = new Float64Array(options.sharing === undefined ? 0 : capacity);
     this.#loadScratch = new Int32Array(options.sharing === undefined ? 0 : capacity);
     this.#balancer = this.#createBalancer(config, capacity);
@@ -292,6 +293,7 @@ export class BackendPool {
       for (let count = previous.activeConnections(slot); count > 0; count--) fresh.acquire(slot);
     }
     this.#connections.ensureCapacity(prepared.capacity);
+    if (prepared.capacity > this.#capacity) this.#sharing?.state.initSlots(this.#capacity, prepared.capacity);
     if (this.#sharing !== undefined && prepared.capacity > this.#slotHeldUntil.length) {
       const held = new Float64Array(prepared.capacity);
       held.set(this.#slotHeldUntil);

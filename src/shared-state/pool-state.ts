@@ -63,14 +63,21 @@ export class SharedPoolState {
     this.#ledger = section(SLOTS * workers);
   }
 
-  /** Main thread, once per pool: every slot eligible at full scale, no connections. */
+  /** Main thread, once per pool; `initSlots` then readies the slots in use. */
   static create(workers: number): SharedPoolState {
     const buffer = new SharedArrayBuffer(FLOAT_BYTES + (HEADER_CELLS + SLOTS * (5 + workers)) * 4);
-    const state = new SharedPoolState(buffer, workers);
-    state.#eligible.fill(1);
-    state.#scale.fill(FULL_SCALE);
-    state.connectTimes.fill(-1);
-    return state;
+    return new SharedPoolState(buffer, workers);
+  }
+
+  /**
+   * Main thread, for the slots a pool can use now (at creation, and the new ones when it grows):
+   * eligible at full scale with no estimate, as a fresh balancer's. Only these pages are touched:
+   * the buffer is sized for 65,536 slots, and untouched pages cost no memory.
+   */
+  initSlots(from: number, to: number): void {
+    this.#eligible.fill(1, from, to);
+    this.#scale.fill(FULL_SCALE, from, to);
+    this.connectTimes.fill(-1, from, to);
   }
 
   /** A worker, from the buffer the main thread sent. */
