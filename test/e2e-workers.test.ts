@@ -19,38 +19,22 @@ import type { Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
-import { supportsReusePort } from '../src/config/workers.js';
 import { Ringlb } from '../src/runtime.js';
 import { AdminClient, adminAddress } from './helpers/admin-client.js';
 import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { MULTI_WORKER, NO_REUSE_PORT, startBackends, workersTest } from './helpers/workers.js';
 import { startClientLoop } from './helpers/client-loop.js';
 import { closed, connectError, openClient, readLine, whichBackend } from './helpers/clients.js';
 import { startEchoSessions, type EchoSessions } from './helpers/echo-sessions.js';
 import { LogCapture } from './helpers/log-capture.js';
 import { startRinglb, TempDir, type LogLine, type RinglbProcess } from './helpers/ringlb-process.js';
 
-const MULTI = supportsReusePort();
-const NO_REUSE_PORT = `Node ${process.versions.node} has no reusePort: ringlb runs one data-plane thread here`;
+const MULTI = MULTI_WORKER;
 const WORKERS = 2;
 
-/** A test that needs N > 1 workers: skipped, with the reason, where this Node cannot run them. */
-function workersTest(name: string, fn: (t: TestContext) => Promise<void>): void {
-  test(name, async (t) => {
-    if (!MULTI) {
-      t.skip(NO_REUSE_PORT);
-      return;
-    }
-    await fn(t);
-  });
-}
 
 // --- fixtures ----------------------------------------------------------------------------------
 
-async function startBackends(t: TestContext, names: readonly string[]): Promise<NamedBackend[]> {
-  const backends = await Promise.all(names.map((name) => startNamedBackend(name)));
-  t.after(() => Promise.all(backends.map((backend) => backend.close())));
-  return backends;
-}
 
 function backendsOf(backends: readonly NamedBackend[], weights?: readonly number[]): object[] {
   return backends.map((backend, index) => ({ id: backend.name, address: backend.address, ...(weights ? { weight: weights[index] } : {}) }));

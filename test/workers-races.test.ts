@@ -9,36 +9,24 @@ import { test, type TestContext } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
-import { supportsReusePort } from '../src/config/workers.js';
 import type { FromWorker, ToWorker, WorkerStart } from '../src/proxy/worker-protocol.js';
 import { Ringlb } from '../src/runtime.js';
 import { WorkerSupervisor } from '../src/control/workers.js';
 import { SharedListenerState, SharedPoolState } from '../src/shared-state/pool-state.js';
-import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { connectError, whichBackend } from './helpers/clients.js';
 import { LogCapture } from './helpers/log-capture.js';
+import { startBackends, workersTest as anyWorkersTest } from './helpers/workers.js';
 
-const MULTI = supportsReusePort();
 const WORKERS = 2;
+
+/** Bounded: a hang is one of the defects pinned here. */
+function workersTest(name: string, fn: (t: TestContext) => Promise<void>): void {
+  anyWorkersTest(name, fn, { timeout: 30_000 });
+}
 /** backend-pool.ts SLOT_REUSE_DELAY_MS: a removed backend's slot is not given away before. */
 const SLOT_REUSE_DELAY_MS = 2000;
 
-function workersTest(name: string, fn: (t: TestContext) => Promise<void>): void {
-  // Bounded: a hang is one of the defects pinned here.
-  test(name, { timeout: 30_000 }, async (t) => {
-    if (!MULTI) {
-      t.skip(`Node ${process.versions.node} has no reusePort`);
-      return;
-    }
-    await fn(t);
-  });
-}
 
-async function startBackends(t: TestContext, names: readonly string[]): Promise<NamedBackend[]> {
-  const backends = await Promise.all(names.map((name) => startNamedBackend(name)));
-  t.after(() => Promise.all(backends.map((backend) => backend.close())));
-  return backends;
-}
 
 function configOf(pool: object): RinglbConfig {
   const result = validateConfig({
