@@ -189,28 +189,25 @@ test('a worker asked twice to listen while its socket opens keeps one socket (a 
   assert.equal(await connectError({ host: 'localhost', port: first.port }), 'ECONNREFUSED');
 });
 
+/** Pool and listener `web` on backend `a`, and with `extra` a second pair on backend `b`. */
+function webAndExtra(a: string, b: string, extra: boolean, balance: string): RinglbConfig {
+  const result = validateConfig({
+    workers: WORKERS,
+    log: { level: 'silent' },
+    listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }, ...(extra ? [{ name: 'extra', bind: '127.0.0.1:0', pool: 'extra' }] : [])],
+    pools: [{ name: 'web', balance, backends: [{ address: a }] }, ...(extra ? [{ name: 'extra', balance, backends: [{ address: b }] }] : [])],
+  });
+  if (!result.ok) assert.fail(JSON.stringify(result.issues));
+  return result.config;
+}
+
 workersTest('a pool removed by a reload leaves no replica behind in any worker (10 reloads add and remove one)', async (t) => {
   // Defect: a removed pool with no connection left was swept from the supervisor's table by the very
   // publish that announced its retirement, and re-registered under a new id: the workers built a
   // new replica for the new id and never heard that the old one was retired. One replica (with its
   // own WASM balancer) leaked in every worker per removed pool.
   const [a, b] = await startBackends(t, ['a', 'b']);
-  const configWith = (extra: boolean): RinglbConfig => {
-    const result = validateConfig({
-      workers: WORKERS,
-      log: { level: 'silent' },
-      listeners: [
-        { name: 'web', bind: '127.0.0.1:0', pool: 'web' },
-        ...(extra ? [{ name: 'extra', bind: '127.0.0.1:0', pool: 'extra' }] : []),
-      ],
-      pools: [
-        { name: 'web', balance: 'maglev', backends: [{ address: a!.address }] },
-        ...(extra ? [{ name: 'extra', balance: 'maglev', backends: [{ address: b!.address }] }] : []),
-      ],
-    });
-    if (!result.ok) assert.fail(JSON.stringify(result.issues));
-    return result.config;
-  };
+  const configWith = (extra: boolean): RinglbConfig => webAndExtra(a!.address, b!.address, extra, 'maglev');
   const { ringlb, port } = await startInProcess(t, configWith(true));
   for (let round = 0; round < 10; round += 1) {
     const extra = round % 2 === 1;
@@ -229,22 +226,7 @@ workersTest('a reload while a worker that keeps dying waits for its replacement 
   // supervisor still took the dead worker for a running one: the reload's requests to it (listen,
   // sync) were posted to a dead thread and never answered — the reload, and every later one, hung.
   const [a, b] = await startBackends(t, ['a', 'b']);
-  const configWith = (extra: boolean): RinglbConfig => {
-    const result = validateConfig({
-      workers: WORKERS,
-      log: { level: 'silent' },
-      listeners: [
-        { name: 'web', bind: '127.0.0.1:0', pool: 'web' },
-        ...(extra ? [{ name: 'extra', bind: '127.0.0.1:0', pool: 'extra' }] : []),
-      ],
-      pools: [
-        { name: 'web', backends: [{ address: a!.address }] },
-        ...(extra ? [{ name: 'extra', backends: [{ address: b!.address }] }] : []),
-      ],
-    });
-    if (!result.ok) assert.fail(JSON.stringify(result.issues));
-    return result.config;
-  };
+  const configWith = (extra: boolean): RinglbConfig => webAndExtra(a!.address, b!.address, extra, 'round_robin');
   const capture = new LogCapture();
   const ringlb = new Ringlb({ logger: capture.logger('info'), testHooks: true });
   await ringlb.start(configWith(false));
