@@ -354,6 +354,12 @@ export class WorkerSupervisor {
   async stop(): Promise<void> {
     this.#stopping = true;
     await Promise.all(this.#workers.map((slot) => slot.worker.terminate()));
+    // Nothing will answer now: a request still waiting (a reload racing the stop) fails instead of
+    // hanging its caller.
+    for (const [requestId, pending] of this.#pending) {
+      this.#pending.delete(requestId);
+      pending.reject(new Error('data-plane workers stopped'));
+    }
   }
 
   // --- workers ---------------------------------------------------------------------------------------
