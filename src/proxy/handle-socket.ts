@@ -54,6 +54,7 @@ interface TcpHandle {
   owner?: HandleSocket;
   readStart(): number;
   readStop(): number;
+  useUserBuffer(buffer: Buffer): void;
   writeBuffer(req: StreamReq, data: Buffer): number;
   shutdown(req: StreamReq): number;
   close(callback: () => void): void;
@@ -111,6 +112,19 @@ const B = loadBindings();
 const UV_EOF = -4095;
 /** write() says "wait for drain" once this much is queued in libuv (net.Socket's default highWaterMark). */
 const HIGH_WATER = 16 * 1024;
+/**
+ * A socket that has read this much is a bulk stream: it then reads into a buffer of its own,
+ * reused for every read, instead of a fresh 64 KiB buffer from Node per read (an allocation and
+ * garbage per read: most of the user CPU per GB). Short connections never get one (no memory held
+ * per idle connection).
+ */
+const OWN_READ_BUFFER_AFTER = 256 * 1024;
+const OWN_READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * The own read buffers: a chunk from one of them must not be overwritten while a write of it is
+ * pending, so such a write says "wait for drain" at once and the reader pauses until it completed.
+ */
+const ownReadBuffers = new WeakSet<ArrayBufferLike>();
 
 /** True when the data plane runs on handles (see the module comment for when it does not). */
 export function handlesAvailable(): boolean {
@@ -166,6 +180,8 @@ export class HandleSocket implements ProxySocket {
   #bytesRead = 0;
   #bytesWritten = 0;
   #peer: { address?: string; port?: number } | null = null;
+  /** Set once this socket reads into a buffer of its own (OWN_READ_BUFFER_AFTER). */
+  #readBuffer: Buffer | null = null;
 
   private constructor(handle: TcpHandle, connecting: boolean, paused: boolean) {
     this.#handle = handle;
@@ -319,7 +335,7 @@ export class HandleSocket implements ProxySocket {
     this.#bytesWritten += chunk.length;
     if (bindings.state[bindings.kLastWriteWasAsync] === 0) return true;
     this.#pendingBytes += chunk.length;
-    if (this.#pendingBytes < HIGH_WATER) return true;
+    if (this.#pendingBytes < HIGH_WATER && !ownReadBuffers.has(chunk.buffer)) return true;
     this.#needDrain = true;
     return false;
   }
@@ -395,8 +411,11 @@ export class HandleSocket implements ProxySocket {
     const bindings = B!;
     const nread = bindings.state[bindings.kReadBytesOrError]!;
     if (nread > 0) {
+      const own = this.#readBuffer;
+      const chunk = own !== null ? own.subarray(0, nread) : Buffer.from(buffer!, bindings.state[bindings.kArrayBufferOffset], nread);
       this.#bytesRead += nread;
-      this.#onData?.(Buffer.from(buffer!, bindings.state[bindings.kArrayBufferOffset], nread));
+      if (own === null && this.#bytesRead >= OWN_READ_BUFFER_AFTER) this.#useOwnReadBuffer();
+      this.#onData?.(chunk);
       return;
     }
     if (nread === 0) return;
@@ -409,6 +428,14 @@ export class HandleSocket implements ProxySocket {
       return;
     }
     this.#fail(nread, 'read');
+  }
+
+  /** From the next read on, read into a buffer of this socket's own (see OWN_READ_BUFFER_AFTER). */
+  #useOwnReadBuffer(): void {
+    const buffer = Buffer.allocUnsafeSlow(OWN_READ_BUFFER_BYTES);
+    ownReadBuffers.add(buffer.buffer);
+    this.#readBuffer = buffer;
+    this.#handle.useUserBuffer(buffer);
   }
 
   /** @internal the connect finished. */
