@@ -60,7 +60,11 @@ async function serveNamed(
     socket.on('error', () => socket.destroy());
     serve(socket);
   });
-  server.listen({ host: '127.0.0.1', port });
+  // A deep accept queue: tests open up to 2000 connections through ringlb at once, and ringlb
+  // connects upstream faster than one Node backend accepts. With Node's default backlog (511) the
+  // kernel dropped the final ACK of handshakes it could not queue and reset them a second later,
+  // which is the backend's limit, not what those tests measure.
+  server.listen({ host: '127.0.0.1', port, backlog: 4096 });
   await once(server, 'listening');
   const boundPort = (server.address() as AddressInfo).port;
   return {
