@@ -134,6 +134,8 @@ export interface Balancer {
   connectTimeEwma(slot: number): number;
   /** When (`nowMs` of `observeConnectTime`) the slot's estimate was last sampled. */
   connectTimeStamp(slot: number): number;
+  /** Active table for tests/diagnostics: maglev entries (slot per entry) or ring points (position, slot); empty for other policies. */
+  tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array };
   /** For diagnostics and tests: the slot owning maglev table entry / ring position for a key, ignoring health. */
   homeSlot(keyHash: number): number;
 }

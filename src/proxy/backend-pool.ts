@@ -10,7 +10,7 @@
  * stale tables, and only the health owner writes its bits. Callers ask the pool instead (`pick`,
  * `lookup`, `slotOf`, `activeConnections`, `policy` ...), each answer a thin forward.
  */
-import { isIP, type Socket } from 'node:net';
+import { isIP } from 'node:net';
 import type { Backend, ConnectFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
 import type { SharedPoolState } from '../shared-state/pool-state.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
+import type { ProxySocket } from './handle-socket.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
 
 // The sizing rule lives with the planner, which decides when a pool grows.
@@ -480,8 +481,7 @@ export class BackendPool {
    * policies): tests compare it with each worker's, and admin shows ownership from it.
    */
   tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array } {
-    const balancer = this.#balancer as Balancer & { tableSnapshot?: () => { slots: Int32Array; positions: Uint32Array } };
-    return balancer.tableSnapshot?.() ?? { slots: new Int32Array(0), positions: new Uint32Array(0) };
+    return this.#balancer.tableSnapshot();
   }
 
   /** Bounded load: picks that passed over `slot` because it was a key's full home, in every thread. */
@@ -654,7 +654,7 @@ export class BackendPool {
    * `sourceKeyHash` (IPv4-mapped IPv6 folds onto IPv4), never a string into WASM. 0 for policies
    * that ignore it, so round_robin and friends never touch the peer address.
    */
-  keyHashOf(client: Socket): number {
+  keyHashOf(client: ProxySocket): number {
     if (!this.#usesClientKey) return 0;
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
   }

@@ -6,7 +6,7 @@
  * connected (see connection.ts). The connection limit is checked on accept: over it, the socket is
  * destroyed at once and counted.
  */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';

@@ -15,7 +15,6 @@
  *   a success bumps a shared sequence number (no message per connection).
  * - Drains: each worker cuts its own connections to a backend that left, at the pool's deadline.
  */
-import type { Socket } from 'node:net';
 import type { ConnectFailureReason } from '../backend.js';
 import { balancerOptionsOf } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
@@ -26,6 +25,7 @@ import type { Logger } from '../log.js';
 import { SharedPoolState } from '../shared-state/pool-state.js';
 import type { PoolSnapshot } from './backend-pool.js';
 import type { ConnectionPool } from './connection.js';
+import type { ProxySocket } from './handle-socket.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 
 export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason) => void;
@@ -160,8 +160,7 @@ export class PoolReplica implements ConnectionPool {
 
   /** Tests and diagnostics: the local balancer's table, to compare across threads. */
   tableSnapshot(): { readonly slots: Int32Array; readonly positions: Uint32Array } | undefined {
-    const balancer = this.#balancer as (Balancer & { tableSnapshot?: () => { slots: Int32Array; positions: Uint32Array } }) | null;
-    return balancer?.tableSnapshot?.();
+    return this.#balancer?.tableSnapshot();
   }
 
   cutAll(): number {
@@ -174,7 +173,7 @@ export class PoolReplica implements ConnectionPool {
 
   // --- per connection (ConnectionPool) -----------------------------------------------------------
 
-  keyHashOf(client: Socket): number {
+  keyHashOf(client: ProxySocket): number {
     if (!this.#usesClientKey) return 0;
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
   }
