@@ -44,6 +44,10 @@ import { WorkerSupervisor } from './control/workers.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
 import { RuntimeAdminApi } from './admin/runtime-api.js';
+import { EventBus } from './events/bus.js';
+import { publishSetChange } from './events/membership.js';
+import { EventStream } from './events/sse.js';
+import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -102,6 +106,10 @@ export class Ringlb {
   /** Registration bursts are batched: one table rebuild per pool per window, not one per PUT. */
   readonly #store = new RegistrationStore({ batchMs: REGISTRATION_BATCH_MS });
   readonly #registry: Registry;
+  /** Events of every producer (health, registry, reload, admin); SSE clients and alert webhooks subscribe. */
+  readonly #events: EventBus;
+  readonly #eventStream: EventStream;
+  readonly #alerts: AlertDispatcher;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
   #started = false;
@@ -114,9 +122,13 @@ export class Ringlb {
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
+    this.#events = new EventBus({ logger: this.#logger.child({ component: 'events' }) });
+    this.#eventStream = new EventStream({ bus: this.#events });
+    this.#alerts = new AlertDispatcher({ bus: this.#events, logger: this.#logger.child({ component: 'alerts' }) });
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
+      events: this.#events,
       host: {
         currentBackends: (name) => this.#pools.get(name)?.backends,
         applyBackends: (name, backends) => this.#applyBackends(name, backends),
@@ -133,6 +145,8 @@ export class Ringlb {
     if (this.#started) throw new Error('ringlb: start() called twice');
     this.#started = true;
     this.#config = config;
+    // Before any check runs: a backend found down at start-up (pending → down) is news.
+    this.#alerts.configure(config.alerts);
     await this.#startWorkers(config);
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
@@ -162,6 +176,7 @@ export class Ringlb {
       await this.#registry.stop();
       await this.#admin?.close();
       this.#store.close();
+      this.#closeEvents();
       await this.#workers?.stop();
       throw error;
     }
@@ -178,6 +193,16 @@ export class Ringlb {
     const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
     this.#workers = workers;
     await workers.start();
+  }
+
+  /** The event bus: embedders may subscribe or publish (the admin PATCH route publishes through it). */
+  get events(): EventBus {
+    return this.#events;
+  }
+
+  /** Delivery counters of every alert webhook (for metrics: `ringlb_alerts_*_total{receiver}`). */
+  alertStats(): ReceiverStats[] {
+    return this.#alerts.stats();
   }
 
   /** Data-plane threads running (0 when this thread carries the connections). */
@@ -254,6 +279,8 @@ export class Ringlb {
     // One log line of 200,000 errors would be a 20 MB write on the main thread: log the first ones and the count.
     const logged = errors.length > MAX_LOGGED_RELOAD_ERRORS ? errors.slice(0, MAX_LOGGED_RELOAD_ERRORS) : errors;
     this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
+    const more = errorCount > 1 ? ` (and ${errorCount - 1} more)` : '';
+    this.#events.publish({ type: 'reload', result: 'refused', source: 'config', message: `${errors[0] ?? 'refused'}${more}` });
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
@@ -297,8 +324,15 @@ export class Ringlb {
     }
     await closing;
     await stopping;
+    this.#closeEvents();
     await this.#workers?.stop();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
+  }
+
+  /** SSE streams end; webhook deliveries in flight are aborted (queued events count as dropped). */
+  #closeEvents(): void {
+    this.#eventStream.close();
+    this.#alerts.close();
   }
 
   /** Stop at once: no listening, every connection cut. */
@@ -330,6 +364,7 @@ export class Ringlb {
       implementation: this.#coreImplementation,
       drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
       resolveHost: this.#resolveHost,
+      events: this.#events,
       ...extra,
     });
   }
@@ -353,6 +388,7 @@ export class Ringlb {
         store: runtime.#store,
       }),
     });
+    this.#eventStream.install(server);
     const address = await server.listen();
     if (this.#stopping) {
       // Stopped while binding: drain() found no admin server to close, so this one closes itself.
@@ -530,7 +566,12 @@ export class Ringlb {
     const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
-    for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
+    for (const [name, prepared] of rebuilds) {
+      const pool = this.#pools.get(name)!;
+      const before = pool.backends;
+      pool.commitRebuild(prepared, scheduler);
+      publishSetChange(this.#events, name, 'config', before, pool.backends);
+    }
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
       if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
@@ -540,6 +581,7 @@ export class Ringlb {
         this.#pools.set(poolPlan.name, pool);
         if (scheduler !== null) pool.startHealthChecks(scheduler);
         logPoolUpdated(this.#logger, poolPlan.name, 'config', report, poolConfig.backends.length);
+        publishSetChange(this.#events, poolPlan.name, 'config', [], pool.backends);
       } else if (poolPlan.action === 'replace') {
         const pool = this.#pools.get(poolPlan.name)!;
         logPoolUpdated(this.#logger, poolPlan.name, 'config', planReport(poolPlan), pool.backends.length);
@@ -579,11 +621,15 @@ export class Ringlb {
       await this.#registry.unwatch(poolPlan.name);
       const pool = this.#pools.get(poolPlan.name);
       this.#pools.delete(poolPlan.name);
-      if (pool !== undefined) this.#retirePool(pool);
+      if (pool !== undefined) {
+        this.#retirePool(pool);
+        publishSetChange(this.#events, poolPlan.name, 'config', pool.backends, []);
+      }
       this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }
 
     if (plan.settings.some((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'))) await this.#restartAdmin(next);
+    this.#alerts.configure(next.alerts);
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
@@ -613,6 +659,8 @@ export class Ringlb {
       movedShare: p.movedShare,
     }));
     this.#logger.info({ ...summary, pools }, 'config reloaded');
+    const changed = summary.poolsChanged.length === 0 ? 'no pool changed' : `pools changed: ${summary.poolsChanged.join(', ')}`;
+    this.#events.publish({ type: 'reload', result: 'applied', source: 'config', message: changed });
     return { ok: true, summary, plan };
   }
 
