@@ -22,8 +22,12 @@ import { EVENT_TYPES, type RinglbEventType } from './types.js';
 export const DEFAULT_MAX_EVENT_CLIENTS = 64;
 /** 15 s, as api-contract.md says: well under the 60 s idle timeouts common in proxies in between. */
 export const DEFAULT_KEEPALIVE_MS = 15_000;
-/** Unsent bytes a client may fall behind by: about a thousand events. */
-export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024;
+/**
+ * Unsent bytes a client may fall behind by, beyond what the kernel took: well above a burst (a
+ * replay of all 256 retained events is about 100 KB, written at once while the socket's send buffer
+ * may still be small), and about 1,500 events of lag. 64 clients hold at most 32 MiB.
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 512 * 1024;
 
 export interface EventStreamOptions {
   readonly bus: EventBus;

@@ -39,8 +39,11 @@ class Waiters<T> {
   /** Resolves once `count` items satisfy `predicate` (from index `since`); rejects after `timeoutMs`. */
   async waitFor(predicate: (item: T) => boolean, what: string, timeoutMs: number, count = 1, since = 0): Promise<T[]> {
     const deadline = Date.now() + timeoutMs;
+    const matching: T[] = [];
+    let scanned = since;
     for (;;) {
-      const matching = this.items.slice(since).filter(predicate);
+      // Only items that arrived since the last look are tested: a wait for 20,000 items stays linear.
+      for (; scanned < this.items.length; scanned++) if (predicate(this.items[scanned]!)) matching.push(this.items[scanned]!);
       if (matching.length >= count) return matching;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(this.items.slice(since)).slice(0, 2000)}`);
