@@ -260,6 +260,44 @@ describe('ejections as events', () => {
   });
 });
 
+describe('membership from registration', () => {
+  test('a service registering and deregistering is backend_added / backend_removed with source registration', async () => {
+    const { admin } = await run(
+      {
+        admin: { bind: '127.0.0.1:0', token: TOKEN },
+        listeners: [{ name: 'reg', bind: '127.0.0.1:0', pool: 'reg' }],
+        pools: [{ name: 'reg', balance: 'maglev', discovery: { type: 'registration' }, backends: [] }],
+      },
+      ['reg'],
+    );
+    const stream = await sse(admin);
+    const service = await backend('svc');
+    const call = async (method: string, body?: unknown): Promise<number> => {
+      const response = await fetch(`http://${admin}/v1/pools/reg/backends/svc-1`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    assert.equal(await call('PUT', { address: service.address, weight: 3 }), 201);
+    const [added] = await stream.waitFor((m) => m.event === 'backend_added', 'backend_added', 5000);
+    assert.deepEqual(
+      { pool: added!.json.pool, backend: added!.json.backend, address: added!.json.address, weight: added!.json.weight, source: added!.json.source },
+      { pool: 'reg', backend: 'svc-1', address: service.address, weight: 3, source: 'registration' },
+    );
+    // A renewal that changes nothing is no news; a new weight is.
+    assert.equal(await call('PUT', { address: service.address, weight: 3 }), 200);
+    assert.equal(await call('PUT', { address: service.address, weight: 5 }), 200);
+    const [reweighted] = await stream.waitFor((m) => m.event === 'weight_changed', 'weight_changed', 5000);
+    assert.equal(reweighted!.json.previousWeight, 3);
+    assert.equal(await call('DELETE'), 204);
+    await stream.waitFor((m) => m.event === 'backend_removed', 'backend_removed', 5000);
+    assert.deepEqual(stream.messages.map((m) => m.event), ['backend_added', 'weight_changed', 'backend_removed']);
+  });
+});
+
 describe('GET /v1/events through the admin server', () => {
   test('needs the token; bad filters and ids are 400 with the reason', async () => {
     await backend('x');

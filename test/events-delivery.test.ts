@@ -133,7 +133,7 @@ describe('alert webhooks under failure', () => {
 });
 
 describe('the event stream', () => {
-  async function hub(options: { maxClients?: number; keepaliveMs?: number; maxBufferedBytes?: number } = {}) {
+  async function hub(options: { maxClients?: number; keepaliveMs?: number; maxBufferedBytes?: number } = {}, requestTimeoutMs?: number) {
     const log = new LogCapture();
     const bus = new EventBus({ logger: log.logger() });
     const stream = new EventStream({ bus, ...options });
@@ -143,6 +143,7 @@ describe('the event stream', () => {
       token: TOKEN,
       logger: log.logger(),
       api: new RuntimeAdminApi({ poolNames: () => [], pool: () => undefined, sourceOf: () => 'static', store }),
+      ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs, headersTimeoutMs: requestTimeoutMs / 2 }),
     });
     stream.install(server);
     const address = await server.listen();
@@ -213,10 +214,13 @@ describe('the event stream', () => {
     assert.equal(reader.messages.length, published);
   });
 
-  test('`: keepalive` comments keep an idle stream alive; closing the admin server ends open streams', async () => {
-    const { server, address } = await hub({ keepaliveMs: 50 });
+  test('`: keepalive` comments keep an idle stream alive, past the request timeout; closing the admin server ends open streams', async () => {
+    // The server's request timeout (200 ms) bounds receiving a request, not a response that streams.
+    const { server, address } = await hub({ keepaliveMs: 50 }, 200);
     const reader = await started(SseReader.open(address, { token: TOKEN }));
-    await until(() => reader.comments.includes('keepalive'), 'a keepalive comment');
+    // 12 keepalives at 50 ms: the stream lived 600 ms, three request timeouts.
+    await until(() => reader.comments.filter((comment) => comment === 'keepalive').length >= 12, '12 keepalive comments');
+    assert.equal(reader.ended, false);
     const closing = server.close();
     await reader.waitForEnd(5000);
     await closing;
