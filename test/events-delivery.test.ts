@@ -132,6 +132,27 @@ describe('alert webhooks under failure', () => {
   });
 });
 
+describe('alert webhooks at a graceful stop', () => {
+  test('drain gives queued events a bounded chance to leave: an event retried after a 500 is still delivered', async () => {
+    const receiver = await started(EventReceiver.start([500]));
+    const backend = await started(startNamedBackend('a'));
+    const ringlb = new Ringlb({ logger: new LogCapture().logger() });
+    const config = configOf({
+      workers: 1,
+      alerts: { webhooks: [{ name: 'r', url: receiver.url, events: ['reload'] }] },
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ name: 'web', backends: [{ id: 'a', address: backend.address }] }],
+    });
+    await ringlb.start(config);
+    cleanups.push(() => ringlb.close());
+    await ringlb.reload(config);
+    // Stop at once: the event is queued or in its first attempt, and its retry comes after a backoff.
+    await ringlb.drain(10_000);
+    assert.deepEqual(receiver.posts.map((post) => post.answer), [500, 200]);
+    assert.deepEqual(ringlb.alertStats(), [{ receiver: 'r', delivered: 1, failed: 0, dropped: 0, retries: 1, queued: 0 }]);
+  });
+});
+
 describe('the event stream', () => {
   async function hub(options: { maxClients?: number; keepaliveMs?: number; maxBufferedBytes?: number } = {}, requestTimeoutMs?: number) {
     const log = new LogCapture();

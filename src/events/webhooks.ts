@@ -118,6 +118,21 @@ export class AlertDispatcher {
     }));
   }
 
+  /**
+   * Resolves once every receiver has nothing left to send, or after `timeoutMs` (a graceful stop
+   * gives the last events, often the most important ones, a bounded chance to leave).
+   */
+  async flush(timeoutMs: number): Promise<void> {
+    const busy = [...this.#receivers.values()].filter((receiver) => receiver.queued > 0);
+    if (busy.length === 0 || timeoutMs <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.all(busy.map((receiver) => receiver.whenIdle())), deadline]);
+    clearTimeout(timer);
+  }
+
   /** Stops every receiver (in-flight requests are aborted; queued events count as dropped). */
   close(): void {
     this.#closed = true;
@@ -144,6 +159,8 @@ class WebhookReceiver {
   #request: ClientRequest | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
+  /** `flush` callers waiting for the queue to empty. */
+  #idleWaiters: Array<() => void> = [];
   // Rate-limited failure logging.
   #failing = false;
   #lastLoggedAt = Number.NEGATIVE_INFINITY;
@@ -193,9 +210,16 @@ class WebhookReceiver {
     for (const published of pending) this.offer(published);
   }
 
+  /** Resolves when nothing is queued or in flight (or the receiver is closed). */
+  whenIdle(): Promise<void> {
+    if (this.#closed || this.queued === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wakeIdleWaiters();
     const dropped = this.queued;
     this.#counters.dropped += dropped;
     this.#queue = [];
@@ -213,6 +237,13 @@ class WebhookReceiver {
     this.#current = published ?? null;
     this.#attempt = 0;
     if (published !== undefined) this.#send(published);
+    else this.#wakeIdleWaiters();
+  }
+
+  #wakeIdleWaiters(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   #send(published: PublishedEvent): void {
