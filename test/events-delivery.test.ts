@@ -187,6 +187,9 @@ describe('the event stream', () => {
     );
     const tail = await started(SseReader.open(address, { token: TOKEN, lastEventId: '298' }));
     assert.deepEqual((await tail.waitFor(() => true, 'two events', 5000, 2)).map((m) => m.id), ['299', '300']);
+    // An id from before a restart (larger than any published here) replays everything retained.
+    const afterRestart = await started(SseReader.open(address, { token: TOKEN, lastEventId: '100000' }));
+    assert.equal((await afterRestart.waitFor(() => true, 'the retained events', 5000, RETAINED_EVENTS))[0]!.json.id, 300 - RETAINED_EVENTS + 1);
     // Live events follow the replay on the same stream.
     bus.publish({ type: 'panic_entered', pool: 'web' });
     const [live] = await tail.waitFor((m) => m.event === 'panic_entered', 'the live event', 5000);
@@ -206,6 +209,15 @@ describe('the event stream', () => {
     await until(() => stream.clientCount === 1, 'the closed client to leave');
     const again = await started(SseReader.open(address, { token: TOKEN }));
     assert.equal(again.response.statusCode, 200);
+  });
+
+  test('a burst of requests in one turn gets exactly maxClients streams, and 503 for the rest', async () => {
+    const { address } = await hub({ maxClients: 2 });
+    const responses = await Promise.all([1, 2, 3, 4, 5].map(() => openEvents(address, { token: TOKEN })));
+    cleanups.push(() => {
+      for (const response of responses) response.destroy();
+    });
+    assert.deepEqual(responses.map((response) => response.statusCode).sort(), [200, 200, 503, 503, 503]);
   });
 
   test('a client that does not read is dropped once its unsent output passes the bound; a reading client gets everything', async () => {
