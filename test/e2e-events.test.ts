@@ -213,27 +213,25 @@ async function connectUntilEjected(port: number, stream: SseReader, maxConnectio
 async function ejectionScenario(workers: number | 'auto'): Promise<void> {
   const alive = await backend('alive');
   const deadPort = await closedPort();
-  const { admin, ports } = await run(
-    {
-      admin: { bind: '127.0.0.1:0', token: TOKEN },
-      workers,
-      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
-      pools: [
-        {
-          name: 'web',
-          balance: 'round_robin',
-          retries: 2,
-          outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectionPercent: 50 },
-          backends: [
-            { id: 'alive', address: alive.address },
-            { id: 'dead', address: `127.0.0.1:${deadPort}` },
-          ],
-        },
-      ],
-      log: { level: 'info' },
-    },
-    ['web'],
-  );
+  const config = (baseEjectionMs: number) => ({
+    admin: { bind: '127.0.0.1:0', token: TOKEN },
+    workers,
+    listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+    pools: [
+      {
+        name: 'web',
+        balance: 'round_robin',
+        retries: 2,
+        outlierDetection: { consecutiveFailures: 2, baseEjectionMs, maxEjectionPercent: 50 },
+        backends: [
+          { id: 'alive', address: alive.address },
+          { id: 'dead', address: `127.0.0.1:${deadPort}` },
+        ],
+      },
+    ],
+    log: { level: 'info' },
+  });
+  const { ringlb, admin, ports, file } = await run(config(60_000), ['web']);
   const stream = await sse(admin);
   // Round robin sends every other connection to `dead` first: 2 failures need about 4 connections; 40 is the bound.
   await connectUntilEjected(ports.get('web')!, stream, 40);
@@ -248,6 +246,14 @@ async function ejectionScenario(workers: number | 'auto'): Promise<void> {
   // More failures while ejected (none: it is not picked) or more connections raise no second ejection.
   await connectUntilEjected(ports.get('web')!, stream, 4);
   assert.equal(stream.messages.filter((m) => m.event === 'ejected' || m.event === 'down').length, 2);
+
+  // New outlier settings get a new health owner, which does not carry the ejection over: the
+  // backend is routable again, and the stream says so rather than showing it down for good.
+  writeFileSync(file, JSON.stringify(config(30_000)));
+  ringlb.child.kill('SIGHUP');
+  const [up] = await stream.waitFor((m) => m.event === 'up', 'up after the reload', 10_000);
+  assert.deepEqual([up!.json.backend, up!.json.cause, up!.json.source], ['dead', 'config', 'config']);
+  await stream.waitFor((m) => m.event === 'reload', 'reload applied', 10_000);
 }
 
 describe('ejections as events', () => {
