@@ -109,6 +109,7 @@ describe('health transitions as events', () => {
     assert.match(down!.event.time, /^\d{4}-\d\d-\d\dT/);
     assert.equal(down!.headers.authorization, SECRET, 'configured headers are sent');
     assert.equal(down!.headers['content-type'], 'application/json');
+    assert.equal(down!.headers['user-agent'], 'ringlb');
     const [streamed] = await stream.waitFor((m) => about('down', 'b')(m.json), 'down for b on the stream', DOWN_BOUND_MS);
     assert.equal(streamed!.event, 'down');
     assert.equal(streamed!.id, String(down!.event.id), 'the SSE id is the event id');

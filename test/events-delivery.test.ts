@@ -98,9 +98,9 @@ describe('alert webhooks under failure', () => {
     assert.deepEqual(ringlb.alertStats(), [{ receiver: 'dead', delivered: 0, failed: 0, dropped: RELOADS, retries: 0, queued: 0 }]);
   });
 
-  test('429 is retried, another 4xx is not (failed), 2xx counts as delivered; a reload keeps the counters', async () => {
-    // 429 (retried), then 404 (given up), then 200 for the next event.
-    const receiver = await started(EventReceiver.start([429, 404]));
+  test('429 is retried after its Retry-After, another 4xx is not (failed), 2xx counts as delivered; a reload keeps the counters', async () => {
+    // 429 with Retry-After: 1 (retried a second later), then 404 (given up), then 200 for the next event.
+    const receiver = await started(EventReceiver.start([{ status: 429, headers: { 'retry-after': '1' } }, 404]));
     const log = new LogCapture();
     const ringlb = new Ringlb({ logger: log.logger() });
     const backend = await started(startNamedBackend('a'));
@@ -115,6 +115,8 @@ describe('alert webhooks under failure', () => {
     await ringlb.reload(configOf(raw));
     await receiver.waitForPosts((post) => post.answer === 404, 'the 404', 5000);
     await until(() => ringlb.alertStats()[0]!.failed === 1, 'the 404 counted as failed');
+    const waitedMs = receiver.posts[1]!.at - receiver.posts[0]!.at;
+    assert.ok(waitedMs >= 950, `retried ${waitedMs} ms after the 429, Retry-After said 1 s`);
     // A changed receiver (timeout) is replaced; its counters stay (Prometheus counters never go back).
     const changed = configOf({ ...raw, alerts: { webhooks: [{ ...raw.alerts.webhooks[0], timeoutMs: 4000 }] } });
     await ringlb.reload(changed);
