@@ -346,7 +346,7 @@ export class Ringlb {
       listeners: () =>
         [...this.#listeners].map(([name, listener]) => ({
           name,
-          bind: listener.address() ?? this.#config?.listeners.find((l) => l.name === name)?.bind.text ?? '',
+          bind: listener.address(),
           pool: listener.pool.name,
           activeConnections: listener.stats().active,
         })),
