@@ -6,16 +6,21 @@
  * (counted there) while an open one keeps flowing; a weight override moves the traffic share, and
  * lasts through a reload that leaves its backend alone and ends with one that changes it; a
  * preview says what `ringlb diff` says; `/v1/config` shows the config in force, still after a
- * refused reload; with two worker threads a drain holds in both.
+ * refused reload; with two worker threads a drain holds in both; a change publishes its events.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { validateConfig } from '../src/config/load.js';
+import type { RinglbConfig } from '../src/config/types.js';
 import { sourceKeyHash } from '../src/core/index.js';
+import type { RinglbEventInput } from '../src/events/types.js';
+import { Ringlb } from '../src/runtime.js';
 import { AdminClient, adminAddress, loopbackClients, type AdminErrorBody } from './helpers/admin-client.js';
 import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { openClient, readLine, whichBackend } from './helpers/clients.js';
 import { runCli, startRinglb, TempDir, type LogLine, type RinglbProcess } from './helpers/ringlb-process.js';
+import { LogCapture } from './helpers/log-capture.js';
 import { startBackends, workersTest } from './helpers/workers.js';
 
 const TOKEN = 'e2e-status-token-0123456789';
@@ -338,7 +343,7 @@ describe('status and control API (one data-plane thread)', () => {
     const cases: Array<[string, string, unknown, string, RegExp?]> = [
       ['PATCH', '/v1/pools/web/backends/a', { state: 'draining' }, 'state', /active, drain, maint|allowed/],
       ['PATCH', '/v1/pools/web/backends/a', { weigth: 3 }, 'weigth', /weight/],
-      ['PATCH', '/v1/pools/web/backends/a', {}, '$'],
+      ['PATCH', '/v1/pools/web/backends/a', {}, '$', /is empty; expected "state"/],
       ['PATCH', '/v1/pools/web/backends/a', { weight: 1.5 }, 'weight'],
       ['PATCH', '/v1/pools/web/backends/a', { weight: 10001 }, 'weight'],
       ['PATCH', '/v1/pools/web/backends/a', [], '$'],
@@ -348,6 +353,7 @@ describe('status and control API (one data-plane thread)', () => {
       ['POST', '/v1/pools/web/preview', { backends: [{ address: '127.0.0.1:1', wieght: 2 }] }, 'backends[0].wieght'],
       ['POST', '/v1/pools/web/preview', { backends: [], weights: {} }, 'weights', /combined/],
       ['POST', '/v1/pools/web/preview', { weights: { a: -1 } }, 'weights.a'],
+      ['POST', '/v1/pools/web/preview', {}, '$', /is empty; expected "backends"/],
     ];
     for (const [method, path, body, at, message] of cases) {
       const response = await admin.request(method, path, { body });
@@ -572,5 +578,37 @@ describe('status and control API with two worker threads', () => {
     assert.ok(workers.size >= 2, `connections were accepted by ${[...workers].join(', ')}: both threads took part`);
     open.write('flowing\n');
     assert.equal(await readLine(open), 'flowing');
+  });
+});
+
+describe('runtime override events (in process)', () => {
+  const log = new LogCapture();
+  const events: RinglbEventInput[] = [];
+  const ringlb = new Ringlb({ logger: log.logger(), events: { publish: (event) => events.push(event) } });
+  after(() => ringlb.close());
+
+  test('a PATCH publishes state_changed and weight_changed from source admin, once in force', async () => {
+    const result = validateConfig({
+      workers: 1,
+      listeners: [{ name: 'p', bind: '127.0.0.1:0', pool: 'p' }],
+      pools: [{ name: 'p', balance: 'maglev', backends: [{ id: 'a', address: '127.0.0.1:9001' }, { id: 'b', address: '127.0.0.1:9002' }] }],
+      log: { level: 'info' },
+    });
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    await ringlb.start(result.config as RinglbConfig);
+    assert.equal(await ringlb.changeBackend('p', 'a', { state: 'drain', weight: 3 }, { remoteAddress: '127.0.0.1' }), true);
+    assert.deepEqual(events, [
+      { type: 'state_changed', pool: 'p', backend: 'a', address: '127.0.0.1:9001', source: 'admin', from: 'active', to: 'drain' },
+      { type: 'weight_changed', pool: 'p', backend: 'a', address: '127.0.0.1:9001', source: 'admin', weight: 3, previousWeight: 1 },
+    ]);
+    const pool = ringlb.pool('p')!;
+    assert.equal(pool.backends.find((b) => b.id === 'a')!.weight, 3, 'the pool runs the override');
+    assert.equal(pool.isRoutable(pool.slotOf('a')), false);
+    // A change to what is in force already publishes nothing.
+    events.length = 0;
+    assert.equal(await ringlb.changeBackend('p', 'a', { weight: 3 }, { remoteAddress: '127.0.0.1' }), true);
+    assert.deepEqual(events, []);
+    assert.equal(await ringlb.changeBackend('p', 'zz', { weight: 3 }, { remoteAddress: '127.0.0.1' }), false);
+    assert.equal(await ringlb.changeBackend('nope', 'a', { weight: 3 }, { remoteAddress: '127.0.0.1' }), false);
   });
 });

@@ -96,7 +96,12 @@ function backendStatus(
     lastCheck:
       detail?.lastCheck == null
         ? null
-        : { ok: detail.lastCheck.ok, at: new Date(detail.lastCheck.at).toISOString(), durationMs: detail.lastCheck.durationMs, reason: detail.lastCheck.reason },
+        : {
+            ok: detail.lastCheck.ok,
+            at: new Date(detail.lastCheck.at).toISOString(),
+            durationMs: Math.round(detail.lastCheck.durationMs * 1000) / 1000,
+            reason: detail.lastCheck.reason,
+          },
     activeConnections: slot >= 0 ? pool.activeConnections(slot) : 0,
     totalConnections: traffic?.connections ?? 0,
     connectSeconds:
