@@ -31,7 +31,8 @@ export function poolStatus(pool: BackendPool, sources: PoolStatusSources): Statu
     balance: pool.policy,
     panic: pool.health.panic,
     tableSize: tableSizeOf(pool, ownership),
-    lastRebuild: lastRebuild === null ? null : { at: new Date(lastRebuild.at).toISOString(), movedShare: lastRebuild.movedShare },
+    // Rounded as the planner rounds it: the core sums per slot, and the last float bits depend on slot order.
+    lastRebuild: lastRebuild === null ? null : { at: new Date(lastRebuild.at).toISOString(), movedShare: Math.round(lastRebuild.movedShare * 1e12) / 1e12 },
     backends: pool.backends.map((backend) => backendStatus(pool, backend, configured.get(backend.id), sources, ownership)),
   };
 }
