@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { RuntimeAdminApi } from '../src/admin/runtime-api.js';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
 import { sourceKeyHash } from '../src/core/index.js';
@@ -596,7 +597,11 @@ describe('runtime override events (in process)', () => {
     });
     if (!result.ok) assert.fail(JSON.stringify(result.issues));
     await ringlb.start(result.config as RinglbConfig);
+    const api = new RuntimeAdminApi(ringlb.adminView());
+    const keyShareOfA = () => api.status().pools[0]!.backends.find((b) => b.id === 'a')!.keyShare!;
+    assert.ok(Math.abs(keyShareOfA() - 0.5) < 0.01);
     assert.equal(await ringlb.changeBackend('p', 'a', { state: 'drain', weight: 3 }, { remoteAddress: '127.0.0.1' }), true);
+    assert.ok(Math.abs(keyShareOfA() - 0.75) < 0.01, `a owns 3/4 of the table at weight 3:1, got ${keyShareOfA()}`);
     assert.deepEqual(events, [
       { type: 'state_changed', pool: 'p', backend: 'a', address: '127.0.0.1:9001', source: 'admin', from: 'active', to: 'drain' },
       { type: 'weight_changed', pool: 'p', backend: 'a', address: '127.0.0.1:9001', source: 'admin', weight: 3, previousWeight: 1 },
