@@ -178,7 +178,7 @@ describe('status and control API (one data-plane thread)', () => {
     config = {
       admin: { bind: '127.0.0.1:0', token: TOKEN },
       workers: 1,
-      listeners: ['web', 'ring', 'rr', 'hc', 'ej'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
+      listeners: ['web', 'ring', 'rr', 'hc', 'ej', 'reg'].map((name) => ({ name, bind: '127.0.0.1:0', pool: name })),
       pools: [
         { name: 'web', balance: 'maglev', backends: abc },
         { name: 'ring', balance: 'ring_hash', backends: abc },
@@ -201,12 +201,13 @@ describe('status and control API (one data-plane thread)', () => {
             { id: 'e2', address: `127.0.0.1:${deadPort}` },
           ],
         },
+        { name: 'reg', balance: 'maglev', discovery: { type: 'registration' } },
       ],
       drainTimeoutMs: 30_000,
       log: { level: 'info' },
     };
     configFile = temp.writeJson(config);
-    const started = await startRinglb(configFile, ['web', 'ring', 'rr', 'hc', 'ej']);
+    const started = await startRinglb(configFile, ['web', 'ring', 'rr', 'hc', 'ej', 'reg']);
     ringlb = started.ringlb;
     ports = started.ports;
     cleanups.push(() => ringlb.kill());
@@ -473,6 +474,30 @@ describe('status and control API (one data-plane thread)', () => {
     assert.equal(backendOf(status, 'web', 'b').state, 'drain', 'web/b was not changed by the config: its override stays');
     config = changesA;
     assert.equal((await patch(admin, 'web', 'b', { state: 'active' })).status, 200);
+  });
+
+  test('a registered backend takes an override too; a renewal that changes nothing keeps it, one with a new weight ends it', async () => {
+    const body = { address: server('a').address, weight: 1 };
+    assert.equal((await admin.register('reg', 'r1', body)).status, 201);
+    assert.equal((await admin.register('reg', 'r2', { address: server('b').address })).status, 201);
+    const drained = await patch(admin, 'reg', 'r1', { state: 'drain' });
+    assert.equal(drained.status, 200, JSON.stringify(drained.body));
+    assert.equal((drained.body as BackendStatus).status, 'drain');
+    // The registration's own view reads the state in force as well.
+    const listed = await admin.request('GET', '/v1/pools/reg/backends/r1');
+    assert.equal((listed.body as { state: string }).state, 'drain');
+
+    assert.equal((await admin.register('reg', 'r1', body)).status, 200, 'renewed');
+    let status = await getStatus(admin);
+    assert.equal(backendOf(status, 'reg', 'r1').state, 'drain', 'a renewal that changes nothing keeps the override');
+    assert.equal(await whichBackend({ port: ports.get('reg')!, localAddress: '127.0.8.1' }), 'b');
+
+    const since = ringlb.lines.length;
+    assert.equal((await admin.register('reg', 'r1', { ...body, weight: 4 })).status, 200);
+    await ringlb.waitForLine((line) => line.msg === 'admin override ended: the config or discovery changed the backend' && line.id === 'r1', 5000, 'override ended', since);
+    status = await getStatus(admin);
+    const r1 = backendOf(status, 'reg', 'r1');
+    assert.deepEqual([r1.state, r1.weight, r1.override], ['active', 4, null]);
   });
 
   test('/v1/config: the config in force with the token redacted; after a refused reload it still shows the old one', async () => {

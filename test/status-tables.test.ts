@@ -2,13 +2,15 @@
  * The pieces under the status API, without HTTP: table ownership read from a core snapshot (golden
  * strips and arcs on hand-made tables; per-backend transfers whose sum is the core's own moved
  * share on random changes, so the breakdown never disagrees with `ringlb diff`), the override
- * rules (what a report keeps and what it ends).
+ * rules (what a report keeps and what it ends), and the config in force as JSON.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { configAsJson } from '../src/admin/config-view.js';
 import { tableOwnership, tableTransfer, MAX_TABLE_RUNS } from '../src/admin/table-ownership.js';
 import type { Backend } from '../src/backend.js';
 import { isHostPort, parseHostPort } from '../src/config/host-port.js';
+import { validateConfig } from '../src/config/load.js';
 import { createBalancer, xorshift32, type BalancePolicy } from '../src/core/index.js';
 import { BackendOverrides } from '../src/registry/backend-overrides.js';
 
@@ -150,5 +152,38 @@ describe('backend overrides', () => {
     overrides.set('p', configured, 'a', { state: 'maint' }, 6)!.commit();
     overrides.forgetPool('p');
     assert.equal(overrides.get('p', 'a'), undefined);
+  });
+});
+
+describe('the config in force as JSON', () => {
+  test('addresses as text, bytes and matchers in the file form, the admin token redacted', () => {
+    const result = validateConfig({
+      admin: { bind: '127.0.0.1:9901', token: 'secret-token-0123456789' },
+      listeners: [{ name: 'p', bind: '127.0.0.1:8080', pool: 'p' }],
+      pools: [
+        {
+          name: 'p',
+          healthCheck: { type: 'send_expect', send: 'PING\r\n', expect: { regex: '^\\+PONG' } },
+          backends: [{ address: '127.0.0.1:9001' }],
+        },
+        { name: 'q', healthCheck: { type: 'send_expect', send: { hex: '00ff' }, expect: 'ok' }, backends: [{ address: '[::1]:9002' }] },
+      ],
+    });
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const json = configAsJson(result.config) as any;
+    assert.equal(json.admin.token, '<redacted>');
+    assert.equal(json.admin.bind, '127.0.0.1:9901');
+    assert.ok(!JSON.stringify(json).includes('secret-token'));
+    assert.equal(json.listeners[0].bind, '127.0.0.1:8080');
+    assert.equal(json.pools[0].backends[0].address, '127.0.0.1:9001');
+    assert.equal(json.pools[1].backends[0].address, '[::1]:9002');
+    assert.deepEqual(json.pools[0].healthCheck.send, { hex: Buffer.from('PING\r\n').toString('hex') });
+    assert.deepEqual(json.pools[0].healthCheck.expect, { regex: '^\\+PONG' });
+    assert.deepEqual(json.pools[1].healthCheck.send, { hex: '00ff' });
+    assert.deepEqual(json.pools[1].healthCheck.expect, { hex: Buffer.from('ok').toString('hex') });
+    // What it prints is a config the loader takes again, meaning the same.
+    const again = validateConfig(json);
+    assert.ok(again.ok || again.issues.every((issue) => issue.path === 'admin.token'), JSON.stringify(again.ok ? [] : again.issues));
   });
 });
