@@ -617,7 +617,7 @@ describe('runtime override events (in process)', () => {
     const result = validateConfig({
       workers: 1,
       listeners: [{ name: 'p', bind: '127.0.0.1:0', pool: 'p' }],
-      pools: [{ name: 'p', balance: 'maglev', backends: [{ id: 'a', address: '127.0.0.1:9001' }, { id: 'b', address: '127.0.0.1:9002' }] }],
+      pools: [{ name: 'p', balance: 'maglev', slowStartMs: 600_000, backends: [{ id: 'a', address: '127.0.0.1:9001' }, { id: 'b', address: '127.0.0.1:9002' }] }],
       log: { level: 'info' },
     });
     if (!result.ok) assert.fail(JSON.stringify(result.issues));
@@ -638,6 +638,11 @@ describe('runtime override events (in process)', () => {
     events.length = 0;
     assert.equal(await ringlb.changeBackend('p', 'a', { weight: 3 }, { remoteAddress: '127.0.0.1' }), true);
     assert.deepEqual(events, []);
+    // Back to active: it ramps up from 10% (slow start), and the status says so.
+    assert.equal(await ringlb.changeBackend('p', 'a', { state: 'active' }, { remoteAddress: '127.0.0.1' }), true);
+    const ramp = api.status().pools[0]!.backends.find((b) => b.id === 'a')!.slowStartPercent;
+    assert.ok(ramp >= 10 && ramp < 20, `slow start ramps from 10%, got ${ramp}`);
+    assert.equal(api.status().pools[0]!.backends.find((b) => b.id === 'b')!.slowStartPercent, 100);
     assert.equal(await ringlb.changeBackend('p', 'zz', { weight: 3 }, { remoteAddress: '127.0.0.1' }), false);
     assert.equal(await ringlb.changeBackend('nope', 'a', { weight: 3 }, { remoteAddress: '127.0.0.1' }), false);
   });
