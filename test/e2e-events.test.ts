@@ -305,6 +305,36 @@ describe('membership from registration', () => {
   });
 });
 
+describe('runtime overrides on the stream', () => {
+  test('PATCH drain and a weight: state_changed and weight_changed from source admin, once each', async () => {
+    const [a, b] = [await backend('a'), await backend('b')];
+    const { admin } = await run(
+      {
+        admin: { bind: '127.0.0.1:0', token: TOKEN },
+        listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+        pools: [{ name: 'web', balance: 'maglev', backends: [{ id: 'a', address: a.address }, { id: 'b', address: b.address }] }],
+      },
+      ['web'],
+    );
+    const stream = await sse(admin);
+    const response = await fetch(`http://${admin}/v1/pools/web/backends/a`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ state: 'drain', weight: 4 }),
+    });
+    await response.arrayBuffer();
+    assert.equal(response.status, 200);
+    await stream.waitFor((m) => m.event === 'weight_changed', 'weight_changed', 5000);
+    assert.deepEqual(
+      stream.messages.map((m) => [m.event, m.json.backend, m.json.source, m.json.from ?? m.json.previousWeight, m.json.to ?? m.json.weight]),
+      [
+        ['state_changed', 'a', 'admin', 'active', 'drain'],
+        ['weight_changed', 'a', 'admin', 1, 4],
+      ],
+    );
+  });
+});
+
 describe('GET /v1/events through the admin server', () => {
   test('needs the token; bad filters and ids are 400 with the reason', async () => {
     await backend('x');
