@@ -11,7 +11,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from './config/types.js';
 
-export type { Logger } from 'pino';
+export type { Logger, DestinationStream } from 'pino';
 
 export interface RootLoggerOptions {
   readonly level: LogLevel;

@@ -27,6 +27,8 @@
  * it needs; tables are identical (they depend on ids and weights only), and health and
  * connections stay as they are.
  */
+import { AccessLog } from './access-log/access-log.js';
+import { accessLogSettingsOf, outputOpenError, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
@@ -34,7 +36,7 @@ import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js
 import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { ResolveHost } from './discovery/name-resolver.js';
-import type { Logger } from './log.js';
+import type { DestinationStream, Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerHandle, type ListenerStats } from './proxy/listener.js';
@@ -51,6 +53,11 @@ export interface RinglbOptions {
   readonly coreImplementation?: 'wasm' | 'reference';
   /** How pools resolve backend host names (off the hot path); default getaddrinfo. Tests inject one. */
   readonly resolveHost?: ResolveHost;
+  /**
+   * Access lines of connections this thread carries go here instead of `log.access.output`
+   * (embedders, tests). Data-plane worker threads always write to the configured output.
+   */
+  readonly accessLogDestination?: DestinationStream;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
 }
@@ -95,6 +102,9 @@ export class Ringlb {
   readonly #retiredListeners = new Set<ListenerHandle>();
   /** Data-plane worker threads; null when this thread carries the connections (`workers` 1, or Node < 22.12). */
   #workers: WorkerSupervisor | null = null;
+  /** This thread's access log when it carries the connections (no worker threads); null otherwise. */
+  #accessLog: AccessLog | null = null;
+  readonly #accessLogDestination: DestinationStream | undefined;
   readonly #testHooks: boolean;
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
@@ -113,6 +123,7 @@ export class Ringlb {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
+    this.#accessLogDestination = options.accessLogDestination;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
     this.#registry = new Registry({
       logger: this.#logger,
@@ -133,7 +144,11 @@ export class Ringlb {
     if (this.#started) throw new Error('ringlb: start() called twice');
     this.#started = true;
     this.#config = config;
+    const accessLog = accessLogSettingsOf(config.log);
+    const outputError = this.#accessLogDestination === undefined ? outputOpenError(accessLog.output) : null;
+    if (outputError !== null) throw new Error(`log.access.output: ${outputError}`);
     await this.#startWorkers(config);
+    if (this.#workers === null) this.#accessLog = new AccessLog(accessLog, { worker: 0, destination: this.#accessLogDestination });
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
@@ -163,6 +178,7 @@ export class Ringlb {
       await this.#admin?.close();
       this.#store.close();
       await this.#workers?.stop();
+      this.#accessLog?.close();
       throw error;
     }
   }
@@ -175,7 +191,13 @@ export class Ringlb {
     const plan = planWorkers(config.workers);
     if (plan.warning !== null) this.#logger.warn({ workers: plan.requested, node: process.versions.node, needs: REUSE_PORT_MIN_NODE }, plan.warning);
     if (plan.count <= 1) return;
-    const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
+    const workers = new WorkerSupervisor({
+      count: plan.count,
+      logLevel: config.log.level,
+      accessLog: accessLogSettingsOf(config.log),
+      logger: this.#logger.child({ component: 'workers' }),
+      testHooks: this.#testHooks,
+    });
     this.#workers = workers;
     await workers.start();
   }
@@ -247,6 +269,39 @@ export class Ringlb {
   }
 
   /**
+   * Logrotate (SIGUSR1): every thread writing access lines opens its file again, so after a rename
+   * new lines go to a new file. Resolves once every thread did (`access log reopened`), with the
+   * reasons of those that could not (`access log reopen failed`; they keep the old file).
+   */
+  async reopenAccessLog(): Promise<string[]> {
+    const config = this.#config;
+    if (config === null || this.#stopping) return [];
+    const settings = accessLogSettingsOf(config.log);
+    const errors: string[] = [];
+    try {
+      this.#accessLog?.reopen();
+    } catch (error) {
+      errors.push(`main thread: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (this.#workers !== null) errors.push(...(await this.#workers.configureAccessLog(settings, true)));
+    if (errors.length > 0) this.#logger.error({ output: settings.output, errors }, 'access log reopen failed');
+    else this.#logger.info({ output: settings.output }, 'access log reopened');
+    return errors;
+  }
+
+  /** The access log's settings changed on reload: every thread applies them (a new output is opened by each). */
+  async #applyAccessLog(settings: AccessLogSettings): Promise<void> {
+    const errors: string[] = [];
+    try {
+      this.#accessLog?.configure(settings);
+    } catch (error) {
+      errors.push(`main thread: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (this.#workers !== null) errors.push(...(await this.#workers.configureAccessLog(settings, false)));
+    if (errors.length > 0) this.#logger.error({ output: settings.output, errors }, 'access log output not opened: the previous one stays');
+  }
+
+  /**
    * Logs a config that failed validation as refused (the caller validated; nothing changes).
    * `errorCount` counts every error when the caller passes only the first ones.
    */
@@ -298,6 +353,7 @@ export class Ringlb {
     await closing;
     await stopping;
     await this.#workers?.stop();
+    this.#accessLog?.close();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -336,7 +392,7 @@ export class Ringlb {
 
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
     if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers);
-    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }));
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!);
   }
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
@@ -463,6 +519,13 @@ export class Ringlb {
     const nextIndex = new Map(next.pools.map((pool, index) => [pool.name, index]));
     const nextPools = new Map(next.pools.map((pool) => [pool.name, pool]));
     const errors: string[] = [];
+    const accessLogBefore = accessLogSettingsOf(current.log);
+    const accessLogNext = accessLogSettingsOf(next.log);
+    const accessLogChanged = JSON.stringify(accessLogBefore) !== JSON.stringify(accessLogNext);
+    if (accessLogNext.output !== accessLogBefore.output && this.#accessLogDestination === undefined) {
+      const outputError = outputOpenError(accessLogNext.output);
+      if (outputError !== null) errors.push(`log.access.output: ${outputError}`);
+    }
 
     const sources = new Map<string, DiscoverySource | null>();
     for (const poolPlan of plan.pools) {
@@ -587,6 +650,7 @@ export class Ringlb {
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
+    if (accessLogChanged) await this.#applyAccessLog(accessLogNext);
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');

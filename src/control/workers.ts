@@ -20,6 +20,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
+import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from '../access-log/settings.js';
 import type { Logger } from '../log.js';
 import type { BackendPool, PoolSharing } from '../proxy/backend-pool.js';
 import type { FromWorker, ToWorker, WorkerStart } from '../proxy/worker-protocol.js';
@@ -28,6 +29,8 @@ import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state
 export interface WorkerSupervisorOptions {
   readonly count: number;
   readonly logLevel: LogLevel;
+  /** Access-log settings at start (default: the defaults); `configureAccessLog` changes them. */
+  readonly accessLog?: AccessLogSettings;
   readonly logger: Logger;
   /** Honour the test-only fault hook (`crashForTest`). */
   readonly testHooks: boolean;
@@ -77,6 +80,8 @@ const WORKER_PATH = new URL('../proxy/worker-thread.js', import.meta.url);
 export class WorkerSupervisor {
   readonly count: number;
   readonly #logLevel: LogLevel;
+  /** Current access-log settings: what a replacement worker starts with. */
+  #accessLog: AccessLogSettings;
   readonly #logger: Logger;
   readonly #testHooks: boolean;
   readonly #workerUrl: URL;
@@ -97,6 +102,7 @@ export class WorkerSupervisor {
   constructor(options: WorkerSupervisorOptions) {
     this.count = options.count;
     this.#logLevel = options.logLevel;
+    this.#accessLog = options.accessLog ?? DEFAULT_ACCESS_LOG;
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
     this.#workerUrl = options.workerUrl ?? WORKER_PATH;
@@ -326,6 +332,25 @@ export class WorkerSupervisor {
     );
   }
 
+  /**
+   * Every worker applies `settings` and, with `reopen`, opens its access-log file again (SIGUSR1).
+   * Resolves once each has answered, with the reasons of those that could not open the output
+   * (they keep the previous one). A worker that dies meanwhile starts with these settings.
+   */
+  async configureAccessLog(settings: AccessLogSettings, reopen: boolean): Promise<string[]> {
+    this.#accessLog = settings;
+    const replies = await Promise.all(
+      this.#workers.map((_, index) =>
+        this.#request(index, (requestId) => ({ type: 'access-log', requestId, settings, reopen })).catch(() => null),
+      ),
+    );
+    const errors: string[] = [];
+    replies.forEach((reply, index) => {
+      if (reply?.type === 'access-log-applied' && reply.error !== null) errors.push(`worker ${index}: ${reply.error}`);
+    });
+    return errors;
+  }
+
   // --- tests and diagnostics ------------------------------------------------------------------------
 
   /** The table of `pool` as worker `index` built it (tests compare it with the main thread's). */
@@ -365,7 +390,7 @@ export class WorkerSupervisor {
   // --- workers ---------------------------------------------------------------------------------------
 
   #spawn(index: number): WorkerSlot {
-    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, testHooks: this.#testHooks };
+    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, accessLog: this.#accessLog, testHooks: this.#testHooks };
     const worker = new Worker(this.#workerUrl, { workerData: start });
     let markReady!: () => void;
     let markFailed!: (error: Error) => void;
@@ -404,6 +429,7 @@ export class WorkerSupervisor {
       case 'listening':
       case 'listen-failed':
       case 'synced':
+      case 'access-log-applied':
       case 'census':
       case 'table': {
         const pending = this.#pending.get(message.requestId);

@@ -4,6 +4,7 @@
  * Pools and listeners are named by ids the main thread assigns (a reload may replace a listener by
  * another of the same name: both live while the old one drains).
  */
+import type { AccessLogSettings } from '../access-log/settings.js';
 import type { ConnectFailureReason } from '../backend.js';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
 import type { PoolSnapshot } from './backend-pool.js';
@@ -13,6 +14,8 @@ export interface WorkerStart {
   readonly index: number;
   readonly workers: number;
   readonly logLevel: LogLevel;
+  /** The access log's settings in force when this worker starts (a replacement gets the current ones); absent = defaults. */
+  readonly accessLog?: AccessLogSettings;
   /** Honour `crash-for-test` (RINGLB_TEST_HOOKS=1 in the main thread's environment). */
   readonly testHooks: boolean;
 }
@@ -37,6 +40,8 @@ export type ToWorker =
   | { readonly type: 'listener-cut'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
   | { readonly type: 'crash-for-test' }
+  /** New access-log settings (a reload), and/or reopen its file (SIGUSR1); answered with `access-log-applied`. */
+  | { readonly type: 'access-log'; readonly requestId: number; readonly settings: AccessLogSettings; readonly reopen: boolean }
   /** Tests and diagnostics: answered with how many pool replicas and listeners this worker holds. */
   | { readonly type: 'census'; readonly requestId: number }
   /** Answered with `synced` once every message sent before it has been applied (messages keep their order). */
@@ -58,4 +63,6 @@ export type FromWorker =
   | { readonly type: 'listener-idle'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null }
   | { readonly type: 'synced'; readonly requestId: number }
+  /** `error`: why this worker could not open its output (it keeps writing to the previous one). */
+  | { readonly type: 'access-log-applied'; readonly requestId: number; readonly error: string | null }
   | { readonly type: 'census'; readonly requestId: number; readonly pools: number; readonly listeners: number };
