@@ -28,7 +28,8 @@
  * connections stay as they are.
  */
 import { AccessLog } from './access-log/access-log.js';
-import { accessLogSettingsOf, outputOpenError, type AccessLogSettings } from './access-log/settings.js';
+import { closeOutput, isFileOutput, openOutput } from './access-log/output.js';
+import { accessLogSettingsOf, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
@@ -104,6 +105,8 @@ export class Ringlb {
   #workers: WorkerSupervisor | null = null;
   /** This thread's access log when it carries the connections (no worker threads); null otherwise. */
   #accessLog: AccessLog | null = null;
+  /** The access log's output descriptor, the process's one (access-log/output.ts); -1 before start. */
+  #accessLogFd = -1;
   readonly #accessLogDestination: DestinationStream | undefined;
   readonly #testHooks: boolean;
   readonly #retiredPools = new Set<BackendPool>();
@@ -145,10 +148,18 @@ export class Ringlb {
     this.#started = true;
     this.#config = config;
     const accessLog = accessLogSettingsOf(config.log);
-    const outputError = this.#accessLogDestination === undefined ? outputOpenError(accessLog.output) : null;
-    if (outputError !== null) throw new Error(`log.access.output: ${outputError}`);
-    await this.#startWorkers(config);
-    if (this.#workers === null) this.#accessLog = new AccessLog(accessLog, { worker: 0, destination: this.#accessLogDestination });
+    try {
+      this.#accessLogFd = openOutput(accessLog.output);
+    } catch (error) {
+      throw new Error(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    try {
+      await this.#startWorkers(config);
+    } catch (error) {
+      closeOutput(this.#accessLogFd);
+      throw error;
+    }
+    if (this.#workers === null) this.#accessLog = new AccessLog(accessLog, { worker: 0, fd: this.#accessLogFd, destination: this.#accessLogDestination });
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
@@ -178,7 +189,7 @@ export class Ringlb {
       await this.#admin?.close();
       this.#store.close();
       await this.#workers?.stop();
-      this.#accessLog?.close();
+      this.#closeAccessLog();
       throw error;
     }
   }
@@ -195,6 +206,7 @@ export class Ringlb {
       count: plan.count,
       logLevel: config.log.level,
       accessLog: accessLogSettingsOf(config.log),
+      accessLogFd: this.#accessLogFd,
       logger: this.#logger.child({ component: 'workers' }),
       testHooks: this.#testHooks,
     });
@@ -269,36 +281,51 @@ export class Ringlb {
   }
 
   /**
-   * Logrotate (SIGUSR1): every thread writing access lines opens its file again, so after a rename
-   * new lines go to a new file. Resolves once every thread did (`access log reopened`), with the
-   * reasons of those that could not (`access log reopen failed`; they keep the old file).
+   * Logrotate (SIGUSR1): the access-log file's path is opened again and every thread switches to
+   * it, so after a rename new lines go to a new file; the old descriptor closes once none writes to
+   * it. Logs `access log reopened`, or `access log reopen failed` (the old file stays in use).
+   * Queued with reloads, so the two never interleave. Resolves with true when reopened.
    */
-  async reopenAccessLog(): Promise<string[]> {
-    const config = this.#config;
-    if (config === null || this.#stopping) return [];
-    const settings = accessLogSettingsOf(config.log);
-    const errors: string[] = [];
-    try {
-      this.#accessLog?.reopen();
-    } catch (error) {
-      errors.push(`main thread: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (this.#workers !== null) errors.push(...(await this.#workers.configureAccessLog(settings, true)));
-    if (errors.length > 0) this.#logger.error({ output: settings.output, errors }, 'access log reopen failed');
-    else this.#logger.info({ output: settings.output }, 'access log reopened');
-    return errors;
+  reopenAccessLog(): Promise<boolean> {
+    const run = this.#reloading.then(() => this.#reopenAccessLog());
+    this.#reloading = run.catch(() => undefined);
+    return run;
   }
 
-  /** The access log's settings changed on reload: every thread applies them (a new output is opened by each). */
-  async #applyAccessLog(settings: AccessLogSettings): Promise<void> {
-    const errors: string[] = [];
-    try {
-      this.#accessLog?.configure(settings);
-    } catch (error) {
-      errors.push(`main thread: ${error instanceof Error ? error.message : String(error)}`);
+  async #reopenAccessLog(): Promise<boolean> {
+    const config = this.#config;
+    if (config === null || this.#stopping) return false;
+    const settings = accessLogSettingsOf(config.log);
+    // stdout and stderr have no path to open again.
+    if (!isFileOutput(settings.output)) {
+      this.#logger.info({ output: settings.output }, 'access log reopened');
+      return true;
     }
-    if (this.#workers !== null) errors.push(...(await this.#workers.configureAccessLog(settings, false)));
-    if (errors.length > 0) this.#logger.error({ output: settings.output, errors }, 'access log output not opened: the previous one stays');
+    let fd: number;
+    try {
+      fd = openOutput(settings.output);
+    } catch (error) {
+      this.#logger.error({ output: settings.output, error: error instanceof Error ? error.message : String(error) }, 'access log reopen failed');
+      return false;
+    }
+    await this.#switchAccessLog(settings, fd);
+    this.#logger.info({ output: settings.output }, 'access log reopened');
+    return true;
+  }
+
+  /** Every thread writes to `fd` with `settings` from now on; then the previous descriptor closes. */
+  async #switchAccessLog(settings: AccessLogSettings, fd: number): Promise<void> {
+    const previous = this.#accessLogFd;
+    this.#accessLogFd = fd;
+    this.#accessLog?.configure(settings, fd);
+    await this.#workers?.configureAccessLog(settings, fd);
+    if (previous !== fd) closeOutput(previous);
+  }
+
+  #closeAccessLog(): void {
+    this.#accessLog?.close();
+    if (this.#accessLogFd >= 0) closeOutput(this.#accessLogFd);
+    this.#accessLogFd = -1;
   }
 
   /**
@@ -353,7 +380,7 @@ export class Ringlb {
     await closing;
     await stopping;
     await this.#workers?.stop();
-    this.#accessLog?.close();
+    this.#closeAccessLog();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -522,9 +549,14 @@ export class Ringlb {
     const accessLogBefore = accessLogSettingsOf(current.log);
     const accessLogNext = accessLogSettingsOf(next.log);
     const accessLogChanged = JSON.stringify(accessLogBefore) !== JSON.stringify(accessLogNext);
-    if (accessLogNext.output !== accessLogBefore.output && this.#accessLogDestination === undefined) {
-      const outputError = outputOpenError(accessLogNext.output);
-      if (outputError !== null) errors.push(`log.access.output: ${outputError}`);
+    // A new output is opened now, so a path that cannot be opened refuses the reload.
+    let accessLogFd = this.#accessLogFd;
+    if (accessLogNext.output !== accessLogBefore.output) {
+      try {
+        accessLogFd = openOutput(accessLogNext.output);
+      } catch (error) {
+        errors.push(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+      }
     }
 
     const sources = new Map<string, DiscoverySource | null>();
@@ -581,6 +613,7 @@ export class Ringlb {
       }
     }
     if (errors.length > 0) {
+      if (accessLogFd !== this.#accessLogFd) closeOutput(accessLogFd);
       for (const listener of opened.values()) listener.stopListening();
       for (const { pool } of newPools.values()) pool.stop();
       await Promise.all([...sources.values()].map((source) => source?.stop()));
@@ -650,7 +683,7 @@ export class Ringlb {
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
-    if (accessLogChanged) await this.#applyAccessLog(accessLogNext);
+    if (accessLogChanged) await this.#switchAccessLog(accessLogNext, accessLogFd);
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');

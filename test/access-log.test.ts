@@ -10,7 +10,7 @@ import { DEFAULT_ACCESS_LOG } from '../src/access-log/settings.js';
 import { LogCapture } from './helpers/log-capture.js';
 
 function accessLogWith(settings: Partial<typeof DEFAULT_ACCESS_LOG>, capture = new LogCapture()): AccessLog {
-  return new AccessLog({ ...DEFAULT_ACCESS_LOG, ...settings }, { worker: 0, destination: { write: (line: string) => capture.write(line) } });
+  return new AccessLog({ ...DEFAULT_ACCESS_LOG, ...settings }, { worker: 0, fd: 1, destination: { write: (line: string) => capture.write(line) } });
 }
 
 describe('sampling', () => {

@@ -125,6 +125,48 @@ async function rotationRoundTrip(t: TestContext, workers: number): Promise<void>
   assert.deepEqual(ringlb.otherStdout, []);
 }
 
+/** SIGHUP and its outcome line. */
+async function reloadWith(ringlb: RinglbProcess, path: string, config: unknown): Promise<LogLine> {
+  writeFileSync(path, JSON.stringify(config));
+  const since = ringlb.lines.length;
+  ringlb.child.kill('SIGHUP');
+  return await ringlb.waitForLine((l) => l.msg === 'config reloaded' || l.msg === 'config reload refused', 10_000, 'reload outcome', since);
+}
+
+/** A reload moves the output to another file in every thread; one that cannot be opened is refused and changes nothing. */
+async function outputReload(t: TestContext, workers: number): Promise<void> {
+  const temp = new TempDir();
+  t.after(() => temp.remove());
+  const backend = await backendFor(t, 'a');
+  const config = (output: string): unknown => ({
+    workers,
+    log: { access: { output } },
+    listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+    pools: [{ name: 'web', backends: [{ address: backend.address }] }],
+  });
+  const first = join(temp.path, 'first.log');
+  const second = join(temp.path, 'second.log');
+  const path = temp.writeJson(config(first));
+  const started = await startRinglb(path, ['web']);
+  t.after(() => started.ringlb.kill());
+  const { ringlb, ports } = started;
+  const port = ports.get('web')!;
+  const before = await shortConnections(port, 2);
+  await waitForFileLines(first, (lines) => closeLinesOf(lines, before).length === 2);
+
+  assert.equal((await reloadWith(ringlb, path, config(second))).msg, 'config reloaded');
+  const moved = await shortConnections(port, workers > 1 ? 20 : 4);
+  await waitForFileLines(second, (lines) => closeLinesOf(lines, moved).length === moved.length, 10_000, 'lines in the new output');
+  assert.equal(closeLinesOf(readFileLines(first).lines, moved).length, 0, 'a thread still wrote to the old output');
+  if (workers > 1) assert.deepEqual([...new Set(closeLinesOf(readFileLines(second).lines, moved).map((l) => l.worker))].sort(), [0, 1]);
+
+  const refused = await reloadWith(ringlb, path, config(join(temp.path, 'missing', 'third.log')));
+  assert.equal(refused.msg, 'config reload refused');
+  assert.match(JSON.stringify(refused.errors), /log\.access\.output: cannot open .*missing\/third\.log for appending: ENOENT/);
+  const after = await shortConnections(port, 2);
+  await waitForFileLines(second, (lines) => closeLinesOf(lines, after).length === 2, 10_000, 'lines after the refused reload');
+}
+
 describe('access log: file output and SIGUSR1 (CLI)', () => {
   test('one thread: lines in the file; after a rename and SIGUSR1, new lines in a new file', async (t) => {
     await rotationRoundTrip(t, 1);
@@ -132,6 +174,14 @@ describe('access log: file output and SIGUSR1 (CLI)', () => {
 
   workersTest('workers 2: every worker reopens; whole lines from both workers in the new file', async (t) => {
     await rotationRoundTrip(t, 2);
+  });
+
+  test('one thread: a reload moves the output to another file; an output that cannot be opened refuses the reload', async (t) => {
+    await outputReload(t, 1);
+  });
+
+  workersTest('workers 2: a reload moves every worker to the new file; a refused one changes nothing', async (t) => {
+    await outputReload(t, 2);
   });
 
   test('a file that cannot be opened refuses the start, with the JSON path', async (t) => {
@@ -207,10 +257,7 @@ describe('access log: sampling, reload (CLI)', () => {
     const before = await shortConnections(ports.get('web')!, 3);
     await ringlb.waitForLine(() => closeLinesOf(ringlb.lines, before).length === 3);
 
-    writeFileSync(path, JSON.stringify(config(0)));
-    const since = ringlb.lines.length;
-    ringlb.child.kill('SIGHUP');
-    const reloaded = await ringlb.waitForLine((l) => l.msg === 'config reloaded' || l.msg === 'config reload refused', 10_000, 'reload', since);
+    const reloaded = await reloadWith(ringlb, path, config(0));
     assert.equal(reloaded.msg, 'config reloaded', JSON.stringify(reloaded));
 
     const afterReload = await shortConnections(ports.get('web')!, 5);

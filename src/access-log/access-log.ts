@@ -5,10 +5,9 @@
  * silence health events. Lines are pino JSON at a fixed `info` with the fields they always had.
  *
  * Whole lines, never interleaved across threads: every line is one write(2) (SonicBoom in sync
- * mode, as the operational log), and a file output is opened with O_APPEND, so the kernel places
- * each thread's write at the end of the file as a whole. Each thread opens the file itself;
- * `reopen()` (SIGUSR1, for logrotate) opens the path again, so after a rename new lines go to the
- * new file and the lines before stay in the renamed one.
+ * mode, as the operational log) to the process's one access-log descriptor, which the main thread
+ * opens with O_APPEND and hands to every thread by number (output.ts). A reopen (SIGUSR1) or a new
+ * output is a new descriptor given to `configure`.
  *
  * Sampling costs one xorshift32 step per connection (a per-thread generator, no allocation):
  * a connection not drawn writes no connect, open or close line, unless it fails (outcomes other
@@ -22,7 +21,7 @@
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { xorshift32, normalizeSeed } from '../core/prng.js';
-import { DEFAULT_ACCESS_LOG, isFileOutput, type AccessLogOutput, type AccessLogSettings } from './settings.js';
+import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './settings.js';
 
 /** Connections visited per event-loop turn by the open-connection sweep. */
 const SWEEP_BATCH = 512;
@@ -43,14 +42,19 @@ export interface OpenConnectionList {
 export interface AccessLogOptions {
   /** `worker` field of every line (0 for the main thread). */
   readonly worker: number;
-  /** Lines go here instead of `settings.output` (embedders and tests, in the main thread only). */
+  /** The output descriptor (output.ts), owned by the main thread; never closed here. */
+  readonly fd: number;
+  /** Lines go here instead of `fd` (embedders and tests, in the main thread only). */
   readonly destination?: DestinationStream;
 }
 
-/** Opens an output: SonicBoom in sync mode, one write(2) per line; files appended (O_APPEND). */
-function openOutput(output: AccessLogOutput): pino.DestinationStream & { reopen(): void; destroy(): void; flushSync(): void } {
-  const dest = output === 'stdout' ? 1 : output === 'stderr' ? 2 : output;
-  return pino.destination({ dest, sync: true, append: true, mkdir: false }) as never;
+/**
+ * Writes to `fd`: SonicBoom in sync mode, one write(2) per line (retrying EAGAIN on a non-blocking
+ * pipe, as the operational log's). It is dropped, never destroyed, when the descriptor changes:
+ * the main thread closes descriptors, once no thread writes to them.
+ */
+function writerTo(fd: number): DestinationStream {
+  return pino.destination({ dest: fd, sync: true });
 }
 
 export class AccessLog {
@@ -59,7 +63,8 @@ export class AccessLog {
   #sampleBelow = 2 ** 32;
   #random: number;
   readonly #override: DestinationStream | undefined;
-  #output: ReturnType<typeof openOutput> | null = null;
+  #fd: number;
+  #output: DestinationStream;
   readonly #root: Logger;
   readonly #lists = new Set<OpenConnectionList>();
   #sweepTimer: NodeJS.Timeout | null = null;
@@ -69,10 +74,12 @@ export class AccessLog {
 
   constructor(settings: AccessLogSettings, options: AccessLogOptions) {
     this.#override = options.destination;
+    this.#fd = options.fd;
+    this.#output = options.destination ?? writerTo(options.fd);
     this.#random = normalizeSeed(Math.imul(options.worker + 1, 0x9e3779b9) ^ process.pid);
     // The lines are written through a stable front, so an output changed on reload needs no new
     // pino instance and no new child per listener.
-    const front: DestinationStream = { write: (line: string) => (this.#override ?? this.#output!).write(line) };
+    const front: DestinationStream = { write: (line: string) => this.#output.write(line) };
     this.#root = pino(
       {
         level: 'info',
@@ -81,7 +88,7 @@ export class AccessLog {
       },
       front,
     );
-    this.configure(settings);
+    this.configure(settings, options.fd);
   }
 
   get enabled(): boolean {
@@ -110,27 +117,16 @@ export class AccessLog {
     return this.#root.child({ listener, pool });
   }
 
-  /**
-   * Apply settings (start and reload). A changed output opens the new one first: if that throws,
-   * the old one stays (the runtime checked the path before, so this is a race with the filesystem).
-   */
-  configure(settings: AccessLogSettings): void {
-    if (this.#output === null || settings.output !== this.#settings.output) {
-      const next = this.#override === undefined ? openOutput(settings.output) : null;
-      const previous = this.#output;
-      this.#output = next;
-      if (previous !== null) closeOutput(previous);
+  /** Apply settings and the output descriptor (start, reload, reopen); the previous descriptor is the main thread's to close. */
+  configure(settings: AccessLogSettings, fd: number = this.#fd): void {
+    if (fd !== this.#fd) {
+      this.#fd = fd;
+      if (this.#override === undefined) this.#output = writerTo(fd);
     }
     const intervalChanged = settings.openConnectionsIntervalMs !== this.#settings.openConnectionsIntervalMs || settings.enabled !== this.#settings.enabled;
     this.#settings = settings;
     this.#sampleBelow = Math.floor(Math.min(1, Math.max(0, settings.sample)) * 2 ** 32);
     if (intervalChanged || this.#sweepTimer === null) this.#restartSweeps();
-  }
-
-  /** Logrotate: open the output's path again (a no-op for stdout and stderr). Throws when it cannot. */
-  reopen(): void {
-    if (this.#output === null || !isFileOutput(this.#settings.output)) return;
-    this.#output.reopen();
   }
 
   /** Lists whose connections get open lines; a listener adds itself while it may hold connections. */
@@ -144,15 +140,13 @@ export class AccessLog {
     if (index >= 0) this.#sweeping.splice(index, 1);
   }
 
-  /** Stop the sweeps and close a file output (the thread is ending). */
+  /** Stop the sweeps (the thread's data plane is ending); the descriptor is the main thread's. */
   close(): void {
     if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer);
     this.#sweepTimer = null;
     if (this.#sweepImmediate !== null) clearImmediate(this.#sweepImmediate);
     this.#sweepImmediate = null;
     this.#sweeping = [];
-    if (this.#output !== null) closeOutput(this.#output);
-    this.#output = null;
   }
 
   #restartSweeps(): void {
@@ -192,16 +186,4 @@ export class AccessLog {
     }
     if (this.#sweeping.length > 0) this.#sweepImmediate = setImmediate(this.#sweepBatch);
   };
-}
-
-function closeOutput(output: ReturnType<typeof openOutput>): void {
-  // stdout and stderr stay open for the operational log.
-  const fd = (output as unknown as { fd: number }).fd;
-  if (fd === 1 || fd === 2) return;
-  try {
-    output.flushSync();
-  } catch {
-    // nothing buffered in sync mode
-  }
-  output.destroy();
 }

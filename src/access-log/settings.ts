@@ -1,9 +1,9 @@
 /**
  * What `log.access`, `log.onConnect` and `log.openConnectionsIntervalMs` say, as one plain value:
- * the main thread holds it and sends it to every data-plane worker (worker-protocol.ts), each of
- * which applies it to its own `AccessLog` (access-log.ts). All of it applies on reload.
+ * the main thread holds it and sends it, with the output's descriptor (output.ts), to every
+ * data-plane worker (worker-protocol.ts), each of which applies it to its own `AccessLog`
+ * (access-log.ts). All of it applies on reload.
  */
-import { closeSync, openSync } from 'node:fs';
 import type { RinglbConfig } from '../config/types.js';
 
 /** `stdout`, `stderr`, or the path of a file appended to (absolute once the config is loaded). */
@@ -41,18 +41,4 @@ export function accessLogSettingsOf(log: RinglbConfig['log']): AccessLogSettings
 
 export function isFileOutput(output: AccessLogOutput): boolean {
   return output !== 'stdout' && output !== 'stderr';
-}
-
-/**
- * Opens a file output for appending and closes it again: start and reload refuse an output no
- * thread could open, before anything changes. Returns the reason, or null when it opens.
- */
-export function outputOpenError(output: AccessLogOutput): string | null {
-  if (!isFileOutput(output)) return null;
-  try {
-    closeSync(openSync(output, 'a'));
-    return null;
-  } catch (error) {
-    return `cannot open ${output} for appending: ${error instanceof Error ? error.message : String(error)}`;
-  }
 }

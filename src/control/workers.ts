@@ -31,6 +31,8 @@ export interface WorkerSupervisorOptions {
   readonly logLevel: LogLevel;
   /** Access-log settings at start (default: the defaults); `configureAccessLog` changes them. */
   readonly accessLog?: AccessLogSettings;
+  /** The access log's output descriptor (access-log/output.ts), owned by the caller; default stdout. */
+  readonly accessLogFd?: number;
   readonly logger: Logger;
   /** Honour the test-only fault hook (`crashForTest`). */
   readonly testHooks: boolean;
@@ -82,6 +84,7 @@ export class WorkerSupervisor {
   readonly #logLevel: LogLevel;
   /** Current access-log settings: what a replacement worker starts with. */
   #accessLog: AccessLogSettings;
+  #accessLogFd: number;
   readonly #logger: Logger;
   readonly #testHooks: boolean;
   readonly #workerUrl: URL;
@@ -103,6 +106,7 @@ export class WorkerSupervisor {
     this.count = options.count;
     this.#logLevel = options.logLevel;
     this.#accessLog = options.accessLog ?? DEFAULT_ACCESS_LOG;
+    this.#accessLogFd = options.accessLogFd ?? 1;
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
     this.#workerUrl = options.workerUrl ?? WORKER_PATH;
@@ -333,22 +337,16 @@ export class WorkerSupervisor {
   }
 
   /**
-   * Every worker applies `settings` and, with `reopen`, opens its access-log file again (SIGUSR1).
-   * Resolves once each has answered, with the reasons of those that could not open the output
-   * (they keep the previous one). A worker that dies meanwhile starts with these settings.
+   * Every worker applies `settings` and writes to `fd` from now on. Resolves once each has answered,
+   * so the caller may close the previous descriptor: a worker that is down meanwhile (not answering)
+   * gets these with its replay, before any listener, so it never writes to the old one either.
    */
-  async configureAccessLog(settings: AccessLogSettings, reopen: boolean): Promise<string[]> {
+  async configureAccessLog(settings: AccessLogSettings, fd: number): Promise<void> {
     this.#accessLog = settings;
-    const replies = await Promise.all(
-      this.#workers.map((_, index) =>
-        this.#request(index, (requestId) => ({ type: 'access-log', requestId, settings, reopen })).catch(() => null),
-      ),
+    this.#accessLogFd = fd;
+    await Promise.all(
+      this.#workers.map((_, index) => this.#request(index, (requestId) => ({ type: 'access-log', requestId, settings, fd })).catch(() => undefined)),
     );
-    const errors: string[] = [];
-    replies.forEach((reply, index) => {
-      if (reply?.type === 'access-log-applied' && reply.error !== null) errors.push(`worker ${index}: ${reply.error}`);
-    });
-    return errors;
   }
 
   // --- tests and diagnostics ------------------------------------------------------------------------
@@ -390,7 +388,7 @@ export class WorkerSupervisor {
   // --- workers ---------------------------------------------------------------------------------------
 
   #spawn(index: number): WorkerSlot {
-    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, accessLog: this.#accessLog, testHooks: this.#testHooks };
+    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, accessLog: this.#accessLog, accessLogFd: this.#accessLogFd, testHooks: this.#testHooks };
     const worker = new Worker(this.#workerUrl, { workerData: start });
     let markReady!: () => void;
     let markFailed!: (error: Error) => void;
@@ -495,6 +493,8 @@ export class WorkerSupervisor {
   /** A new worker learns everything a live one knows: every pool, then every open listener. */
   #replay(index: number): void {
     const slot = this.#workers[index]!;
+    // First: spawned before a reopen, it may hold a descriptor closed since (request 0: no one waits).
+    slot.worker.postMessage({ type: 'access-log', requestId: 0, settings: this.#accessLog, fd: this.#accessLogFd } satisfies ToWorker);
     for (const entry of this.#pools.values()) {
       // A new worker holds no connection, so removed pools (draining elsewhere) mean nothing to it.
       if (entry.forgotten || entry.pool.retired) continue;

@@ -16,6 +16,8 @@ export interface WorkerStart {
   readonly logLevel: LogLevel;
   /** The access log's settings in force when this worker starts (a replacement gets the current ones); absent = defaults. */
   readonly accessLog?: AccessLogSettings;
+  /** The access log's output descriptor, opened by the main thread (absent = stdout). */
+  readonly accessLogFd?: number;
   /** Honour `crash-for-test` (RINGLB_TEST_HOOKS=1 in the main thread's environment). */
   readonly testHooks: boolean;
 }
@@ -40,8 +42,11 @@ export type ToWorker =
   | { readonly type: 'listener-cut'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
   | { readonly type: 'crash-for-test' }
-  /** New access-log settings (a reload), and/or reopen its file (SIGUSR1); answered with `access-log-applied`. */
-  | { readonly type: 'access-log'; readonly requestId: number; readonly settings: AccessLogSettings; readonly reopen: boolean }
+  /**
+   * Access-log settings and output descriptor (a reload, a reopen on SIGUSR1, a replacement's replay);
+   * answered with `access-log-applied` once this worker writes to `fd` only.
+   */
+  | { readonly type: 'access-log'; readonly requestId: number; readonly settings: AccessLogSettings; readonly fd: number }
   /** Tests and diagnostics: answered with how many pool replicas and listeners this worker holds. */
   | { readonly type: 'census'; readonly requestId: number }
   /** Answered with `synced` once every message sent before it has been applied (messages keep their order). */
@@ -63,6 +68,5 @@ export type FromWorker =
   | { readonly type: 'listener-idle'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null }
   | { readonly type: 'synced'; readonly requestId: number }
-  /** `error`: why this worker could not open its output (it keeps writing to the previous one). */
-  | { readonly type: 'access-log-applied'; readonly requestId: number; readonly error: string | null }
+  | { readonly type: 'access-log-applied'; readonly requestId: number }
   | { readonly type: 'census'; readonly requestId: number; readonly pools: number; readonly listeners: number };

@@ -18,7 +18,7 @@ const start = workerData as WorkerStart;
 const port = parentPort!;
 const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
 /** This worker's own access-log stream: its own file descriptor, its own sampling generator. */
-const accessLog = new AccessLog(start.accessLog ?? DEFAULT_ACCESS_LOG, { worker: start.index });
+const accessLog = new AccessLog(start.accessLog ?? DEFAULT_ACCESS_LOG, { worker: start.index, fd: start.accessLogFd ?? 1 });
 
 const pools = new Map<number, PoolReplica>();
 const poolIds = new Map<PoolReplica, number>();
@@ -169,17 +169,10 @@ function onMessage(message: ToWorker): void {
       send({ type: 'table', requestId: message.requestId, slots: table?.slots ?? null, positions: table?.positions ?? null });
       return;
     }
-    case 'access-log': {
-      let error: string | null = null;
-      try {
-        accessLog.configure(message.settings);
-        if (message.reopen) accessLog.reopen();
-      } catch (failure) {
-        error = failure instanceof Error ? failure.message : String(failure);
-      }
-      send({ type: 'access-log-applied', requestId: message.requestId, error });
+    case 'access-log':
+      accessLog.configure(message.settings, message.fd);
+      send({ type: 'access-log-applied', requestId: message.requestId });
       return;
-    }
     case 'sync':
       send({ type: 'synced', requestId: message.requestId });
       return;
