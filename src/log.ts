@@ -33,3 +33,11 @@ export function createRootLogger(options: RootLoggerOptions): Logger {
     destination,
   );
 }
+
+/**
+ * The stream `logger` writes to. An embedder's logger may write anywhere; the access log's `stdout`
+ * output follows it in the main thread (runtime.ts), as access lines did when they went through it.
+ */
+export function destinationOf(logger: Logger): DestinationStream | undefined {
+  return (logger as unknown as Record<symbol, DestinationStream | undefined>)[pino.symbols.streamSym];
+}

@@ -37,7 +37,7 @@ import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js
 import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { ResolveHost } from './discovery/name-resolver.js';
-import type { DestinationStream, Logger } from './log.js';
+import { destinationOf, type DestinationStream, type Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerHandle, type ListenerStats } from './proxy/listener.js';
@@ -56,7 +56,9 @@ export interface RinglbOptions {
   readonly resolveHost?: ResolveHost;
   /**
    * Access lines of connections this thread carries go here instead of `log.access.output`
-   * (embedders, tests). Data-plane worker threads always write to the configured output.
+   * (embedders, tests). Without it, an output of `stdout` (the default) in this thread means the
+   * stream `logger` writes to, where access lines went before they had a stream of their own.
+   * Data-plane worker threads always write to the configured output.
    */
   readonly accessLogDestination?: DestinationStream;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
@@ -159,7 +161,14 @@ export class Ringlb {
       closeOutput(this.#accessLogFd);
       throw error;
     }
-    if (this.#workers === null) this.#accessLog = new AccessLog(accessLog, { worker: 0, fd: this.#accessLogFd, destination: this.#accessLogDestination });
+    if (this.#workers === null) {
+      this.#accessLog = new AccessLog(accessLog, {
+        worker: 0,
+        fd: this.#accessLogFd,
+        destination: this.#accessLogDestination,
+        stdout: destinationOf(this.#logger),
+      });
+    }
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start

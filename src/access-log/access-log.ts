@@ -46,6 +46,8 @@ export interface AccessLogOptions {
   readonly fd: number;
   /** Lines go here instead of `fd` (embedders and tests, in the main thread only). */
   readonly destination?: DestinationStream;
+  /** Lines for stdout (descriptor 1) go here instead (an embedder's logger stream, in the main thread only). */
+  readonly stdout?: DestinationStream;
 }
 
 /**
@@ -63,6 +65,7 @@ export class AccessLog {
   #sampleBelow = 2 ** 32;
   #random: number;
   readonly #override: DestinationStream | undefined;
+  readonly #stdout: DestinationStream | undefined;
   #fd: number;
   #output: DestinationStream;
   readonly #root: Logger;
@@ -74,8 +77,9 @@ export class AccessLog {
 
   constructor(settings: AccessLogSettings, options: AccessLogOptions) {
     this.#override = options.destination;
+    this.#stdout = options.stdout;
     this.#fd = options.fd;
-    this.#output = options.destination ?? writerTo(options.fd);
+    this.#output = this.#writerFor(options.fd);
     this.#random = normalizeSeed(Math.imul(options.worker + 1, 0x9e3779b9) ^ process.pid);
     // The lines are written through a stable front, so an output changed on reload needs no new
     // pino instance and no new child per listener.
@@ -121,7 +125,7 @@ export class AccessLog {
   configure(settings: AccessLogSettings, fd: number = this.#fd): void {
     if (fd !== this.#fd) {
       this.#fd = fd;
-      if (this.#override === undefined) this.#output = writerTo(fd);
+      this.#output = this.#writerFor(fd);
     }
     const intervalChanged = settings.openConnectionsIntervalMs !== this.#settings.openConnectionsIntervalMs || settings.enabled !== this.#settings.enabled;
     this.#settings = settings;
@@ -147,6 +151,12 @@ export class AccessLog {
     if (this.#sweepImmediate !== null) clearImmediate(this.#sweepImmediate);
     this.#sweepImmediate = null;
     this.#sweeping = [];
+  }
+
+  #writerFor(fd: number): DestinationStream {
+    if (this.#override !== undefined) return this.#override;
+    if (fd === 1 && this.#stdout !== undefined) return this.#stdout;
+    return writerTo(fd);
   }
 
   #restartSweeps(): void {
