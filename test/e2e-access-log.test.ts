@@ -270,56 +270,67 @@ describe('access log: sampling, reload (CLI)', () => {
 
 describe('access log: long-lived connections (CLI)', () => {
   test('onConnect and open lines appear while the connection lives, with bytes so far, before its close line', async (t) => {
-    const temp = new TempDir();
-    t.after(() => temp.remove());
-    const backend = await backendFor(t, 'a');
-    const { ringlb, ports } = await cli(
-      t,
-      temp,
-      {
-        workers: 1,
-        log: { onConnect: true, openConnectionsIntervalMs: 200 },
-        listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
-        pools: [{ name: 'web', backends: [{ address: backend.address }] }],
-      },
-      ['web'],
-    );
-    const socket = await openClient({ port: ports.get('web')! });
-    t.after(() => socket.destroy());
-    const client = `127.0.0.1:${socket.localPort}`;
-    assert.equal(await readLine(socket), 'a');
+    await longLived(t, 1);
+  });
 
-    const connect = await ringlb.waitForLine((l) => l.client === client && l.event === 'connect');
-    assert.equal(connect.msg, 'connection established');
-    assert.equal(connect.backend, backend.address);
-    assert.equal(connect.attempts, 1);
-    assert.equal(typeof connect.connectMs, 'number');
-
-    const firstOpen = await ringlb.waitForLine((l) => l.client === client && l.event === 'open');
-    assert.equal(firstOpen.msg, 'connection open');
-    assert.ok(Number(firstOpen.durationMs) >= 200, JSON.stringify(firstOpen));
-    assert.equal(firstOpen.bytesOut, 2); // the greeting
-
-    // Bytes moved after the first open line show in the next one.
-    socket.write('hello\n');
-    assert.equal(await readLine(socket), 'hello');
-    const from = ringlb.lines.indexOf(firstOpen) + 1;
-    const secondOpen = await ringlb.waitForLine((l) => l.client === client && l.event === 'open', 10_000, 'second open line', from);
-    assert.equal(secondOpen.bytesIn, 6);
-    assert.equal(secondOpen.bytesOut, 8);
-    assert.ok(Number(secondOpen.durationMs) - Number(firstOpen.durationMs) >= 200, `${firstOpen.durationMs} → ${secondOpen.durationMs}`);
-
-    socket.end();
-    await closed(socket);
-    const close = await ringlb.waitForLine((l) => l.client === client && l.msg === 'connection closed');
-    assert.equal(close.event, 'close');
-    assert.equal(close.outcome, 'ok');
-    const events = ringlb.lines.filter((l) => l.client === client).map((l) => l.event);
-    assert.equal(events[0], 'connect');
-    assert.equal(events.at(-1), 'close');
-    assert.ok(events.filter((e) => e === 'open').length >= 2, events.join(','));
+  workersTest('workers 2: the worker holding the connection writes its connect and open lines', async (t) => {
+    await longLived(t, 2);
   });
 });
+
+/** A connection held open: its connect line, two open lines with bytes so far, then its close line. */
+async function longLived(t: TestContext, workers: number): Promise<void> {
+  const temp = new TempDir();
+  t.after(() => temp.remove());
+  const backend = await backendFor(t, 'a');
+  const { ringlb, ports } = await cli(
+    t,
+    temp,
+    {
+      workers,
+      log: { onConnect: true, openConnectionsIntervalMs: 200 },
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ name: 'web', backends: [{ address: backend.address }] }],
+    },
+    ['web'],
+  );
+  const socket = await openClient({ port: ports.get('web')! });
+  t.after(() => socket.destroy());
+  const client = `127.0.0.1:${socket.localPort}`;
+  assert.equal(await readLine(socket), 'a');
+
+  const connect = await ringlb.waitForLine((l) => l.client === client && l.event === 'connect');
+  assert.equal(connect.msg, 'connection established');
+  assert.equal(connect.backend, backend.address);
+  assert.equal(connect.attempts, 1);
+  assert.equal(typeof connect.connectMs, 'number');
+
+  const firstOpen = await ringlb.waitForLine((l) => l.client === client && l.event === 'open');
+  assert.equal(firstOpen.msg, 'connection open');
+  assert.ok(Number(firstOpen.durationMs) >= 200, JSON.stringify(firstOpen));
+  assert.equal(firstOpen.bytesOut, 2); // the greeting
+
+  // Bytes moved after the first open line show in the next one.
+  socket.write('hello\n');
+  assert.equal(await readLine(socket), 'hello');
+  const from = ringlb.lines.indexOf(firstOpen) + 1;
+  const secondOpen = await ringlb.waitForLine((l) => l.client === client && l.event === 'open', 10_000, 'second open line', from);
+  assert.equal(secondOpen.bytesIn, 6);
+  assert.equal(secondOpen.bytesOut, 8);
+  assert.ok(Number(secondOpen.durationMs) - Number(firstOpen.durationMs) >= 200, `${firstOpen.durationMs} → ${secondOpen.durationMs}`);
+
+  socket.end();
+  await closed(socket);
+  const close = await ringlb.waitForLine((l) => l.client === client && l.msg === 'connection closed');
+  assert.equal(close.event, 'close');
+  assert.equal(close.outcome, 'ok');
+  const events = ringlb.lines.filter((l) => l.client === client).map((l) => l.event);
+  assert.equal(events[0], 'connect');
+  assert.equal(events.at(-1), 'close');
+  assert.ok(events.filter((e) => e === 'open').length >= 2, events.join(','));
+  // One worker holds the connection and writes every line of it.
+  assert.equal(new Set(ringlb.lines.filter((l) => l.client === client).map((l) => l.worker)).size, 1);
+}
 
 describe('access log: independent of the operational log (runtime in this process)', () => {
   const running: Ringlb[] = [];
