@@ -62,7 +62,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** Bound to { listener, pool }; rebound when `setPool` changes the pool. */
   accessLines: Logger;
   #config: ListenerConfig;
-  readonly logger: Logger;
+  readonly #logger: Logger;
   /** A handle server (IP-literal binds, handle-socket.ts) or `net.Server`; null until `listen()`. */
   #server: Server | HandleServer | null = null;
   #maxConnections: number;
@@ -84,7 +84,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.pool = pool;
     this.idleTimeoutMs = config.idleTimeoutMs;
     this.#maxConnections = config.maxConnections;
-    this.logger = logger;
+    this.#logger = logger;
     this.accessLog = accessLog;
     this.accessLines = accessLog.linesFor(config.name, pool.name);
     accessLog.track(this);
@@ -136,6 +136,11 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     const shared = this.#inWorker?.shared;
     if (shared !== undefined) return { accepted: shared.accepted(), active: shared.active(), rejectedMaxConnections: shared.rejected() };
     return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
+  }
+
+  /** The operational log (ListenerContext: a connection's debug lines). */
+  get logger(): Logger {
+    return this.#logger;
   }
 
   /** Connections open in this thread. */
@@ -258,6 +263,6 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     // A bind failure is reported once, by listen()'s rejection; only errors of a live listener
     // (accept failing with EMFILE/ENFILE when file descriptors run out) are logged here.
     if (this.#server?.listening !== true) return;
-    this.logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
+    this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
   };
 }
