@@ -240,6 +240,40 @@ describe('access log: sampling, reload (CLI)', () => {
     assert.deepEqual(ringlb.accessLines().map((l) => l.outcome), ['connect_failed']);
   });
 
+  test('reload moving a listener to another pool: lines name the pool each connection uses', async (t) => {
+    const temp = new TempDir();
+    t.after(() => temp.remove());
+    const [first, second] = [await backendFor(t, 'a'), await backendFor(t, 'b')];
+    const config = (pool: string): unknown => ({
+      workers: 1,
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool }],
+      pools: [
+        { name: 'a', backends: [{ address: first.address }] },
+        { name: 'b', backends: [{ address: second.address }] },
+      ],
+    });
+    const path = temp.writeJson(config('a'));
+    const started = await startRinglb(path, ['web']);
+    t.after(() => started.ringlb.kill());
+    const { ringlb, ports } = started;
+    const held = await openClient({ port: ports.get('web')! });
+    t.after(() => held.destroy());
+    const heldClient = `127.0.0.1:${held.localPort}`;
+    assert.equal(await readLine(held), 'a');
+
+    assert.equal((await reloadWith(ringlb, path, config('b'))).msg, 'config reloaded');
+    const [fresh] = await shortConnections(ports.get('web')!, 1);
+    const freshLine = await ringlb.waitForLine((l) => l.msg === 'connection closed' && l.client === fresh);
+    assert.equal(freshLine.pool, 'b');
+    assert.equal(freshLine.backend, second.address);
+
+    held.end();
+    await closed(held);
+    const heldLine = await ringlb.waitForLine((l) => l.msg === 'connection closed' && l.client === heldClient);
+    assert.equal(heldLine.pool, 'a', 'the held connection kept pool a and its line says so');
+    assert.equal(heldLine.backend, first.address);
+  });
+
   test('reload: sample 1 → 0 stops ok lines without a restart', async (t) => {
     const temp = new TempDir();
     t.after(() => temp.remove());

@@ -82,7 +82,7 @@ export interface ListenerContext {
   readonly idleTimeoutMs: number;
   /** This thread's access log: enabled, sampling, onConnect (access-log/access-log.ts). */
   readonly accessLog: AccessLog;
-  /** Access-log lines of this listener, bound to { listener, pool }. */
+  /** Access-log lines of this listener, bound to { listener, pool }; rebound with the pool, read at accept. */
   readonly accessLines: Logger;
   /** The operational log (debug lines of failed attempts). */
   readonly logger: Logger;
@@ -205,6 +205,8 @@ export class ProxyConnection implements SlotConnection {
 
   readonly #context: ListenerContext;
   readonly #pool: ConnectionPool;
+  /** The listener's access lines at accept: they name the pool this connection uses, whatever a reload does later. */
+  readonly #lines: Logger;
   readonly #client: ProxySocket;
   readonly #startedAt: number;
   /** The access log was on at accept: the client's address was read then. */
@@ -238,6 +240,7 @@ export class ProxyConnection implements SlotConnection {
   constructor(context: ListenerContext, client: ProxySocket) {
     this.#context = context;
     this.#pool = context.pool;
+    this.#lines = context.accessLines;
     this.#client = client;
     this.#startedAt = performance.now();
     this.#lastLineAt = this.#startedAt;
@@ -461,7 +464,7 @@ export class ProxyConnection implements SlotConnection {
     if (!this.#sampled || this.#outcome !== null || nowMs - this.#lastLineAt < intervalMs) return;
     this.#lastLineAt = nowMs;
     const client = this.#client;
-    this.#context.accessLines.info(
+    this.#lines.info(
       {
         event: 'open',
         client: formatPeer(this.#clientAddress, this.#clientPort),
@@ -477,7 +480,7 @@ export class ProxyConnection implements SlotConnection {
 
   #writeConnectLine(nowMs: number): void {
     this.#lastLineAt = nowMs;
-    this.#context.accessLines.info(
+    this.#lines.info(
       {
         event: 'connect',
         client: formatPeer(this.#clientAddress, this.#clientPort),
@@ -493,7 +496,7 @@ export class ProxyConnection implements SlotConnection {
   #writeAccessLog(): void {
     const client = this.#client;
     const pool = this.#pool;
-    this.#context.accessLines.info(
+    this.#lines.info(
       {
         event: 'close',
         client: formatPeer(this.#clientAddress, this.#clientPort),
