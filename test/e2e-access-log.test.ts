@@ -202,7 +202,7 @@ describe('access log: file output and SIGUSR1 (CLI)', () => {
 });
 
 describe('access log: sampling, reload (CLI)', () => {
-  test('sample 0 keeps failures only: a refused backend\'s connect_failed is logged, ok connections are not', async (t) => {
+  test('sample 0 keeps failures only: a refused backend\'s connect_failed and a limit\'s rejection are logged, ok connections are not', async (t) => {
     const temp = new TempDir();
     t.after(() => temp.remove());
     const backend = await backendFor(t, 'a');
@@ -216,15 +216,28 @@ describe('access log: sampling, reload (CLI)', () => {
         listeners: [
           { name: 'good', bind: '127.0.0.1:0', pool: 'good' },
           { name: 'bad', bind: '127.0.0.1:0', pool: 'bad' },
+          { name: 'one', bind: '127.0.0.1:0', pool: 'good', maxConnections: 1 },
         ],
         pools: [
           { name: 'good', backends: [{ address: backend.address }] },
           { name: 'bad', retries: 0, backends: [{ address: `127.0.0.1:${refused}` }] },
         ],
       },
-      ['good', 'bad'],
+      ['good', 'bad', 'one'],
     );
     const ok = await shortConnections(ports.get('good')!, 10);
+    // Over a listener's limit: refused by the listener itself (its own line, a failure too).
+    const holder = await openClient({ port: ports.get('one')! });
+    t.after(() => holder.destroy());
+    assert.equal(await readLine(holder), 'a');
+    const over = await openClient({ port: ports.get('one')! });
+    const overClient = `127.0.0.1:${over.localPort}`;
+    await closed(over);
+    const rejected = await ringlb.waitForLine((l) => l.msg === 'connection closed' && l.client === overClient);
+    assert.equal(rejected.outcome, 'rejected_max_connections');
+    assert.equal(rejected.event, 'close');
+    holder.end();
+    await closed(holder);
     const failing = await openClient({ port: ports.get('bad')! });
     const failingClient = `127.0.0.1:${failing.localPort}`;
     await closed(failing);
@@ -237,7 +250,7 @@ describe('access log: sampling, reload (CLI)', () => {
     assert.equal((await ringlb.waitForExit()).code, 0);
     await stdoutClosed(ringlb);
     assert.equal(closeLinesOf(ringlb.lines, ok).length, 0, 'an ok connection was logged at sample 0');
-    assert.deepEqual(ringlb.accessLines().map((l) => l.outcome), ['connect_failed']);
+    assert.deepEqual(ringlb.accessLines().map((l) => l.outcome), ['rejected_max_connections', 'connect_failed']);
   });
 
   test('reload moving a listener to another pool: lines name the pool each connection uses', async (t) => {
