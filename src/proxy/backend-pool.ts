@@ -18,6 +18,7 @@ import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport }
 import { balancerOptionsOf, healthSettingsChanged, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { NO_EVENTS, type EventSink } from '../events/types.js';
 import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
 import type { SharedPoolState } from '../shared-state/pool-state.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
@@ -57,6 +58,11 @@ export interface PoolSnapshot {
   readonly addresses: readonly string[];
 }
 
+/** Down by observation (the `down` / `up` events' sense), not by an operator's drain or maint. */
+function isObservedDown(flags: readonly string[] | undefined): boolean {
+  return flags !== undefined && (flags.includes('failed_active_check') || flags.includes('ejected_outlier'));
+}
+
 /** When the pool's tables last changed and the share of keys (or traffic) the change moved. */
 export interface TableRebuild {
   /** Epoch ms. */
@@ -89,6 +95,8 @@ export interface BackendPoolOptions {
   readonly resolveHost?: ResolveHost;
   /** Set when worker threads carry the connections; absent when this thread does. */
   readonly sharing?: PoolSharing;
+  /** Where the pool's health owner publishes transitions, ejections and panic; default none. */
+  readonly events?: EventSink;
 }
 
 /**
@@ -120,6 +128,7 @@ export class BackendPool {
   #balancer: Balancer;
   #capacity: number;
   readonly #implementation: 'wasm' | 'reference' | undefined;
+  readonly #events: EventSink;
   /** The config this pool was built from; `reconfigure` replaces it for settings it can absorb. */
   #config: PoolConfig;
   #connectTimeoutMs: number;
@@ -175,6 +184,7 @@ export class BackendPool {
     const capacity = options.capacity ?? slotCapacity(config);
     this.#capacity = capacity;
     this.#implementation = options.implementation;
+    this.#events = options.events ?? NO_EVENTS;
     this.#connections = new SlotConnections(capacity, this.#logger, (slot) => this.addressOf(slot));
     this.#sharing = options.sharing;
     options.sharing?.state.initSlots(0, capacity);
@@ -407,10 +417,17 @@ export class BackendPool {
       // Healthy, not merely routable: a dead backend that panic routes to must not start out up.
       else if (verdict === 'up' || (verdict === undefined && slot >= 0 && healthyNow.has(backend.id))) healthyIds.add(backend.id);
     }
+    const failing = this.#backends.filter((backend) => isObservedDown(this.#health.backendStatus(backend.id)?.flags));
     this.#health.stop();
     this.#health = this.#createHealth(config, healthyIds, downIds);
     this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.#balancer.slotOf(backend.id), backend })));
     if (scheduler !== null && !this.#retired) this.#health.startChecks(scheduler);
+    // A failure the new owner does not carry over (an ejection; failed checks when checks were
+    // removed) ends here: say so, or the event stream would show the backend down for good.
+    for (const backend of failing) {
+      if (isObservedDown(this.#health.backendStatus(backend.id)?.flags)) continue;
+      this.#events.publish({ type: 'up', pool: this.name, backend: backend.id, address: backend.address.text, cause: 'config', source: 'config', message: 'health settings changed' });
+    }
   }
 
   /**
@@ -640,6 +657,7 @@ export class BackendPool {
       healthyIds,
       downIds,
       connectHostOf: (slot) => this.#connectHostBySlot[slot]!,
+      events: this.#events,
     });
   }
 
