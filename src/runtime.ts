@@ -28,6 +28,7 @@
  * connections stay as they are.
  */
 import { AdminServer } from './admin/server.js';
+import { DashboardAssets } from './admin/dashboard-assets.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
@@ -346,6 +347,7 @@ export class Ringlb {
       bind: admin.bind,
       token: admin.token,
       logger: this.#logger.child({ component: 'admin' }),
+      publicFiles: new DashboardAssets(),
       api: new RuntimeAdminApi({
         poolNames: () => [...runtime.#pools.keys()],
         pool: (name) => runtime.#pools.get(name),
