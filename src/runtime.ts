@@ -44,7 +44,12 @@ import { ThreadedListener } from './control/threaded-listener.js';
 import { WorkerSupervisor } from './control/workers.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
-import { RuntimeAdminApi } from './admin/runtime-api.js';
+import { RuntimeAdminApi, type AdminRuntimeView } from './admin/runtime-api.js';
+import type { BackendChange, ChangeOrigin } from './admin/api.js';
+import { NO_EVENTS, type EventSink } from './events/types.js';
+import type { TrafficView } from './metrics/traffic-view.js';
+import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
+import { ringlbVersion } from './version.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -54,6 +59,16 @@ export interface RinglbOptions {
   readonly resolveHost?: ResolveHost;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
+  /** Where control-plane events go (admin state and weight changes); default nowhere. */
+  readonly events?: EventSink;
+  /** Process-wide traffic totals for the admin status; absent: those fields read 0 / null / {}. */
+  readonly traffic?: TrafficView;
+}
+
+/** Where a config came from, for `GET /v1/config` and the status. */
+export interface ConfigSource {
+  /** The file it was read from; absent when an embedder passes a config it built. */
+  readonly path?: string;
 }
 
 /** Start-up waits at most this long for backend names' first answers; a slower name connects by name until it resolves. */
@@ -105,6 +120,13 @@ export class Ringlb {
   readonly #registry: Registry;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
+  /** The file the config in force came from and when it was applied (epoch ms). */
+  #configOrigin: { readonly path: string | null; readonly loadedAt: number } | null = null;
+  readonly #startedAt = Date.now();
+  /** Admin overrides of backend state and weight, applied over every set a pool's source reports. */
+  readonly #overrides = new BackendOverrides();
+  readonly #events: EventSink;
+  readonly #traffic: TrafficView | undefined;
   #started = false;
   #stopping = false;
   /** Reloads run one at a time (a SIGHUP during a reload waits for it). */
@@ -115,12 +137,15 @@ export class Ringlb {
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
+    this.#events = options.events ?? NO_EVENTS;
+    this.#traffic = options.traffic;
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
       host: {
-        currentBackends: (name) => this.#pools.get(name)?.backends,
-        applyBackends: (name, backends) => this.#applyBackends(name, backends),
+        // The registry diffs what sources report against what they reported, not against admin overrides.
+        currentBackends: (name) => this.#configuredBackends(name),
+        applyBackends: (name, backends) => this.#applyReported(name, backends),
       },
     });
   }
@@ -130,10 +155,11 @@ export class Ringlb {
    * bind every listener. If a bind fails, everything started is stopped again and the error is
    * thrown: a half-started balancer never serves.
    */
-  async start(config: RinglbConfig): Promise<void> {
+  async start(config: RinglbConfig, origin: ConfigSource = {}): Promise<void> {
     if (this.#started) throw new Error('ringlb: start() called twice');
     this.#started = true;
     this.#config = config;
+    this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
     await this.#startWorkers(config);
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
@@ -241,8 +267,8 @@ export class Ringlb {
    * changed — when a discovery source refuses its options or a new listener cannot bind. Logs
    * `config reloaded` or `config reload refused`.
    */
-  reload(next: RinglbConfig): Promise<ReloadResult> {
-    const run = this.#reloading.then(() => this.#reload(next));
+  reload(next: RinglbConfig, origin: ConfigSource = {}): Promise<ReloadResult> {
+    const run = this.#reloading.then(() => this.#reload(next, origin));
     this.#reloading = run.catch(() => undefined);
     return run;
   }
@@ -307,6 +333,97 @@ export class Ringlb {
     await this.drain(0);
   }
 
+  // --- admin: status and runtime overrides -----------------------------------------------------
+
+  /** What the admin API reads and asks of this runtime (`RuntimeAdminApi`); pools are looked up by name on every call. */
+  adminView(): AdminRuntimeView {
+    return {
+      poolNames: () => [...this.#pools.keys()],
+      pool: (name) => this.#pools.get(name),
+      sourceOf: (name) => this.#registry.sourceOf(name),
+      store: this.#store,
+      process: () => ({ version: ringlbVersion(), pid: process.pid, startedAt: this.#startedAt, workers: Math.max(1, this.workerCount) }),
+      configInForce: () => (this.#config === null || this.#configOrigin === null ? null : { config: this.#config, ...this.#configOrigin }),
+      listeners: () =>
+        [...this.#listeners].map(([name, listener]) => ({
+          name,
+          bind: listener.address() ?? this.#config?.listeners.find((l) => l.name === name)?.bind.text ?? '',
+          pool: listener.pool.name,
+          activeConnections: listener.stats().active,
+        })),
+      configuredBackends: (name) => this.#configuredBackends(name),
+      override: (pool, id) => this.#overrides.get(pool, id),
+      changeBackend: (pool, id, change, origin) => this.changeBackend(pool, id, change, origin),
+      traffic: this.#traffic,
+      implementation: this.#coreImplementation,
+    };
+  }
+
+  /**
+   * A runtime override of one backend's state and/or weight (HAProxy's `set server`), for every
+   * pool whatever its source. The override joins the set the pool's source reports, and the
+   * result goes to the pool like any membership change: a state to its health owner (drain and
+   * maint take no new connections, open ones keep flowing), a weight through a table rebuild.
+   * Queued behind a reload in progress; resolves once every worker runs it. False when the pool
+   * or backend is unknown (or ringlb is stopping).
+   */
+  changeBackend(poolName: string, id: string, change: BackendChange, origin: ChangeOrigin): Promise<boolean> {
+    const run = this.#reloading.then(() => this.#changeBackend(poolName, id, change, origin));
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #changeBackend(poolName: string, id: string, change: BackendChange, origin: ChangeOrigin): Promise<boolean> {
+    const pool = this.#pools.get(poolName);
+    const reported = this.#configuredBackends(poolName);
+    const before = pool?.backends.find((backend) => backend.id === id);
+    if (pool === undefined || reported === undefined || before === undefined || this.#stopping) return false;
+    const resolved = this.#overrides.set(poolName, reported, id, change, Date.now());
+    if (resolved === undefined) return false;
+    const report = this.#applyBackends(poolName, resolved.backends);
+    resolved.commit();
+    const after = pool.backends.find((backend) => backend.id === id) ?? before;
+    this.#logger.info(
+      {
+        pool: poolName,
+        id,
+        backend: after.address.text,
+        source: 'admin',
+        remote: origin.remoteAddress,
+        state: { from: before.state, to: after.state },
+        weight: { from: before.weight, to: after.weight },
+        ...(report.changed ? { movedShare: Math.round(report.movedShare * 1e6) / 1e6 } : {}),
+      },
+      'backend changed by admin',
+    );
+    // In force in every thread before anyone hears of it.
+    await this.#workers?.sync();
+    const subject = { pool: poolName, backend: id, address: after.address.text, source: 'admin' };
+    if (before.state !== after.state) this.#events.publish({ type: 'state_changed', ...subject, from: before.state, to: after.state });
+    if (before.weight !== after.weight) this.#events.publish({ type: 'weight_changed', ...subject, weight: after.weight, previousWeight: before.weight });
+    return true;
+  }
+
+  /** The set a pool's source last reported (before admin overrides); undefined for an unknown pool. */
+  #configuredBackends(name: string): readonly Backend[] | undefined {
+    const pool = this.#pools.get(name);
+    if (pool === undefined) return undefined;
+    return this.#overrides.configured(name) ?? pool.backends;
+  }
+
+  /** A source reported a new set: overrides of backends it changed end, the others stay on top of it. */
+  #applyReported(name: string, reported: readonly Backend[]): RebuildReport {
+    const resolved = this.#overrides.resolve(name, reported);
+    const report = this.#applyBackends(name, resolved.backends);
+    resolved.commit();
+    this.#logOverridesEnded(name, resolved.released);
+    return report;
+  }
+
+  #logOverridesEnded(pool: string, ids: readonly string[]): void {
+    for (const id of ids) this.#logger.info({ pool, id }, 'admin override ended: the config or discovery changed the backend');
+  }
+
   // --- building blocks -------------------------------------------------------------------------
 
   /**
@@ -342,18 +459,12 @@ export class Ringlb {
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
     const admin = config.admin!;
-    const runtime = this;
     const server = new AdminServer({
       bind: admin.bind,
       token: admin.token,
       logger: this.#logger.child({ component: 'admin' }),
       publicFiles: new DashboardAssets(),
-      api: new RuntimeAdminApi({
-        poolNames: () => [...runtime.#pools.keys()],
-        pool: (name) => runtime.#pools.get(name),
-        sourceOf: (name) => runtime.#registry.sourceOf(name),
-        store: runtime.#store,
-      }),
+      api: new RuntimeAdminApi(this.adminView()),
     });
     const address = await server.listen();
     if (this.#stopping) {
@@ -413,7 +524,7 @@ export class Ringlb {
     const prepared = pool.prepareRebuild(pool.config, backends, capacity);
     // Tables depend on ids and weights only, so what moves is what the same change moves in a pool with room.
     const measured = measureChange(pool.config, pool.config, before, backends, capacity, { implementation: this.#coreImplementation });
-    pool.commitRebuild(prepared, this.#stopping ? null : this.#checks);
+    pool.commitRebuild(prepared, this.#stopping ? null : this.#checks, measured.movedShare);
     this.#logger.info({ pool: pool.name, from, to: pool.capacity }, 'pool grown: more backend slots');
     return { ...rebuildReportOf(before, backends, prepared), movedShare: measured.movedShare };
   }
@@ -448,10 +559,11 @@ export class Ringlb {
   #livePool(name: string): LivePool | undefined {
     const pool = this.#pools.get(name);
     if (pool === undefined) return undefined;
-    return { backends: pool.backends, capacity: pool.capacity, freeSlots: pool.freeSlots() };
+    // The set its source reported: a plan compares configs, and an override stays unless the config changes its backend.
+    return { backends: this.#configuredBackends(name)!, capacity: pool.capacity, freeSlots: pool.freeSlots() };
   }
 
-  async #reload(next: RinglbConfig): Promise<ReloadResult> {
+  async #reload(next: RinglbConfig, origin: ConfigSource): Promise<ReloadResult> {
     const current = this.#config;
     if (current === null || this.#stopping) return this.#refuse(['$: ringlb is not running']);
 
@@ -507,14 +619,16 @@ export class Ringlb {
     }
     // Rebuilt balancers last, after every await: a discovery update landing while listeners bind
     // would make an earlier one stale. A discovery pool keeps its live set (plan: "keep the set").
-    const rebuilds = new Map<string, PreparedRebuild>();
+    const rebuilds = new Map<string, { prepared: PreparedRebuild; overrides: ResolvedSet; movedShare: number }>();
     for (const poolPlan of errors.length === 0 ? plan.pools : []) {
       if (poolPlan.action !== 'replace') continue;
       const poolConfig = nextPools.get(poolPlan.name)!;
       const pool = this.#pools.get(poolPlan.name)!;
-      const backends = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : pool.backends;
+      const reported = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : this.#configuredBackends(poolPlan.name)!;
+      const overrides = this.#overrides.resolve(poolPlan.name, reported);
       try {
-        rebuilds.set(poolPlan.name, pool.prepareRebuild(poolConfig, backends, poolPlan.capacity!.to));
+        const prepared = pool.prepareRebuild(poolConfig, overrides.backends, poolPlan.capacity!.to);
+        rebuilds.set(poolPlan.name, { prepared, overrides, movedShare: poolPlan.movedShare ?? prepared.report.movedShare });
       } catch (error) {
         errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -528,11 +642,16 @@ export class Ringlb {
 
     // Phase 2: apply the plan. Nothing below is expected to fail.
     this.#config = next;
+    this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
     const drainTimeoutMs = next.drainTimeoutMs;
     const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
-    for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
+    for (const [name, { prepared, overrides, movedShare }] of rebuilds) {
+      this.#pools.get(name)!.commitRebuild(prepared, scheduler, movedShare);
+      overrides.commit();
+      this.#logOverridesEnded(name, overrides.released);
+    }
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
       if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
@@ -581,6 +700,7 @@ export class Ringlb {
       await this.#registry.unwatch(poolPlan.name);
       const pool = this.#pools.get(poolPlan.name);
       this.#pools.delete(poolPlan.name);
+      this.#overrides.forgetPool(poolPlan.name);
       if (pool !== undefined) this.#retirePool(pool);
       this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }

@@ -87,12 +87,7 @@ class Fixture {
   /** The same implementation the runtime serves, for a second server with test-only routes. */
   adminApi(): AdminApi {
     const ringlb = this.ringlb;
-    return new RuntimeAdminApi({
-      poolNames: () => (ringlb.config?.pools ?? []).map((pool) => pool.name),
-      pool: (name) => ringlb.pool(name),
-      sourceOf: (name) => ringlb.sourceOf(name),
-      store: ringlb.registrations,
-    });
+    return new RuntimeAdminApi(ringlb.adminView());
   }
 
   /** Resolves when the registry has applied a set to `pool` that satisfies `predicate`. */

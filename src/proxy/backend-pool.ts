@@ -57,6 +57,13 @@ export interface PoolSnapshot {
   readonly addresses: readonly string[];
 }
 
+/** When the pool's tables last changed and the share of keys (or traffic) the change moved. */
+export interface TableRebuild {
+  /** Epoch ms. */
+  readonly at: number;
+  readonly movedShare: number;
+}
+
 /**
  * A slot whose backend left is not given to another backend for this long, even with no
  * connection counted on it: a worker may still pick it from its previous set until the change
@@ -143,6 +150,9 @@ export class BackendPool {
   /** Shared mode: scratch the process-wide counts are copied into before the balancer reads them. */
   #loadScratch: Int32Array;
   #backends: readonly Backend[] = [];
+  /** The last change of the tables after the pool's first build (admin status); null before one. */
+  #lastRebuild: TableRebuild | null = null;
+  #built = false;
   #retired = false;
   /** True while `commitRebuild` changes several facts that workers must learn together. */
   #publishHeld = false;
@@ -245,7 +255,14 @@ export class BackendPool {
     const previousSlots = this.#slotsById();
     const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
     this.#adoptSet(backends, report, previousSlots);
+    if (report.changed && this.#built) this.#lastRebuild = { at: Date.now(), movedShare: report.movedShare };
+    this.#built = true;
     return report;
+  }
+
+  /** The last table change since the pool was built (reload, discovery, admin weight); null when none. */
+  get lastRebuild(): TableRebuild | null {
+    return this.#lastRebuild;
   }
 
   /**
@@ -282,9 +299,10 @@ export class BackendPool {
    * The pool object, its health owner (flags, ejections, slow start, scheduled checks) and its
    * connections stay; active counts move to the new balancer slot by slot. Only connections to
    * backends that left the set drain (cut after drainTimeoutMs); the others run until they end.
-   * Then the other settings of `prepared.config` apply as in `reconfigure`.
+   * Then the other settings of `prepared.config` apply as in `reconfigure`. `movedShare` is what
+   * the change moved as its planner measured it (a table built from empty cannot say).
    */
-  commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null): void {
+  commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null, movedShare: number = prepared.report.movedShare): void {
     if (!(prepared instanceof PreparedTables)) throw new TypeError(`pool ${this.name}: commitRebuild takes what prepareRebuild returned`);
     if (prepared.replaces !== this.#balancer) throw new Error(`pool ${this.name}: prepared rebuild is stale (the balancer changed since)`);
     const previous = this.#balancer;
@@ -315,6 +333,7 @@ export class BackendPool {
     } finally {
       this.#publishHeld = false;
     }
+    this.#lastRebuild = { at: Date.now(), movedShare };
     this.#publish();
   }
 
