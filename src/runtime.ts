@@ -46,10 +46,13 @@ import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
 import { RuntimeAdminApi, type AdminRuntimeView } from './admin/runtime-api.js';
 import type { BackendChange, ChangeOrigin } from './admin/api.js';
-import { NO_EVENTS, type EventSink } from './events/types.js';
 import type { TrafficView } from './metrics/traffic-view.js';
 import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
 import { ringlbVersion } from './version.js';
+import { EventBus } from './events/bus.js';
+import { publishSetChange } from './events/membership.js';
+import { EventStream } from './events/sse.js';
+import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -59,8 +62,6 @@ export interface RinglbOptions {
   readonly resolveHost?: ResolveHost;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
-  /** Where control-plane events go (admin state and weight changes); default nowhere. */
-  readonly events?: EventSink;
   /** Process-wide traffic totals for the admin status; absent: those fields read 0 / null / {}. */
   readonly traffic?: TrafficView;
 }
@@ -118,6 +119,10 @@ export class Ringlb {
   /** Registration bursts are batched: one table rebuild per pool per window, not one per PUT. */
   readonly #store = new RegistrationStore({ batchMs: REGISTRATION_BATCH_MS });
   readonly #registry: Registry;
+  /** Events of every producer (health, registry, reload, admin); SSE clients and alert webhooks subscribe. */
+  readonly #events: EventBus;
+  readonly #eventStream: EventStream;
+  readonly #alerts: AlertDispatcher;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
   /** The file the config in force came from and when it was applied (epoch ms). */
@@ -125,7 +130,6 @@ export class Ringlb {
   readonly #startedAt = Date.now();
   /** Admin overrides of backend state and weight, applied over every set a pool's source reports. */
   readonly #overrides = new BackendOverrides();
-  readonly #events: EventSink;
   readonly #traffic: TrafficView | undefined;
   #started = false;
   #stopping = false;
@@ -137,11 +141,14 @@ export class Ringlb {
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
-    this.#events = options.events ?? NO_EVENTS;
     this.#traffic = options.traffic;
+    this.#events = new EventBus({ logger: this.#logger.child({ component: 'events' }) });
+    this.#eventStream = new EventStream({ bus: this.#events });
+    this.#alerts = new AlertDispatcher({ bus: this.#events, logger: this.#logger.child({ component: 'alerts' }) });
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
+      events: this.#events,
       host: {
         // The registry diffs what sources report against what they reported, not against admin overrides.
         currentBackends: (name) => this.#configuredBackends(name),
@@ -160,6 +167,8 @@ export class Ringlb {
     this.#started = true;
     this.#config = config;
     this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
+    // Before any check runs: a backend found down at start-up (pending → down) is news.
+    this.#alerts.configure(config.alerts);
     await this.#startWorkers(config);
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
@@ -189,6 +198,7 @@ export class Ringlb {
       await this.#registry.stop();
       await this.#admin?.close();
       this.#store.close();
+      this.#closeEvents();
       await this.#workers?.stop();
       throw error;
     }
@@ -205,6 +215,16 @@ export class Ringlb {
     const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
     this.#workers = workers;
     await workers.start();
+  }
+
+  /** The event bus: embedders may subscribe or publish (the admin PATCH route publishes through it). */
+  get events(): EventBus {
+    return this.#events;
+  }
+
+  /** Delivery counters of every alert webhook (for metrics: `ringlb_alerts_*_total{receiver}`). */
+  alertStats(): ReceiverStats[] {
+    return this.#alerts.stats();
   }
 
   /** Data-plane threads running (0 when this thread carries the connections). */
@@ -281,6 +301,8 @@ export class Ringlb {
     // One log line of 200,000 errors would be a 20 MB write on the main thread: log the first ones and the count.
     const logged = errors.length > MAX_LOGGED_RELOAD_ERRORS ? errors.slice(0, MAX_LOGGED_RELOAD_ERRORS) : errors;
     this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
+    const more = errorCount > 1 ? ` (and ${errorCount - 1} more)` : '';
+    this.#events.publish({ type: 'reload', result: 'refused', source: 'config', message: `${errors[0] ?? 'refused'}${more}` });
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
@@ -324,8 +346,15 @@ export class Ringlb {
     }
     await closing;
     await stopping;
+    this.#closeEvents();
     await this.#workers?.stop();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
+  }
+
+  /** SSE streams end; webhook deliveries in flight are aborted (queued events count as dropped). */
+  #closeEvents(): void {
+    this.#eventStream.close();
+    this.#alerts.close();
   }
 
   /** Stop at once: no listening, every connection cut. */
@@ -448,6 +477,7 @@ export class Ringlb {
       implementation: this.#coreImplementation,
       drainTimeoutMs: config.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
       resolveHost: this.#resolveHost,
+      events: this.#events,
       ...extra,
     });
   }
@@ -466,6 +496,7 @@ export class Ringlb {
       publicFiles: new DashboardAssets(),
       api: new RuntimeAdminApi(this.adminView()),
     });
+    this.#eventStream.install(server);
     const address = await server.listen();
     if (this.#stopping) {
       // Stopped while binding: drain() found no admin server to close, so this one closes itself.
@@ -648,9 +679,12 @@ export class Ringlb {
     for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
     for (const [name, { prepared, overrides, movedShare }] of rebuilds) {
-      this.#pools.get(name)!.commitRebuild(prepared, scheduler, movedShare);
+      const pool = this.#pools.get(name)!;
+      const before = pool.backends;
+      pool.commitRebuild(prepared, scheduler, movedShare);
       overrides.commit();
       this.#logOverridesEnded(name, overrides.released);
+      publishSetChange(this.#events, name, 'config', before, pool.backends);
     }
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
@@ -661,6 +695,7 @@ export class Ringlb {
         this.#pools.set(poolPlan.name, pool);
         if (scheduler !== null) pool.startHealthChecks(scheduler);
         logPoolUpdated(this.#logger, poolPlan.name, 'config', report, poolConfig.backends.length);
+        publishSetChange(this.#events, poolPlan.name, 'config', [], pool.backends);
       } else if (poolPlan.action === 'replace') {
         const pool = this.#pools.get(poolPlan.name)!;
         logPoolUpdated(this.#logger, poolPlan.name, 'config', planReport(poolPlan), pool.backends.length);
@@ -701,11 +736,15 @@ export class Ringlb {
       const pool = this.#pools.get(poolPlan.name);
       this.#pools.delete(poolPlan.name);
       this.#overrides.forgetPool(poolPlan.name);
-      if (pool !== undefined) this.#retirePool(pool);
+      if (pool !== undefined) {
+        this.#retirePool(pool);
+        publishSetChange(this.#events, poolPlan.name, 'config', pool.backends, []);
+      }
       this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }
 
     if (plan.settings.some((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'))) await this.#restartAdmin(next);
+    this.#alerts.configure(next.alerts);
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
@@ -735,6 +774,8 @@ export class Ringlb {
       movedShare: p.movedShare,
     }));
     this.#logger.info({ ...summary, pools }, 'config reloaded');
+    const changed = summary.poolsChanged.length === 0 ? 'no pool changed' : `pools changed: ${summary.poolsChanged.join(', ')}`;
+    this.#events.publish({ type: 'reload', result: 'applied', source: 'config', message: changed });
     return { ok: true, summary, plan };
   }
 

@@ -5,7 +5,7 @@
  * compete, so register the more specific route first (`/v1/pools/:pool/lookup` is distinct from
  * `/v1/pools/:pool/backends` by its literal, so order rarely matters).
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { AdminError, type Awaitable } from './api.js';
 
 export type HttpMethod = 'GET' | 'PUT' | 'POST' | 'DELETE' | 'PATCH';
@@ -40,6 +40,11 @@ export interface AdminResponse {
   readonly headers?: Readonly<Record<string, string>>;
   /** undefined = no body (204). */
   readonly body?: string | Buffer;
+  /**
+   * A long-lived response (Server-Sent Events): called once the status and headers are set, it
+   * writes the body itself for as long as it likes. The server ends it when it closes.
+   */
+  readonly stream?: (response: ServerResponse) => void;
 }
 
 export type AdminHandler = (request: AdminRequest) => Awaitable<AdminResponse>;

@@ -73,6 +73,8 @@ export class AdminServer implements RouteTable {
   readonly #budget = new TurnBudget(ADMIN_REQUESTS_PER_TURN);
   #address: string | null = null;
   #closing: Promise<void> | undefined;
+  /** Open streaming responses (SSE): ended on close, or `server.close()` would wait for them forever. */
+  readonly #streams = new Set<ServerResponse>();
 
   constructor(options: AdminServerOptions) {
     if (options.token === null && !isLoopbackHost(options.bind.host)) {
@@ -155,6 +157,7 @@ export class AdminServer implements RouteTable {
     this.#closing = new Promise<void>((resolve, reject) => {
       this.#server.close((error) => (error === undefined ? resolve() : reject(error)));
       this.#server.closeIdleConnections();
+      for (const stream of this.#streams) stream.end();
     });
     return this.#closing;
   }
@@ -241,7 +244,11 @@ export class AdminServer implements RouteTable {
     // The body was not (fully) read, e.g. after a 413/415: close rather than parse the rest of it
     // as the next request.
     if (!request.complete || this.#closing !== undefined) response.setHeader('connection', 'close');
-    if (result.body === undefined) {
+    if (result.stream !== undefined && request.method !== 'HEAD' && this.#closing === undefined) {
+      this.#streams.add(response);
+      response.on('close', () => this.#streams.delete(response));
+      result.stream(response);
+    } else if (result.body === undefined) {
       response.end();
     } else {
       response.setHeader('content-length', Buffer.byteLength(result.body));

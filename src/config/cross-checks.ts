@@ -14,6 +14,7 @@
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
 import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
+import { checkAlerts } from './alerts.js';
 import { backendIdProblem } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
 import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
@@ -32,6 +33,7 @@ export function crossCheck(config: unknown): LocatedIssue[] {
   appendAll(issues, checkListenerPools(listeners, pools));
   for (const pool of pools) appendAll(issues, checkPool(pool));
   appendAll(issues, checkAdmin(config.admin));
+  appendAll(issues, checkAlerts(config.alerts));
   for (const pool of pools) appendAll(issues, checkDiscovery(pool, isRecord(config.admin)));
   return issues;
 }

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
+import type { RinglbEventType } from '../events/types.js';
 import { crossCheck } from './cross-checks.js';
 import { isHostPort, parseHostPort } from './host-port.js';
 import {
@@ -183,6 +184,17 @@ interface ValidatedConfig {
   drainTimeoutMs: number;
   workers: number | 'auto';
   admin?: { bind: string; token?: string };
+  alerts: { webhooks: ValidatedWebhook[] };
+}
+
+interface ValidatedWebhook {
+  name: string;
+  url: string;
+  events?: RinglbEventType[];
+  headers: Record<string, string>;
+  timeoutMs: number;
+  maxRetries: number;
+  queueSize: number;
 }
 
 /** Builds fresh objects (nothing aliases the input); `$schema` is dropped; host:port parsed once. */
@@ -227,6 +239,17 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
     drainTimeoutMs: config.drainTimeoutMs,
     workers: config.workers,
     admin: normalizeAdmin(config.admin),
+    alerts: {
+      webhooks: config.alerts.webhooks.map((webhook) => ({
+        name: webhook.name,
+        url: webhook.url,
+        events: webhook.events === undefined ? null : [...new Set(webhook.events)],
+        headers: { ...webhook.headers },
+        timeoutMs: webhook.timeoutMs,
+        maxRetries: webhook.maxRetries,
+        queueSize: webhook.queueSize,
+      })),
+    },
   };
 }
 

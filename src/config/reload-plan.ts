@@ -28,6 +28,7 @@
  *   keyed, so the share is the traffic share that changes hands, ½ Σ |Δ weight share| (the core's
  *   measure for those policies).
  */
+import { redactHeaderValues } from './alerts.js';
 import { createBalancer, sourceKeyHash, xorshift32, type Balancer, type BalancePolicy, type BalancerImplementation, type BalancerOptions } from '../core/index.js';
 import { KEYED_POLICIES } from '../core/types.js';
 import type { Backend, BackendState } from '../backend.js';
@@ -480,6 +481,8 @@ function markReadAtStart(change: SettingChange): SettingChange {
 }
 
 function redact(change: SettingChange): SettingChange {
+  // Alert webhook headers are secrets (Authorization): a plan shows that they changed, not their values.
+  if (change.key === 'alerts' || change.key.startsWith('alerts.')) return { ...change, from: redactHeaderValues(change.from), to: redactHeaderValues(change.to) };
   if (!/(^|\.)token$/.test(change.key)) return change;
   return { key: change.key, from: change.from === undefined ? undefined : REDACTED, to: change.to === undefined ? undefined : REDACTED };
 }

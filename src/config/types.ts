@@ -1,6 +1,7 @@
 import type { Backend, HostPort } from '../backend.js';
 import type { DiscoveryOptions } from '../discovery/index.js';
 import type { BalancePolicy } from '../core/types.js';
+import type { RinglbEventType } from '../events/types.js';
 
 export type HashKey = 'source_ip' | 'source_ip_port';
 
@@ -124,6 +125,28 @@ export interface AdminConfig {
   readonly token: string | null;
 }
 
+/** One alert receiver: every event of the chosen types is POSTed to `url` as JSON. */
+export interface AlertWebhookConfig {
+  /** Unique among webhooks; names the receiver in logs and metrics (`receiver` label). */
+  readonly name: string;
+  /** http: or https: URL. */
+  readonly url: string;
+  /** Event types sent; null = every type. */
+  readonly events: readonly RinglbEventType[] | null;
+  /** Extra request headers (secrets: never logged, redacted wherever config is shown). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** One delivery attempt's deadline; default 5000. */
+  readonly timeoutMs: number;
+  /** Attempts after the first on network errors, timeouts, 5xx and 429; default 5. */
+  readonly maxRetries: number;
+  /** Events waiting per receiver; beyond it the oldest is dropped (counted); default 1000. */
+  readonly queueSize: number;
+}
+
+export interface AlertsConfig {
+  readonly webhooks: readonly AlertWebhookConfig[];
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface RinglbConfig {
@@ -139,6 +162,8 @@ export interface RinglbConfig {
   readonly workers: number | 'auto';
   /** null = no admin listener. Always set by the loader; absent in hand-built configs = null. */
   readonly admin?: AdminConfig | null;
+  /** Alert webhooks. Always set by the loader; absent in hand-built configs = none. */
+  readonly alerts?: AlertsConfig;
 }
 
 /** One problem in a config, located by its JSON path (`pools[0].balance`). */

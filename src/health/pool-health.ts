@@ -37,6 +37,7 @@ import {
   type CheckVerdict,
   type HealthFlagBit,
 } from './backend-health.js';
+import { NO_EVENTS, type EventSink, type RinglbEventInput } from '../events/types.js';
 import { OutlierDetector } from './outlier.js';
 import type { CheckResult, EligibilityTarget, ScheduledCheck } from './types.js';
 
@@ -79,6 +80,8 @@ export interface PoolHealthOptions {
    * backend name); default the backend's host as written.
    */
   readonly connectHostOf?: (slot: number) => string;
+  /** Where health transitions, ejections and panic are published; default none. */
+  readonly events?: EventSink;
 }
 
 /** Why a backend takes new connections: it is healthy, or panic routes to it although it is not. */
@@ -155,6 +158,12 @@ interface SlotHealth {
   ejections: number;
 }
 
+/**
+ * The flags that make a backend `down` for the event stream: what health observed. Admin flags are
+ * `state_changed` news of their own, and pending is not a verdict (pending → up is start-up, not news).
+ */
+const OBSERVED_FAILURES = HealthFlag.FAILED_ACTIVE_CHECK | HealthFlag.EJECTED_OUTLIER;
+
 export class PoolHealth {
   readonly #config: PoolConfig;
   #balancer: EligibilityTarget;
@@ -174,6 +183,7 @@ export class PoolHealth {
   readonly #healthyIds: ReadonlySet<string>;
   readonly #downIds: ReadonlySet<string>;
   readonly #connectHostOf: ((slot: number) => string) | undefined;
+  readonly #events: EventSink;
   /** Resolvers waiting for no backend to be pending (start-up warming). */
   #settledWaiters: Array<() => void> = [];
   // counters
@@ -195,6 +205,7 @@ export class PoolHealth {
     this.#healthyIds = options.healthyIds ?? new Set();
     this.#downIds = options.downIds ?? new Set();
     this.#connectHostOf = options.connectHostOf;
+    this.#events = options.events ?? NO_EVENTS;
     this.#slowStart = new SlowStart({
       balancer: options.balancer,
       capacity: options.capacity,
@@ -472,13 +483,13 @@ export class PoolHealth {
       this.#cameUp += 1;
       this.#logger.info(fields, 'backend up');
       this.#setFlag(entry, HealthFlag.PENDING_FIRST_CHECK, false, true);
-      this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, false, true);
+      this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, false, true, { reason });
     } else {
       this.#wentDown += 1;
       this.#flipThenAnnounce(
         () => {
           // Failed first, then not pending: never a moment with neither bit (that would look eligible).
-          this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, true, true);
+          this.#setFlag(entry, HealthFlag.FAILED_ACTIVE_CHECK, true, true, { reason });
           this.#setFlag(entry, HealthFlag.PENDING_FIRST_CHECK, false, true);
         },
         () => this.#logger.warn(fields, 'backend down'),
@@ -492,8 +503,18 @@ export class PoolHealth {
     if (entry === undefined) return;
     this.#ejections += 1;
     entry.ejections += 1;
+    const ejected: RinglbEventInput = {
+      type: 'ejected',
+      pool: this.#config.name,
+      backend: entry.id,
+      address: entry.address,
+      cause: 'consecutive_connect_failures',
+      source: 'outlier',
+      message: `${failures} consecutive connect failures; ejection ${count}, for ${durationMs} ms`,
+      until: new Date(Date.now() + durationMs).toISOString(),
+    };
     this.#flipThenAnnounce(
-      () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true),
+      () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true, { lead: ejected }),
       () =>
         this.#logger.warn(
           { backend: entry.address, id: entry.id, cause: 'outlier', failures, ejectionMs: durationMs, ejections: count },
@@ -533,34 +554,67 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry === undefined) return;
     this.#logger.info({ backend: entry.address, id: entry.id, cause: 'outlier', by }, 'backend ejection ended');
-    this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, false, true);
+    const unejected: RinglbEventInput = { type: 'unejected', pool: this.#config.name, backend: entry.id, address: entry.address, cause: by, source: 'outlier' };
+    this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, false, true, { lead: unejected });
   }
 
-  /** One producer's bit; on an eligibility flip, pushes the slot (or, if panic flipped, every slot). */
-  #setFlag(entry: SlotHealth, flag: HealthFlagBit, on: boolean, push: boolean): void {
+  /**
+   * One producer's bit; on an eligibility flip, pushes the slot (or, if panic flipped, every slot).
+   * `news.lead` (an ejection) and the `down`/`up` this flag causes are published once the bits are
+   * written, so a subscriber that reacts to `down` never reaches a worker still routing there.
+   */
+  #setFlag(entry: SlotHealth, flag: HealthFlagBit, on: boolean, push: boolean, news: { reason?: string; lead?: RinglbEventInput } = {}): void {
     const wasEligible = entry.health.eligible;
+    const wasFailing = (entry.health.flags & OBSERVED_FAILURES) !== 0;
     entry.health.set(flag, on);
     const isEligible = entry.health.eligible;
+    const isFailing = (entry.health.flags & OBSERVED_FAILURES) !== 0;
+    const published: RinglbEventInput[] = news.lead === undefined ? [] : [news.lead];
+    if (wasFailing !== isFailing) {
+      published.push({
+        type: isFailing ? 'down' : 'up',
+        pool: this.#config.name,
+        backend: entry.id,
+        address: entry.address,
+        cause: flagNames(flag)[0],
+        source: flag === HealthFlag.EJECTED_OUTLIER ? 'outlier' : 'health',
+        ...(news.reason === undefined ? {} : { message: news.reason }),
+      });
+    }
     // Admin flags can change the panic base without flipping eligibility (e.g. drain on a down backend).
-    if (wasEligible === isEligible && (flag & ADMIN_FLAGS) === 0 && flag !== HealthFlag.PENDING_FIRST_CHECK) return;
+    if (wasEligible === isEligible && (flag & ADMIN_FLAGS) === 0 && flag !== HealthFlag.PENDING_FIRST_CHECK) {
+      for (const event of published) this.#events.publish(event);
+      return;
+    }
     if (!wasEligible && isEligible) {
       if (!entry.atStart || entry.everEligible) this.#slowStart.start(entry.slot, entry);
       entry.everEligible = true;
     } else if (wasEligible && !isEligible) {
       this.#slowStart.stop(entry.slot);
     }
-    if (push) this.#pushAll(true);
+    if (push) this.#pushAll(true, published);
+    else for (const event of published) this.#events.publish(event);
   }
 
   /**
    * Recomputes panic and pushes eligibility. O(backends), run only on a flip (rare). When panic did
    * not change, only slots whose bit differs are written — in practice the one that flipped.
    */
-  #pushAll(logTransitions: boolean): void {
+  #pushAll(logTransitions: boolean, news: readonly RinglbEventInput[] = []): void {
     const panic = this.#computePanic();
+    let panicNews: RinglbEventInput | null = null;
     if (panic !== this.#panic) {
       this.#panic = panic;
       const { healthy, base } = this.#panicShare();
+      // A new health owner (reconfigure) re-derives panic without logTransitions: the pool did not change state.
+      if (logTransitions) {
+        panicNews = {
+          type: panic ? 'panic_entered' : 'panic_left',
+          pool: this.#config.name,
+          source: 'health',
+          message: `${healthy} of ${base} active backends healthy; panic threshold ${this.#config.panicThreshold}`,
+        };
+      }
       if (panic) {
         this.#panicsEntered += 1;
         this.#poolLine(() =>
@@ -583,6 +637,9 @@ export class PoolHealth {
       if (entry.health.has(HealthFlag.PENDING_FIRST_CHECK)) pendingCount += 1;
       if (this.#balancer.isEligible(entry.slot) !== eligible) this.#balancer.setEligible(entry.slot, eligible);
     }
+    // The bits are written: now subscribers may hear of it (the flip's own news first, then the pool's).
+    for (const event of news) this.#events.publish(event);
+    if (panicNews !== null) this.#events.publish(panicNews);
     // The outage is a health fact, logged whether or not panic keeps routing: in panic, no
     // connection fails for lack of a backend, so this line is the only sign every backend is down.
     if (healthyCount === 0 && pendingCount === 0 && this.#byId.size > 0 && !this.#outage && logTransitions) {

@@ -18,6 +18,7 @@ import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport }
 import { balancerOptionsOf, healthSettingsChanged, slotCapacity } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { NO_EVENTS, type EventSink } from '../events/types.js';
 import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
 import type { SharedPoolState } from '../shared-state/pool-state.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
@@ -89,6 +90,8 @@ export interface BackendPoolOptions {
   readonly resolveHost?: ResolveHost;
   /** Set when worker threads carry the connections; absent when this thread does. */
   readonly sharing?: PoolSharing;
+  /** Where the pool's health owner publishes transitions, ejections and panic; default none. */
+  readonly events?: EventSink;
 }
 
 /**
@@ -120,6 +123,7 @@ export class BackendPool {
   #balancer: Balancer;
   #capacity: number;
   readonly #implementation: 'wasm' | 'reference' | undefined;
+  readonly #events: EventSink;
   /** The config this pool was built from; `reconfigure` replaces it for settings it can absorb. */
   #config: PoolConfig;
   #connectTimeoutMs: number;
@@ -175,6 +179,7 @@ export class BackendPool {
     const capacity = options.capacity ?? slotCapacity(config);
     this.#capacity = capacity;
     this.#implementation = options.implementation;
+    this.#events = options.events ?? NO_EVENTS;
     this.#connections = new SlotConnections(capacity, this.#logger, (slot) => this.addressOf(slot));
     this.#sharing = options.sharing;
     options.sharing?.state.initSlots(0, capacity);
@@ -640,6 +645,7 @@ export class BackendPool {
       healthyIds,
       downIds,
       connectHostOf: (slot) => this.#connectHostBySlot[slot]!,
+      events: this.#events,
     });
   }
 

@@ -19,6 +19,8 @@ import type { RebuildReport } from '../core/types.js';
 import { createDiscoverySource, sameBackendSet, sortById, type DiscoveryOptions, type DiscoverySource } from '../discovery/index.js';
 import type { Logger } from '../log.js';
 import type { RegistrationStore } from '../discovery/registration-store.js';
+import { publishSetChange } from '../events/membership.js';
+import { NO_EVENTS, type EventSink } from '../events/types.js';
 
 /** What the registry needs from the runtime. */
 export interface RegistryHost {
@@ -37,6 +39,8 @@ export interface RegistryOptions {
   readonly host: RegistryHost;
   /** Builds a source from discovery options; default `createDiscoverySource` (tests inject fakes). */
   readonly createSource?: (options: DiscoveryOptions) => DiscoverySource;
+  /** Where applied set changes are published (backend_added, …); default none. */
+  readonly events?: EventSink;
 }
 
 /** Where a `pool updated` line's set came from: a discovery type, or `config` (reload of a static pool). */
@@ -75,6 +79,7 @@ export class Registry {
   readonly #store: RegistrationStore;
   readonly #host: RegistryHost;
   readonly #createSource: (options: DiscoveryOptions) => DiscoverySource;
+  readonly #events: EventSink;
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #unsubscribeStore: () => void;
   #stopped = false;
@@ -84,6 +89,7 @@ export class Registry {
     this.#store = options.store;
     this.#host = options.host;
     this.#createSource = options.createSource ?? createDiscoverySource;
+    this.#events = options.events ?? NO_EVENTS;
     this.#unsubscribeStore = this.#store.onChange((pool, backends) => {
       if (this.#subscriptions.get(pool)?.type === 'registration') this.update(pool, 'registration', backends);
     });
@@ -167,6 +173,7 @@ export class Registry {
       return false;
     }
     logPoolUpdated(this.#logger, pool, origin, report, next.length);
+    publishSetChange(this.#events, pool, origin, current, next);
     return true;
   }
 
