@@ -202,11 +202,15 @@ function renderProcess(status: Status, now: number): void {
     ['loaded', formatClock(status.config.loadedAt), status.config.loadedAt],
   ];
   const list = byId('process');
-  if (list.childElementCount !== facts.length * 2) {
-    list.replaceChildren(...facts.flatMap(([term]) => [el('dt', '', term), el('dd')]));
+  if (list.childElementCount !== facts.length) {
+    list.replaceChildren(...facts.map(([term]) => {
+      const group = el('div', 'fact');
+      group.append(el('dt', '', term), el('dd'));
+      return group;
+    }));
   }
   facts.forEach(([, value, title], index) => {
-    const dd = list.children[index * 2 + 1] as HTMLElement;
+    const dd = list.children[index]!.lastElementChild as HTMLElement;
     setText(dd, value);
     if (title !== undefined) dd.title = title;
   });

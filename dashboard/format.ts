@@ -12,6 +12,15 @@ export function formatSeconds(seconds: number | null | undefined): string {
   return `${seconds.toFixed(2)} s`;
 }
 
+/** Seconds → milliseconds without a unit, for a column headed "ms": `0.42`, `12.3`, `1,204`. */
+export function formatMs(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return DASH;
+  const ms = seconds * 1000;
+  if (ms < 1) return ms.toFixed(2);
+  if (ms < 100) return ms.toFixed(1);
+  return Math.round(ms).toLocaleString('en-US');
+}
+
 export function formatRate(perSecond: number | null): string {
   if (perSecond === null || !Number.isFinite(perSecond)) return DASH;
   if (perSecond === 0) return '0';

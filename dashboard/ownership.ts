@@ -48,31 +48,69 @@ function sector(c: number, outer: number, inner: number, a: number, b: number): 
   return `M${polar(c, outer, a)}A${outer} ${outer} 0 ${large} 1 ${polar(c, outer, b)}L${polar(c, inner, b)}A${inner} ${inner} 0 ${large} 0 ${polar(c, inner, a)}Z`;
 }
 
+/**
+ * The runs a table response lists cover its start only when it was cut at 4096 runs (`truncated`):
+ * this says how far they reach, as a fraction of the table or circle.
+ */
+export function coveredFraction(table: PoolTable): number {
+  const runs = table.ring ?? table.strip ?? [];
+  return runs.length === 0 ? 0 : runs[runs.length - 1]!.end;
+}
+
+/**
+ * The ring (ring_hash) or the strip (maglev). A truncated strip is drawn over the part its runs
+ * cover, stretched to the full width (the caption says which entries); a truncated ring keeps true
+ * positions and leaves the rest of the circle as track. The ring's inner band shows each
+ * backend's share of the whole circle.
+ */
 export function drawOwnership(table: PoolTable, ids: readonly string[], title: string): SVGSVGElement {
   if (table.ring !== undefined) {
     const size = 200;
     const c = size / 2;
     const svg = element('svg', { viewBox: `0 0 ${size} ${size}`, class: 'ownership-ring', role: 'img', 'aria-label': title });
-    svg.append(element('circle', { cx: c, cy: c, r: 78, class: 'ring-track' }));
+    svg.append(element('circle', { cx: c, cy: c, r: 80, class: 'ring-track' }));
     for (const [backend, runs] of byBackend(table.ring)) {
-      const path = element('path', { d: runs.map((run) => sector(c, 94, 62, run.start, run.end)).join(''), fill: colourOf(ids, backend) });
+      const path = element('path', { d: runs.map((run) => sector(c, 96, 64, run.start, run.end)).join(''), fill: colourOf(ids, backend) });
       path.append(titleOf(backend, table));
       svg.append(path);
+    }
+    // Inside: each backend's share of the whole circle, contiguous (the arcs outside interleave).
+    let start = 0;
+    for (const entry of table.backends) {
+      if (entry.share <= 0) continue;
+      const path = element('path', { d: sector(c, 58, 44, start, Math.min(1, start + entry.share)), fill: colourOf(ids, entry.id), class: 'ring-share' });
+      path.append(titleOf(entry.id, table));
+      svg.append(path);
+      start += entry.share;
     }
     return svg;
   }
   const width = 1000;
-  const height = 36;
+  const height = 40;
+  const reach = table.truncated === true ? Math.max(coveredFraction(table), 1e-9) : 1;
+  const x = (fraction: number): string => ((fraction / reach) * width).toFixed(2);
   const svg = element('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', class: 'ownership-strip', role: 'img', 'aria-label': title });
   for (const [backend, runs] of byBackend(table.strip ?? [])) {
-    const d = runs
-      .map((run) => `M${(run.start * width).toFixed(2)} 0H${(run.end * width).toFixed(2)}V${height}H${(run.start * width).toFixed(2)}Z`)
-      .join('');
+    const d = runs.map((run) => `M${x(run.start)} 0H${x(run.end)}V${height}H${x(run.start)}Z`).join('');
     const path = element('path', { d, fill: colourOf(ids, backend) });
     path.append(titleOf(backend, table));
     svg.append(path);
   }
   return svg;
+}
+
+/** Every backend's share side by side, the whole table at a glance (the figure may show a part). */
+export function drawShareBar(table: PoolTable, ids: readonly string[]): HTMLElement[] {
+  return table.backends
+    .filter((entry) => entry.share > 0)
+    .map((entry) => {
+      const segment = document.createElement('span');
+      segment.className = 'share-segment';
+      segment.style.flexGrow = String(entry.share);
+      segment.style.background = colourOf(ids, entry.id);
+      segment.title = `${entry.id}: ${(entry.share * 100).toFixed(2)}%`;
+      return segment;
+    });
 }
 
 function titleOf(backend: string, table: PoolTable): SVGTitleElement {

@@ -5,8 +5,8 @@
  * (a focused button, a weight being typed).
  */
 import type { AdminState, PoolTable, StatusBackend, StatusPool } from './api-types.js';
-import { DASH, el, formatAgo, formatCount, formatRate, formatSeconds, setText } from './format.js';
-import { colourOf, drawOwnership } from './ownership.js';
+import { DASH, el, formatAgo, formatCount, formatMs, formatRate, formatSeconds, setText } from './format.js';
+import { colourOf, coveredFraction, drawOwnership, drawShareBar } from './ownership.js';
 import { previewChange, type ProposedChange } from './preview.js';
 import { formatPercent } from '../src/config/share-text.js';
 import type { PoolConfig } from '../src/config/types.js';
@@ -47,6 +47,7 @@ interface RowCells {
   readonly address: HTMLElement;
   readonly override: HTMLElement;
   readonly weight: HTMLElement;
+  readonly configWeight: HTMLElement;
   readonly ramp: HTMLElement;
   readonly rampBar: HTMLElement;
   readonly active: HTMLElement;
@@ -166,10 +167,11 @@ export class PoolView {
     const weightCell = el('td', 'num');
     weightCell.dataset.label = 'Weight';
     const weight = el('div', 'weight');
+    const configWeight = el('div', 'config-weight muted');
     const ramp = el('div', 'ramp');
     const rampBar = el('span', 'ramp-bar');
     ramp.append(rampBar, el('span', 'ramp-text'));
-    weightCell.append(weight, ramp);
+    weightCell.append(weight, configWeight, ramp);
 
     const numberCell = (label: string): HTMLElement => {
       const cell = el('td', 'num');
@@ -178,7 +180,7 @@ export class PoolView {
     };
     const active = numberCell('Active');
     const rate = numberCell('Conn/s');
-    const connect = numberCell('Connect p50 · p90 · p99');
+    const connect = numberCell('Connect ms p50 · p90 · p99');
     const share = numberCell('Key share');
     const check = el('td', 'cell-check');
     check.dataset.label = 'Last check';
@@ -199,7 +201,7 @@ export class PoolView {
     }
     actionsCell.append(group);
     row.append(statusCell, nameCell, weightCell, active, rate, connect, share, check, actionsCell);
-    return { row, status, statusIcon, statusLabel, statusWhy, swatch, address, override, weight, ramp, rampBar, active, rate, connect, share, check, buttons };
+    return { row, status, statusIcon, statusLabel, statusWhy, swatch, address, override, weight, configWeight, ramp, rampBar, active, rate, connect, share, check, buttons };
   }
 
   #fillRow(cells: RowCells, backend: StatusBackend, colour: string, rate: number | null, now: number): void {
@@ -220,7 +222,9 @@ export class PoolView {
       setText(cells.override, `admin: ${parts.join(', ')}`);
       cells.override.title = `runtime override since ${backend.override!.at}; lasts until a reload changes this backend`;
     }
-    setText(cells.weight, backend.weight === backend.configuredWeight ? formatCount(backend.weight) : `${formatCount(backend.weight)} (config ${formatCount(backend.configuredWeight)})`);
+    setText(cells.weight, formatCount(backend.weight));
+    cells.configWeight.hidden = backend.weight === backend.configuredWeight;
+    setText(cells.configWeight, `config ${formatCount(backend.configuredWeight)}`);
     const ramping = backend.slowStartPercent < 100;
     cells.ramp.hidden = !ramping;
     if (ramping) {
@@ -231,7 +235,7 @@ export class PoolView {
     setText(cells.rate, formatRate(rate));
     cells.rate.title = `${formatCount(backend.totalConnections)} connections in total`;
     const times = backend.connectSeconds;
-    setText(cells.connect, times === null ? DASH : `${formatSeconds(times.p50)} · ${formatSeconds(times.p90)} · ${formatSeconds(times.p99)}`);
+    setText(cells.connect, times === null ? DASH : `${formatMs(times.p50)} · ${formatMs(times.p90)} · ${formatMs(times.p99)}`);
     setText(cells.share, backend.keyShare === null ? DASH : formatPercent(backend.keyShare));
     const check = backend.lastCheck;
     const ejected = backend.ejections > 0 ? ` · ejected ${backend.ejections}×` : '';
@@ -259,9 +263,10 @@ export class PoolView {
   async #refreshTable(key: string, ids: readonly string[]): Promise<void> {
     const figure = this.root.querySelector('.ownership-figure')!;
     const legend = this.root.querySelector('.legend')!;
-    let table: PoolTable | null;
+    let table: PoolTable | null = null;
     try {
-      table = await this.#actions.table(this.#name);
+      // Policies without a table say so in the status (tableSize null): nothing to fetch.
+      if (this.#pool?.tableSize !== null) table = await this.#actions.table(this.#name);
     } catch (error) {
       if (key !== this.#tableKey) return;
       figure.replaceChildren(el('p', 'muted', `table unavailable: ${error instanceof Error ? error.message : String(error)}`));
@@ -270,13 +275,28 @@ export class PoolView {
     }
     if (key !== this.#tableKey) return; // a newer refresh is on its way
     if (table === null) {
-      figure.replaceChildren(el('p', 'muted', `${this.#pool?.balance ?? 'this policy'} keeps no table: connections follow weights, not keys.`));
+      figure.replaceChildren();
+      this.root.querySelector('.share-bar')!.replaceChildren();
+      this.root.querySelector('.ownership-caption')!.textContent = `${(this.#pool?.balance ?? 'this policy').replace('_', ' ')} keeps no table: connections follow weights, not keys.`;
       legend.replaceChildren();
       return;
     }
     const kind = table.ring !== undefined ? 'ring' : 'strip';
     figure.replaceChildren(drawOwnership(table, ids, `${this.#name}: ownership of the ${kind === 'ring' ? 'hash ring' : 'Maglev table'}`));
-    if (table.truncated === true) figure.append(el('p', 'muted', 'first 4096 runs shown'));
+    this.root.querySelector('.share-bar')!.replaceChildren(...drawShareBar(table, ids));
+    this.root.classList.toggle('has-ring', kind === 'ring');
+    const caption = this.root.querySelector('.ownership-caption')!;
+    const covered = coveredFraction(table);
+    if (kind === 'ring') {
+      caption.textContent = table.truncated === true
+        ? `Outside: the hash circle clockwise from the top, its first ${table.ring!.length} arcs (${formatPercent(covered)} of the circle). Inside: every backend's share.`
+        : `Outside: the hash circle clockwise from the top, ${formatCount(table.size)} points. Inside: every backend's share.`;
+    } else {
+      const last = Math.round(covered * table.size);
+      caption.textContent = table.truncated === true
+        ? `Above: every backend's share. Strip: entries 0–${formatCount(last)} of ${formatCount(table.size)} in table order (first ${table.strip!.length} runs).`
+        : `Above: every backend's share. Strip: all ${formatCount(table.size)} entries in table order.`;
+    }
     const items = table.backends.map((entry) => {
       const item = el('li');
       const swatch = el('span', 'swatch');
