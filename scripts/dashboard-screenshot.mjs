@@ -105,12 +105,11 @@ try {
   await web.locator('input[data-preview-weight="web-1"]').fill('200');
   await web.locator('.preview[data-preview-state="done"]').waitFor({ timeout: 20_000 });
   await page.screenshot({ path: docs('dashboard.png') });
-  await page.screenshot({ path: docs('dashboard-full.png'), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300); // layout settles after the resize (a picture, not a test)
   await page.screenshot({ path: docs('dashboard-narrow.png'), fullPage: false });
   if (browser.errors.length > 0) throw new Error(`the page reported errors: ${browser.errors.join('; ')}`);
-  process.stdout.write(`wrote ${docs('dashboard.png')}, dashboard-full.png and dashboard-narrow.png\n`);
+  process.stdout.write(`wrote ${docs('dashboard.png')} and dashboard-narrow.png\n`);
 } finally {
   for (const socket of held) socket.destroy();
   for (const cleanup of cleanups.reverse()) await cleanup();
