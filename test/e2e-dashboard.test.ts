@@ -213,7 +213,29 @@ describe('dashboard in Chromium', () => {
     assert.deepEqual(storage, { session: TOKEN, local: 0, cookie: '' });
     // Live over the stream: replayed history is on the timeline, the indicator says live.
     await page.locator('#live[data-live="live"]').waitFor({ timeout: 10_000 });
+    assert.match((await page.locator('#process').textContent()) ?? '', new RegExp(`workers\\s*${MULTI_WORKER ? 2 : 1}`));
     assert.deepEqual(browser.errors, []);
+  });
+
+  test("the page's SSE parser (run in Chromium): line ends split across chunks, comments, multi-line data, ids", async () => {
+    // The module the page loaded, imported again by its URL: the same code, not a copy.
+    const chunks = [': keepalive\r', '\nid: 7\r\nevent: down\r\ndata: {"a":', '1}\r', '\n\r\n', 'data: x\ndata: y\n\n', 'id: 9\nevent: up\ndata: z\r\r'];
+    const result = await browser.page.evaluate(`(async () => {
+      const app = document.querySelector('script[type="module"]').src;
+      const { SseParser } = await import(new URL('event-stream.js', app).href);
+      const parser = new SseParser('0');
+      const messages = [];
+      for (const chunk of ${JSON.stringify(chunks)}) messages.push(...parser.push(chunk));
+      return { messages, lastEventId: parser.lastEventId };
+    })()`);
+    assert.deepEqual(result, {
+      messages: [
+        { event: 'down', data: '{"a":1}', lastEventId: '7' },
+        { event: 'message', data: 'x\ny', lastEventId: '7' },
+        { event: 'up', data: 'z', lastEventId: '9' },
+      ],
+      lastEventId: '9',
+    });
   });
 
   test('drain clicked in the page: the backend takes no new connections (counted at the backend)', async () => {
