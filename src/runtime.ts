@@ -376,7 +376,7 @@ export class Ringlb {
       listeners: () =>
         [...this.#listeners].map(([name, listener]) => ({
           name,
-          bind: listener.address() ?? this.#config?.listeners.find((l) => l.name === name)?.bind.text ?? '',
+          bind: listener.address(),
           pool: listener.pool.name,
           activeConnections: listener.stats().active,
         })),
@@ -409,7 +409,9 @@ export class Ringlb {
     if (pool === undefined || reported === undefined || before === undefined || this.#stopping) return false;
     const resolved = this.#overrides.set(poolName, reported, id, change, Date.now());
     if (resolved === undefined) return false;
-    const report = this.#applyBackends(poolName, resolved.backends);
+    const wanted = resolved.backends.find((backend) => backend.id === id) ?? before;
+    // A PATCH to what is in force already changes nothing in the pool (no rebuild, no event).
+    const report = wanted.state !== before.state || wanted.weight !== before.weight ? this.#applyBackends(poolName, resolved.backends) : null;
     resolved.commit();
     const after = pool.backends.find((backend) => backend.id === id) ?? before;
     this.#logger.info(
@@ -421,7 +423,7 @@ export class Ringlb {
         remote: origin.remoteAddress,
         state: { from: before.state, to: after.state },
         weight: { from: before.weight, to: after.weight },
-        ...(report.changed ? { movedShare: Math.round(report.movedShare * 1e6) / 1e6 } : {}),
+        ...(report?.changed === true ? { movedShare: Math.round(report.movedShare * 1e6) / 1e6 } : {}),
       },
       'backend changed by admin',
     );

@@ -280,7 +280,7 @@ describe('admin server', () => {
       assert.equal(reply.headers.allow, 'GET, HEAD');
       const backend = await call(address, '/v1/pools/app/backends/x', { method: 'POST', body: {} });
       assert.equal(backend.status, 405);
-      assert.equal(backend.headers.allow, 'GET, HEAD, PUT, DELETE');
+      assert.equal(backend.headers.allow, 'GET, HEAD, PUT, DELETE, PATCH');
     });
 
     test('a route added later (metrics-style text) is served', async () => {

@@ -142,15 +142,15 @@ export class RuntimeAdminApi implements AdminApi {
   }
 
   status(): StatusView {
-    const process = this.#runtime.process();
+    const running = this.#runtime.process();
     const source = this.#runtime.configInForce();
     const traffic = this.#runtime.traffic;
     return {
-      version: process.version,
-      pid: process.pid,
-      startedAt: new Date(process.startedAt).toISOString(),
-      workers: process.workers,
-      config: { path: source?.path ?? null, loadedAt: new Date(source?.loadedAt ?? process.startedAt).toISOString() },
+      version: running.version,
+      pid: running.pid,
+      startedAt: new Date(running.startedAt).toISOString(),
+      workers: running.workers,
+      config: { path: source?.path ?? null, loadedAt: new Date(source?.loadedAt ?? running.startedAt).toISOString() },
       listeners: this.#runtime.listeners().map((listener) => ({
         name: listener.name,
         bind: listener.bind,

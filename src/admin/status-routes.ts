@@ -21,7 +21,6 @@ import { jsonResponse, type JsonBody, type RouteTable } from './router.js';
 const CHANGE_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  minProperties: 1,
   properties: {
     state: { enum: [...BACKEND_STATES] },
     weight: { type: 'integer', minimum: 0, maximum: MAX_WEIGHT },
@@ -35,7 +34,6 @@ const CHANGE_SCHEMA = {
 const PREVIEW_SCHEMA = {
   type: 'object',
   additionalProperties: false,
-  minProperties: 1,
   properties: {
     backends: { type: 'array', items: { type: 'object' } },
     weights: { type: 'object', additionalProperties: { type: 'integer', minimum: 0, maximum: MAX_WEIGHT } },
@@ -84,9 +82,14 @@ function refuse(located: readonly LocatedIssue[], body: unknown): never {
   throw AdminError.invalidBody(toConfigIssues(sortInDocumentOrder(located, body)));
 }
 
+/** An empty object is valid JSON Schema-wise with minProperties aside; say what it lacks in words. */
+function emptyIssue(body: unknown, expected: string): LocatedIssue[] {
+  return isRecord(body) && Object.keys(body).length === 0 ? [{ segments: [], message: `is empty; expected ${expected}` }] : [];
+}
+
 function parseChange(json: JsonBody): BackendChange {
   changeValidator ??= compile(CHANGE_SCHEMA);
-  const located = schemaIssues(json, changeValidator);
+  const located = schemaIssues(json, changeValidator, emptyIssue(json.value, '"state" (active, drain, maint) and/or "weight" (0..10000)'));
   if (located.length > 0) refuse(located, json.value);
   const body = json.value as { state?: BackendState; weight?: number };
   return { ...(body.state !== undefined ? { state: body.state } : {}), ...(body.weight !== undefined ? { weight: body.weight } : {}) };
@@ -95,7 +98,7 @@ function parseChange(json: JsonBody): BackendChange {
 function parsePreview(json: JsonBody): PreviewRequest {
   previewValidator ??= compile(PREVIEW_SCHEMA);
   const body = json.value;
-  const extra: LocatedIssue[] = [];
+  const extra = emptyIssue(body, '"backends" (the whole proposed set) or "weights" and/or "remove" (changes to the set in force)');
   const backends: Backend[] = [];
   if (isRecord(body) && body.backends !== undefined) {
     if (body.weights !== undefined || body.remove !== undefined) {

@@ -6,7 +6,7 @@
  */
 import type { Backend } from '../backend.js';
 import { histogramQuantile, type TrafficView } from '../metrics/traffic-view.js';
-import type { BackendPool } from '../proxy/backend-pool.js';
+import type { BackendPool, TableRebuild } from '../proxy/backend-pool.js';
 import type { BackendOverride } from '../registry/backend-overrides.js';
 import type { BackendStatusWord, OverrideView, StatusBackendView, StatusPoolView, TableView } from './api.js';
 import { tableOwnership, type TableOwnership } from './table-ownership.js';
@@ -22,8 +22,25 @@ export interface PoolStatusSources {
 /** A backend the health owner does not track (cannot happen for a backend of the current set). */
 const NOT_TRACKED = { healthy: false, flags: [] as readonly string[], routable: false } as const;
 
-export function poolStatus(pool: BackendPool, sources: PoolStatusSources): StatusPoolView {
+/**
+ * Ownership per pool, kept until its tables change: a dashboard polls the status every few
+ * seconds, and reading a 65,537-entry table each time would cost ~1 ms per pool on the main
+ * thread. The key is the pool's `lastRebuild` record, which the pool replaces on every table
+ * change after its first build (a state-only change keeps the tables, and the record).
+ */
+const ownershipCache = new WeakMap<BackendPool, { readonly key: TableRebuild | null; readonly ownership: TableOwnership | null }>();
+
+function ownershipOf(pool: BackendPool): TableOwnership | null {
+  const key = pool.lastRebuild;
+  const cached = ownershipCache.get(pool);
+  if (cached !== undefined && cached.key === key) return cached.ownership;
   const ownership = tableOwnership(pool.policy, pool.tableSnapshot(), (slot) => pool.idOf(slot));
+  ownershipCache.set(pool, { key, ownership });
+  return ownership;
+}
+
+export function poolStatus(pool: BackendPool, sources: PoolStatusSources): StatusPoolView {
+  const ownership = ownershipOf(pool);
   const configured = new Map(sources.configured.map((backend) => [backend.id, backend]));
   const lastRebuild = pool.lastRebuild;
   return {
@@ -31,7 +48,8 @@ export function poolStatus(pool: BackendPool, sources: PoolStatusSources): Statu
     balance: pool.policy,
     panic: pool.health.panic,
     tableSize: tableSizeOf(pool, ownership),
-    lastRebuild: lastRebuild === null ? null : { at: new Date(lastRebuild.at).toISOString(), movedShare: lastRebuild.movedShare },
+    // Rounded as the planner rounds it: the core sums per slot, and the last float bits depend on slot order.
+    lastRebuild: lastRebuild === null ? null : { at: new Date(lastRebuild.at).toISOString(), movedShare: Math.round(lastRebuild.movedShare * 1e12) / 1e12 },
     backends: pool.backends.map((backend) => backendStatus(pool, backend, configured.get(backend.id), sources, ownership)),
   };
 }
@@ -40,13 +58,13 @@ export function poolStatus(pool: BackendPool, sources: PoolStatusSources): Statu
 export function backendStatusOf(pool: BackendPool, id: string, sources: PoolStatusSources): StatusBackendView | undefined {
   const backend = pool.backends.find((candidate) => candidate.id === id);
   if (backend === undefined) return undefined;
-  const ownership = tableOwnership(pool.policy, pool.tableSnapshot(), (slot) => pool.idOf(slot));
+  const ownership = ownershipOf(pool);
   return backendStatus(pool, backend, sources.configured.find((candidate) => candidate.id === id), sources, ownership);
 }
 
 /** Ownership per backend and the strip (maglev) or ring arcs; null for a policy without a table. */
 export function tableView(pool: BackendPool): TableView | null {
-  const ownership = tableOwnership(pool.policy, pool.tableSnapshot(), (slot) => pool.idOf(slot));
+  const ownership = ownershipOf(pool);
   if (ownership === null) return null;
   const countKey = pool.policy === 'maglev' ? 'entries' : 'points';
   const ids = pool.backends.map((backend) => backend.id).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -96,7 +114,12 @@ function backendStatus(
     lastCheck:
       detail?.lastCheck == null
         ? null
-        : { ok: detail.lastCheck.ok, at: new Date(detail.lastCheck.at).toISOString(), durationMs: detail.lastCheck.durationMs, reason: detail.lastCheck.reason },
+        : {
+            ok: detail.lastCheck.ok,
+            at: new Date(detail.lastCheck.at).toISOString(),
+            durationMs: Math.round(detail.lastCheck.durationMs * 1000) / 1000,
+            reason: detail.lastCheck.reason,
+          },
     activeConnections: slot >= 0 ? pool.activeConnections(slot) : 0,
     totalConnections: traffic?.connections ?? 0,
     connectSeconds:
