@@ -99,6 +99,9 @@ const WARMING_SPREAD_MS = 1000;
 
 const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
+/** A graceful stop waits at most this long for alert webhooks to send what is queued. */
+const ALERT_FLUSH_MS = 2000;
+
 /** Errors a refused reload logs (all are counted in `errorCount`); `ringlb check` lists them. */
 const MAX_LOGGED_RELOAD_ERRORS = 100;
 
@@ -346,6 +349,8 @@ export class Ringlb {
     }
     await closing;
     await stopping;
+    // The last events (a backend down just before the stop) get what is left of the drain time, at most ALERT_FLUSH_MS.
+    await this.#alerts.flush(Math.min(ALERT_FLUSH_MS, timeoutMs - (performance.now() - startedAt)));
     this.#closeEvents();
     await this.#workers?.stop();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };

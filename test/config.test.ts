@@ -101,6 +101,7 @@ describe('validateConfig: normalization', () => {
       drainTimeoutMs: 30000,
       workers: 'auto',
       admin: null,
+      alerts: { webhooks: [] },
     } satisfies RinglbConfig);
   });
 
@@ -140,6 +141,7 @@ describe('validateConfig: normalization', () => {
       drainTimeoutMs: 30000,
       workers: 'auto',
       admin: null,
+      alerts: { webhooks: [] },
     } satisfies RinglbConfig);
   });
 
@@ -449,7 +451,7 @@ describe('validateConfig: one failing case per rule, with exact path and message
 
 describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
-    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, workers, admin'],
+    ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, workers, admin, alerts'],
     ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs'],
     ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, hashBalanceFactor, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
@@ -636,6 +638,7 @@ const DEFAULTS_NOT_CONSTANT = new Map<string, string>([
   ['#/definitions/pool.discovery', 'absent means static discovery'],
   ['#/definitions/pool.hashBalanceFactor', 'absent means no bound on hash policies'],
   ['#/definitions/backend.id', 'defaults to the address text'],
+  ['#/definitions/webhook.events', 'absent means every event type'],
   ['#/definitions/healthCheck.unhealthyIntervalMs', 'defaults to intervalMs'],
   ['#/definitions/healthCheck.port', 'defaults to the traffic port'],
   ['#/definitions/healthCheck.send', 'send_expect only, and optional there'],
@@ -658,7 +661,9 @@ describe('the schema file', () => {
   test('every property has a title and a description, every object forbids unknown keys', () => {
     const problems: string[] = [];
     visitSchema(schema, '#', (node, where) => {
-      if (node.type === 'object' && node.additionalProperties !== false) problems.push(`${where}: additionalProperties`);
+      // A map (webhook headers) has free keys by design; `propertyNames` is what checks them.
+      const isMap = node.propertyNames !== undefined && typeof node.additionalProperties === 'object';
+      if (node.type === 'object' && node.additionalProperties !== false && !isMap) problems.push(`${where}: additionalProperties`);
       const properties = (node.properties ?? {}) as Record<string, JsonObject>;
       for (const [key, property] of Object.entries(properties)) {
         if (typeof property.$ref === 'string') continue;

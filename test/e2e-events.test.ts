@@ -109,6 +109,7 @@ describe('health transitions as events', () => {
     assert.match(down!.event.time, /^\d{4}-\d\d-\d\dT/);
     assert.equal(down!.headers.authorization, SECRET, 'configured headers are sent');
     assert.equal(down!.headers['content-type'], 'application/json');
+    assert.equal(down!.headers['user-agent'], 'ringlb');
     const [streamed] = await stream.waitFor((m) => about('down', 'b')(m.json), 'down for b on the stream', DOWN_BOUND_MS);
     assert.equal(streamed!.event, 'down');
     assert.equal(streamed!.id, String(down!.event.id), 'the SSE id is the event id');
@@ -213,27 +214,25 @@ async function connectUntilEjected(port: number, stream: SseReader, maxConnectio
 async function ejectionScenario(workers: number | 'auto'): Promise<void> {
   const alive = await backend('alive');
   const deadPort = await closedPort();
-  const { admin, ports } = await run(
-    {
-      admin: { bind: '127.0.0.1:0', token: TOKEN },
-      workers,
-      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
-      pools: [
-        {
-          name: 'web',
-          balance: 'round_robin',
-          retries: 2,
-          outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectionPercent: 50 },
-          backends: [
-            { id: 'alive', address: alive.address },
-            { id: 'dead', address: `127.0.0.1:${deadPort}` },
-          ],
-        },
-      ],
-      log: { level: 'info' },
-    },
-    ['web'],
-  );
+  const config = (baseEjectionMs: number) => ({
+    admin: { bind: '127.0.0.1:0', token: TOKEN },
+    workers,
+    listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+    pools: [
+      {
+        name: 'web',
+        balance: 'round_robin',
+        retries: 2,
+        outlierDetection: { consecutiveFailures: 2, baseEjectionMs, maxEjectionPercent: 50 },
+        backends: [
+          { id: 'alive', address: alive.address },
+          { id: 'dead', address: `127.0.0.1:${deadPort}` },
+        ],
+      },
+    ],
+    log: { level: 'info' },
+  });
+  const { ringlb, admin, ports, file } = await run(config(60_000), ['web']);
   const stream = await sse(admin);
   // Round robin sends every other connection to `dead` first: 2 failures need about 4 connections; 40 is the bound.
   await connectUntilEjected(ports.get('web')!, stream, 40);
@@ -248,6 +247,14 @@ async function ejectionScenario(workers: number | 'auto'): Promise<void> {
   // More failures while ejected (none: it is not picked) or more connections raise no second ejection.
   await connectUntilEjected(ports.get('web')!, stream, 4);
   assert.equal(stream.messages.filter((m) => m.event === 'ejected' || m.event === 'down').length, 2);
+
+  // New outlier settings get a new health owner, which does not carry the ejection over: the
+  // backend is routable again, and the stream says so rather than showing it down for good.
+  writeFileSync(file, JSON.stringify(config(30_000)));
+  ringlb.child.kill('SIGHUP');
+  const [up] = await stream.waitFor((m) => m.event === 'up', 'up after the reload', 10_000);
+  assert.deepEqual([up!.json.backend, up!.json.cause, up!.json.source], ['dead', 'config', 'config']);
+  await stream.waitFor((m) => m.event === 'reload', 'reload applied', 10_000);
 }
 
 describe('ejections as events', () => {
@@ -257,6 +264,44 @@ describe('ejections as events', () => {
 
   workersTest('workers: 2 — failures seen in worker threads reach the one detector and raise `ejected`', async () => {
     await ejectionScenario(2);
+  });
+});
+
+describe('membership from registration', () => {
+  test('a service registering and deregistering is backend_added / backend_removed with source registration', async () => {
+    const { admin } = await run(
+      {
+        admin: { bind: '127.0.0.1:0', token: TOKEN },
+        listeners: [{ name: 'reg', bind: '127.0.0.1:0', pool: 'reg' }],
+        pools: [{ name: 'reg', balance: 'maglev', discovery: { type: 'registration' }, backends: [] }],
+      },
+      ['reg'],
+    );
+    const stream = await sse(admin);
+    const service = await backend('svc');
+    const call = async (method: string, body?: unknown): Promise<number> => {
+      const response = await fetch(`http://${admin}/v1/pools/reg/backends/svc-1`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      await response.arrayBuffer();
+      return response.status;
+    };
+    assert.equal(await call('PUT', { address: service.address, weight: 3 }), 201);
+    const [added] = await stream.waitFor((m) => m.event === 'backend_added', 'backend_added', 5000);
+    assert.deepEqual(
+      { pool: added!.json.pool, backend: added!.json.backend, address: added!.json.address, weight: added!.json.weight, source: added!.json.source },
+      { pool: 'reg', backend: 'svc-1', address: service.address, weight: 3, source: 'registration' },
+    );
+    // A renewal that changes nothing is no news; a new weight is.
+    assert.equal(await call('PUT', { address: service.address, weight: 3 }), 200);
+    assert.equal(await call('PUT', { address: service.address, weight: 5 }), 200);
+    const [reweighted] = await stream.waitFor((m) => m.event === 'weight_changed', 'weight_changed', 5000);
+    assert.equal(reweighted!.json.previousWeight, 3);
+    assert.equal(await call('DELETE'), 204);
+    await stream.waitFor((m) => m.event === 'backend_removed', 'backend_removed', 5000);
+    assert.deepEqual(stream.messages.map((m) => m.event), ['backend_added', 'weight_changed', 'backend_removed']);
   });
 });
 

@@ -22,8 +22,12 @@ import { EVENT_TYPES, type RinglbEventType } from './types.js';
 export const DEFAULT_MAX_EVENT_CLIENTS = 64;
 /** 15 s, as api-contract.md says: well under the 60 s idle timeouts common in proxies in between. */
 export const DEFAULT_KEEPALIVE_MS = 15_000;
-/** Unsent bytes a client may fall behind by: about a thousand events. */
-export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024;
+/**
+ * Unsent bytes a client may fall behind by, beyond what the kernel took: well above a burst (a
+ * replay of all 256 retained events is about 100 KB, written at once while the socket's send buffer
+ * may still be small), and about 1,500 events of lag. 64 clients hold at most 32 MiB.
+ */
+export const DEFAULT_MAX_BUFFERED_BYTES = 512 * 1024;
 
 export interface EventStreamOptions {
   readonly bus: EventBus;
@@ -97,9 +101,14 @@ export class EventStream {
 
   #attach(response: ServerResponse, types: ReadonlySet<string> | null, lastId: number | null): void {
     const client: Client = { response, types };
-    // Between the cap check and here nothing awaited, but a burst admitted in one turn may pass it together.
+    // Requests admitted in one turn all pass the check in #open before any attaches: check again.
+    // Nothing is sent yet, so the answer can still be the 503 the others get.
     if (this.#clients.size >= this.#maxClients) {
-      response.end();
+      const body = `${JSON.stringify({ error: `too many event stream clients (at most ${this.#maxClients}); retry later`, path: '/v1/events' })}\n`;
+      response.statusCode = 503;
+      response.setHeader('content-type', 'application/json; charset=utf-8');
+      response.setHeader('content-length', Buffer.byteLength(body));
+      response.end(body);
       return;
     }
     this.#clients.add(client);
@@ -108,7 +117,10 @@ export class EventStream {
     response.flushHeaders();
     // An SSE comment first: clients see the stream is open before the first event.
     response.write(': ringlb events\n\n');
-    if (lastId !== null) for (const published of this.#bus.since(lastId)) this.#send(client, published);
+    // An id above the newest one was given by an earlier process (ids start over at 1): everything
+    // retained here is news to that client.
+    const after = lastId === null ? null : lastId > this.#bus.lastId ? 0 : lastId;
+    if (after !== null) for (const published of this.#bus.since(after)) this.#send(client, published);
     if (this.#unsubscribe === null) this.#unsubscribe = this.#bus.subscribe((published) => this.#broadcast(published));
     if (this.#keepalive === null) {
       this.#keepalive = setInterval(() => this.#writeKeepalive(), this.#keepaliveMs);

@@ -118,6 +118,21 @@ export class AlertDispatcher {
     }));
   }
 
+  /**
+   * Resolves once every receiver has nothing left to send, or after `timeoutMs` (a graceful stop
+   * gives the last events, often the most important ones, a bounded chance to leave).
+   */
+  async flush(timeoutMs: number): Promise<void> {
+    const busy = [...this.#receivers.values()].filter((receiver) => receiver.queued > 0);
+    if (busy.length === 0 || timeoutMs <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.all(busy.map((receiver) => receiver.whenIdle())), deadline]);
+    clearTimeout(timer);
+  }
+
   /** Stops every receiver (in-flight requests are aborted; queued events count as dropped). */
   close(): void {
     this.#closed = true;
@@ -144,6 +159,8 @@ class WebhookReceiver {
   #request: ClientRequest | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
+  /** `flush` callers waiting for the queue to empty. */
+  #idleWaiters: Array<() => void> = [];
   // Rate-limited failure logging.
   #failing = false;
   #lastLoggedAt = Number.NEGATIVE_INFINITY;
@@ -159,7 +176,9 @@ class WebhookReceiver {
     this.#types = config.events === null ? null : new Set(config.events);
     // One socket, kept alive: deliveries are sequential, and a dead receiver holds one socket at most.
     this.#agent = this.#url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, maxSockets: 1 }) : new HttpAgent({ keepAlive: true, maxSockets: 1 });
-    this.#headers = { ...config.headers, 'content-type': 'application/json', 'user-agent': 'ringlb' };
+    // A configured User-Agent (any case) replaces ours; content-type and content-length are ours (config refuses them).
+    const ownAgent = Object.keys(config.headers).some((name) => name.toLowerCase() === 'user-agent');
+    this.#headers = { ...(ownAgent ? {} : { 'user-agent': 'ringlb' }), ...config.headers, 'content-type': 'application/json' };
   }
 
   get queued(): number {
@@ -193,9 +212,16 @@ class WebhookReceiver {
     for (const published of pending) this.offer(published);
   }
 
+  /** Resolves when nothing is queued or in flight (or the receiver is closed). */
+  whenIdle(): Promise<void> {
+    if (this.#closed || this.queued === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wakeIdleWaiters();
     const dropped = this.queued;
     this.#counters.dropped += dropped;
     this.#queue = [];
@@ -213,6 +239,13 @@ class WebhookReceiver {
     this.#current = published ?? null;
     this.#attempt = 0;
     if (published !== undefined) this.#send(published);
+    else this.#wakeIdleWaiters();
+  }
+
+  #wakeIdleWaiters(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   #send(published: PublishedEvent): void {
@@ -250,7 +283,7 @@ class WebhookReceiver {
       response.on('error', () => undefined);
       response.resume();
       if (status >= 200 && status < 300) finish({ kind: 'delivered' });
-      else if (status === 429 || status >= 500) finish({ kind: 'retry', reason: `HTTP ${status}` });
+      else if (status === 429 || status >= 500) finish({ kind: 'retry', reason: `HTTP ${status}`, retryAfterMs: retryAfterMs(response.headers['retry-after']) });
       else finish({ kind: 'refused', reason: `HTTP ${status}` });
     });
     request.end(body);
@@ -275,10 +308,12 @@ class WebhookReceiver {
       this.#counters.retries += 1;
       this.#logFailure({ eventId: published.event.id, reason: outcome.reason, attempt: this.#attempt, givenUp: false });
       const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (this.#attempt - 1));
+      // A receiver that says when to come back (429/503 Retry-After, RFC 9110 §10.2.3) is believed, up to the cap.
+      const delayMs = Math.max(Math.floor(this.#random() * ceiling), Math.min(BACKOFF_CAP_MS, outcome.retryAfterMs ?? 0));
       this.#timer = setTimeout(() => {
         this.#timer = null;
         if (this.#current === published) this.#send(published);
-      }, Math.floor(this.#random() * ceiling));
+      }, delayMs);
       this.#timer.unref();
       return;
     }
@@ -311,7 +346,16 @@ class WebhookReceiver {
   }
 }
 
-type Outcome = { readonly kind: 'delivered' } | { readonly kind: 'retry'; readonly reason: string } | { readonly kind: 'refused'; readonly reason: string };
+type Outcome =
+  | { readonly kind: 'delivered' }
+  | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs?: number }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+/** `Retry-After` in seconds (the HTTP-date form is ignored: receivers of alerts send seconds); undefined when absent or malformed. */
+function retryAfterMs(header: string | undefined): number | undefined {
+  if (header === undefined || !/^\d{1,6}$/.test(header.trim())) return undefined;
+  return Number(header.trim()) * 1000;
+}
 
 function sameWebhook(a: AlertWebhookConfig, b: AlertWebhookConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

@@ -65,6 +65,11 @@ export interface TableRebuild {
   readonly movedShare: number;
 }
 
+/** Down by observation (the `down` / `up` events' sense), not by an operator's drain or maint. */
+function isObservedDown(flags: readonly string[] | undefined): boolean {
+  return flags !== undefined && (flags.includes('failed_active_check') || flags.includes('ejected_outlier'));
+}
+
 /**
  * A slot whose backend left is not given to another backend for this long, even with no
  * connection counted on it: a worker may still pick it from its previous set until the change
@@ -412,10 +417,17 @@ export class BackendPool {
       // Healthy, not merely routable: a dead backend that panic routes to must not start out up.
       else if (verdict === 'up' || (verdict === undefined && slot >= 0 && healthyNow.has(backend.id))) healthyIds.add(backend.id);
     }
+    const failing = this.#backends.filter((backend) => isObservedDown(this.#health.backendStatus(backend.id)?.flags));
     this.#health.stop();
     this.#health = this.#createHealth(config, healthyIds, downIds);
     this.#health.setBackends(this.#backends.map((backend) => ({ slot: this.#balancer.slotOf(backend.id), backend })));
     if (scheduler !== null && !this.#retired) this.#health.startChecks(scheduler);
+    // A failure the new owner does not carry over (an ejection; failed checks when checks were
+    // removed) ends here: say so, or the event stream would show the backend down for good.
+    for (const backend of failing) {
+      if (isObservedDown(this.#health.backendStatus(backend.id)?.flags)) continue;
+      this.#events.publish({ type: 'up', pool: this.name, backend: backend.id, address: backend.address.text, cause: 'config', source: 'config', message: 'health settings changed' });
+    }
   }
 
   /**

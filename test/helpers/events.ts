@@ -16,13 +16,16 @@ export interface ReceivedEvent {
   readonly [field: string]: unknown;
 }
 
-/** What the receiver answers to one POST: a status, or `hang` (read the request, never answer). */
-export type ReceiverAnswer = number | 'hang';
+/** What the receiver answers to one POST: a status (with headers), or `hang` (read the request, never answer). */
+export type ReceiverAnswer = number | { readonly status: number; readonly headers: Readonly<Record<string, string>> } | 'hang';
 
 export interface ReceivedPost {
   readonly event: ReceivedEvent;
   readonly headers: IncomingHttpHeaders;
-  readonly answer: ReceiverAnswer;
+  /** The status answered, or `hang`. */
+  readonly answer: number | 'hang';
+  /** performance.now() when the request had arrived in full. */
+  readonly at: number;
 }
 
 class Waiters<T> {
@@ -39,8 +42,11 @@ class Waiters<T> {
   /** Resolves once `count` items satisfy `predicate` (from index `since`); rejects after `timeoutMs`. */
   async waitFor(predicate: (item: T) => boolean, what: string, timeoutMs: number, count = 1, since = 0): Promise<T[]> {
     const deadline = Date.now() + timeoutMs;
+    const matching: T[] = [];
+    let scanned = since;
     for (;;) {
-      const matching = this.items.slice(since).filter(predicate);
+      // Only items that arrived since the last look are tested: a wait for 20,000 items stays linear.
+      for (; scanned < this.items.length; scanned++) if (predicate(this.items[scanned]!)) matching.push(this.items[scanned]!);
       if (matching.length >= count) return matching;
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(this.items.slice(since)).slice(0, 2000)}`);
@@ -93,7 +99,7 @@ export class EventReceiver {
 
   /** Events answered 2xx, in arrival order. */
   delivered(): ReceivedEvent[] {
-    return this.#posts.items.filter((post) => typeof post.answer === 'number' && post.answer < 300).map((post) => post.event);
+    return this.#posts.items.filter((post) => post.answer !== 'hang' && post.answer < 300).map((post) => post.event);
   }
 
   waitForPosts(predicate: (post: ReceivedPost) => boolean, what: string, timeoutMs: number, count = 1): Promise<ReceivedPost[]> {
@@ -118,10 +124,16 @@ export class EventReceiver {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const answer = this.#script.length > 0 ? this.#script.shift()! : this.#fallback;
+    const at = performance.now();
     const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ReceivedEvent;
-    if (answer === 'hang') this.#hanging.add(response);
-    else response.writeHead(answer, { 'content-type': 'text/plain' }).end(String(answer));
-    this.#posts.push({ event, headers: request.headers, answer });
+    if (answer === 'hang') {
+      this.#hanging.add(response);
+      this.#posts.push({ event, headers: request.headers, answer, at });
+      return;
+    }
+    const { status, headers } = typeof answer === 'number' ? { status: answer, headers: {} } : answer;
+    response.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(String(status));
+    this.#posts.push({ event, headers: request.headers, answer: status, at });
   }
 }
 
