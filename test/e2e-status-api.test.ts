@@ -610,7 +610,12 @@ describe('status and control API with two worker threads', () => {
 describe('runtime override events (in process)', () => {
   const log = new LogCapture();
   const events: RinglbEventInput[] = [];
-  const ringlb = new Ringlb({ logger: log.logger(), events: { publish: (event) => events.push(event) } });
+  const ringlb = new Ringlb({ logger: log.logger() });
+  // The bus numbers and stamps each event: compare what the admin change published.
+  ringlb.events.subscribe(({ event }) => {
+    const { id: _id, time: _time, ...published } = event;
+    if (published.type === 'state_changed' || published.type === 'weight_changed') events.push(published);
+  });
   after(() => ringlb.close());
 
   test('a PATCH publishes state_changed and weight_changed from source admin, once in force', async () => {

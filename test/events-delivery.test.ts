@@ -165,7 +165,19 @@ describe('the event stream', () => {
       bind: parseHostPort('127.0.0.1:0', { purpose: 'bind' }) as HostPort,
       token: TOKEN,
       logger: log.logger(),
-      api: new RuntimeAdminApi({ poolNames: () => [], pool: () => undefined, sourceOf: () => 'static', store }),
+      // An empty runtime: these tests exercise the stream, not the status routes.
+      api: new RuntimeAdminApi({
+        poolNames: () => [],
+        pool: () => undefined,
+        sourceOf: () => 'static',
+        store,
+        process: () => ({ version: '0.0.0', pid: process.pid, startedAt: Date.now(), workers: 1 }),
+        configInForce: () => null,
+        listeners: () => [],
+        configuredBackends: () => undefined,
+        override: () => undefined,
+        changeBackend: async () => false,
+      }),
       ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs, headersTimeoutMs: requestTimeoutMs / 2 }),
     });
     stream.install(server);
