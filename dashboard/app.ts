@@ -37,7 +37,7 @@ const actions = {
   async change(pool: string, id: string, change: { state?: AdminState; weight?: number }): Promise<void> {
     try {
       await client.json('PATCH', `v1/pools/${encodeURIComponent(pool)}/backends/${encodeURIComponent(id)}`, change);
-      showProblem(null);
+      showProblem(null, 'action');
     } catch (error) {
       reportError(error, `${pool}/${id}`);
     }
@@ -65,9 +65,18 @@ const actions = {
   },
 };
 
-function showProblem(text: string | null): void {
+/**
+ * One banner, two sources: the status refresh (cleared by the next good refresh) and an operator's
+ * action (stays until the next action succeeds, so a refused PATCH is not wiped a second later).
+ */
+type ProblemSource = 'status' | 'action';
+let problemSource: ProblemSource | null = null;
+
+function showProblem(text: string | null, source: ProblemSource): void {
+  if (text === null && problemSource !== source) return;
   const banner = byId('problem');
   banner.hidden = text === null;
+  problemSource = text === null ? null : source;
   if (text !== null) setText(banner, text);
 }
 
@@ -76,7 +85,7 @@ function reportError(error: unknown, what: string): void {
     askForToken(error);
     return;
   }
-  showProblem(`${what}: ${error instanceof Error ? error.message : String(error)}`);
+  showProblem(`${what}: ${error instanceof Error ? error.message : String(error)}`, 'action');
 }
 
 function setLive(): void {
@@ -130,7 +139,7 @@ async function refreshLoop(signal: AbortSignal): Promise<void> {
       if (signal.aborted) return;
       statusOk = true;
       render(status);
-      if (!byId('problem').textContent?.includes('/')) showProblem(null);
+      showProblem(null, 'status');
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof Unauthorized) {
@@ -138,7 +147,7 @@ async function refreshLoop(signal: AbortSignal): Promise<void> {
         return;
       }
       statusOk = false;
-      showProblem(`admin API unreachable: ${error instanceof Error ? error.message : String(error)}`);
+      showProblem(`admin API unreachable: ${error instanceof Error ? error.message : String(error)}`, 'status');
     }
     setLive();
     const wait = Math.max(0, STATUS_REFRESH_MS - (performance.now() - started));

@@ -86,6 +86,8 @@ export class DashboardAssets implements PublicFiles {
     this.#loaded ??= this.#load().catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
     const loaded = await this.#loaded;
     if (loaded instanceof Error) {
+      // Not cached: a build finished after ringlb started is served at the next request.
+      this.#loaded = null;
       return errorResponse(404, `the dashboard is not available: ${loaded.message}`, path);
     }
     const file = path === '/' ? loaded.page : loaded.assets.get(path);
