@@ -23,7 +23,7 @@ import { runCli, startRinglb, TempDir, type RinglbProcess } from './helpers/ring
 import { MULTI_WORKER } from './helpers/workers.js';
 
 const TOKEN = 'dashboard-test-token-0123456789';
-const CHECK = { type: 'tcp', intervalMs: 400, timeoutMs: 400, jitter: 0, rise: 1, fall: 2 } as const;
+const CHECK = { type: 'tcp', intervalMs: 1000, timeoutMs: 1000, jitter: 0, rise: 1, fall: 2 } as const;
 /**
  * A kill is noticed by `fall` failed checks in a row: at most `fall` × (interval × (1 + jitter) +
  * timeout) after it (a check may have just passed; each failure can take up to the timeout). The
