@@ -156,7 +156,7 @@ const backends = new Map<string, CountingBackend>();
 let browser: Browser;
 
 before(async () => {
-  for (const name of ['a', 'b', 'c', 'd', 'e', 'f']) {
+  for (const name of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) {
     const backend = await countingBackend(name);
     backends.set(name, backend);
     cleanups.push(() => backend.close());
@@ -168,15 +168,18 @@ before(async () => {
     listeners: [
       { name: 'web', bind: '127.0.0.1:0', pool: 'web' },
       { name: 'cache', bind: '127.0.0.1:0', pool: 'cache' },
+      { name: 'rr', bind: '127.0.0.1:0', pool: 'rr' },
     ],
     pools: [
       // source_ip_port: every test connection comes from 127.0.0.1, the port spreads them.
       { name: 'web', balance: 'maglev', hashKey: 'source_ip_port', healthCheck: CHECK, backends: entries(['a', 'b', 'c']) },
       { name: 'cache', balance: 'ring_hash', healthCheck: CHECK, backends: entries(['d', 'e', 'f']) },
+      // A weighted policy: the preview measures the traffic share that shifts.
+      { name: 'rr', balance: 'round_robin', healthCheck: CHECK, backends: entries(['g', 'h']) },
     ],
   };
   configFile = temp.writeJson(config);
-  const started = await startRinglb(configFile, ['web', 'cache']);
+  const started = await startRinglb(configFile, ['web', 'cache', 'rr']);
   ringlb = started.ringlb;
   cleanups.push(() => ringlb.kill());
   webPort = started.ports.get('web')!;
@@ -260,11 +263,12 @@ describe('dashboard in Chromium', () => {
     assert.deepEqual(browser.errors, []);
   });
 
-  test('the preview shows the moved share `ringlb diff` prints: a weight change (maglev) and a removal (ring_hash)', async () => {
+  test('the preview shows the moved share `ringlb diff` prints: a weight change (maglev, round_robin) and a removal (ring_hash)', async () => {
     const { page } = browser;
     const cases: ReadonlyArray<{ pool: string; backend: string; weight: number | 'remove' }> = [
       { pool: 'web', backend: 'a', weight: 3 },
       { pool: 'cache', backend: 'f', weight: 'remove' },
+      { pool: 'rr', backend: 'g', weight: 3 },
     ];
     for (const { pool, backend, weight } of cases) {
       const section = page.locator(`section.pool[data-pool="${pool}"]`);
@@ -283,6 +287,18 @@ describe('dashboard in Chromium', () => {
       assert.notEqual(printed, '0%', 'the change moves something');
       await section.locator('.preview-reset').click();
     }
+
+    // Apply: the weight edited in the preview becomes a runtime override, shown in the row.
+    const web = page.locator('section.pool[data-pool="web"]');
+    await web.locator('input[data-preview-weight="a"]').fill('2');
+    await web.locator('.preview[data-preview-state="done"]').waitFor({ timeout: 20_000 });
+    await web.locator('.preview-apply').click();
+    await web.locator('tr[data-backend="a"] .chip-override', { hasText: 'admin: weight 2' }).waitFor({ timeout: 10_000 });
+    assert.equal((await web.locator('tr[data-backend="a"] .weight').textContent())?.trim(), '2');
+    // The preview now measures from the weight in force: proposing it again moves nothing.
+    await web.locator('.preview-reset').click();
+    await web.locator('.preview[data-preview-state="done"]').waitFor({ timeout: 20_000 });
+    assert.equal((await web.locator('.preview-moved').textContent())?.trim(), '0%');
     assert.deepEqual(browser.errors, []);
   });
 
