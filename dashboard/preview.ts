@@ -30,8 +30,10 @@ export interface PreviewOutcome {
  * (balance, hashKey, ringHash.pointsPerWeight, maglev.tableSize) are checked, since the preview
  * is only as right as they are. Returns an error text instead when they are missing.
  */
-export function poolConfigFrom(config: { readonly pools: readonly unknown[] }, pool: string): PoolConfig | string {
-  const found = config.pools.find((candidate) => (candidate as { name?: unknown }).name === pool) as Record<string, unknown> | undefined;
+export function poolConfigFrom(config: unknown, pool: string): PoolConfig | string {
+  const pools = (config as { pools?: unknown } | null)?.pools;
+  if (!Array.isArray(pools)) return '/v1/config lists no pools';
+  const found = pools.find((candidate) => (candidate as { name?: unknown } | null)?.name === pool) as Record<string, unknown> | undefined;
   if (found === undefined) return `pool ${pool} is not in /v1/config`;
   const ring = found.ringHash as { pointsPerWeight?: unknown } | undefined;
   const maglev = found.maglev as { tableSize?: unknown } | undefined;
