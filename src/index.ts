@@ -1,5 +1,5 @@
 /** Library entry point: embed ringlb in another Node program. */
-export { Ringlb, type RinglbOptions, type DrainResult, type ReloadResult } from './runtime.js';
+export { Ringlb, type RinglbOptions, type DrainResult, type ReloadResult, type ConfigSource } from './runtime.js';
 export { createRootLogger, type Logger, type RootLoggerOptions } from './log.js';
 export { BackendPool } from './proxy/backend-pool.js';
 export { Listener, type ListenerStats } from './proxy/listener.js';

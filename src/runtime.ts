@@ -46,13 +46,14 @@ import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
 import { RuntimeAdminApi, type AdminRuntimeView } from './admin/runtime-api.js';
 import type { BackendChange, ChangeOrigin } from './admin/api.js';
-import type { TrafficView } from './metrics/traffic-view.js';
-import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
-import { ringlbVersion } from './version.js';
 import { EventBus } from './events/bus.js';
 import { publishSetChange } from './events/membership.js';
 import { EventStream } from './events/sse.js';
+import type { EventSink } from './events/types.js';
 import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
+import type { TrafficView } from './metrics/traffic-view.js';
+import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
+import { ringlbVersion } from './version.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -62,6 +63,11 @@ export interface RinglbOptions {
   readonly resolveHost?: ResolveHost;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
+  /**
+   * Also receives every event as its producer publishes it (before the bus numbers it), for an
+   * embedder; the runtime's own bus (`Ringlb.events`) feeds the SSE stream and alert webhooks.
+   */
+  readonly events?: EventSink;
   /** Process-wide traffic totals for the admin status; absent: those fields read 0 / null / {}. */
   readonly traffic?: TrafficView;
 }
@@ -123,7 +129,9 @@ export class Ringlb {
   readonly #store = new RegistrationStore({ batchMs: REGISTRATION_BATCH_MS });
   readonly #registry: Registry;
   /** Events of every producer (health, registry, reload, admin); SSE clients and alert webhooks subscribe. */
-  readonly #events: EventBus;
+  readonly #bus: EventBus;
+  /** What producers publish to: the bus, and an embedder's sink when one was given. */
+  readonly #events: EventSink;
   readonly #eventStream: EventStream;
   readonly #alerts: AlertDispatcher;
   #admin: AdminServer | null = null;
@@ -144,10 +152,21 @@ export class Ringlb {
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
+    const bus = new EventBus({ logger: this.#logger.child({ component: 'events' }) });
+    const embedder = options.events;
+    this.#bus = bus;
+    this.#events =
+      embedder === undefined
+        ? bus
+        : {
+            publish(event) {
+              bus.publish(event);
+              embedder.publish(event);
+            },
+          };
+    this.#eventStream = new EventStream({ bus });
+    this.#alerts = new AlertDispatcher({ bus, logger: this.#logger.child({ component: 'alerts' }) });
     this.#traffic = options.traffic;
-    this.#events = new EventBus({ logger: this.#logger.child({ component: 'events' }) });
-    this.#eventStream = new EventStream({ bus: this.#events });
-    this.#alerts = new AlertDispatcher({ bus: this.#events, logger: this.#logger.child({ component: 'alerts' }) });
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
@@ -222,7 +241,7 @@ export class Ringlb {
 
   /** The event bus: embedders may subscribe or publish (the admin PATCH route publishes through it). */
   get events(): EventBus {
-    return this.#events;
+    return this.#bus;
   }
 
   /** Delivery counters of every alert webhook (for metrics: `ringlb_alerts_*_total{receiver}`). */

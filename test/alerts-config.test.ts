@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { configAsJson } from '../src/admin/config-view.js';
 import { redactAlerts } from '../src/config/alerts.js';
 import { validateConfig } from '../src/config/load.js';
 import { formatPlan } from '../src/config/plan-report.js';
@@ -80,5 +81,14 @@ describe('config alerts', () => {
     assert.ok(!text.includes('secret'), text);
     assert.match(text, /alerts\.webhooks/);
     assert.deepEqual(redactAlerts(after.alerts!).webhooks[0]!.headers, { Authorization: '<redacted>' });
+  });
+
+  test('GET /v1/config shows header names, not their values; the rest of the webhook as configured', () => {
+    const config = valid(withWebhooks([{ name: 'ops', url: 'http://127.0.0.1:9000/a', events: ['down'], headers: { Authorization: 'Bearer shown-nowhere-9' } }]));
+    const json = configAsJson(config) as { alerts: unknown };
+    assert.ok(!JSON.stringify(json).includes('shown-nowhere'));
+    assert.deepEqual(json.alerts, {
+      webhooks: [{ name: 'ops', url: 'http://127.0.0.1:9000/a', events: ['down'], headers: { Authorization: '<redacted>' }, timeoutMs: 5000, maxRetries: 5, queueSize: 1000 }],
+    });
   });
 });

@@ -607,15 +607,34 @@ describe('status and control API with two worker threads', () => {
   });
 });
 
+describe('runtime weight override with two worker threads (in process)', () => {
+  workersTest('every worker runs the overridden weight: its table equals the main thread\'s', async (t) => {
+    const ringlb = new Ringlb({ logger: new LogCapture().logger() });
+    t.after(() => ringlb.close());
+    const result = validateConfig({
+      workers: 2,
+      listeners: [{ name: 'p', bind: '127.0.0.1:0', pool: 'p' }],
+      pools: [{ name: 'p', balance: 'maglev', backends: ['a', 'b', 'c'].map((id, i) => ({ id, address: `127.0.0.1:${9001 + i}` })) }],
+      log: { level: 'info' },
+    });
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    await ringlb.start(result.config as RinglbConfig);
+    const pool = ringlb.pool('p')!;
+    const before = pool.tableSnapshot().slots;
+    assert.equal(await ringlb.changeBackend('p', 'a', { weight: 5 }, { remoteAddress: '127.0.0.1' }), true);
+    const main = pool.tableSnapshot().slots;
+    assert.notDeepEqual(main, before, 'the weight rebuilt the table');
+    for (let index = 0; index < 2; index++) {
+      const table = await ringlb.workers!.tableOf(index, pool);
+      assert.deepEqual(table.slots, main, `worker ${index} runs the new table`);
+    }
+  });
+});
+
 describe('runtime override events (in process)', () => {
   const log = new LogCapture();
   const events: RinglbEventInput[] = [];
-  const ringlb = new Ringlb({ logger: log.logger() });
-  // The bus numbers and stamps each event: compare what the admin change published.
-  ringlb.events.subscribe(({ event }) => {
-    const { id: _id, time: _time, ...published } = event;
-    if (published.type === 'state_changed' || published.type === 'weight_changed') events.push(published);
-  });
+  const ringlb = new Ringlb({ logger: log.logger(), events: { publish: (event) => events.push(event) } });
   after(() => ringlb.close());
 
   test('a PATCH publishes state_changed and weight_changed from source admin, once in force', async () => {

@@ -16,7 +16,6 @@ import { RuntimeAdminApi } from '../src/admin/runtime-api.js';
 import { parseHostPort } from '../src/config/load.js';
 import { validateConfig } from '../src/config/load.js';
 import type { RinglbConfig } from '../src/config/types.js';
-import { RegistrationStore } from '../src/discovery/registration-store.js';
 import { EventBus, RETAINED_EVENTS } from '../src/events/bus.js';
 import { EventStream } from '../src/events/sse.js';
 import type { HostPort } from '../src/backend.js';
@@ -160,24 +159,13 @@ describe('the event stream', () => {
     const log = new LogCapture();
     const bus = new EventBus({ logger: log.logger() });
     const stream = new EventStream({ bus, ...options });
-    const store = new RegistrationStore({ batchMs: 0 });
+    // The admin API of a runtime that was never started: only /v1/events is asked for here.
+    const idle = new Ringlb({ logger: log.logger() });
     const server = new AdminServer({
       bind: parseHostPort('127.0.0.1:0', { purpose: 'bind' }) as HostPort,
       token: TOKEN,
       logger: log.logger(),
-      // An empty runtime: these tests exercise the stream, not the status routes.
-      api: new RuntimeAdminApi({
-        poolNames: () => [],
-        pool: () => undefined,
-        sourceOf: () => 'static',
-        store,
-        process: () => ({ version: '0.0.0', pid: process.pid, startedAt: Date.now(), workers: 1 }),
-        configInForce: () => null,
-        listeners: () => [],
-        configuredBackends: () => undefined,
-        override: () => undefined,
-        changeBackend: async () => false,
-      }),
+      api: new RuntimeAdminApi(idle.adminView()),
       ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs, headersTimeoutMs: requestTimeoutMs / 2 }),
     });
     stream.install(server);
@@ -185,7 +173,6 @@ describe('the event stream', () => {
     cleanups.push(async () => {
       stream.close();
       await server.close();
-      store.close();
     });
     return { bus, stream, server, address };
   }

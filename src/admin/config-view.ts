@@ -2,16 +2,20 @@
  * The config in force as JSON for `GET /v1/config`: the normalized config (every default filled
  * in) written back in the file's forms: `host:port` as text, bytes as `{"hex": ...}`, a send_expect
  * `expect` as `{"hex"}` or `{"regex"}`, settings the file left out left out (the loader holds them
- * as null). The admin token reads `<redacted>` (the word `ringlb diff` prints for it). Apart from
- * the token, the answer is a config the loader takes back, meaning the same. Reads only.
+ * as null). The admin token and alert webhook header values read `<redacted>` (the word `ringlb
+ * diff` prints for them). Apart from those, the answer is a config the loader takes back, meaning
+ * the same. Reads only.
  */
 import type { RinglbConfig } from '../config/types.js';
 import { REDACTED } from '../config/reload-plan.js';
+import { redactHeaderValues } from '../config/alerts.js';
 
 export function configAsJson(config: RinglbConfig): unknown {
   const plain = toJson(config) as Record<string, unknown>;
   const admin = plain.admin as Record<string, unknown> | null | undefined;
   if (admin != null && admin.token != null) plain.admin = { ...admin, token: REDACTED };
+  // Alert webhook headers carry credentials (Authorization): their names show, their values do not.
+  if (plain.alerts !== undefined) plain.alerts = redactHeaderValues(plain.alerts);
   return plain;
 }
 

@@ -14,17 +14,20 @@ import { formatPath } from '../config/issues.js';
 import type { AdminIssue, PreviewRequest, PreviewResult } from './api.js';
 import { tableTransfer, type ShareTransfer } from './table-ownership.js';
 
+const NOTHING: ShareTransfer = { before: 0, after: 0, gained: 0, lost: 0 };
+
 export function previewChange(pool: BackendPool, next: readonly Backend[], implementation: BalancerImplementation | undefined): PreviewResult {
   const inForce = pool.backends;
   const measured = measureChange(pool.config, pool.config, inForce, next, pool.capacity, { implementation });
   const transfers = tableTransfers(pool, next, implementation) ?? weightTransfers(inForce, next);
-  const ids = [...transfers.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // Every backend of either set is listed, those owning nothing before and after (weight 0) too.
+  const ids = [...new Set([...inForce.map((b) => b.id), ...next.map((b) => b.id), ...transfers.keys()])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return {
     pool: pool.name,
     balance: pool.policy,
     movedShare: measured.movedShare,
     backends: ids.map((id) => {
-      const transfer = transfers.get(id)!;
+      const transfer = transfers.get(id) ?? NOTHING;
       return { id, before: round(transfer.before), after: round(transfer.after), gained: round(transfer.gained), lost: round(transfer.lost) };
     }),
   };

@@ -129,12 +129,14 @@ export class EventStream {
   }
 
   #broadcast(published: PublishedEvent): void {
-    for (const client of this.#clients) this.#send(client, published);
+    // One frame for every client (the JSON has no newline, so it is one `data:` line).
+    const frame = frameOf(published);
+    for (const client of this.#clients) this.#send(client, published, frame);
   }
 
-  #send(client: Client, published: PublishedEvent): void {
+  #send(client: Client, published: PublishedEvent, frame = frameOf(published)): void {
     if (client.types !== null && !client.types.has(published.event.type)) return;
-    this.#write(client, `id: ${published.event.id}\nevent: ${published.event.type}\ndata: ${published.json}\n\n`);
+    this.#write(client, frame);
   }
 
   #writeKeepalive(): void {
@@ -165,6 +167,10 @@ export class EventStream {
     if (this.#keepalive !== null) clearInterval(this.#keepalive);
     this.#keepalive = null;
   }
+}
+
+function frameOf(published: PublishedEvent): string {
+  return `id: ${published.event.id}\nevent: ${published.event.type}\ndata: ${published.json}\n\n`;
 }
 
 /** `?types=down,up`: null when absent; 400 naming the unknown type otherwise. */

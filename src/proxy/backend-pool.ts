@@ -58,16 +58,16 @@ export interface PoolSnapshot {
   readonly addresses: readonly string[];
 }
 
+/** Down by observation (the `down` / `up` events' sense), not by an operator's drain or maint. */
+function isObservedDown(flags: readonly string[] | undefined): boolean {
+  return flags !== undefined && (flags.includes('failed_active_check') || flags.includes('ejected_outlier'));
+}
+
 /** When the pool's tables last changed and the share of keys (or traffic) the change moved. */
 export interface TableRebuild {
   /** Epoch ms. */
   readonly at: number;
   readonly movedShare: number;
-}
-
-/** Down by observation (the `down` / `up` events' sense), not by an operator's drain or maint. */
-function isObservedDown(flags: readonly string[] | undefined): boolean {
-  return flags !== undefined && (flags.includes('failed_active_check') || flags.includes('ejected_outlier'));
 }
 
 /**

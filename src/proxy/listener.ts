@@ -11,7 +11,14 @@ import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
-import { HandleServer, type ProxySocket } from './handle-socket.js';
+import { closeWhenAcceptQueueEmpty } from './accept-queue.js';
+import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
+
+/**
+ * How long a closing listener may keep accepting to empty its accept queue. Clients keep arriving
+ * while it waits; past this it closes anyway (and says how many the kernel reset).
+ */
+const ACCEPT_QUEUE_DRAIN_MS = 2000;
 
 export interface ListenerStats {
   readonly accepted: number;
@@ -156,11 +163,19 @@ export class Listener implements ListenerContext, ListenerHandle {
   }
 
   /**
-   * `stopListening`, resolved once the socket is closed: libuv closes the handle in the loop's
-   * close phase, after the current turn (server.close's callback waits for every connection too).
+   * Stop accepting without resetting a connection: the socket keeps accepting (and serving) until its
+   * accept queue reads empty, then closes in that turn (src/proxy/accept-queue.ts), at most
+   * `ACCEPT_QUEUE_DRAIN_MS` later. Resolves once the socket is closed: libuv closes the handle in the
+   * loop's close phase, after the current turn.
    */
   async close(): Promise<void> {
-    this.stopListening();
+    const server = this.#server;
+    if (server?.listening === true) {
+      const left = await closeWhenAcceptQueueEmpty(listeningFd(server), () => server.close(), ACCEPT_QUEUE_DRAIN_MS);
+      if (left > 0) {
+        this.#logger.warn({ listener: this.listenerName, reset: left }, 'listener closed with connections still queued: the kernel resets them');
+      }
+    }
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
