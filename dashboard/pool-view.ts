@@ -407,7 +407,13 @@ export class PoolView {
       this.#showPreview('error', proposal);
       return;
     }
-    const config = await this.#actions.poolConfig(this.#name);
+    let config: PoolConfig | string;
+    try {
+      config = await this.#actions.poolConfig(this.#name);
+    } catch (error) {
+      // The core could not be fetched or compiled: say so; the next edit tries again.
+      config = `the core did not load: ${error instanceof Error ? error.message : String(error)}`;
+    }
     if (generation !== this.#previewGeneration) return;
     if (typeof config === 'string') {
       this.#showPreview('error', `preview unavailable: ${config}`);
