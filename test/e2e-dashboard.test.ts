@@ -322,6 +322,41 @@ function withPool(name: string, change: (list: readonly ConfigBackend[]) => read
   return { ...config, pools: config.pools.map((pool) => (pool.name === name ? { ...pool, backends: change(pool.backends) } : pool)) };
 }
 
+describe('dashboard without a token', () => {
+  test('on a loopback admin without a token the page shows the data at once, no prompt', async () => {
+    const local = await countingBackend('solo');
+    const file = temp.writeJson({
+      workers: 1,
+      admin: { bind: '127.0.0.1:0' },
+      listeners: [{ name: 'solo', bind: '127.0.0.1:0', pool: 'solo' }],
+      pools: [{ name: 'solo', balance: 'round_robin', backends: [{ id: 'solo', address: local.address }] }],
+    });
+    const started = await startRinglb(file, ['solo']).catch(async (error: unknown) => {
+      await local.close();
+      throw error;
+    });
+    const tab = await browser.context.newPage();
+    const tabErrors: string[] = [];
+    tab.on('pageerror', (error) => tabErrors.push(error.message));
+    tab.on('console', (message) => {
+      if (message.type() === 'error') tabErrors.push(message.text());
+    });
+    try {
+      await tab.goto(`http://${await adminAddress(started.ringlb)}/`);
+      await tab.locator('section.pool[data-pool="solo"] tr[data-backend="solo"][data-state="up"]').waitFor({ timeout: 10_000 });
+      assert.equal(await tab.locator('#token-gate').isVisible(), false);
+      // round_robin keeps no table: the page says so instead of asking for one.
+      assert.match((await tab.locator('section.pool[data-pool="solo"] .ownership-caption').textContent()) ?? '', /keeps no table/);
+      assert.equal(await tab.evaluate('sessionStorage.length'), 0);
+    } finally {
+      await tab.close();
+      await started.ringlb.kill();
+      await local.close();
+    }
+    assert.deepEqual(tabErrors, []);
+  });
+});
+
 describe('dashboard files over HTTP', () => {
   test('page and assets without the token (CSP, nosniff, types, caching); data routes still need it', async () => {
     const page = await httpGet(admin, '/');
