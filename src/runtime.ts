@@ -31,6 +31,7 @@ import { AccessLog } from './access-log/access-log.js';
 import { closeOutput, isFileOutput, openOutput } from './access-log/output.js';
 import { accessLogSettingsOf, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
+import { DashboardAssets } from './admin/dashboard-assets.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
@@ -610,6 +611,7 @@ export class Ringlb {
       bind: admin.bind,
       token: admin.token,
       logger: this.#logger.child({ component: 'admin' }),
+      publicFiles: new DashboardAssets(),
       api: new RuntimeAdminApi(this.adminView()),
     });
     this.#eventStream.install(server);
