@@ -14,12 +14,13 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { dirname, join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { buildDashboard } from './build-dashboard.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const STAMP = join(root, 'dist', '.build-stamp');
 /** Everything the outputs are compiled from. A change to any of these makes the build stale. */
-const INPUT_DIRS = ['assembly', 'src', 'test', 'bench'];
-const INPUT_FILES = ['tsconfig.json', 'asconfig.json', 'package-lock.json', 'scripts/build.mjs'];
+const INPUT_DIRS = ['assembly', 'src', 'test', 'bench', 'dashboard'];
+const INPUT_FILES = ['tsconfig.json', 'asconfig.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/build-dashboard.mjs'];
 /** asc targets (asconfig.json); each writes <target>.wasm, .wat, .js and .d.ts into build/. */
 const WASM_TARGETS = ['debug', 'release'];
 
@@ -55,7 +56,7 @@ function run(script, args) {
 /** Removes temporary directories left by builds that were interrupted (their process is gone). */
 function removeAbandonedTemps() {
   for (const name of readdirSync(root)) {
-    const match = /^\.build-tmp-(\d+)(?:-wasm)?$/.exec(name);
+    const match = /^\.build-tmp-(\d+)(?:-wasm|-dashboard)?$/.exec(name);
     if (!match) continue;
     let alive = false;
     try { process.kill(Number(match[1]), 0); alive = true; } catch { alive = false; }
@@ -83,6 +84,7 @@ function build(hash) {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     run(tsc, ['-p', 'tsconfig.json', '--outDir', tempDist]);
     chmodSync(join(tempDist, 'src', 'cli.js'), 0o755);
+    buildDashboard(root, tempDist, (tempOut) => run(tsc, ['-p', 'dashboard/tsconfig.json', '--outDir', tempOut]));
     writeFileSync(join(tempDist, '.build-stamp'), `${hash}\n`);
 
     // Swap: the old dist/ moves aside in one rename and the new one takes its place in another.

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The real peers the end-to-end tests start on loopback: redis-server (send/expect health
-# checks), etcd (etcd discovery) and dnsmasq (DNS discovery). Run by `npm test` (pretest) and
+# checks), etcd (etcd discovery) and dnsmasq (DNS discovery); and Debian's chromium, the browser
+# the dashboard tests drive (playwright-core, test/helpers/browser.ts). Run by `npm test` (pretest) and
 # .ci/run. Present: exit 0 at once. Missing and running as root with apt-get: install them.
 # Otherwise: exit 1 naming the one command to run. Tests are never skipped for a missing peer,
 # so a green run always means every real-peer test ran.
 set -euo pipefail
 
 # Paths as the test helpers spawn them: test/helpers/etcd.ts (ETCD_BINARY),
-# test/helpers/dnsmasq.ts (DNSMASQ_BINARY), redis-server from PATH (test/e2e-health.test.ts).
+# test/helpers/dnsmasq.ts (DNSMASQ_BINARY), redis-server from PATH (test/e2e-health.test.ts),
+# /usr/bin/chromium (test/helpers/browser.ts CHROMIUM_PATH).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

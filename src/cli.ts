@@ -229,6 +229,12 @@ async function main(argv: readonly string[]): Promise<void> {
         throw error;
       }
       warnIfFileDescriptorsShort(config, logger);
+      // logrotate: rename the access-log file, then SIGUSR1; every thread opens the path again.
+      // Installing this handler replaces Node's own SIGUSR1 use (starting the inspector):
+      // `node --inspect` at start still works (docs/operations.md).
+      process.on('SIGUSR1', () => {
+        void ringlb.reopenAccessLog();
+      });
       if (process.env['RINGLB_TEST_HOOKS'] === '1') {
         // Test-only fault hook: SIGUSR2 makes data-plane worker 0 throw an uncaught exception.
         process.on('SIGUSR2', () => {

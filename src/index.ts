@@ -6,3 +6,6 @@ export { Listener, type ListenerStats } from './proxy/listener.js';
 export type { ConnectionOutcome } from './proxy/connection.js';
 export type { RinglbConfig } from './config/types.js';
 export { planReload, type ReloadPlan, type PoolPlan, type SettingChange } from './config/reload-plan.js';
+export { AccessLog, type AccessLogOptions } from './access-log/access-log.js';
+export { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './access-log/settings.js';
+export type { AccessLogConfig, LogConfig } from './config/types.js';

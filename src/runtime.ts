@@ -27,14 +27,18 @@
  * it needs; tables are identical (they depend on ids and weights only), and health and
  * connections stay as they are.
  */
+import { AccessLog } from './access-log/access-log.js';
+import { closeOutput, isFileOutput, openOutput } from './access-log/output.js';
+import { accessLogSettingsOf, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
+import { DashboardAssets } from './admin/dashboard-assets.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
 import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { ResolveHost } from './discovery/name-resolver.js';
-import type { Logger } from './log.js';
+import { destinationOf, type DestinationStream, type Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerHandle, type ListenerStats } from './proxy/listener.js';
@@ -60,6 +64,13 @@ export interface RinglbOptions {
   readonly coreImplementation?: 'wasm' | 'reference';
   /** How pools resolve backend host names (off the hot path); default getaddrinfo. Tests inject one. */
   readonly resolveHost?: ResolveHost;
+  /**
+   * Access lines of connections this thread carries go here instead of `log.access.output`
+   * (embedders, tests). Without it, an output of `stdout` (the default) in this thread means the
+   * stream `logger` writes to, where access lines went before they had a stream of their own.
+   * Data-plane worker threads always write to the configured output.
+   */
+  readonly accessLogDestination?: DestinationStream;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
   /**
@@ -120,6 +131,11 @@ export class Ringlb {
   readonly #retiredListeners = new Set<ListenerHandle>();
   /** Data-plane worker threads; null when this thread carries the connections (`workers` 1, or Node < 22.12). */
   #workers: WorkerSupervisor | null = null;
+  /** This thread's access log when it carries the connections (no worker threads); null otherwise. */
+  #accessLog: AccessLog | null = null;
+  /** The access log's output descriptor, the process's one (access-log/output.ts); -1 before start. */
+  #accessLogFd = -1;
+  readonly #accessLogDestination: DestinationStream | undefined;
   readonly #testHooks: boolean;
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
@@ -150,6 +166,7 @@ export class Ringlb {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
+    this.#accessLogDestination = options.accessLogDestination;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
     const bus = new EventBus({ logger: this.#logger.child({ component: 'events' }) });
     const embedder = options.events;
@@ -188,9 +205,28 @@ export class Ringlb {
     this.#started = true;
     this.#config = config;
     this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
+    const accessLog = accessLogSettingsOf(config.log);
+    try {
+      this.#accessLogFd = openOutput(accessLog.output);
+    } catch (error) {
+      throw new Error(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+    }
     // Before any check runs: a backend found down at start-up (pending → down) is news.
     this.#alerts.configure(config.alerts);
-    await this.#startWorkers(config);
+    try {
+      await this.#startWorkers(config);
+    } catch (error) {
+      closeOutput(this.#accessLogFd);
+      throw error;
+    }
+    if (this.#workers === null) {
+      this.#accessLog = new AccessLog(accessLog, {
+        worker: 0,
+        fd: this.#accessLogFd,
+        destination: this.#accessLogDestination,
+        stdout: destinationOf(this.#logger),
+      });
+    }
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
@@ -221,6 +257,7 @@ export class Ringlb {
       this.#store.close();
       this.#closeEvents();
       await this.#workers?.stop();
+      this.#closeAccessLog();
       throw error;
     }
   }
@@ -233,7 +270,14 @@ export class Ringlb {
     const plan = planWorkers(config.workers);
     if (plan.warning !== null) this.#logger.warn({ workers: plan.requested, node: process.versions.node, needs: REUSE_PORT_MIN_NODE }, plan.warning);
     if (plan.count <= 1) return;
-    const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
+    const workers = new WorkerSupervisor({
+      count: plan.count,
+      logLevel: config.log.level,
+      accessLog: accessLogSettingsOf(config.log),
+      accessLogFd: this.#accessLogFd,
+      logger: this.#logger.child({ component: 'workers' }),
+      testHooks: this.#testHooks,
+    });
     this.#workers = workers;
     await workers.start();
   }
@@ -315,6 +359,54 @@ export class Ringlb {
   }
 
   /**
+   * Logrotate (SIGUSR1): the access-log file's path is opened again and every thread switches to
+   * it, so after a rename new lines go to a new file; the old descriptor closes once none writes to
+   * it. Logs `access log reopened`, or `access log reopen failed` (the old file stays in use).
+   * Queued with reloads, so the two never interleave. Resolves with true when reopened.
+   */
+  reopenAccessLog(): Promise<boolean> {
+    const run = this.#reloading.then(() => this.#reopenAccessLog());
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reopenAccessLog(): Promise<boolean> {
+    const config = this.#config;
+    if (config === null || this.#stopping) return false;
+    const settings = accessLogSettingsOf(config.log);
+    // stdout and stderr have no path to open again.
+    if (!isFileOutput(settings.output)) {
+      this.#logger.info({ output: settings.output }, 'access log reopened');
+      return true;
+    }
+    let fd: number;
+    try {
+      fd = openOutput(settings.output);
+    } catch (error) {
+      this.#logger.error({ output: settings.output, error: error instanceof Error ? error.message : String(error) }, 'access log reopen failed');
+      return false;
+    }
+    await this.#switchAccessLog(settings, fd);
+    this.#logger.info({ output: settings.output }, 'access log reopened');
+    return true;
+  }
+
+  /** Every thread writes to `fd` with `settings` from now on; then the previous descriptor closes. */
+  async #switchAccessLog(settings: AccessLogSettings, fd: number): Promise<void> {
+    const previous = this.#accessLogFd;
+    this.#accessLogFd = fd;
+    this.#accessLog?.configure(settings, fd);
+    await this.#workers?.configureAccessLog(settings, fd);
+    if (previous !== fd) closeOutput(previous);
+  }
+
+  #closeAccessLog(): void {
+    this.#accessLog?.close();
+    if (this.#accessLogFd >= 0) closeOutput(this.#accessLogFd);
+    this.#accessLogFd = -1;
+  }
+
+  /**
    * Logs a config that failed validation as refused (the caller validated; nothing changes).
    * `errorCount` counts every error when the caller passes only the first ones.
    */
@@ -371,6 +463,7 @@ export class Ringlb {
     await this.#alerts.flush(Math.min(ALERT_FLUSH_MS, timeoutMs - (performance.now() - startedAt)));
     this.#closeEvents();
     await this.#workers?.stop();
+    this.#closeAccessLog();
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -509,7 +602,7 @@ export class Ringlb {
 
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
     if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers);
-    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }));
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!);
   }
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
@@ -518,6 +611,7 @@ export class Ringlb {
       bind: admin.bind,
       token: admin.token,
       logger: this.#logger.child({ component: 'admin' }),
+      publicFiles: new DashboardAssets(),
       api: new RuntimeAdminApi(this.adminView()),
     });
     this.#eventStream.install(server);
@@ -632,6 +726,18 @@ export class Ringlb {
     const nextIndex = new Map(next.pools.map((pool, index) => [pool.name, index]));
     const nextPools = new Map(next.pools.map((pool) => [pool.name, pool]));
     const errors: string[] = [];
+    const accessLogBefore = accessLogSettingsOf(current.log);
+    const accessLogNext = accessLogSettingsOf(next.log);
+    const accessLogChanged = JSON.stringify(accessLogBefore) !== JSON.stringify(accessLogNext);
+    // A new output is opened now, so a path that cannot be opened refuses the reload.
+    let accessLogFd = this.#accessLogFd;
+    if (accessLogNext.output !== accessLogBefore.output) {
+      try {
+        accessLogFd = openOutput(accessLogNext.output);
+      } catch (error) {
+        errors.push(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
 
     const sources = new Map<string, DiscoverySource | null>();
     for (const poolPlan of plan.pools) {
@@ -689,6 +795,7 @@ export class Ringlb {
       }
     }
     if (errors.length > 0) {
+      if (accessLogFd !== this.#accessLogFd) closeOutput(accessLogFd);
       for (const listener of opened.values()) listener.stopListening();
       for (const { pool } of newPools.values()) pool.stop();
       await Promise.all([...sources.values()].map((source) => source?.stop()));
@@ -772,6 +879,7 @@ export class Ringlb {
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
+    if (accessLogChanged) await this.#switchAccessLog(accessLogNext, accessLogFd);
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');

@@ -13,7 +13,7 @@
  * the request path for auth/route/resource errors.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { HostPort } from '../backend.js';
@@ -48,6 +48,14 @@ export interface AdminServerOptions {
   readonly headersTimeoutMs?: number;
   /** Idle keep-alive sockets close after this; default 5000 (node's default). */
   readonly keepAliveTimeoutMs?: number;
+  /** Served before the token check (the dashboard's page and code); absent: none. */
+  readonly publicFiles?: PublicFiles;
+}
+
+/** Files anyone who reaches the listener may load, token or not: they must hold no data. */
+export interface PublicFiles {
+  /** The response for a public file, or undefined when `path` is none (auth and routing apply). */
+  serve(method: string, path: string, headers: IncomingHttpHeaders): Promise<AdminResponse> | undefined;
 }
 
 /** See TurnBudget: 8 small handlers are well under a millisecond of one loop turn. */
@@ -60,6 +68,7 @@ export class AdminServer implements RouteTable {
   readonly #token: BearerToken | null;
   readonly #logger: Logger;
   readonly #maxBodyBytes: number;
+  readonly #publicFiles: PublicFiles | null;
   /** Handlers started per event loop turn: a burst of requests must not hold up the data plane. */
   readonly #budget = new TurnBudget(ADMIN_REQUESTS_PER_TURN);
   #address: string | null = null;
@@ -79,6 +88,7 @@ export class AdminServer implements RouteTable {
     this.#token = options.token === null ? null : new BearerToken(options.token);
     this.#logger = options.logger;
     this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#publicFiles = options.publicFiles ?? null;
     const headersTimeout = options.headersTimeoutMs ?? 5_000;
     this.#server = createServer(
       {
@@ -180,6 +190,8 @@ export class AdminServer implements RouteTable {
   }
 
   async #dispatch(request: IncomingMessage, method: string, path: string, queryText: string): Promise<AdminResponse> {
+    const publicFile = this.#publicFiles?.serve(method, path, request.headers);
+    if (publicFile !== undefined) return await publicFile;
     if (this.#token !== null) {
       const verdict = this.#token.check(request.headers.authorization);
       if (verdict !== 'ok') {

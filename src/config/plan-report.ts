@@ -9,6 +9,7 @@
  */
 import { formatIssues, loadConfigFile } from './load.js';
 import { planReload, REDACTED, type PlanOptions, type PoolPlan, type ReloadPlan, type SettingChange } from './reload-plan.js';
+import { formatPercent } from './share-text.js';
 import type { ListenerConfig } from './types.js';
 
 /** The plan as text: listeners and global settings first, then one block per pool. No trailing newline. */
@@ -98,13 +99,6 @@ function movedText(pool: PoolPlan): string {
   const share = formatPercent(pool.movedShare ?? 0);
   if (pool.movedMeasure === 'affinity') return `client affinity starts over: every client is placed anew (${share})`;
   return pool.movedMeasure === 'keys' ? `${share} of the key space moves` : `${share} of the traffic share shifts`;
-}
-
-function formatPercent(share: number): string {
-  const percent = share * 100;
-  if (percent === 0) return '0%';
-  if (percent < 0.01) return '<0.01%';
-  return `${percent.toFixed(2)}%`;
 }
 
 function plural(count: number, word: string): string {

@@ -1,9 +1,13 @@
 /**
  * The Balancer backed by the AssemblyScript core (assembly/index.ts). This is the only TypeScript
  * that touches WASM exports or memory. One WebAssembly.Module is compiled per build flavour per
- * process; each balancer (one pool) gets its own instance, whose globals are that pool.
+ * process (wasm-module.ts); each balancer (one pool) gets its own instance, whose globals are that
+ * pool.
+ *
+ * This file does no I/O, so it runs unchanged in a browser: the dashboard's disruption preview
+ * drives the same core through it, with the module compiled by the page (dashboard/wasm-module.ts
+ * stands in for wasm-module.ts there).
  */
-import { readFileSync } from 'node:fs';
 import type { instantiate } from '../../build/release.js';
 import {
   DEFAULT_CONNECT_MICROS,
@@ -20,6 +24,7 @@ import {
   type ResolvedBalancerOptions,
 } from './options.js';
 import { SlotTable } from './slot-table.js';
+import { coreModule, type CoreBuildFlavour, type CoreModule } from './wasm-module.js';
 import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildReport, SlotPlacement } from './types.js';
 
 /**
@@ -29,11 +34,7 @@ import type { BalancePolicy, Balancer, BalancerOptions, CoreBackend, RebuildRepo
 interface CoreMemory {
   readonly buffer: ArrayBuffer;
 }
-interface CoreModule {
-  readonly kind?: 'core-module';
-}
 interface WebAssemblyApi {
-  readonly Module: new (bytes: Uint8Array) => CoreModule;
   readonly Instance: new (module: CoreModule, imports: Record<string, Record<string, unknown>>) => { readonly exports: unknown };
 }
 const WebAssembly = (globalThis as unknown as { readonly WebAssembly: WebAssemblyApi }).WebAssembly;
@@ -41,21 +42,7 @@ const WebAssembly = (globalThis as unknown as { readonly WebAssembly: WebAssembl
 /** The core's raw exports (numbers only; u32 results arrive as signed i32 and are fixed here). */
 export type CoreExports = Omit<Awaited<ReturnType<typeof instantiate>>, 'memory'> & { readonly memory: CoreMemory };
 
-/** `release` (optimized, asserts off) for the CLI; `debug` (asserts on) for tests that want it. */
-export type CoreBuildFlavour = 'release' | 'debug';
-
-const compiledModules = new Map<CoreBuildFlavour, CoreModule>();
-
-function coreModule(flavour: CoreBuildFlavour): CoreModule {
-  let module = compiledModules.get(flavour);
-  if (module === undefined) {
-    // dist/src/core/wasm-balancer.js → build/<flavour>.wasm at the package root.
-    const bytes = readFileSync(new URL(`../../../build/${flavour}.wasm`, import.meta.url));
-    module = new WebAssembly.Module(bytes);
-    compiledModules.set(flavour, module);
-  }
-  return module;
-}
+export type { CoreBuildFlavour } from './wasm-module.js';
 
 /** AssemblyScript strings: UTF-16 code units, byte length stored in the 4 bytes before the data. */
 function readCoreString(memory: CoreMemory, pointer: number): string {

@@ -7,6 +7,7 @@
  * destroyed at once and counted.
  */
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { AccessLog, OpenConnectionList } from '../access-log/access-log.js';
 import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
@@ -58,13 +59,15 @@ export interface WorkerListenerOptions {
   readonly shared: SharedListenerState;
 }
 
-export class Listener implements ListenerContext, ListenerHandle {
+export class Listener implements ListenerContext, ListenerHandle, OpenConnectionList {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
   pool: ConnectionPool;
   /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
   idleTimeoutMs: number;
-  readonly accessLog: Logger;
+  readonly accessLog: AccessLog;
+  /** Bound to { listener, pool }; rebound when `setPool` changes the pool. */
+  accessLines: Logger;
   #config: ListenerConfig;
   readonly #logger: Logger;
   /** A handle server (IP-literal binds, handle-socket.ts) or `net.Server`; null until `listen()`. */
@@ -76,9 +79,12 @@ export class Listener implements ListenerContext, ListenerHandle {
   /** Head of the intrusive list of open connections (for drain). */
   #head: ProxyConnection | null = null;
   #idleWaiters: Array<() => void> = [];
+  /** The next connection the access log's open-line sweep visits; null when no sweep runs. */
+  #sweepCursor: ProxyConnection | null = null;
+  #closing = false;
   readonly #inWorker: WorkerListenerOptions | undefined;
 
-  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, inWorker?: WorkerListenerOptions) {
+  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions) {
     this.#inWorker = inWorker;
     this.#config = config;
     this.listenerName = config.name;
@@ -86,7 +92,9 @@ export class Listener implements ListenerContext, ListenerHandle {
     this.idleTimeoutMs = config.idleTimeoutMs;
     this.#maxConnections = config.maxConnections;
     this.#logger = logger;
-    this.accessLog = logger.child({ pool: pool.name });
+    this.accessLog = accessLog;
+    this.accessLines = accessLog.linesFor(config.name, pool.name);
+    accessLog.track(this);
   }
 
   /** Bind and listen. Resolves with the bound address (port 0 becomes the real port). */
@@ -100,6 +108,7 @@ export class Listener implements ListenerContext, ListenerHandle {
       try {
         server.listen(host, port, reusePort);
       } catch (error) {
+        this.accessLog.untrack(this);
         return Promise.reject(failed(error as Error));
       }
       this.#server = server;
@@ -108,7 +117,10 @@ export class Listener implements ListenerContext, ListenerHandle {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
     this.#server = server;
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => reject(failed(error));
+      const onError = (error: Error): void => {
+        this.accessLog.untrack(this);
+        reject(failed(error));
+      };
       server.once('error', onError);
       server.listen(reusePort ? { host, port, reusePort: true } : { host, port }, () => {
         server.removeListener('error', onError);
@@ -133,6 +145,11 @@ export class Listener implements ListenerContext, ListenerHandle {
     return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
   }
 
+  /** The operational log (ListenerContext: a connection's debug lines). */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
   /** Connections open in this thread. */
   get openConnections(): number {
     return this.#active;
@@ -144,6 +161,7 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** Reload: new connections use `pool`; open ones finish on the pool they started with. */
   setPool(pool: ConnectionPool): void {
+    if (pool.name !== this.pool.name) this.accessLines = this.accessLog.linesFor(this.listenerName, pool.name);
     this.pool = pool;
   }
 
@@ -159,6 +177,8 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
   stopListening(): void {
+    this.#closing = true;
+    if (this.#active === 0) this.accessLog.untrack(this);
     if (this.#server?.listening === true) this.#server.close();
   }
 
@@ -203,7 +223,25 @@ export class Listener implements ListenerContext, ListenerHandle {
     return cut;
   }
 
+  beginOpenSweep(): void {
+    this.#sweepCursor = this.#head;
+  }
+
+  continueOpenSweep(budget: number, nowMs: number, intervalMs: number): number {
+    let visited = 0;
+    let connection = this.#sweepCursor;
+    while (connection !== null && visited < budget) {
+      connection.reportIfOpenFor(nowMs, intervalMs);
+      connection = connection.next;
+      visited += 1;
+    }
+    this.#sweepCursor = connection;
+    return visited;
+  }
+
   connectionFinished(connection: ProxyConnection): void {
+    // The sweep resumes after a connection that ends between two of its turns.
+    if (this.#sweepCursor === connection) this.#sweepCursor = connection.next;
     if (connection.previous !== null) connection.previous.next = connection.next;
     else this.#head = connection.next;
     if (connection.next !== null) connection.next.previous = connection.previous;
@@ -211,6 +249,7 @@ export class Listener implements ListenerContext, ListenerHandle {
     connection.next = null;
     this.#active -= 1;
     if (this.#inWorker !== undefined) this.#inWorker.shared.close(this.#inWorker.worker);
+    if (this.#active === 0 && this.#closing) this.accessLog.untrack(this);
     if (this.#active === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -222,7 +261,7 @@ export class Listener implements ListenerContext, ListenerHandle {
     const inWorker = this.#inWorker;
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
-      if (this.accessLog.isLevelEnabled('info')) logRejectedConnection(this.accessLog, client);
+      if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client);
       client.destroy();
       return;
     }

@@ -5,6 +5,8 @@
  * arrives from the main thread (worker-protocol.ts), which stays the one writer of every fact.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { AccessLog } from '../access-log/access-log.js';
+import { DEFAULT_ACCESS_LOG } from '../access-log/settings.js';
 import type { ConnectFailureReason } from '../backend.js';
 import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
@@ -15,6 +17,8 @@ import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-pr
 const start = workerData as WorkerStart;
 const port = parentPort!;
 const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
+/** This worker's own access-log stream: its own file descriptor, its own sampling generator. */
+const accessLog = new AccessLog(start.accessLog ?? DEFAULT_ACCESS_LOG, { worker: start.index, fd: start.accessLogFd ?? 1 });
 
 const pools = new Map<number, PoolReplica>();
 const poolIds = new Map<PoolReplica, number>();
@@ -79,7 +83,7 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     return;
   }
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
-  const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
+  const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), accessLog, {
     worker: start.index,
     shared: SharedListenerState.attach(message.state, start.workers),
   });
@@ -165,6 +169,10 @@ function onMessage(message: ToWorker): void {
       send({ type: 'table', requestId: message.requestId, slots: table?.slots ?? null, positions: table?.positions ?? null });
       return;
     }
+    case 'access-log':
+      accessLog.configure(message.settings, message.fd);
+      send({ type: 'access-log-applied', requestId: message.requestId });
+      return;
     case 'sync':
       send({ type: 'synced', requestId: message.requestId });
       return;
