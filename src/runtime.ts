@@ -44,6 +44,11 @@ import { WorkerSupervisor } from './control/workers.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
 import { RuntimeAdminApi } from './admin/runtime-api.js';
+import { LoopDelayCells } from './shared-state/loop-delay.js';
+import { ListenerTrafficCounters } from './shared-state/traffic-counters.js';
+import { RuntimeTraffic } from './metrics/runtime-traffic.js';
+import type { TrafficView } from './metrics/traffic-view.js';
+import { installMetricsRoute, PrometheusExporter } from './metrics/prometheus.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -53,6 +58,11 @@ export interface RinglbOptions {
   readonly resolveHost?: ResolveHost;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
+  /**
+   * How often open connections add their bytes to the traffic counters (ms); default 5000. Tests
+   * shorten it to see a long-lived connection's bytes without waiting.
+   */
+  readonly trafficFlushMs?: number;
 }
 
 /** Start-up waits at most this long for backend names' first answers; a slower name connects by name until it resolves. */
@@ -108,12 +118,26 @@ export class Ringlb {
   #stopping = false;
   /** Reloads run one at a time (a SIGHUP during a reload waits for it). */
   #reloading: Promise<unknown> = Promise.resolve();
+  readonly #trafficFlushMs: number | undefined;
+  /** Connections ended per listener name, every thread's; kept by name so a rebound listener keeps counting. */
+  readonly #listenerTraffic = new Map<string, ListenerTrafficCounters>();
+  readonly #traffic: RuntimeTraffic;
+  /** Event-loop delay of every thread; sized once the worker count is known (start). */
+  #loopDelay: LoopDelayCells = LoopDelayCells.create(0);
+  #stopLoopSampling: (() => void) | null = null;
+  #exporter: PrometheusExporter | null = null;
+  readonly #reloads = { applied: 0, refused: 0 };
 
   constructor(options: RinglbOptions) {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
+    this.#trafficFlushMs = options.trafficFlushMs;
+    this.#traffic = new RuntimeTraffic({
+      pools: () => [...this.#pools.values(), ...[...this.#retiredPools].filter((pool) => pool.openConnections() > 0)],
+      listeners: () => this.#listenerTotals(),
+    });
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
@@ -163,6 +187,7 @@ export class Ringlb {
       await this.#admin?.close();
       this.#store.close();
       await this.#workers?.stop();
+      this.#stopLoopSampling?.();
       throw error;
     }
   }
@@ -174,8 +199,17 @@ export class Ringlb {
   async #startWorkers(config: RinglbConfig): Promise<void> {
     const plan = planWorkers(config.workers);
     if (plan.warning !== null) this.#logger.warn({ workers: plan.requested, node: process.versions.node, needs: REUSE_PORT_MIN_NODE }, plan.warning);
+    this.#loopDelay = LoopDelayCells.create(plan.count <= 1 ? 0 : plan.count);
+    this.#stopLoopSampling = this.#loopDelay.sample(0);
     if (plan.count <= 1) return;
-    const workers = new WorkerSupervisor({ count: plan.count, logLevel: config.log.level, logger: this.#logger.child({ component: 'workers' }), testHooks: this.#testHooks });
+    const workers = new WorkerSupervisor({
+      count: plan.count,
+      logLevel: config.log.level,
+      logger: this.#logger.child({ component: 'workers' }),
+      testHooks: this.#testHooks,
+      loopDelay: this.#loopDelay,
+      trafficFlushMs: this.#trafficFlushMs,
+    });
     this.#workers = workers;
     await workers.start();
   }
@@ -229,6 +263,31 @@ export class Ringlb {
     return this.#registry.sourceOf(pool);
   }
 
+  /** Process-wide traffic totals per backend and listener (summed from shared counters when read): `/metrics`, `/v1/status`. */
+  get traffic(): TrafficView {
+    return this.#traffic;
+  }
+
+  /** Every listener name with counters: its open connections over every socket of that name (a rebound one drains). */
+  #listenerTotals(): { name: string; active: number; outcomes: ListenerTrafficCounters }[] {
+    const active = new Map<string, number>();
+    for (const listener of [...this.#listeners.values(), ...this.#retiredListeners]) {
+      active.set(listener.listenerName, (active.get(listener.listenerName) ?? 0) + listener.stats().active);
+    }
+    // A listener removed from the config leaves once its connections have drained.
+    for (const name of this.#listenerTraffic.keys()) if (!active.has(name)) this.#listenerTraffic.delete(name);
+    return [...this.#listenerTraffic].map(([name, outcomes]) => ({ name, active: active.get(name) ?? 0, outcomes }));
+  }
+
+  #listenerCounters(name: string): ListenerTrafficCounters {
+    let counters = this.#listenerTraffic.get(name);
+    if (counters === undefined) {
+      counters = ListenerTrafficCounters.create(Math.max(1, this.workerCount));
+      this.#listenerTraffic.set(name, counters);
+    }
+    return counters;
+  }
+
   stats(): Record<string, ListenerStats> {
     const out: Record<string, ListenerStats> = {};
     for (const [name, listener] of this.#listeners) out[name] = listener.stats();
@@ -254,6 +313,7 @@ export class Ringlb {
     // One log line of 200,000 errors would be a 20 MB write on the main thread: log the first ones and the count.
     const logged = errors.length > MAX_LOGGED_RELOAD_ERRORS ? errors.slice(0, MAX_LOGGED_RELOAD_ERRORS) : errors;
     this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
+    this.#reloads.refused += 1;
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
@@ -298,6 +358,8 @@ export class Ringlb {
     await closing;
     await stopping;
     await this.#workers?.stop();
+    this.#stopLoopSampling?.();
+    this.#stopLoopSampling = null;
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -335,8 +397,12 @@ export class Ringlb {
   }
 
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
-    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers);
-    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }));
+    const outcomes = this.#listenerCounters(listenerConfig.name);
+    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers, outcomes);
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), undefined, {
+      outcomes: outcomes.writer(0),
+      flushMs: this.#trafficFlushMs,
+    });
   }
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
@@ -353,6 +419,13 @@ export class Ringlb {
         store: runtime.#store,
       }),
     });
+    this.#exporter ??= new PrometheusExporter({
+      traffic: this.#traffic,
+      reloads: () => this.#reloads,
+      loopDelay: this.#loopDelay,
+      workerCount: () => this.workerCount,
+    });
+    installMetricsRoute(server, this.#exporter);
     const address = await server.listen();
     if (this.#stopping) {
       // Stopped while binding: drain() found no admin server to close, so this one closes itself.
@@ -411,7 +484,7 @@ export class Ringlb {
     const prepared = pool.prepareRebuild(pool.config, backends, capacity);
     // Tables depend on ids and weights only, so what moves is what the same change moves in a pool with room.
     const measured = measureChange(pool.config, pool.config, before, backends, capacity, { implementation: this.#coreImplementation });
-    pool.commitRebuild(prepared, this.#stopping ? null : this.#checks);
+    pool.commitRebuild(prepared, this.#stopping ? null : this.#checks, measured.movedShare);
     this.#logger.info({ pool: pool.name, from, to: pool.capacity }, 'pool grown: more backend slots');
     return { ...rebuildReportOf(before, backends, prepared), movedShare: measured.movedShare };
   }
@@ -530,7 +603,9 @@ export class Ringlb {
     const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
-    for (const [name, prepared] of rebuilds) this.#pools.get(name)!.commitRebuild(prepared, scheduler);
+    for (const [name, prepared] of rebuilds) {
+      this.#pools.get(name)!.commitRebuild(prepared, scheduler, plan.pools.find((p) => p.name === name)?.movedShare ?? undefined);
+    }
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
       if (poolConfig === undefined || poolPlan.action === 'unchanged') continue;
@@ -613,6 +688,7 @@ export class Ringlb {
       movedShare: p.movedShare,
     }));
     this.#logger.info({ ...summary, pools }, 'config reloaded');
+    this.#reloads.applied += 1;
     return { ok: true, summary, plan };
   }
 

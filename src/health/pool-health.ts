@@ -79,6 +79,13 @@ export interface PoolHealthOptions {
    * backend name); default the backend's host as written.
    */
   readonly connectHostOf?: (slot: number) => string;
+  /** Where failed checks and ejections are counted per slot (`/metrics`); kept by the pool, so they outlive this owner. */
+  readonly counters?: HealthCounters;
+}
+
+export interface HealthCounters {
+  checkFailed(slot: number): void;
+  ejected(slot: number): void;
 }
 
 /** Why a backend takes new connections: it is healthy, or panic routes to it although it is not. */
@@ -162,6 +169,7 @@ export class PoolHealth {
   #wentDown = 0;
   #cameUp = 0;
   #connectFailures = 0;
+  readonly #counters: HealthCounters | undefined;
   /** Pool lines (#pushAll) held back while a flip is published ahead of its own line; null when not holding. */
   #heldLines: Array<() => void> | null = null;
 
@@ -173,6 +181,7 @@ export class PoolHealth {
     this.#healthyIds = options.healthyIds ?? new Set();
     this.#downIds = options.downIds ?? new Set();
     this.#connectHostOf = options.connectHostOf;
+    this.#counters = options.counters;
     this.#slowStart = new SlowStart({
       balancer: options.balancer,
       capacity: options.capacity,
@@ -373,7 +382,10 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry?.hysteresis == null) return;
     if (result.ok) this.#checksPassed += 1;
-    else this.#checksFailed += 1;
+    else {
+      this.#checksFailed += 1;
+      this.#counters?.checkFailed(slot);
+    }
     const verdict = entry.hysteresis.record(result.ok);
     if (verdict !== null) this.#onVerdict(entry, verdict, result.reason);
     // Envoy's successful_active_health_check_uneject_host: a passing check ends an ejection.
@@ -458,6 +470,7 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry === undefined) return;
     this.#ejections += 1;
+    this.#counters?.ejected(slot);
     this.#flipThenAnnounce(
       () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true),
       () =>

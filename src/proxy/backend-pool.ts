@@ -20,6 +20,8 @@ import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
 import type { SharedPoolState } from '../shared-state/pool-state.js';
+import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
+import { PoolCounters } from '../metrics/pool-counters.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 import type { ProxySocket } from './handle-socket.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
@@ -55,6 +57,8 @@ export interface PoolSnapshot {
   readonly families: readonly number[];
   readonly ports: readonly number[];
   readonly addresses: readonly string[];
+  /** Where the replica's connections count their traffic (a larger one after the pool grew). */
+  readonly traffic: SharedArrayBuffer;
 }
 
 /**
@@ -151,6 +155,10 @@ export class BackendPool {
   readonly #resolver: NameResolver;
   /** Settles when every name of the last set has its first answer (or failed). */
   #resolving: Promise<void> = Promise.resolve();
+  /** Traffic (written by whichever thread holds a connection) and control-plane counts, read by /metrics. */
+  readonly #counters: PoolCounters;
+  /** This thread's row of the traffic counters (used when this thread carries the connections). */
+  #traffic: PoolTrafficWriter;
 
   constructor(options: BackendPoolOptions) {
     const { config } = options;
@@ -171,6 +179,8 @@ export class BackendPool {
     this.#slotHeldUntil = new Float64Array(options.sharing === undefined ? 0 : capacity);
     this.#loadScratch = new Int32Array(options.sharing === undefined ? 0 : capacity);
     this.#balancer = this.#createBalancer(config, capacity);
+    this.#counters = new PoolCounters(options.sharing?.state.workers ?? 1, capacity);
+    this.#traffic = this.#counters.segment.writer(0);
     this.#resolver = new NameResolver({
       resolve: options.resolveHost,
       intervalMs: config.resolveIntervalMs,
@@ -217,6 +227,16 @@ export class BackendPool {
     return this.#capacity;
   }
 
+  /** The pool's counters for /metrics and /v1/status (see metrics/pool-counters.ts). */
+  get counters(): PoolCounters {
+    return this.#counters;
+  }
+
+  /** Per connection: where this thread's connections count their traffic. */
+  get traffic(): PoolTrafficWriter {
+    return this.#traffic;
+  }
+
   /** Sole writer of the balancer's eligibility bits and weight scales. */
   get health(): PoolHealth {
     return this.#health;
@@ -245,6 +265,7 @@ export class BackendPool {
     const previousSlots = this.#slotsById();
     const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
     this.#adoptSet(backends, report, previousSlots);
+    if (report.changed) this.#counters.tableRebuilt(report.movedShare);
     return report;
   }
 
@@ -282,9 +303,10 @@ export class BackendPool {
    * The pool object, its health owner (flags, ejections, slow start, scheduled checks) and its
    * connections stay; active counts move to the new balancer slot by slot. Only connections to
    * backends that left the set drain (cut after drainTimeoutMs); the others run until they end.
-   * Then the other settings of `prepared.config` apply as in `reconfigure`.
+   * Then the other settings of `prepared.config` apply as in `reconfigure`. `movedShare` is what
+   * the change moved as the planner measured it (the prepared tables were built from empty).
    */
-  commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null): void {
+  commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null, movedShare: number = prepared.report.movedShare): void {
     if (!(prepared instanceof PreparedTables)) throw new TypeError(`pool ${this.name}: commitRebuild takes what prepareRebuild returned`);
     if (prepared.replaces !== this.#balancer) throw new Error(`pool ${this.name}: prepared rebuild is stale (the balancer changed since)`);
     const previous = this.#balancer;
@@ -302,6 +324,11 @@ export class BackendPool {
       this.#loadScratch = new Int32Array(prepared.capacity);
     }
     this.#capacity = prepared.capacity;
+    if (prepared.capacity > this.#counters.capacity) {
+      this.#counters.grow(prepared.capacity);
+      this.#traffic = this.#counters.segment.writer(0);
+    }
+    this.#counters.tableRebuilt(movedShare);
     this.#balancer = fresh;
     this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
@@ -337,6 +364,8 @@ export class BackendPool {
       this.#connectHostBySlot[slot] = resolved?.address ?? host;
       this.#familyBySlot[slot] = resolved?.family ?? isIP(host);
       this.#addressBySlot[slot] = backend.address.text;
+      // A backend new to the set counts from zero, also in a slot another backend left.
+      if (!previousSlots.has(backend.id)) this.#counters.assign(slot, backend.id);
     }
     this.#backends = backends;
     // New names resolve now, off the hot path; until a name's first answer its slot connects by name.
@@ -565,6 +594,7 @@ export class BackendPool {
       families: this.#familyBySlot.slice(0, capacity),
       ports: this.#portBySlot.slice(0, capacity),
       addresses: this.#addressBySlot.slice(0, capacity),
+      traffic: this.#counters.segment.buffer,
     };
   }
 
@@ -621,6 +651,7 @@ export class BackendPool {
       healthyIds,
       downIds,
       connectHostOf: (slot) => this.#connectHostBySlot[slot]!,
+      counters: this.#counters,
     });
   }
 

@@ -22,6 +22,7 @@
  */
 import type { ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
+import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { SlotConnection } from './slot-connections.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 
@@ -67,6 +68,8 @@ export interface ConnectionPool {
   reportConnectSuccess(slot: number): void;
   /** Passive health: a connect attempt failed. */
   reportConnectFailure(slot: number, reason: ConnectFailureReason): void;
+  /** This thread's row of the pool's traffic counters (read per use: a pool that grows swaps it). */
+  readonly traffic: PoolTrafficWriter;
 }
 
 /** What every connection of one listener shares; built once per listener. */
@@ -224,6 +227,9 @@ export class ProxyConnection implements SlotConnection {
   #lastFailedSlot = -1;
   #clientAddress: string | undefined;
   #clientPort: number | undefined;
+  /** Bytes already added to the pool's traffic counters (flushTraffic adds what moved since). */
+  #countedToBackend = 0;
+  #countedToClient = 0;
 
   constructor(context: ListenerContext, client: ProxySocket) {
     this.#context = context;
@@ -245,6 +251,27 @@ export class ProxyConnection implements SlotConnection {
   /** Begin the first attempt. Separate from the constructor so the listener can link us first. */
   start(): void {
     this.#attempt();
+  }
+
+  /** How the connection ended (`ok` while it runs without a failure); the listener counts it. */
+  get outcome(): ConnectionOutcome {
+    return this.#outcome ?? 'ok';
+  }
+
+  /**
+   * Adds the bytes moved since the last flush to the backend's counters: the listener calls this
+   * every few seconds for open connections, and the connection once more when it closes, so a
+   * connection that lives for days shows its bytes while it runs. Two subtractions and two adds.
+   */
+  flushTraffic(): void {
+    const upstream = this.#upstream;
+    if (!this.#connected || upstream === null || this.#slot < 0) return;
+    const toBackend = upstream.bytesWritten;
+    const toClient = this.#client.bytesWritten;
+    if (toBackend === this.#countedToBackend && toClient === this.#countedToClient) return;
+    this.#pool.traffic.addBytes(this.#slot, toBackend - this.#countedToBackend, toClient - this.#countedToClient);
+    this.#countedToBackend = toBackend;
+    this.#countedToClient = toClient;
   }
 
   /** Drain deadline passed (shutdown, a removed listener or backend): cut this connection now. */
@@ -269,6 +296,7 @@ export class ProxyConnection implements SlotConnection {
     // one backend. Released on failure or close. The pool also links us into the slot's list, so a
     // removed backend's connections can be cut at its drain deadline.
     pool.acquire(slot, this);
+    if (this.#attempts > 0) pool.traffic.retried();
     this.#slot = slot;
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
@@ -288,9 +316,11 @@ export class ProxyConnection implements SlotConnection {
     const pool = this.#pool;
     this.#connected = true;
     const now = performance.now();
+    const connectMs = now - this.#connectStartedAt;
+    pool.traffic.connected(this.#slot, connectMs / 1000);
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
-    pool.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
+    pool.observeConnectTime(this.#slot, Math.round(connectMs * 1000), now);
     // Outlier detection counts consecutive failures: a success ends the streak.
     pool.reportConnectSuccess(this.#slot);
     clearTimeout(this.#timer!);
@@ -399,6 +429,8 @@ export class ProxyConnection implements SlotConnection {
     failed.destroy();
     this.#upstream = null;
     this.#openSockets -= 1;
+    // Counted while the slot is held: once released, the slot may go to another backend.
+    pool.traffic.connectFailed(this.#slot, reason);
     pool.release(this.#slot, this);
     pool.reportConnectFailure(this.#slot, reason);
     // Sized once: a reload changing `retries` applies to connections accepted after it.
@@ -431,7 +463,11 @@ export class ProxyConnection implements SlotConnection {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    if (this.#slot >= 0) this.#pool.release(this.#slot, this);
+    if (this.#slot >= 0) {
+      // The last bytes go in before the slot is released (then it may go to another backend).
+      this.flushTraffic();
+      this.#pool.release(this.#slot, this);
+    }
     // Counts first, line second: whoever reads the line (a client retrying against maxConnections,
     // another worker thread) finds the connection's slot and its place under the limit free.
     // Idle waiters run later (promise jobs), after the line is written.

@@ -8,6 +8,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { ConnectFailureReason } from '../backend.js';
 import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
+import { LoopDelayCells } from '../shared-state/loop-delay.js';
+import { ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
 import { Listener } from './listener.js';
 import { PoolReplica } from './pool-replica.js';
 import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
@@ -15,6 +17,7 @@ import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-pr
 const start = workerData as WorkerStart;
 const port = parentPort!;
 const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
+LoopDelayCells.attach(start.loopDelay).sample(1 + start.index);
 
 const pools = new Map<number, PoolReplica>();
 const poolIds = new Map<PoolReplica, number>();
@@ -79,10 +82,13 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     return;
   }
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
-  const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), {
-    worker: start.index,
-    shared: SharedListenerState.attach(message.state, start.workers),
-  });
+  const listener = new Listener(
+    config,
+    poolOf(message.poolId),
+    logger.child({ listener: config.name }),
+    { worker: start.index, shared: SharedListenerState.attach(message.state, start.workers) },
+    { outcomes: ListenerTrafficCounters.attach(message.traffic, start.workers).writer(start.index), flushMs: start.trafficFlushMs },
+  );
   listeners.set(message.listenerId, listener);
   const opened = listener.listen();
   opening.set(message.listenerId, opened.catch(() => undefined));
