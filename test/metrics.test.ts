@@ -166,6 +166,13 @@ for (const mode of modes()) {
       assert.equal(metrics.value('ringlb_pool_retries_total', { pool: 'retry' }), refusals);
       assert.equal(metrics.value('ringlb_backend_connections_total', { pool: 'retry', backend: 'c' }), RETRIED);
       assert.equal(metrics.value('ringlb_pool_retries_total', web), 0);
+      if (mode.workers > 1) {
+        // The totals are sums over both threads' rows, and both carried connections.
+        const pool = running.ringlb.pool('web')!;
+        const perWorker = [0, 1].map((row) => ['a', 'b'].reduce((sum, id) => sum + pool.counters.segment.slotCellOfRow(row, pool.slotOf(id), SlotCell.CONNECTIONS), 0));
+        assert.ok(perWorker.every((count) => count > 0), `connections per worker: ${JSON.stringify(perWorker)}`);
+        assert.equal(perWorker[0]! + perWorker[1]!, CONNECTIONS);
+      }
       assert.deepEqual(running.ringlb.traffic.listener('down'), {
         active: 0,
         connections: { ok: 0, no_backend: 0, connect_failed: FAILED, idle_timeout: 0, client_error: 0, upstream_error: 0, rejected_max_connections: 0, drained: 0 },
@@ -214,6 +221,48 @@ for (const mode of modes()) {
     });
   });
 }
+
+describe('/metrics when a worker thread dies', () => {
+  test("a dead worker's finished counts stay in the totals; its open connections leave the active gauges", { skip: MULTI_WORKER ? false : NO_REUSE_PORT, timeout: 60_000 }, async (t) => {
+    const [a] = await backends(t, ['a']);
+    const raw = { listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }], pools: [{ name: 'web', backends: [{ id: 'a', address: a!.address }] }] };
+    const validated = validateConfig({ ...raw, workers: 2, log: { level: 'warn' }, admin: { bind: '127.0.0.1:0', token: TOKEN } });
+    if (!validated.ok) assert.fail(JSON.stringify(validated.issues));
+    const ringlb = new Ringlb({ logger: new LogCapture().logger('warn'), testHooks: true });
+    await ringlb.start(validated.config);
+    t.after(() => ringlb.close());
+    const admin = ringlb.adminAddress()!;
+    const port = Number(ringlb.listenerAddress('web')!.split(':').pop());
+    const FINISHED = 16;
+    await Promise.all(Array.from({ length: FINISHED }, () => roundTrip(port, Buffer.from('done'))));
+    // Held open: the kernel spreads them over both workers.
+    const held = await Promise.all(Array.from({ length: 12 }, () => openClient({ port })));
+    t.after(() => held.forEach((socket) => socket.destroy()));
+    await Promise.all(held.map((socket) => readLine(socket)));
+    const labels = { pool: 'web', backend: 'a' };
+    const before = await scrapeUntil(admin, (s) => s.value('ringlb_listener_connections_total', { listener: 'web', outcome: 'ok' }) === FINISHED, 'finished connections counted', { token: TOKEN });
+    assert.equal(before.value('ringlb_backend_connections_total', labels), FINISHED + held.length);
+    assert.equal(before.value('ringlb_backend_active_connections', labels), held.length);
+    const pool = ringlb.pool('web')!;
+    const onWorker0 = pool.counters.segment.slotCellOfRow(0, pool.slotOf('a'), SlotCell.CONNECTIONS);
+    assert.ok(onWorker0 > 0, 'worker 0 carried some connections');
+
+    assert.equal(await ringlb.crashWorkerForTest(0), 0);
+    const after = await scrape(admin, TOKEN);
+    // Its row stays: nothing it counted leaves the totals (counters are monotonic).
+    assert.equal(after.value('ringlb_backend_connections_total', labels), FINISHED + held.length);
+    assert.equal(after.value('ringlb_listener_connections_total', { listener: 'web', outcome: 'ok' }), FINISHED);
+    // Its open connections died with it: the ledger took them off.
+    const lost = held.length - ringlb.stats()['web']!.active;
+    assert.ok(lost > 0, 'worker 0 held some of the open connections');
+    assert.equal(after.value('ringlb_backend_active_connections', labels), held.length - lost);
+    assert.equal(after.value('ringlb_listener_active_connections', { listener: 'web' }), held.length - lost);
+    // The replacement adds on to the same row.
+    await Promise.all(Array.from({ length: 4 }, () => roundTrip(port, Buffer.from('more'))));
+    await scrapeUntil(admin, (s) => s.value('ringlb_listener_connections_total', { listener: 'web', outcome: 'ok' }) === FINISHED + 4, 'new connections counted', { token: TOKEN });
+    assert.equal((await scrape(admin, TOKEN)).value('ringlb_backend_connections_total', labels), FINISHED + held.length + 4);
+  });
+});
 
 describe('/metrics over the admin server', () => {
   test('needs the bearer token when one is configured, and serves the Prometheus text format', async (t) => {

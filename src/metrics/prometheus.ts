@@ -14,7 +14,7 @@
  * histograms included).
  */
 import client, { Registry, type Metric } from 'prom-client';
-import { BACKEND_STATES, type BackendState } from '../backend.js';
+import { BACKEND_STATES, type Backend, type BackendState } from '../backend.js';
 import type { RouteTable } from '../admin/router.js';
 import { textResponse } from '../admin/router.js';
 import type { BackendPool } from '../proxy/backend-pool.js';
@@ -80,7 +80,11 @@ function processMetrics(): Registry {
 export class PrometheusExporter {
   readonly #registry = new Registry();
   readonly #source: MetricsSource;
-  /** Valid while one render runs: every family reads the same pools and backend lists. */
+  /**
+   * What the last render read: every family of one render reads the same pools and backend lists.
+   * prom-client's `metrics()` calls every family's `get()` before its first await, so a render
+   * that starts meanwhile cannot swap it under another half way.
+   */
   #scrape: Scrape | null = null;
 
   constructor(source: MetricsSource) {
@@ -97,11 +101,7 @@ export class PrometheusExporter {
   async render(): Promise<string> {
     const traffic = this.#source.traffic;
     this.#scrape = { pools: traffic.pools().map((pool) => ({ pool, backends: reportedBackends(pool) })) };
-    try {
-      return (await this.#registry.metrics()) + (await processMetrics().metrics());
-    } finally {
-      this.#scrape = null;
-    }
+    return (await this.#registry.metrics()) + (await processMetrics().metrics());
   }
 
   #define(): void {
@@ -109,11 +109,11 @@ export class PrometheusExporter {
     const add = (name: string, help: string, type: MetricType, collect: (scrape: Scrape) => Sample[]): void => {
       this.#registry.registerMetric(family(name, help, type, collect, scrape));
     };
-    const perBackend = (read: (pool: BackendPool, slot: number, id: string, inSet: boolean) => number | null) => (s: Scrape): Sample[] => {
+    const perBackend = (read: (pool: BackendPool, slot: number, id: string, member: Backend | null) => number | null) => (s: Scrape): Sample[] => {
       const samples: Sample[] = [];
       for (const { pool, backends } of s.pools) {
         for (const backend of backends) {
-          const value = read(pool, backend.slot, backend.id, backend.inSet);
+          const value = read(pool, backend.slot, backend.id, backend.member);
           if (value !== null) samples.push({ labels: { pool: pool.name, backend: backend.id }, value });
         }
       }
@@ -173,19 +173,19 @@ export class PrometheusExporter {
       }
       return samples;
     });
-    add('ringlb_backend_up', '1 when new connections may go to the backend (healthy, or routed to by panic), else 0.', 'gauge', perBackend((pool, slot, _id, inSet) => (inSet && pool.isRoutable(slot) ? 1 : 0)));
+    add('ringlb_backend_up', '1 when new connections may go to the backend (healthy, or routed to by panic), else 0.', 'gauge', perBackend((pool, slot, _id, member) => (member !== null && pool.isRoutable(slot) ? 1 : 0)));
     add('ringlb_backend_state', 'Administrative state in force: 1 for the current one of active, drain, maint.', 'gauge', (s) => {
       const samples: Sample[] = [];
       for (const { pool, backends } of s.pools) {
         for (const backend of backends) {
-          if (!backend.inSet) continue;
+          if (backend.member === null) continue;
           const current = stateOf(pool, backend.id);
           for (const state of BACKEND_STATES) samples.push({ labels: { pool: pool.name, backend: backend.id, state }, value: state === current ? 1 : 0 });
         }
       }
       return samples;
     });
-    add('ringlb_backend_weight', 'Weight in the pool (before slow start scales it).', 'gauge', perBackend((pool, _slot, id, inSet) => (inSet ? (pool.backends.find((b) => b.id === id)?.weight ?? null) : null)));
+    add('ringlb_backend_weight', 'Weight in the pool (before slow start scales it).', 'gauge', perBackend((_pool, _slot, _id, member) => member?.weight ?? null));
     add('ringlb_backend_health_check_failures_total', 'Active health checks that failed.', 'counter', perBackend((pool, slot) => pool.counters.checkFailuresOf(slot)));
     add('ringlb_backend_ejections_total', 'Times outlier detection ejected the backend.', 'counter', perBackend((pool, slot) => pool.counters.ejectionsOf(slot)));
     add('ringlb_pool_panic', '1 while the pool is in panic mode (routes to unhealthy backends too).', 'gauge', perPool((pool) => (pool.health.panic ? 1 : 0)));

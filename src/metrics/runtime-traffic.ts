@@ -7,6 +7,7 @@
  * connections to it still drain; once drained it leaves (bounded label sets). Listeners: the ones
  * configured, plus a removed or rebound one while its connections drain.
  */
+import type { Backend } from '../backend.js';
 import type { BackendPool } from '../proxy/backend-pool.js';
 import { CONNECTION_OUTCOMES, type ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
 import type { BackendTrafficTotals, ListenerTrafficTotals, TrafficView } from './traffic-view.js';
@@ -23,8 +24,8 @@ export interface TrafficSource {
 export interface ReportedBackend {
   readonly id: string;
   readonly slot: number;
-  /** False for a removed backend whose connections drain. */
-  readonly inSet: boolean;
+  /** The backend as the set holds it; null for a removed one whose connections drain. */
+  readonly member: Backend | null;
 }
 
 export class RuntimeTraffic implements TrafficView {
@@ -81,14 +82,14 @@ export function reportedBackends(pool: BackendPool): ReportedBackend[] {
     const slot = pool.slotOf(backend.id);
     if (slot < 0) continue;
     inSet.add(backend.id);
-    reported.push({ id: backend.id, slot, inSet: true });
+    reported.push({ id: backend.id, slot, member: backend });
   }
   const counters = pool.counters;
   const capacity = Math.min(pool.capacity, counters.capacity);
   for (let slot = 0; slot < capacity; slot++) {
     const owner = counters.ownerOf(slot);
     if (owner === undefined || inSet.has(owner) || pool.idOf(slot) !== undefined) continue;
-    if (pool.activeConnections(slot) > 0) reported.push({ id: owner, slot, inSet: false });
+    if (pool.activeConnections(slot) > 0) reported.push({ id: owner, slot, member: null });
   }
   return reported;
 }

@@ -122,6 +122,12 @@ export class TrafficSegment {
     return sum;
   }
 
+  /** One thread's share of a slot's cell (diagnostics and tests: which thread carried what). */
+  slotCellOfRow(row: number, slot: number, cell: number): number {
+    if (slot >= this.capacity || row >= this.rows) return 0;
+    return this.cells[row * this.#rowCells + POOL_CELLS + slot * SLOT_CELLS + cell]!;
+  }
+
   retries(): number {
     let sum = 0;
     for (let at = POOL_RETRIES; at < this.cells.length; at += this.#rowCells) sum += this.cells[at]!;
