@@ -18,7 +18,7 @@ import { SlotCell } from '../src/shared-state/traffic-counters.js';
 import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { closed, openClient, readLine, readToEnd } from './helpers/clients.js';
 import { LogCapture } from './helpers/log-capture.js';
-import { scrape, scrapeText, scrapeUntil } from './helpers/metrics.js';
+import { scrape, scrapeText, scrapeUntil, type Scrape } from './helpers/metrics.js';
 import { MULTI_WORKER, NO_REUSE_PORT } from './helpers/workers.js';
 
 const TOKEN = 'metrics-test-token-0123456789';
@@ -310,81 +310,6 @@ describe('/metrics over the admin server', () => {
     assert.equal(result.code, 0, `promtool check metrics failed:\n${result.output}`);
   });
 
-  test('a removed backend leaves the output once drained; a new backend in its reused slot starts at zero; reloads never reset a kept one', { timeout: 60_000 }, async (t) => {
-    const [a, b, c] = await backends(t, ['a', 'b', 'c']);
-    const pool = (ids: readonly string[], balance = 'round_robin'): object => ({
-      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
-      pools: [{ name: 'web', balance, backends: ids.map((id) => ({ id, address: { a, b, c }[id]!.address })) }],
-    });
-    const running = await startRuntime(t, pool(['a', 'b']), { workers: 1 });
-    const reload = async (raw: object): Promise<void> => {
-      const next = validateConfig({ ...raw, workers: 1, log: { level: 'warn' }, admin: { bind: '127.0.0.1:0', token: TOKEN } });
-      if (!next.ok) assert.fail(JSON.stringify(next.issues));
-      const result = await running.ringlb.reload(next.config);
-      assert.equal(result.ok, true, JSON.stringify(result));
-    };
-    // Round robin: of two connections one lands on each; keep b's open.
-    const first = await openClient({ port: running.port('web') });
-    const second = await openClient({ port: running.port('web') });
-    t.after(() => {
-      first.destroy();
-      second.destroy();
-    });
-    const names = [await readLine(first), await readLine(second)];
-    assert.deepEqual([...names].sort(), ['a', 'b']);
-    const onB = names[0] === 'b' ? first : second;
-    const onA = names[0] === 'b' ? second : first;
-    onA.end();
-    await closed(onA);
-    const slotOfB = running.ringlb.pool('web')!.slotOf('b');
-
-    // b leaves the set while its connection runs: still reported (draining), not up.
-    await reload(pool(['a']));
-    let metrics = await scrape(running.admin, TOKEN);
-    assert.equal(metrics.value('ringlb_backend_active_connections', { pool: 'web', backend: 'b' }), 1);
-    assert.equal(metrics.value('ringlb_backend_up', { pool: 'web', backend: 'b' }), 0);
-    assert.equal(metrics.value('ringlb_backend_state', { pool: 'web', backend: 'b', state: 'active' }), undefined, 'no state for a backend out of the set');
-    const aConnections = metrics.value('ringlb_backend_connections_total', { pool: 'web', backend: 'a' });
-    assert.equal(aConnections, 1);
-    onB.end();
-    await closed(onB);
-    metrics = await scrape(running.admin, TOKEN);
-    assert.deepEqual(
-      metrics.select('ringlb_backend_connections_total').map((sample) => sample.labels['backend']),
-      ['a'],
-      'b left the output once its last connection ended',
-    );
-
-    // c takes b's slot: its counts start from zero although the slot's cells hold b's.
-    await reload(pool(['a', 'c']));
-    const web = running.ringlb.pool('web')!;
-    assert.equal(web.slotOf('c'), slotOfB, 'c reuses the slot b left');
-    assert.ok(web.counters.segment.sumSlot(slotOfB, SlotCell.CONNECTIONS) >= 1, "the slot's cells still hold b's count");
-    metrics = await scrape(running.admin, TOKEN);
-    const c0 = { pool: 'web', backend: 'c' };
-    assert.equal(metrics.value('ringlb_backend_connections_total', c0), 0);
-    assert.equal(metrics.value('ringlb_backend_bytes_total', { ...c0, direction: 'to_backend' }), 0);
-    assert.equal(metrics.value('ringlb_backend_connect_seconds_count', c0), 0);
-    assert.equal(running.ringlb.traffic.backend('web', 'c')!.connections, 0);
-    assert.equal(running.ringlb.traffic.backend('web', 'b'), undefined);
-
-    // A reload that rebuilds the pool's tables (another policy) keeps every count of a and c.
-    for (let i = 0; i < 2; i++) await roundTrip(running.port('web'), Buffer.from('x'));
-    const before = await scrape(running.admin, TOKEN);
-    await reload(pool(['a', 'c'], 'least_connections'));
-    const after = await scrape(running.admin, TOKEN);
-    assert.equal(running.ringlb.pool('web')!.policy, 'least_connections');
-    for (const id of ['a', 'c']) {
-      const labels = { pool: 'web', backend: id };
-      assert.equal(after.value('ringlb_backend_connections_total', labels), before.value('ringlb_backend_connections_total', labels), `${id} kept its count`);
-      assert.equal(
-        after.value('ringlb_backend_bytes_total', { ...labels, direction: 'to_client' }),
-        before.value('ringlb_backend_bytes_total', { ...labels, direction: 'to_client' }),
-      );
-    }
-    assert.equal(after.sum('ringlb_backend_connections_total'), 3, 'a: 1 + 1, c: 1 (round robin over a and c)');
-    assert.ok(after.value('ringlb_pool_table_rebuilds_total', { pool: 'web' })! > before.value('ringlb_pool_table_rebuilds_total', { pool: 'web' })!);
-  });
 });
 
 /** A real `promtool` child process reading `input` on stdin. */
@@ -397,5 +322,95 @@ function promtool(args: readonly string[], input: string): Promise<{ code: numbe
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, output }));
     child.stdin.end(input);
+  });
+}
+
+for (const mode of modes()) {
+  describe(`/metrics label sets, ${mode.name}`, () => {
+    test('a removed backend leaves the output once drained; a new backend in its reused slot starts at zero; reloads never reset a kept one', { skip: mode.skip, timeout: 60_000 }, async (t) => {
+      const [a, b, c] = await backends(t, ['a', 'b', 'c']);
+      const config = (ids: readonly string[], balance = 'round_robin'): object => ({
+        listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+        pools: [{ name: 'web', balance, backends: ids.map((id) => ({ id, address: { a, b, c }[id]!.address })) }],
+      });
+      const running = await startRuntime(t, config(['a', 'b']), { workers: mode.workers });
+      const reload = async (raw: object): Promise<void> => {
+        const next = validateConfig({ ...raw, workers: mode.workers, log: { level: 'warn' }, admin: { bind: '127.0.0.1:0', token: TOKEN } });
+        if (!next.ok) assert.fail(JSON.stringify(next.issues));
+        const result = await running.ringlb.reload(next.config);
+        assert.equal(result.ok, true, JSON.stringify(result));
+      };
+      const ended = (count: number) => (s: Scrape): boolean => s.value('ringlb_listener_connections_total', { listener: 'web', outcome: 'ok' }) === count;
+      // Round robin (each worker its own rotation): open connections until one lands on b; keep it open.
+      const onA: Socket[] = [];
+      let onB: Socket | undefined;
+      t.after(() => [...onA, onB].forEach((socket) => socket?.destroy()));
+      for (let i = 0; i < 8 && onB === undefined; i++) {
+        const socket = await openClient({ port: running.port('web') });
+        if ((await readLine(socket)) === 'b') onB = socket;
+        else onA.push(socket);
+      }
+      assert.ok(onB !== undefined, 'a connection reached b');
+      for (const socket of onA) {
+        socket.end();
+        await closed(socket);
+      }
+      const pool = running.ringlb.pool('web')!;
+      const slotOfB = pool.slotOf('b');
+      await scrapeUntil(running.admin, ended(onA.length), 'the connections to a ended', { token: TOKEN });
+
+      // b leaves the set while its connection runs: still reported (draining), not up.
+      await reload(config(['a']));
+      let metrics = await scrape(running.admin, TOKEN);
+      assert.equal(metrics.value('ringlb_backend_active_connections', { pool: 'web', backend: 'b' }), 1);
+      assert.equal(metrics.value('ringlb_backend_connections_total', { pool: 'web', backend: 'b' }), 1);
+      assert.equal(metrics.value('ringlb_backend_up', { pool: 'web', backend: 'b' }), 0);
+      assert.equal(metrics.value('ringlb_backend_state', { pool: 'web', backend: 'b', state: 'active' }), undefined, 'no state for a backend out of the set');
+      assert.equal(metrics.value('ringlb_backend_connections_total', { pool: 'web', backend: 'a' }), onA.length);
+      onB.end();
+      await closed(onB);
+      metrics = await scrapeUntil(running.admin, (s) => s.select('ringlb_backend_connections_total', { backend: 'b' }).length === 0, 'b left the output once its last connection ended', {
+        token: TOKEN,
+      });
+      assert.deepEqual(metrics.select('ringlb_backend_connections_total').map((sample) => sample.labels['backend']), ['a']);
+
+      // With workers, a slot a backend left stays reserved for 2 s (a worker may still pick it from
+      // its previous set): wait until only a holds a slot, so c surely gets b's.
+      const deadline = performance.now() + 10_000;
+      while (pool.freeSlots() !== pool.capacity - 1) {
+        assert.ok(performance.now() < deadline, "b's slot was not free within 10 s");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      // c takes b's slot: its counts start from zero although the slot's cells hold b's.
+      await reload(config(['a', 'c']));
+      assert.equal(pool.slotOf('c'), slotOfB, 'c reuses the slot b left');
+      assert.equal(pool.counters.segment.sumSlot(slotOfB, SlotCell.CONNECTIONS), 1, "the slot's cells still hold b's connection");
+      metrics = await scrape(running.admin, TOKEN);
+      const cLabels = { pool: 'web', backend: 'c' };
+      assert.equal(metrics.value('ringlb_backend_connections_total', cLabels), 0);
+      assert.equal(metrics.value('ringlb_backend_bytes_total', { ...cLabels, direction: 'to_client' }), 0);
+      assert.equal(metrics.value('ringlb_backend_connect_seconds_count', cLabels), 0);
+      assert.equal(running.ringlb.traffic.backend('web', 'c')!.connections, 0);
+      assert.equal(running.ringlb.traffic.backend('web', 'b'), undefined);
+
+      // A reload that rebuilds the pool's tables (another policy) keeps every count of a and c.
+      for (let i = 0; i < 4; i++) await roundTrip(running.port('web'), Buffer.from('x'));
+      const before = await scrapeUntil(running.admin, ended(onA.length + 1 + 4), 'four more connections ended', { token: TOKEN });
+      assert.equal(before.sum('ringlb_backend_connections_total'), onA.length + 4);
+      await reload(config(['a', 'c'], 'least_connections'));
+      assert.equal(pool.policy, 'least_connections');
+      assert.equal(running.ringlb.pool('web'), pool, 'rebuilt in place');
+      const after = await scrape(running.admin, TOKEN);
+      for (const id of ['a', 'c']) {
+        const labels = { pool: 'web', backend: id };
+        assert.equal(after.value('ringlb_backend_connections_total', labels), before.value('ringlb_backend_connections_total', labels), `${id} kept its count`);
+        assert.equal(
+          after.value('ringlb_backend_bytes_total', { ...labels, direction: 'to_client' }),
+          before.value('ringlb_backend_bytes_total', { ...labels, direction: 'to_client' }),
+        );
+      }
+      assert.ok(after.value('ringlb_pool_table_rebuilds_total', { pool: 'web' })! > before.value('ringlb_pool_table_rebuilds_total', { pool: 'web' })!);
+      assert.equal(after.value('ringlb_config_reloads_total', { result: 'applied' }), 3);
+    });
   });
 }
