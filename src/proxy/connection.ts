@@ -15,8 +15,11 @@
  * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
  * CPU per connection, request and GB moved within this machine's noise (0.71×–1.07× per request over
  * two runs; an A/A run read 0.74×), so the gain is not proven yet. Per chunk we do one write() and its return check, nothing
- * more: byte counts come from the sockets' own counters at close, and the idle timeout
- * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
+ * more: byte counts come from the sockets' own counters (read at close, and by the listener's
+ * flush every few seconds for `/metrics`), and the idle timeout samples those counters instead of
+ * re-arming a timer on every read and write (see IDLE_TICKS). The metrics counters cost a few
+ * Float64 adds per connection into this thread's row (shared-state/traffic-counters.ts; measured
+ * in bench/RESULTS.md "Metrics counters").
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
