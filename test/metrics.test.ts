@@ -15,7 +15,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
 import { Ringlb } from '../src/runtime.js';
 import { SlotCell } from '../src/shared-state/traffic-counters.js';
-import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { closedPort, startNamedBackend, startStalledBackend, type NamedBackend } from './helpers/backends.js';
 import { closed, openClient, readLine, readToEnd } from './helpers/clients.js';
 import { LogCapture } from './helpers/log-capture.js';
 import { scrape, scrapeText, scrapeUntil, type Scrape } from './helpers/metrics.js';
@@ -275,6 +275,27 @@ describe('/metrics over the admin server', () => {
     for (const family of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'ringlb_config_reloads_total']) {
       assert.match(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
     }
+  });
+
+  test('a connect that times out is counted with reason timeout', { timeout: 30_000 }, async (t) => {
+    const stalled = await startStalledBackend('slow');
+    t.after(() => stalled.close());
+    const running = await startRuntime(
+      t,
+      {
+        listeners: [{ name: 'slow', bind: '127.0.0.1:0', pool: 'slow' }],
+        pools: [{ name: 'slow', connectTimeoutMs: 200, retries: 0, outlierDetection: { consecutiveFailures: 0 }, backends: [{ id: 'stalled', address: stalled.address }] }],
+      },
+      { workers: 1 },
+    );
+    for (let i = 0; i < 2; i++) await refusedByProxy(running.port('slow'));
+    const metrics = await scrapeUntil(running.admin, (s) => s.value('ringlb_listener_connections_total', { listener: 'slow', outcome: 'connect_failed' }) === 2, 'both timed out', {
+      token: TOKEN,
+    });
+    const labels = { pool: 'slow', backend: 'stalled' };
+    assert.equal(metrics.value('ringlb_backend_connect_failures_total', { ...labels, reason: 'timeout' }), 2);
+    assert.equal(metrics.value('ringlb_backend_connect_failures_total', { ...labels, reason: 'refused' }), 0);
+    assert.equal(metrics.value('ringlb_backend_connections_total', labels), 0);
   });
 
   test('promtool check metrics accepts a real scrape (traffic, failures, a reload, event-loop delay of every thread)', { timeout: 60_000 }, async (t) => {
