@@ -47,12 +47,14 @@ export class RuntimeTraffic implements TrafficView {
     return pools;
   }
 
+  /** O(1) for a backend of the set (a status page asks once per backend); a draining one costs a scan of the pool's slots. */
   backend(poolName: string, backendId: string): BackendTrafficTotals | undefined {
     const pool = this.pools().find((candidate) => candidate.name === poolName);
     if (pool === undefined) return undefined;
-    const reported = reportedBackends(pool).find((backend) => backend.id === backendId);
-    if (reported === undefined) return undefined;
-    return pool.counters.backendTotals(reported.slot, pool.activeConnections(reported.slot));
+    let slot = pool.slotOf(backendId);
+    if (slot < 0) slot = reportedBackends(pool).find((backend) => backend.id === backendId)?.slot ?? -1;
+    if (slot < 0) return undefined;
+    return pool.counters.backendTotals(slot, pool.activeConnections(slot));
   }
 
   listener(name: string): ListenerTrafficTotals | undefined {
