@@ -6,3 +6,4 @@ export { Listener, type ListenerStats } from './proxy/listener.js';
 export type { ConnectionOutcome } from './proxy/connection.js';
 export type { RinglbConfig } from './config/types.js';
 export { planReload, type ReloadPlan, type PoolPlan, type SettingChange } from './config/reload-plan.js';
+export { histogramQuantile, type TrafficView, type BackendTrafficTotals, type ListenerTrafficTotals, type HistogramTotals } from './metrics/traffic-view.js';
