@@ -167,7 +167,7 @@ function ringlbConfig(listenPort: number, backendPort: number): object {
   return {
     listeners: [{ name: 'held', bind: `127.0.0.1:${listenPort}`, pool: 'echo', maxConnections: HELD + 1 }],
     pools: [{ name: 'echo', balance: 'round_robin', backends: [{ address: `127.0.0.1:${backendPort}` }] }],
-    log: { level: 'warn' },
+    log: { level: 'warn', access: { enabled: false } },
   };
 }
 

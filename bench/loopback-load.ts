@@ -54,10 +54,41 @@ export class BenchRun {
   /**
    * ringlb running `config` as the CLI does. A bench runs it at log level warn (no access log), so
    * there is no `listener ready` line to read: the config binds `listenPorts` (from freePort) and
-   * this waits until each of them accepts a connection.
+   * this waits until each of them accepts a connection. The access log has its own switch since
+   * issue 9 (`log.level` no longer silences it): at level warn it is turned off here too, when the
+   * build (a `--baseline` may be older) knows `log.access`.
    */
   async startRinglb(config: object, listenPorts: readonly number[], cliPath: string = CLI_PATH): Promise<ChildProcess> {
-    return await this.startProcess(process.execPath, [cliPath, 'run', '--config'], `ringlb-bench-${this.#children.length}.json`, JSON.stringify(config), listenPorts);
+    const log = (config as { log?: { level?: string; access?: unknown } }).log;
+    const quiet = log?.level === 'warn' && log.access === undefined && this.#acceptsAccessLog(cliPath);
+    const effective = quiet ? { ...config, log: { ...log, access: { enabled: false } } } : config;
+    return await this.startProcess(process.execPath, [cliPath, 'run', '--config'], `ringlb-bench-${this.#children.length}.json`, JSON.stringify(effective), listenPorts);
+  }
+
+  readonly #accessLogKnown = new Map<string, boolean>();
+
+  /** Whether the build at `cliPath` accepts `log.access` (asked of its `ringlb check` once). */
+  #acceptsAccessLog(cliPath: string): boolean {
+    let known = this.#accessLogKnown.get(cliPath);
+    if (known === undefined) {
+      const file = join(this.#dir, 'access-log-check.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          log: { access: { enabled: false } },
+          listeners: [{ name: 'probe', bind: '127.0.0.1:1', pool: 'probe' }],
+          pools: [{ name: 'probe', backends: [{ address: '127.0.0.1:2' }] }],
+        }),
+      );
+      try {
+        execFileSync(process.execPath, [cliPath, 'check', '--config', file], { stdio: 'ignore', timeout: 30_000 });
+        known = true;
+      } catch {
+        known = false;
+      }
+      this.#accessLogKnown.set(cliPath, known);
+    }
+    return known;
   }
 
   /**

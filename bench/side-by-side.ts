@@ -254,7 +254,7 @@ async function startRinglb(run: BenchRun, backends: Ports, nodePath: string, wor
       { name: 'iperf', balance: 'maglev', backends: [{ address: `127.0.0.1:${backends.iperf}` }] },
       { name: 'http', balance: 'maglev', backends: [{ address: `127.0.0.1:${backends.http}` }] },
     ],
-    log: { level: 'warn' },
+    log: { level: 'warn', access: { enabled: false } },
   };
   const child = await run.startProcess(nodePath, [CLI_PATH, 'run', '--config'], `ringlb-${ports.http}.json`, JSON.stringify(config), [ports.iperf, ports.http]);
   return { ...ports, pid: child.pid! };

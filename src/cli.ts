@@ -12,6 +12,7 @@
  * print a message, never a stack trace.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatIssues, loadConfigFile } from './config/load.js';
 import type { RinglbConfig } from './config/types.js';
@@ -21,6 +22,7 @@ import { runDiffCommand } from './config/plan-report.js';
 import { planWorkers } from './config/workers.js';
 import { Ringlb } from './runtime.js';
 import { installReloadTriggers } from './reload-triggers.js';
+import { ringlbVersion } from './version.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -42,13 +44,6 @@ const USAGE = `Usage:
 
 /** A mistake of the user's: printed as a message (no stack), exit 2. */
 class UsageError extends Error {}
-
-function readVersion(): string {
-  const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version?: string;
-  };
-  return packageJson.version ?? 'unknown';
-}
 
 interface ParsedCommand {
   readonly command: 'run' | 'check' | 'diff' | 'demo' | 'help' | 'version';
@@ -187,7 +182,7 @@ async function main(argv: readonly string[]): Promise<void> {
       process.stdout.write(USAGE);
       return;
     case 'version':
-      process.stdout.write(`ringlb ${readVersion()}\n`);
+      process.stdout.write(`ringlb ${ringlbVersion()}\n`);
       return;
     case 'diff': {
       // Issues go to stderr (as `check` prints them), the report to stdout.
@@ -227,13 +222,19 @@ async function main(argv: readonly string[]): Promise<void> {
       // default for SIGHUP is to exit); it reloads once the runtime is up (reloads queue).
       const triggers = installReloadTriggers(ringlb, parsed.configPath!, logger, parsed.watch === true);
       try {
-        await ringlb.start(config);
+        await ringlb.start(config, { path: resolve(parsed.configPath!) });
       } catch (error) {
         triggers.stop();
         logger.error({ error: error instanceof Error ? error.message : String(error) }, 'start failed');
         throw error;
       }
       warnIfFileDescriptorsShort(config, logger);
+      // logrotate: rename the access-log file, then SIGUSR1; every thread opens the path again.
+      // Installing this handler replaces Node's own SIGUSR1 use (starting the inspector):
+      // `node --inspect` at start still works (docs/operations.md).
+      process.on('SIGUSR1', () => {
+        void ringlb.reopenAccessLog();
+      });
       if (process.env['RINGLB_TEST_HOOKS'] === '1') {
         // Test-only fault hook: SIGUSR2 makes data-plane worker 0 throw an uncaught exception.
         process.on('SIGUSR2', () => {

@@ -11,7 +11,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from './config/types.js';
 
-export type { Logger } from 'pino';
+export type { Logger, DestinationStream } from 'pino';
 
 export interface RootLoggerOptions {
   readonly level: LogLevel;
@@ -32,4 +32,12 @@ export function createRootLogger(options: RootLoggerOptions): Logger {
     },
     destination,
   );
+}
+
+/**
+ * The stream `logger` writes to. An embedder's logger may write anywhere; the access log's `stdout`
+ * output follows it in the main thread (runtime.ts), as access lines did when they went through it.
+ */
+export function destinationOf(logger: Logger): DestinationStream | undefined {
+  return (logger as unknown as Record<symbol, DestinationStream | undefined>)[pino.symbols.streamSym];
 }

@@ -24,7 +24,7 @@ export async function reloadFromFile(ringlb: Ringlb, path: string): Promise<Relo
     ringlb.refuseReload(errors, result.issueCount);
     return { ok: false, errors };
   }
-  return ringlb.reload(result.config);
+  return ringlb.reload(result.config, { path: resolve(path) });
 }
 
 export interface ReloadTriggers {

@@ -27,6 +27,9 @@
  * it needs; tables are identical (they depend on ids and weights only), and health and
  * connections stay as they are.
  */
+import { AccessLog } from './access-log/access-log.js';
+import { closeOutput, isFileOutput, openOutput } from './access-log/output.js';
+import { accessLogSettingsOf, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
@@ -34,7 +37,7 @@ import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js
 import { SlotCapacityError, type RebuildReport } from './core/index.js';
 import type { DiscoverySource } from './discovery/index.js';
 import type { ResolveHost } from './discovery/name-resolver.js';
-import type { Logger } from './log.js';
+import { destinationOf, type DestinationStream, type Logger } from './log.js';
 import { HealthCheckScheduler } from './health/scheduler.js';
 import { BackendPool, slotCapacity, type PreparedRebuild } from './proxy/backend-pool.js';
 import { Listener, type ListenerHandle, type ListenerStats } from './proxy/listener.js';
@@ -43,11 +46,15 @@ import { ThreadedListener } from './control/threaded-listener.js';
 import { WorkerSupervisor } from './control/workers.js';
 import { logPoolUpdated, Registry } from './registry/registry.js';
 import { REGISTRATION_BATCH_MS, RegistrationStore } from './discovery/registration-store.js';
-import { RuntimeAdminApi } from './admin/runtime-api.js';
+import { RuntimeAdminApi, type AdminRuntimeView } from './admin/runtime-api.js';
+import type { BackendChange, ChangeOrigin } from './admin/api.js';
+import { NO_EVENTS, type EventSink } from './events/types.js';
+import type { TrafficView } from './metrics/traffic-view.js';
+import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
+import { ringlbVersion } from './version.js';
 import { LoopDelayCells } from './shared-state/loop-delay.js';
 import { ListenerTrafficCounters } from './shared-state/traffic-counters.js';
 import { RuntimeTraffic } from './metrics/runtime-traffic.js';
-import type { TrafficView } from './metrics/traffic-view.js';
 import { installMetricsRoute, PrometheusExporter } from './metrics/prometheus.js';
 
 export interface RinglbOptions {
@@ -56,6 +63,13 @@ export interface RinglbOptions {
   readonly coreImplementation?: 'wasm' | 'reference';
   /** How pools resolve backend host names (off the hot path); default getaddrinfo. Tests inject one. */
   readonly resolveHost?: ResolveHost;
+  /**
+   * Access lines of connections this thread carries go here instead of `log.access.output`
+   * (embedders, tests). Without it, an output of `stdout` (the default) in this thread means the
+   * stream `logger` writes to, where access lines went before they had a stream of their own.
+   * Data-plane worker threads always write to the configured output.
+   */
+  readonly accessLogDestination?: DestinationStream;
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
   /**
@@ -63,6 +77,14 @@ export interface RinglbOptions {
    * shorten it to see a long-lived connection's bytes without waiting.
    */
   readonly trafficFlushMs?: number;
+  /** Where control-plane events go (admin state and weight changes); default nowhere. */
+  readonly events?: EventSink;
+}
+
+/** Where a config came from, for `GET /v1/config` and the status. */
+export interface ConfigSource {
+  /** The file it was read from; absent when an embedder passes a config it built. */
+  readonly path?: string;
 }
 
 /** Start-up waits at most this long for backend names' first answers; a slower name connects by name until it resolves. */
@@ -105,6 +127,11 @@ export class Ringlb {
   readonly #retiredListeners = new Set<ListenerHandle>();
   /** Data-plane worker threads; null when this thread carries the connections (`workers` 1, or Node < 22.12). */
   #workers: WorkerSupervisor | null = null;
+  /** This thread's access log when it carries the connections (no worker threads); null otherwise. */
+  #accessLog: AccessLog | null = null;
+  /** The access log's output descriptor, the process's one (access-log/output.ts); -1 before start. */
+  #accessLogFd = -1;
+  readonly #accessLogDestination: DestinationStream | undefined;
   readonly #testHooks: boolean;
   readonly #retiredPools = new Set<BackendPool>();
   /** One for every pool: its concurrency cap is process-wide (1000 backends never open 1000 sockets at once). */
@@ -114,6 +141,12 @@ export class Ringlb {
   readonly #registry: Registry;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
+  /** The file the config in force came from and when it was applied (epoch ms). */
+  #configOrigin: { readonly path: string | null; readonly loadedAt: number } | null = null;
+  readonly #startedAt = Date.now();
+  /** Admin overrides of backend state and weight, applied over every set a pool's source reports. */
+  readonly #overrides = new BackendOverrides();
+  readonly #events: EventSink;
   #started = false;
   #stopping = false;
   /** Reloads run one at a time (a SIGHUP during a reload waits for it). */
@@ -132,7 +165,9 @@ export class Ringlb {
     this.#logger = options.logger;
     this.#coreImplementation = options.coreImplementation;
     this.#resolveHost = options.resolveHost;
+    this.#accessLogDestination = options.accessLogDestination;
     this.#testHooks = options.testHooks ?? process.env['RINGLB_TEST_HOOKS'] === '1';
+    this.#events = options.events ?? NO_EVENTS;
     this.#trafficFlushMs = options.trafficFlushMs;
     this.#traffic = new RuntimeTraffic({
       pools: () => [...this.#pools.values(), ...[...this.#retiredPools].filter((pool) => pool.openConnections() > 0)],
@@ -142,8 +177,9 @@ export class Ringlb {
       logger: this.#logger,
       store: this.#store,
       host: {
-        currentBackends: (name) => this.#pools.get(name)?.backends,
-        applyBackends: (name, backends) => this.#applyBackends(name, backends),
+        // The registry diffs what sources report against what they reported, not against admin overrides.
+        currentBackends: (name) => this.#configuredBackends(name),
+        applyBackends: (name, backends) => this.#applyReported(name, backends),
       },
     });
   }
@@ -153,11 +189,31 @@ export class Ringlb {
    * bind every listener. If a bind fails, everything started is stopped again and the error is
    * thrown: a half-started balancer never serves.
    */
-  async start(config: RinglbConfig): Promise<void> {
+  async start(config: RinglbConfig, origin: ConfigSource = {}): Promise<void> {
     if (this.#started) throw new Error('ringlb: start() called twice');
     this.#started = true;
     this.#config = config;
-    await this.#startWorkers(config);
+    this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
+    const accessLog = accessLogSettingsOf(config.log);
+    try {
+      this.#accessLogFd = openOutput(accessLog.output);
+    } catch (error) {
+      throw new Error(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    try {
+      await this.#startWorkers(config);
+    } catch (error) {
+      closeOutput(this.#accessLogFd);
+      throw error;
+    }
+    if (this.#workers === null) {
+      this.#accessLog = new AccessLog(accessLog, {
+        worker: 0,
+        fd: this.#accessLogFd,
+        destination: this.#accessLogDestination,
+        stdout: destinationOf(this.#logger),
+      });
+    }
     for (const poolConfig of config.pools) this.#pools.set(poolConfig.name, this.#createPool(poolConfig, config));
     await this.#resolveNames();
     // After every pool is built: a check result can only land on a pool that exists. Checks start
@@ -187,6 +243,7 @@ export class Ringlb {
       await this.#admin?.close();
       this.#store.close();
       await this.#workers?.stop();
+      this.#closeAccessLog();
       this.#stopLoopSampling?.();
       throw error;
     }
@@ -205,6 +262,8 @@ export class Ringlb {
     const workers = new WorkerSupervisor({
       count: plan.count,
       logLevel: config.log.level,
+      accessLog: accessLogSettingsOf(config.log),
+      accessLogFd: this.#accessLogFd,
       logger: this.#logger.child({ component: 'workers' }),
       testHooks: this.#testHooks,
       loopDelay: this.#loopDelay,
@@ -299,10 +358,58 @@ export class Ringlb {
    * changed — when a discovery source refuses its options or a new listener cannot bind. Logs
    * `config reloaded` or `config reload refused`.
    */
-  reload(next: RinglbConfig): Promise<ReloadResult> {
-    const run = this.#reloading.then(() => this.#reload(next));
+  reload(next: RinglbConfig, origin: ConfigSource = {}): Promise<ReloadResult> {
+    const run = this.#reloading.then(() => this.#reload(next, origin));
     this.#reloading = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Logrotate (SIGUSR1): the access-log file's path is opened again and every thread switches to
+   * it, so after a rename new lines go to a new file; the old descriptor closes once none writes to
+   * it. Logs `access log reopened`, or `access log reopen failed` (the old file stays in use).
+   * Queued with reloads, so the two never interleave. Resolves with true when reopened.
+   */
+  reopenAccessLog(): Promise<boolean> {
+    const run = this.#reloading.then(() => this.#reopenAccessLog());
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reopenAccessLog(): Promise<boolean> {
+    const config = this.#config;
+    if (config === null || this.#stopping) return false;
+    const settings = accessLogSettingsOf(config.log);
+    // stdout and stderr have no path to open again.
+    if (!isFileOutput(settings.output)) {
+      this.#logger.info({ output: settings.output }, 'access log reopened');
+      return true;
+    }
+    let fd: number;
+    try {
+      fd = openOutput(settings.output);
+    } catch (error) {
+      this.#logger.error({ output: settings.output, error: error instanceof Error ? error.message : String(error) }, 'access log reopen failed');
+      return false;
+    }
+    await this.#switchAccessLog(settings, fd);
+    this.#logger.info({ output: settings.output }, 'access log reopened');
+    return true;
+  }
+
+  /** Every thread writes to `fd` with `settings` from now on; then the previous descriptor closes. */
+  async #switchAccessLog(settings: AccessLogSettings, fd: number): Promise<void> {
+    const previous = this.#accessLogFd;
+    this.#accessLogFd = fd;
+    this.#accessLog?.configure(settings, fd);
+    await this.#workers?.configureAccessLog(settings, fd);
+    if (previous !== fd) closeOutput(previous);
+  }
+
+  #closeAccessLog(): void {
+    this.#accessLog?.close();
+    if (this.#accessLogFd >= 0) closeOutput(this.#accessLogFd);
+    this.#accessLogFd = -1;
   }
 
   /**
@@ -358,6 +465,7 @@ export class Ringlb {
     await closing;
     await stopping;
     await this.#workers?.stop();
+    this.#closeAccessLog();
     this.#stopLoopSampling?.();
     this.#stopLoopSampling = null;
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
@@ -366,6 +474,99 @@ export class Ringlb {
   /** Stop at once: no listening, every connection cut. */
   async close(): Promise<void> {
     await this.drain(0);
+  }
+
+  // --- admin: status and runtime overrides -----------------------------------------------------
+
+  /** What the admin API reads and asks of this runtime (`RuntimeAdminApi`); pools are looked up by name on every call. */
+  adminView(): AdminRuntimeView {
+    return {
+      poolNames: () => [...this.#pools.keys()],
+      pool: (name) => this.#pools.get(name),
+      sourceOf: (name) => this.#registry.sourceOf(name),
+      store: this.#store,
+      process: () => ({ version: ringlbVersion(), pid: process.pid, startedAt: this.#startedAt, workers: Math.max(1, this.workerCount) }),
+      configInForce: () => (this.#config === null || this.#configOrigin === null ? null : { config: this.#config, ...this.#configOrigin }),
+      listeners: () =>
+        [...this.#listeners].map(([name, listener]) => ({
+          name,
+          bind: listener.address(),
+          pool: listener.pool.name,
+          activeConnections: listener.stats().active,
+        })),
+      configuredBackends: (name) => this.#configuredBackends(name),
+      override: (pool, id) => this.#overrides.get(pool, id),
+      changeBackend: (pool, id, change, origin) => this.changeBackend(pool, id, change, origin),
+      traffic: this.#traffic,
+      implementation: this.#coreImplementation,
+    };
+  }
+
+  /**
+   * A runtime override of one backend's state and/or weight (HAProxy's `set server`), for every
+   * pool whatever its source. The override joins the set the pool's source reports, and the
+   * result goes to the pool like any membership change: a state to its health owner (drain and
+   * maint take no new connections, open ones keep flowing), a weight through a table rebuild.
+   * Queued behind a reload in progress; resolves once every worker runs it. False when the pool
+   * or backend is unknown (or ringlb is stopping).
+   */
+  changeBackend(poolName: string, id: string, change: BackendChange, origin: ChangeOrigin): Promise<boolean> {
+    const run = this.#reloading.then(() => this.#changeBackend(poolName, id, change, origin));
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #changeBackend(poolName: string, id: string, change: BackendChange, origin: ChangeOrigin): Promise<boolean> {
+    const pool = this.#pools.get(poolName);
+    const reported = this.#configuredBackends(poolName);
+    const before = pool?.backends.find((backend) => backend.id === id);
+    if (pool === undefined || reported === undefined || before === undefined || this.#stopping) return false;
+    const resolved = this.#overrides.set(poolName, reported, id, change, Date.now());
+    if (resolved === undefined) return false;
+    const wanted = resolved.backends.find((backend) => backend.id === id) ?? before;
+    // A PATCH to what is in force already changes nothing in the pool (no rebuild, no event).
+    const report = wanted.state !== before.state || wanted.weight !== before.weight ? this.#applyBackends(poolName, resolved.backends) : null;
+    resolved.commit();
+    const after = pool.backends.find((backend) => backend.id === id) ?? before;
+    this.#logger.info(
+      {
+        pool: poolName,
+        id,
+        backend: after.address.text,
+        source: 'admin',
+        remote: origin.remoteAddress,
+        state: { from: before.state, to: after.state },
+        weight: { from: before.weight, to: after.weight },
+        ...(report?.changed === true ? { movedShare: Math.round(report.movedShare * 1e6) / 1e6 } : {}),
+      },
+      'backend changed by admin',
+    );
+    // In force in every thread before anyone hears of it.
+    await this.#workers?.sync();
+    const subject = { pool: poolName, backend: id, address: after.address.text, source: 'admin' };
+    if (before.state !== after.state) this.#events.publish({ type: 'state_changed', ...subject, from: before.state, to: after.state });
+    if (before.weight !== after.weight) this.#events.publish({ type: 'weight_changed', ...subject, weight: after.weight, previousWeight: before.weight });
+    return true;
+  }
+
+  /** The set a pool's source last reported (before admin overrides); undefined for an unknown pool. */
+  #configuredBackends(name: string): readonly Backend[] | undefined {
+    const pool = this.#pools.get(name);
+    if (pool === undefined) return undefined;
+    return this.#overrides.configured(name) ?? pool.backends;
+  }
+
+  /** A source reported a new set: overrides of backends it changed end, the others stay on top of it. */
+  #applyReported(name: string, reported: readonly Backend[]): RebuildReport {
+    const resolved = this.#overrides.resolve(name, reported);
+    const report = this.#applyBackends(name, resolved.backends);
+    resolved.commit();
+    this.#logOverridesEnded(name, resolved.released);
+    return report;
+  }
+
+  #logOverridesEnded(pool: string, ids: readonly string[]): void {
+    for (const id of ids) this.#logger.info({ pool, id }, 'admin override ended: the config or discovery changed the backend');
   }
 
   // --- building blocks -------------------------------------------------------------------------
@@ -399,7 +600,7 @@ export class Ringlb {
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
     const outcomes = this.#listenerCounters(listenerConfig.name);
     if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers, outcomes);
-    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), undefined, {
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!, undefined, {
       outcomes: outcomes.writer(0),
       flushMs: this.#trafficFlushMs,
     });
@@ -407,17 +608,11 @@ export class Ringlb {
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
     const admin = config.admin!;
-    const runtime = this;
     const server = new AdminServer({
       bind: admin.bind,
       token: admin.token,
       logger: this.#logger.child({ component: 'admin' }),
-      api: new RuntimeAdminApi({
-        poolNames: () => [...runtime.#pools.keys()],
-        pool: (name) => runtime.#pools.get(name),
-        sourceOf: (name) => runtime.#registry.sourceOf(name),
-        store: runtime.#store,
-      }),
+      api: new RuntimeAdminApi(this.adminView()),
     });
     this.#exporter ??= new PrometheusExporter({
       traffic: this.#traffic,
@@ -519,10 +714,11 @@ export class Ringlb {
   #livePool(name: string): LivePool | undefined {
     const pool = this.#pools.get(name);
     if (pool === undefined) return undefined;
-    return { backends: pool.backends, capacity: pool.capacity, freeSlots: pool.freeSlots() };
+    // The set its source reported: a plan compares configs, and an override stays unless the config changes its backend.
+    return { backends: this.#configuredBackends(name)!, capacity: pool.capacity, freeSlots: pool.freeSlots() };
   }
 
-  async #reload(next: RinglbConfig): Promise<ReloadResult> {
+  async #reload(next: RinglbConfig, origin: ConfigSource): Promise<ReloadResult> {
     const current = this.#config;
     if (current === null || this.#stopping) return this.#refuse(['$: ringlb is not running']);
 
@@ -536,6 +732,18 @@ export class Ringlb {
     const nextIndex = new Map(next.pools.map((pool, index) => [pool.name, index]));
     const nextPools = new Map(next.pools.map((pool) => [pool.name, pool]));
     const errors: string[] = [];
+    const accessLogBefore = accessLogSettingsOf(current.log);
+    const accessLogNext = accessLogSettingsOf(next.log);
+    const accessLogChanged = JSON.stringify(accessLogBefore) !== JSON.stringify(accessLogNext);
+    // A new output is opened now, so a path that cannot be opened refuses the reload.
+    let accessLogFd = this.#accessLogFd;
+    if (accessLogNext.output !== accessLogBefore.output) {
+      try {
+        accessLogFd = openOutput(accessLogNext.output);
+      } catch (error) {
+        errors.push(`log.access.output: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
 
     const sources = new Map<string, DiscoverySource | null>();
     for (const poolPlan of plan.pools) {
@@ -578,19 +786,22 @@ export class Ringlb {
     }
     // Rebuilt balancers last, after every await: a discovery update landing while listeners bind
     // would make an earlier one stale. A discovery pool keeps its live set (plan: "keep the set").
-    const rebuilds = new Map<string, PreparedRebuild>();
+    const rebuilds = new Map<string, { prepared: PreparedRebuild; overrides: ResolvedSet; movedShare: number }>();
     for (const poolPlan of errors.length === 0 ? plan.pools : []) {
       if (poolPlan.action !== 'replace') continue;
       const poolConfig = nextPools.get(poolPlan.name)!;
       const pool = this.#pools.get(poolPlan.name)!;
-      const backends = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : pool.backends;
+      const reported = discoveryOf(poolConfig).type === 'static' ? poolPlan.backends : this.#configuredBackends(poolPlan.name)!;
+      const overrides = this.#overrides.resolve(poolPlan.name, reported);
       try {
-        rebuilds.set(poolPlan.name, pool.prepareRebuild(poolConfig, backends, poolPlan.capacity!.to));
+        const prepared = pool.prepareRebuild(poolConfig, overrides.backends, poolPlan.capacity!.to);
+        rebuilds.set(poolPlan.name, { prepared, overrides, movedShare: poolPlan.movedShare ?? prepared.report.movedShare });
       } catch (error) {
         errors.push(`pools[${nextIndex.get(poolPlan.name)}]: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
     if (errors.length > 0) {
+      if (accessLogFd !== this.#accessLogFd) closeOutput(accessLogFd);
       for (const listener of opened.values()) listener.stopListening();
       for (const { pool } of newPools.values()) pool.stop();
       await Promise.all([...sources.values()].map((source) => source?.stop()));
@@ -599,12 +810,15 @@ export class Ringlb {
 
     // Phase 2: apply the plan. Nothing below is expected to fail.
     this.#config = next;
+    this.#configOrigin = { path: origin.path ?? null, loadedAt: Date.now() };
     const drainTimeoutMs = next.drainTimeoutMs;
     const scheduler = this.#stopping ? null : this.#checks;
     for (const pool of this.#pools.values()) pool.setDrainTimeout(drainTimeoutMs);
     // Rebuilt balancers go in first, with no await since they were prepared.
-    for (const [name, prepared] of rebuilds) {
-      this.#pools.get(name)!.commitRebuild(prepared, scheduler, plan.pools.find((p) => p.name === name)?.movedShare ?? undefined);
+    for (const [name, { prepared, overrides, movedShare }] of rebuilds) {
+      this.#pools.get(name)!.commitRebuild(prepared, scheduler, movedShare);
+      overrides.commit();
+      this.#logOverridesEnded(name, overrides.released);
     }
     for (const poolPlan of plan.pools) {
       const poolConfig = nextPools.get(poolPlan.name);
@@ -654,6 +868,7 @@ export class Ringlb {
       await this.#registry.unwatch(poolPlan.name);
       const pool = this.#pools.get(poolPlan.name);
       this.#pools.delete(poolPlan.name);
+      this.#overrides.forgetPool(poolPlan.name);
       if (pool !== undefined) this.#retirePool(pool);
       this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }
@@ -662,6 +877,7 @@ export class Ringlb {
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
     }
+    if (accessLogChanged) await this.#switchAccessLog(accessLogNext, accessLogFd);
     if (current.log.level !== next.log.level) {
       // pino children keep the level they were created with; a level change needs a restart.
       this.#logger.warn({ from: current.log.level, to: next.log.level }, 'log.level changes apply after a restart');

@@ -87,12 +87,7 @@ class Fixture {
   /** The same implementation the runtime serves, for a second server with test-only routes. */
   adminApi(): AdminApi {
     const ringlb = this.ringlb;
-    return new RuntimeAdminApi({
-      poolNames: () => (ringlb.config?.pools ?? []).map((pool) => pool.name),
-      pool: (name) => ringlb.pool(name),
-      sourceOf: (name) => ringlb.sourceOf(name),
-      store: ringlb.registrations,
-    });
+    return new RuntimeAdminApi(ringlb.adminView());
   }
 
   /** Resolves when the registry has applied a set to `pool` that satisfies `predicate`. */
@@ -285,7 +280,7 @@ describe('admin server', () => {
       assert.equal(reply.headers.allow, 'GET, HEAD');
       const backend = await call(address, '/v1/pools/app/backends/x', { method: 'POST', body: {} });
       assert.equal(backend.status, 405);
-      assert.equal(backend.headers.allow, 'GET, HEAD, PUT, DELETE');
+      assert.equal(backend.headers.allow, 'GET, HEAD, PUT, DELETE, PATCH');
     });
 
     test('a route added later (metrics-style text) is served', async () => {

@@ -97,7 +97,7 @@ describe('validateConfig: normalization', () => {
           discovery: { type: 'static' },
         },
       ],
-      log: { level: 'info' },
+      log: { level: 'info', access: { enabled: true, sample: 1, output: 'stdout' }, openConnectionsIntervalMs: 0, onConnect: false },
       drainTimeoutMs: 30000,
       workers: 'auto',
       admin: null,
@@ -136,7 +136,7 @@ describe('validateConfig: normalization', () => {
           discovery: { type: 'static' },
         },
       ],
-      log: { level: 'info' },
+      log: { level: 'info', access: { enabled: true, sample: 1, output: 'stdout' }, openConnectionsIntervalMs: 0, onConnect: false },
       drainTimeoutMs: 30000,
       workers: 'auto',
       admin: null,
@@ -303,6 +303,10 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   ['balance typo gets a suggestion', (c) => { pool(c).balance = 'magelv'; }, 'pools[0].balance', /did you mean "maglev"\?$/],
   ['hashKey unknown', (c) => { pool(c).hashKey = 'source_port'; }, 'pools[0].hashKey', /^must be one of source_ip, source_ip_port/],
   ['log level unknown', (c) => { c.log = { level: 'verbose' }; }, 'log.level', /^must be one of fatal, error, warn, info, debug, trace, silent/],
+  ['access sample above 1', (c) => { c.log = { access: { sample: 1.5 } }; }, 'log.access.sample', /^must be between 0 and 1 \(got 1\.5\)$/],
+  ['access output empty', (c) => { c.log = { access: { output: '' } }; }, 'log.access.output', /^must not be empty/],
+  ['open-connection lines more often than every 100 ms', (c) => { c.log = { openConnectionsIntervalMs: 50 }; }, 'log.openConnectionsIntervalMs',
+    /^must be 0 \(off\) or at least 100 ms, got 50$/],
   ['weight above 10000', (c) => { backend(c).weight = 10001; }, 'pools[0].backends[0].weight', /^must be between 0 and 10000 \(got 10001\)$/],
   ['unknown key with a unit suffix missing gets a suggestion', (c) => { pool(c).connectTimeout = 100; }, 'pools[0].connectTimeout',
     /^unknown key \(did you mean "connectTimeoutMs"\? allowed: /],
@@ -461,7 +465,8 @@ describe('validateConfig: unknown keys at every level', () => {
     ['ringHash', (c) => ((pool(c).ringHash = {}) as JsonObject), 'pools[0].ringHash.foo', 'pointsPerWeight'],
     ['maglev', (c) => ((pool(c).maglev = {}) as JsonObject), 'pools[0].maglev.foo', 'tableSize'],
     ['backend', (c) => backend(c), 'pools[0].backends[0].foo', 'address, weight, id, state'],
-    ['log', (c) => ((c.log = {}) as JsonObject), 'log.foo', 'level'],
+    ['log', (c) => ((c.log = {}) as JsonObject), 'log.foo', 'level, access, openConnectionsIntervalMs, onConnect'],
+    ['log.access', (c) => ((c.log = { access: {} }) as JsonObject).access as JsonObject, 'log.access.foo', 'enabled, sample, output'],
   ];
   for (const [level, objectAt, path, allowed] of levels) {
     test(level, () => {
@@ -586,6 +591,17 @@ describe('loadConfigFile', () => {
       // `balance` was added after `backends`, so it comes later in the file too.
       ['pools[0].backends[0].weight', 'pools[0].balance'],
     );
+  });
+
+  test('a relative access-log file is the config file directory\'s; stdout and stderr stay names', async () => {
+    const path = join(directory, 'access.json');
+    const raw = minimalConfig();
+    raw.log = { access: { output: 'logs/access.log' } };
+    await writeFile(path, JSON.stringify(raw));
+    assert.equal(configOf(loadConfigFile(path)).log.access?.output, join(directory, 'logs/access.log'));
+    raw.log = { access: { output: 'stderr' } };
+    await writeFile(path, JSON.stringify(raw));
+    assert.equal(configOf(loadConfigFile(path)).log.access?.output, 'stderr');
   });
 
   test('a missing file is an issue at $ with the OS reason', () => {

@@ -10,7 +10,7 @@
  * Expected refusals are thrown as `AdminError` (status + message); anything else thrown is a bug,
  * answered with 500 and logged.
  */
-import type { BackendSource, BackendState, HostPort } from '../backend.js';
+import type { Backend, BackendSource, BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
 
 /**
@@ -81,6 +81,128 @@ export interface LookupResult {
 
 export type Awaitable<T> = T | Promise<T>;
 
+// --- status and control (GET /v1/status, /v1/pools/{pool}/table, PATCH, preview, /v1/config) ---
+// Times are ISO 8601 strings, durations ms unless the name says seconds, shares 0..1.
+
+/** One word for a UI: `maint` and `drain` (admin) first, then `pending` (no check verdict yet), `down`, `up`. */
+export type BackendStatusWord = 'up' | 'down' | 'drain' | 'maint' | 'pending';
+
+/** A runtime (admin) override in force; a field it leaves to the config is absent. */
+export interface OverrideView {
+  readonly state?: BackendState;
+  readonly weight?: number;
+  /** When it was last changed. */
+  readonly at: string;
+}
+
+export interface StatusBackendView {
+  readonly id: string;
+  readonly address: string;
+  /** In force, an admin override included. */
+  readonly weight: number;
+  /** What the config or discovery says. */
+  readonly configuredWeight: number;
+  /** In force, an admin override included. */
+  readonly state: BackendState;
+  readonly override: OverrideView | null;
+  readonly status: BackendStatusWord;
+  readonly healthy: boolean;
+  readonly routable: boolean;
+  readonly flags: readonly string[];
+  readonly lastCheck: { readonly ok: boolean; readonly at: string; readonly durationMs: number; readonly reason: string } | null;
+  readonly activeConnections: number;
+  /** From the TrafficView; 0 without one. */
+  readonly totalConnections: number;
+  /** From the TrafficView's connect-time histogram; null without one or before a connection. */
+  readonly connectSeconds: { readonly p50: number | null; readonly p90: number | null; readonly p99: number | null } | null;
+  readonly ejections: number;
+  /** Slow-start ramp in force, 100 when not ramping. */
+  readonly slowStartPercent: number;
+  /** Share of the table it owns (ring_hash, maglev); null for other policies. */
+  readonly keyShare: number | null;
+}
+
+export interface StatusPoolView {
+  readonly name: string;
+  readonly balance: BalancePolicy;
+  readonly panic: boolean;
+  /** maglev M, ring points; null for policies without a table. */
+  readonly tableSize: number | null;
+  readonly lastRebuild: { readonly at: string; readonly movedShare: number } | null;
+  readonly backends: readonly StatusBackendView[];
+}
+
+export interface StatusListenerView {
+  readonly name: string;
+  /** The bound address (the configured one before it is bound). */
+  readonly bind: string;
+  readonly pool: string;
+  readonly activeConnections: number;
+  /** Connections per access-log outcome, from the TrafficView; {} without one. */
+  readonly connections: Readonly<Record<string, number>>;
+}
+
+export interface StatusView {
+  readonly version: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  /** Data-plane threads: 1 when the main thread carries the connections. */
+  readonly workers: number;
+  readonly config: { readonly path: string | null; readonly loadedAt: string };
+  readonly listeners: readonly StatusListenerView[];
+  readonly pools: readonly StatusPoolView[];
+}
+
+export interface TableRunView {
+  readonly start: number;
+  readonly end: number;
+  readonly backend: string;
+}
+
+/** `GET /v1/pools/{pool}/table`: `entries` and `strip` for maglev, `points` and `ring` for ring_hash. */
+export interface TableView {
+  readonly pool: string;
+  readonly balance: BalancePolicy;
+  readonly size: number;
+  readonly backends: readonly { readonly id: string; readonly share: number; readonly entries?: number; readonly points?: number }[];
+  readonly strip?: readonly TableRunView[];
+  readonly ring?: readonly TableRunView[];
+  /** More than MAX_TABLE_RUNS runs: only the first ones are listed. */
+  readonly truncated: boolean;
+}
+
+/** A validated PATCH body: at least one field. */
+export interface BackendChange {
+  readonly state?: BackendState;
+  readonly weight?: number;
+}
+
+/** Who asked, for the log line (`admin` and the client's address). */
+export interface ChangeOrigin {
+  readonly remoteAddress: string;
+}
+
+/** A validated preview body: a whole proposed set, or changes to the set in force. */
+export type PreviewRequest =
+  | { readonly kind: 'set'; readonly backends: readonly Backend[] }
+  | { readonly kind: 'changes'; readonly weights: ReadonlyMap<string, number>; readonly remove: readonly string[] };
+
+export interface PreviewResult {
+  readonly pool: string;
+  readonly balance: BalancePolicy;
+  /** As `ringlb diff` computes it (config/reload-plan.ts measureChange). */
+  readonly movedShare: number;
+  readonly backends: readonly { readonly id: string; readonly before: number; readonly after: number; readonly gained: number; readonly lost: number }[];
+}
+
+export interface ConfigView {
+  /** Absolute path of the file it was loaded from; null for a config an embedder passed in. */
+  readonly path: string | null;
+  readonly loadedAt: string;
+  /** The config in force as JSON (addresses as `host:port` text), the admin token as `<redacted>`. */
+  readonly config: unknown;
+}
+
 export interface AdminApi {
   listPools(): Awaitable<readonly PoolView[]>;
   /** Throws `AdminError.unknownPool` for a pool that does not exist. */
@@ -103,6 +225,19 @@ export interface AdminApi {
    * other policies throw `AdminError.conflict`. null when no backend is eligible.
    */
   lookup(pool: string, ip: string, port: number): Awaitable<LookupResult | null>;
+  /** Everything `GET /v1/status` shows. */
+  status(): Awaitable<StatusView>;
+  /** Throws `AdminError.unknownPool`, or `AdminError.conflict` for a policy without a table. */
+  table(pool: string): Awaitable<TableView>;
+  /**
+   * A runtime override of a backend's state and/or weight, answered once it is in force in every
+   * thread. undefined for an unknown backend (→ 404); throws `AdminError.unknownPool`.
+   */
+  changeBackend(pool: string, id: string, change: BackendChange, origin: ChangeOrigin): Awaitable<StatusBackendView | undefined>;
+  /** What a change of the pool's set would move, applying nothing. Throws 404 / 400 (unknown ids in the body). */
+  preview(pool: string, request: PreviewRequest): Awaitable<PreviewResult>;
+  /** The config in force and where it came from. */
+  configInForce(): Awaitable<ConfigView>;
 }
 
 /** One problem in a request body, located by its JSON path (`weight`, `$` for the whole body). */

@@ -18,6 +18,8 @@ export interface AdminRequest {
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
   readonly headers: IncomingHttpHeaders;
+  /** The client's address (`127.0.0.1`), for log lines saying who changed what. */
+  readonly remoteAddress: string;
   /**
    * Reads and parses the JSON body: content type checked (415), size limited while streaming
    * (411/413), UTF-8 and JSON syntax checked (400). Throws `AdminError`. Keys repeated in one

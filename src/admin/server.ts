@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import { BearerToken, isLoopbackHost } from './access.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
+import { installStatusRoutes } from './status-routes.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
 import { TurnBudget } from './turn-budget.js';
 import {
@@ -98,6 +99,7 @@ export class AdminServer implements RouteTable {
       socket.destroy();
     });
     installPoolRoutes(this, options.api);
+    installStatusRoutes(this, options.api);
   }
 
   /**
@@ -203,6 +205,7 @@ export class AdminServer implements RouteTable {
       params: match.params,
       query: new URLSearchParams(queryText),
       headers: request.headers,
+      remoteAddress: request.socket.remoteAddress ?? 'unknown',
       json: () => readJsonBody(request, this.#maxBodyBytes, path),
     };
     return await match.handler(adminRequest);

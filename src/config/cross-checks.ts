@@ -33,7 +33,21 @@ export function crossCheck(config: unknown): LocatedIssue[] {
   for (const pool of pools) appendAll(issues, checkPool(pool));
   appendAll(issues, checkAdmin(config.admin));
   for (const pool of pools) appendAll(issues, checkDiscovery(pool, isRecord(config.admin)));
+  appendAll(issues, checkOpenConnectionsInterval(config.log));
   return issues;
+}
+
+/**
+ * Open-connection lines: a sweep visits every open connection each quarter interval
+ * (access-log/access-log.ts); below 100 ms that is a busy loop over 10,000 connections, not a log.
+ */
+export const MIN_OPEN_CONNECTIONS_INTERVAL_MS = 100;
+
+function checkOpenConnectionsInterval(log: unknown): LocatedIssue[] {
+  if (!isRecord(log) || typeof log.openConnectionsIntervalMs !== 'number') return [];
+  const value = log.openConnectionsIntervalMs;
+  if (value === 0 || value >= MIN_OPEN_CONNECTIONS_INTERVAL_MS) return [];
+  return [{ segments: ['log', 'openConnectionsIntervalMs'], message: `must be 0 (off) or at least ${MIN_OPEN_CONNECTIONS_INTERVAL_MS} ms, got ${value}` }];
 }
 
 /** A non-loopback admin bind without a token would expose the registration API to the network. */

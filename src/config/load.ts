@@ -11,6 +11,7 @@ import type { BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
 import { crossCheck } from './cross-checks.js';
 import { isHostPort, parseHostPort } from './host-port.js';
+import { isFileOutput } from '../access-log/settings.js';
 import {
   issueFromAjvError,
   sortInDocumentOrder,
@@ -179,7 +180,12 @@ interface ValidatedDiscovery {
 interface ValidatedConfig {
   listeners: ValidatedListener[];
   pools: ValidatedPool[];
-  log: { level: LogLevel };
+  log: {
+    level: LogLevel;
+    access: { enabled: boolean; sample: number; output: string };
+    openConnectionsIntervalMs: number;
+    onConnect: boolean;
+  };
   drainTimeoutMs: number;
   workers: number | 'auto';
   admin?: { bind: string; token?: string };
@@ -223,7 +229,17 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       resolveIntervalMs: pool.resolveIntervalMs,
       discovery: normalizeDiscovery(pool.discovery, baseDir),
     })),
-    log: { level: config.log.level },
+    log: {
+      level: config.log.level,
+      access: {
+        enabled: config.log.access.enabled,
+        sample: config.log.access.sample,
+        // A relative file path is the config file's directory's, as a discovery file's is.
+        output: isFileOutput(config.log.access.output) ? resolve(baseDir, config.log.access.output) : config.log.access.output,
+      },
+      openConnectionsIntervalMs: config.log.openConnectionsIntervalMs,
+      onConnect: config.log.onConnect,
+    },
     drainTimeoutMs: config.drainTimeoutMs,
     workers: config.workers,
     admin: normalizeAdmin(config.admin),

@@ -126,10 +126,31 @@ export interface AdminConfig {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** `log.access`: the access log's own stream (src/access-log/). */
+export interface AccessLogConfig {
+  /** Default true. */
+  readonly enabled: boolean;
+  /** 0..1, default 1; failures are always written. */
+  readonly sample: number;
+  /** `stdout` (default), `stderr`, or an absolute file path (appended, reopened on SIGUSR1). */
+  readonly output: string;
+}
+
+export interface LogConfig {
+  /** The operational log's level; the access log has none (read at start). */
+  readonly level: LogLevel;
+  /** The loader always sets the three keys below; hand-built configs may omit them (defaults). */
+  readonly access?: AccessLogConfig;
+  /** An access line per open connection this often (`event: "open"`); 0 (default) = never. */
+  readonly openConnectionsIntervalMs?: number;
+  /** An access line when the backend connection is established (`event: "connect"`); default false. */
+  readonly onConnect?: boolean;
+}
+
 export interface RinglbConfig {
   readonly listeners: readonly ListenerConfig[];
   readonly pools: readonly PoolConfig[];
-  readonly log: { readonly level: LogLevel };
+  readonly log: LogConfig;
   /** Default 30000. */
   readonly drainTimeoutMs: number;
   /**

@@ -20,6 +20,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
+import { DEFAULT_ACCESS_LOG, type AccessLogSettings } from '../access-log/settings.js';
 import type { Logger } from '../log.js';
 import type { BackendPool, PoolSharing } from '../proxy/backend-pool.js';
 import type { FromWorker, ToWorker, WorkerStart } from '../proxy/worker-protocol.js';
@@ -30,6 +31,10 @@ import { LoopDelayCells } from '../shared-state/loop-delay.js';
 export interface WorkerSupervisorOptions {
   readonly count: number;
   readonly logLevel: LogLevel;
+  /** Access-log settings at start (default: the defaults); `configureAccessLog` changes them. */
+  readonly accessLog?: AccessLogSettings;
+  /** The access log's output descriptor (access-log/output.ts), owned by the caller; default stdout. */
+  readonly accessLogFd?: number;
   readonly logger: Logger;
   /** Honour the test-only fault hook (`crashForTest`). */
   readonly testHooks: boolean;
@@ -84,6 +89,9 @@ const WORKER_PATH = new URL('../proxy/worker-thread.js', import.meta.url);
 export class WorkerSupervisor {
   readonly count: number;
   readonly #logLevel: LogLevel;
+  /** Current access-log settings: what a replacement worker starts with. */
+  #accessLog: AccessLogSettings;
+  #accessLogFd: number;
   readonly #logger: Logger;
   readonly #testHooks: boolean;
   readonly #workerUrl: URL;
@@ -106,6 +114,8 @@ export class WorkerSupervisor {
   constructor(options: WorkerSupervisorOptions) {
     this.count = options.count;
     this.#logLevel = options.logLevel;
+    this.#accessLog = options.accessLog ?? DEFAULT_ACCESS_LOG;
+    this.#accessLogFd = options.accessLogFd ?? 1;
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
     this.#workerUrl = options.workerUrl ?? WORKER_PATH;
@@ -339,6 +349,19 @@ export class WorkerSupervisor {
     );
   }
 
+  /**
+   * Every worker applies `settings` and writes to `fd` from now on. Resolves once each has answered,
+   * so the caller may close the previous descriptor: a worker that is down meanwhile (not answering)
+   * gets these with its replay, before any listener, so it never writes to the old one either.
+   */
+  async configureAccessLog(settings: AccessLogSettings, fd: number): Promise<void> {
+    this.#accessLog = settings;
+    this.#accessLogFd = fd;
+    await Promise.all(
+      this.#workers.map((_, index) => this.#request(index, (requestId) => ({ type: 'access-log', requestId, settings, fd })).catch(() => undefined)),
+    );
+  }
+
   // --- tests and diagnostics ------------------------------------------------------------------------
 
   /** The table of `pool` as worker `index` built it (tests compare it with the main thread's). */
@@ -382,6 +405,8 @@ export class WorkerSupervisor {
       index,
       workers: this.count,
       logLevel: this.#logLevel,
+      accessLog: this.#accessLog,
+      accessLogFd: this.#accessLogFd,
       testHooks: this.#testHooks,
       trafficFlushMs: this.#trafficFlushMs,
       loopDelay: this.#loopDelay,
@@ -424,6 +449,7 @@ export class WorkerSupervisor {
       case 'listening':
       case 'listen-failed':
       case 'synced':
+      case 'access-log-applied':
       case 'census':
       case 'table': {
         const pending = this.#pending.get(message.requestId);
@@ -489,6 +515,8 @@ export class WorkerSupervisor {
   /** A new worker learns everything a live one knows: every pool, then every open listener. */
   #replay(index: number): void {
     const slot = this.#workers[index]!;
+    // First: spawned before a reopen, it may hold a descriptor closed since (request 0: no one waits).
+    slot.worker.postMessage({ type: 'access-log', requestId: 0, settings: this.#accessLog, fd: this.#accessLogFd } satisfies ToWorker);
     for (const entry of this.#pools.values()) {
       // A new worker holds no connection, so removed pools (draining elsewhere) mean nothing to it.
       if (entry.forgotten || entry.pool.retired) continue;

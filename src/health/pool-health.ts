@@ -103,6 +103,24 @@ export interface BackendStatus {
   readonly routableBecause: RoutableBecause | null;
 }
 
+/** One active check's outcome as the admin status shows it. */
+export interface LastCheck {
+  readonly ok: boolean;
+  /** Wall-clock end of the check (epoch ms). */
+  readonly at: number;
+  readonly durationMs: number;
+  /** `ok`, `ECONNREFUSED`, `timeout`, `HTTP 503`, ... (checks.ts). */
+  readonly reason: string;
+}
+
+/** What the admin status shows of one backend beyond its flags. */
+export interface BackendHealthDetail {
+  readonly lastCheck: LastCheck | null;
+  readonly ejections: number;
+  /** The slow-start scale in force, 0..1000 (1000 when not ramping). */
+  readonly weightScalePermille: number;
+}
+
 /** Counters for metrics (monotonic) and gauges (current). */
 export interface PoolHealthStats {
   readonly backends: number;
@@ -138,6 +156,10 @@ interface SlotHealth {
   /** Present when the pool was created: its first eligibility is start-up, not a recovery. */
   readonly atStart: boolean;
   everEligible: boolean;
+  /** The last active check's result and when it ended; null before the first (or without checks). */
+  lastCheck: LastCheck | null;
+  /** Times outlier detection ejected it while in this pool (monotonic, for status). */
+  ejections: number;
 }
 
 export class PoolHealth {
@@ -244,6 +266,8 @@ export class PoolHealth {
         checkKey: null,
         atStart,
         everEligible: health.eligible,
+        lastCheck: null,
+        ejections: 0,
       };
       this.#bySlot[slot] = entry;
       this.#byId.set(backend.id, entry);
@@ -370,6 +394,13 @@ export class PoolHealth {
     return { healthy, flags: flagNames(entry.health.flags), routable, routableBecause: routable ? (healthy ? 'healthy' : 'panic') : null };
   }
 
+  /** Last check, ejections and slow-start scale of one backend; undefined for an id not in the pool. */
+  backendDetail(id: string): BackendHealthDetail | undefined {
+    const entry = this.#byId.get(id);
+    if (entry === undefined) return undefined;
+    return { lastCheck: entry.lastCheck, ejections: entry.ejections, weightScalePermille: this.#balancer.weightScale(entry.slot) };
+  }
+
   /** Ids of the backends that are healthy now (not merely routed to by panic). */
   healthyIds(): Set<string> {
     const ids = new Set<string>();
@@ -386,6 +417,8 @@ export class PoolHealth {
       this.#checksFailed += 1;
       this.#counters?.checkFailed(slot);
     }
+    // Kept for the admin status: an operator asks "why is it down" between two transitions.
+    entry.lastCheck = { ok: result.ok, at: Date.now(), durationMs: result.durationMs, reason: result.reason };
     const verdict = entry.hysteresis.record(result.ok);
     if (verdict !== null) this.#onVerdict(entry, verdict, result.reason);
     // Envoy's successful_active_health_check_uneject_host: a passing check ends an ejection.
@@ -470,6 +503,7 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry === undefined) return;
     this.#ejections += 1;
+    entry.ejections += 1;
     this.#counters?.ejected(slot);
     this.#flipThenAnnounce(
       () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true),

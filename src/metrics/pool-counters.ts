@@ -20,15 +20,6 @@ const FAILURE_CELLS: Readonly<Record<ConnectFailureReason, number>> = {
   error: SlotCell.FAILED_ERROR,
 };
 
-export interface TableRebuilds {
-  /** Table builds that changed the table (the first build included). */
-  readonly count: number;
-  /** Share of keys (hash policies) or weight (others) the last one moved; null before any. */
-  readonly lastMovedShare: number | null;
-  /** When (ISO time) the last one happened; null before any. */
-  readonly lastAt: string | null;
-}
-
 export class PoolCounters {
   /** Data-plane threads writing: the workers, or 1 (the main thread). */
   readonly rows: number;
@@ -40,8 +31,6 @@ export class PoolCounters {
   #checkFailures: Float64Array;
   #ejections: Float64Array;
   #rebuilds = 0;
-  #lastMovedShare: number | null = null;
-  #lastRebuildAt: string | null = null;
 
   constructor(rows: number, capacity: number) {
     this.rows = rows;
@@ -95,16 +84,16 @@ export class PoolCounters {
     this.#ejections[slot]! += 1;
   }
 
-  tableRebuilt(movedShare: number): void {
+  /** The table changed after the pool's first build (what it moved is the pool's `lastRebuild`). */
+  tableRebuilt(): void {
     this.#rebuilds += 1;
-    this.#lastMovedShare = movedShare;
-    this.#lastRebuildAt = new Date().toISOString();
   }
 
   // --- readers ----------------------------------------------------------------------------------
 
-  rebuilds(): TableRebuilds {
-    return { count: this.#rebuilds, lastMovedShare: this.#lastMovedShare, lastAt: this.#lastRebuildAt };
+  /** Table changes after the first build. */
+  rebuilds(): number {
+    return this.#rebuilds;
   }
 
   checkFailuresOf(slot: number): number {

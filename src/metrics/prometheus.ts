@@ -190,8 +190,8 @@ export class PrometheusExporter {
     add('ringlb_backend_ejections_total', 'Times outlier detection ejected the backend.', 'counter', perBackend((pool, slot) => pool.counters.ejectionsOf(slot)));
     add('ringlb_pool_panic', '1 while the pool is in panic mode (routes to unhealthy backends too).', 'gauge', perPool((pool) => (pool.health.panic ? 1 : 0)));
     add('ringlb_pool_retries_total', 'Connect attempts after a failed one (another backend tried).', 'counter', perPool((pool) => pool.counters.retries()));
-    add('ringlb_pool_table_rebuilds_total', 'Table builds that changed the table (membership or weight changes, reload rebuilds).', 'counter', perPool((pool) => pool.counters.rebuilds().count));
-    add('ringlb_pool_last_moved_ratio', 'Share (0..1) of keys (hash policies) or weight (others) the last table change moved.', 'gauge', perPool((pool) => pool.counters.rebuilds().lastMovedShare));
+    add('ringlb_pool_table_rebuilds_total', 'Table changes after the first build (membership or weight changes, reload rebuilds).', 'counter', perPool((pool) => pool.counters.rebuilds()));
+    add('ringlb_pool_last_moved_ratio', 'Share (0..1) of keys (hash policies) or weight (others) the last table change moved; 0 before any.', 'gauge', perPool((pool) => pool.lastRebuild?.movedShare ?? 0));
     add('ringlb_config_reloads_total', 'Config reloads, by result (applied, refused).', 'counter', () => {
       const reloads = this.#source.reloads();
       return [

@@ -61,6 +61,13 @@ export interface PoolSnapshot {
   readonly traffic: SharedArrayBuffer;
 }
 
+/** When the pool's tables last changed and the share of keys (or traffic) the change moved. */
+export interface TableRebuild {
+  /** Epoch ms. */
+  readonly at: number;
+  readonly movedShare: number;
+}
+
 /**
  * A slot whose backend left is not given to another backend for this long, even with no
  * connection counted on it: a worker may still pick it from its previous set until the change
@@ -147,6 +154,9 @@ export class BackendPool {
   /** Shared mode: scratch the process-wide counts are copied into before the balancer reads them. */
   #loadScratch: Int32Array;
   #backends: readonly Backend[] = [];
+  /** The last change of the tables after the pool's first build (admin status); null before one. */
+  #lastRebuild: TableRebuild | null = null;
+  #built = false;
   #retired = false;
   /** True while `commitRebuild` changes several facts that workers must learn together. */
   #publishHeld = false;
@@ -265,8 +275,17 @@ export class BackendPool {
     const previousSlots = this.#slotsById();
     const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
     this.#adoptSet(backends, report, previousSlots);
-    if (report.changed) this.#counters.tableRebuilt(report.movedShare);
+    if (report.changed && this.#built) {
+      this.#lastRebuild = { at: Date.now(), movedShare: report.movedShare };
+      this.#counters.tableRebuilt();
+    }
+    this.#built = true;
     return report;
+  }
+
+  /** The last table change since the pool was built (reload, discovery, admin weight); null when none. */
+  get lastRebuild(): TableRebuild | null {
+    return this.#lastRebuild;
   }
 
   /**
@@ -304,7 +323,7 @@ export class BackendPool {
    * connections stay; active counts move to the new balancer slot by slot. Only connections to
    * backends that left the set drain (cut after drainTimeoutMs); the others run until they end.
    * Then the other settings of `prepared.config` apply as in `reconfigure`. `movedShare` is what
-   * the change moved as the planner measured it (the prepared tables were built from empty).
+   * the change moved as its planner measured it (a table built from empty cannot say).
    */
   commitRebuild(prepared: PreparedRebuild, scheduler: CheckScheduler | null, movedShare: number = prepared.report.movedShare): void {
     if (!(prepared instanceof PreparedTables)) throw new TypeError(`pool ${this.name}: commitRebuild takes what prepareRebuild returned`);
@@ -328,7 +347,7 @@ export class BackendPool {
       this.#counters.grow(prepared.capacity);
       this.#traffic = this.#counters.segment.writer(0);
     }
-    this.#counters.tableRebuilt(movedShare);
+    this.#counters.tableRebuilt();
     this.#balancer = fresh;
     this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
@@ -342,6 +361,7 @@ export class BackendPool {
     } finally {
       this.#publishHeld = false;
     }
+    this.#lastRebuild = { at: Date.now(), movedShare };
     this.#publish();
   }
 

@@ -23,6 +23,7 @@
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
+import type { AccessLog } from '../access-log/access-log.js';
 import type { ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
@@ -85,8 +86,12 @@ export interface ListenerContext {
   readonly pool: ConnectionPool;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
-  /** Child logger bound to { listener, pool }. */
-  readonly accessLog: Logger;
+  /** This thread's access log: enabled, sampling, onConnect (access-log/access-log.ts). */
+  readonly accessLog: AccessLog;
+  /** Access-log lines of this listener, bound to { listener, pool }; rebound with the pool, read at accept. */
+  readonly accessLines: Logger;
+  /** The operational log (debug lines of failed attempts). */
+  readonly logger: Logger;
   /** Called exactly once per connection, after both sockets have closed. */
   connectionFinished(connection: ProxyConnection): void;
 }
@@ -206,9 +211,16 @@ export class ProxyConnection implements SlotConnection {
 
   readonly #context: ListenerContext;
   readonly #pool: ConnectionPool;
+  /** The listener's access lines at accept: they name the pool this connection uses, whatever a reload does later. */
+  readonly #lines: Logger;
   readonly #client: ProxySocket;
   readonly #startedAt: number;
+  /** The access log was on at accept: the client's address was read then. */
   readonly #logEnabled: boolean;
+  /** Drawn by the access log's sampling at accept: connect, open and successful close lines are written. */
+  readonly #sampled: boolean;
+  /** When this connection's last access line was written (its accept at first), for open lines. */
+  #lastLineAt: number;
   readonly #keyHash: number;
   #upstream: ProxySocket | null = null;
   #slot = -1;
@@ -237,10 +249,14 @@ export class ProxyConnection implements SlotConnection {
   constructor(context: ListenerContext, client: ProxySocket) {
     this.#context = context;
     this.#pool = context.pool;
+    this.#lines = context.accessLines;
     this.#client = client;
     this.#startedAt = performance.now();
-    // Checked once: when info is off, we never build the peer address string or the log object.
-    this.#logEnabled = context.accessLog.isLevelEnabled('info');
+    this.#lastLineAt = this.#startedAt;
+    // Checked once: when the access log is off, we never build the peer address string or the log
+    // object. A connection not sampled still reads its address: if it fails, its line is written.
+    this.#logEnabled = context.accessLog.enabled;
+    this.#sampled = this.#logEnabled && context.accessLog.sample();
     if (this.#logEnabled) {
       // Read now: after close the handle is gone and Node can no longer ask the kernel.
       this.#clientAddress = client.remoteAddress;
@@ -342,6 +358,7 @@ export class ProxyConnection implements SlotConnection {
     // Paused since accept (pauseOnConnect sets readableFlowing to false, so a 'data' listener alone
     // does not start it): bytes held in the kernel since accept flow now.
     client.resume();
+    if (this.#sampled && this.#context.accessLog.onConnect) this.#writeConnectLine(now);
   };
 
   // Backpressure as pipe() does it: a write the peer cannot take yet (write() false) pauses the
@@ -422,8 +439,8 @@ export class ProxyConnection implements SlotConnection {
     const pool = this.#pool;
     this.#error = detail;
     this.#lastFailedSlot = this.#slot;
-    if (this.#context.accessLog.isLevelEnabled('debug')) {
-      this.#context.accessLog.debug({ backend: pool.addressOf(this.#slot), attempt: this.#attempts, error: detail }, 'connect attempt failed');
+    if (this.#context.logger.isLevelEnabled('debug')) {
+      this.#context.logger.debug({ pool: pool.name, backend: pool.addressOf(this.#slot), attempt: this.#attempts, error: detail }, 'connect attempt failed');
     }
     failed.removeListener('error', this.#onUpstreamError);
     failed.removeListener('close', this.#onUpstreamClose);
@@ -475,14 +492,52 @@ export class ProxyConnection implements SlotConnection {
     // another worker thread) finds the connection's slot and its place under the limit free.
     // Idle waiters run later (promise jobs), after the line is written.
     this.#context.connectionFinished(this);
-    if (this.#logEnabled) this.#writeAccessLog();
+    if (this.#logEnabled && this.#context.accessLog.enabled && (this.#sampled || isFailure(this.#outcome ?? 'ok'))) this.#writeAccessLog();
+  }
+
+  /**
+   * Open-connection sweep (access-log.ts): an open line if this connection's last line is at least
+   * `intervalMs` old. Bytes are the sockets' own counters so far, as at close.
+   */
+  reportIfOpenFor(nowMs: number, intervalMs: number): void {
+    if (!this.#sampled || this.#outcome !== null || nowMs - this.#lastLineAt < intervalMs) return;
+    this.#lastLineAt = nowMs;
+    const client = this.#client;
+    this.#lines.info(
+      {
+        event: 'open',
+        client: formatPeer(this.#clientAddress, this.#clientPort),
+        backend: this.#slot >= 0 ? this.#pool.addressOf(this.#slot) : null,
+        attempts: this.#attempts,
+        bytesIn: client.bytesRead,
+        bytesOut: client.bytesWritten,
+        durationMs: Math.round((nowMs - this.#startedAt) * 1000) / 1000,
+      },
+      'connection open',
+    );
+  }
+
+  #writeConnectLine(nowMs: number): void {
+    this.#lastLineAt = nowMs;
+    this.#lines.info(
+      {
+        event: 'connect',
+        client: formatPeer(this.#clientAddress, this.#clientPort),
+        backend: this.#pool.addressOf(this.#slot),
+        attempts: this.#attempts,
+        connectMs: Math.round((nowMs - this.#connectStartedAt) * 1000) / 1000,
+        durationMs: Math.round((nowMs - this.#startedAt) * 1000) / 1000,
+      },
+      'connection established',
+    );
   }
 
   #writeAccessLog(): void {
     const client = this.#client;
     const pool = this.#pool;
-    this.#context.accessLog.info(
+    this.#lines.info(
       {
+        event: 'close',
         client: formatPeer(this.#clientAddress, this.#clientPort),
         backend: this.#slot >= 0 ? pool.addressOf(this.#slot) : this.#lastFailedSlot >= 0 ? pool.addressOf(this.#lastFailedSlot) : null,
         attempts: this.#attempts,
@@ -504,10 +559,19 @@ export function formatPeer(address: string | undefined, port: number | undefined
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-/** Log line for a connection refused by the listener's limit; it never becomes a ProxyConnection. */
-export function logRejectedConnection(accessLog: Logger, client: ProxySocket): void {
-  accessLog.info(
+/**
+ * Failures are written whatever the sampling: every outcome but a completed connection (`ok`) and
+ * one cut by a drain the operator asked for (`drained`).
+ */
+export function isFailure(outcome: ConnectionOutcome): boolean {
+  return outcome !== 'ok' && outcome !== 'drained';
+}
+
+/** Log line for a connection refused by the listener's limit (a failure: never sampled out); it never becomes a ProxyConnection. */
+export function logRejectedConnection(accessLines: Logger, client: ProxySocket): void {
+  accessLines.info(
     {
+      event: 'close',
       client: formatPeer(client.remoteAddress, client.remotePort),
       backend: null,
       attempts: 0,

@@ -14,7 +14,7 @@
  * `RINGLB_DATA_PATH=net` is set, or for a host that is not an IP literal, `net` is used instead;
  * the whole test suite also runs the `net` path (test/e2e-proxy.test.ts runs with both).
  */
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 /** What connection.ts needs of a socket; `net.Socket` and `HandleSocket` both provide it. */
@@ -67,6 +67,8 @@ interface TcpHandle {
   bind(address: string, port: number, flags?: number): number;
   bind6(address: string, port: number, flags: number): number;
   listen(backlog: number): number;
+  /** The OS file descriptor (POSIX). */
+  readonly fd?: number;
 }
 interface Bindings {
   readonly TCP: new (type: number) => TcpHandle;
@@ -467,6 +469,16 @@ function onConnectDone(this: { socket?: HandleSocket }, status: number): void {
  * An upstream connection: on a handle when the host is an IP literal (the pool resolves names off
  * the hot path), else through `net` (a name that never resolved).
  */
+/**
+ * The file descriptor of a listening socket, for reading its accept queue (src/proxy/accept-queue.ts);
+ * -1 when unknown. `net.Server` keeps its fd on its internal handle.
+ */
+export function listeningFd(server: HandleServer | NetServer): number {
+  if (server instanceof HandleServer) return server.fd;
+  const fd = (server as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
 export function connectUpstream(host: string, port: number, family: number): ProxySocket {
   if (B !== null && isIP(host) !== 0) return HandleSocket.connect(host, port, family === 0 ? isIP(host) : family);
   return netConnect({ host, port, family, allowHalfOpen: true, noDelay: true }) as Socket;
@@ -517,6 +529,11 @@ export class HandleServer {
 
   get listening(): boolean {
     return !this.#closed;
+  }
+
+  /** The listening socket's file descriptor (-1 once closed). */
+  get fd(): number {
+    return this.#closed ? -1 : (this.#handle.fd ?? -1);
   }
 
   close(): void {

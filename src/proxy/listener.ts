@@ -7,12 +7,20 @@
  * destroyed at once and counted.
  */
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { AccessLog, OpenConnectionList } from '../access-log/access-log.js';
 import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
 import { DEFAULT_TRAFFIC_FLUSH_MS, ListenerTrafficCounters, type ListenerTrafficWriter } from '../shared-state/traffic-counters.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
-import { HandleServer, type ProxySocket } from './handle-socket.js';
+import { closeWhenAcceptQueueEmpty } from './accept-queue.js';
+import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
+
+/**
+ * How long a closing listener may keep accepting to empty its accept queue. Clients keep arriving
+ * while it waits; past this it closes anyway (and says how many the kernel reset).
+ */
+const ACCEPT_QUEUE_DRAIN_MS = 2000;
 
 export interface ListenerStats {
   readonly accepted: number;
@@ -59,13 +67,15 @@ export interface ListenerCounting {
   readonly flushMs?: number;
 }
 
-export class Listener implements ListenerContext, ListenerHandle {
+export class Listener implements ListenerContext, ListenerHandle, OpenConnectionList {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
   pool: ConnectionPool;
   /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
   idleTimeoutMs: number;
-  readonly accessLog: Logger;
+  readonly accessLog: AccessLog;
+  /** Bound to { listener, pool }; rebound when `setPool` changes the pool. */
+  accessLines: Logger;
   #config: ListenerConfig;
   readonly #logger: Logger;
   /** A handle server (IP-literal binds, handle-socket.ts) or `net.Server`; null until `listen()`. */
@@ -77,13 +87,16 @@ export class Listener implements ListenerContext, ListenerHandle {
   /** Head of the intrusive list of open connections (for drain). */
   #head: ProxyConnection | null = null;
   #idleWaiters: Array<() => void> = [];
+  /** The next connection the access log's open-line sweep visits; null when no sweep runs. */
+  #sweepCursor: ProxyConnection | null = null;
+  #closing = false;
   readonly #inWorker: WorkerListenerOptions | undefined;
   readonly #outcomes: ListenerTrafficWriter;
   readonly #flushMs: number;
   /** Flushes open connections' bytes into the counters; runs while connections are open. */
   #flushTimer: NodeJS.Timeout | null = null;
 
-  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
+  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
     this.#inWorker = inWorker;
     this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
     this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
@@ -93,7 +106,9 @@ export class Listener implements ListenerContext, ListenerHandle {
     this.idleTimeoutMs = config.idleTimeoutMs;
     this.#maxConnections = config.maxConnections;
     this.#logger = logger;
-    this.accessLog = logger.child({ pool: pool.name });
+    this.accessLog = accessLog;
+    this.accessLines = accessLog.linesFor(config.name, pool.name);
+    accessLog.track(this);
   }
 
   /** Bind and listen. Resolves with the bound address (port 0 becomes the real port). */
@@ -107,6 +122,7 @@ export class Listener implements ListenerContext, ListenerHandle {
       try {
         server.listen(host, port, reusePort);
       } catch (error) {
+        this.accessLog.untrack(this);
         return Promise.reject(failed(error as Error));
       }
       this.#server = server;
@@ -115,7 +131,10 @@ export class Listener implements ListenerContext, ListenerHandle {
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
     this.#server = server;
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => reject(failed(error));
+      const onError = (error: Error): void => {
+        this.accessLog.untrack(this);
+        reject(failed(error));
+      };
       server.once('error', onError);
       server.listen(reusePort ? { host, port, reusePort: true } : { host, port }, () => {
         server.removeListener('error', onError);
@@ -140,6 +159,11 @@ export class Listener implements ListenerContext, ListenerHandle {
     return { accepted: this.#accepted, active: this.#active, rejectedMaxConnections: this.#rejected };
   }
 
+  /** The operational log (ListenerContext: a connection's debug lines). */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
   /** Connections open in this thread. */
   get openConnections(): number {
     return this.#active;
@@ -151,6 +175,7 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** Reload: new connections use `pool`; open ones finish on the pool they started with. */
   setPool(pool: ConnectionPool): void {
+    if (pool.name !== this.pool.name) this.accessLines = this.accessLog.linesFor(this.listenerName, pool.name);
     this.pool = pool;
   }
 
@@ -166,15 +191,25 @@ export class Listener implements ListenerContext, ListenerHandle {
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
   stopListening(): void {
+    this.#closing = true;
+    if (this.#active === 0) this.accessLog.untrack(this);
     if (this.#server?.listening === true) this.#server.close();
   }
 
   /**
-   * `stopListening`, resolved once the socket is closed: libuv closes the handle in the loop's
-   * close phase, after the current turn (server.close's callback waits for every connection too).
+   * Stop accepting without resetting a connection: the socket keeps accepting (and serving) until its
+   * accept queue reads empty, then closes in that turn (src/proxy/accept-queue.ts), at most
+   * `ACCEPT_QUEUE_DRAIN_MS` later. Resolves once the socket is closed: libuv closes the handle in the
+   * loop's close phase, after the current turn.
    */
   async close(): Promise<void> {
-    this.stopListening();
+    const server = this.#server;
+    if (server?.listening === true) {
+      const left = await closeWhenAcceptQueueEmpty(listeningFd(server), () => server.close(), ACCEPT_QUEUE_DRAIN_MS);
+      if (left > 0) {
+        this.#logger.warn({ listener: this.listenerName, reset: left }, 'listener closed with connections still queued: the kernel resets them');
+      }
+    }
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
@@ -202,7 +237,25 @@ export class Listener implements ListenerContext, ListenerHandle {
     return cut;
   }
 
+  beginOpenSweep(): void {
+    this.#sweepCursor = this.#head;
+  }
+
+  continueOpenSweep(budget: number, nowMs: number, intervalMs: number): number {
+    let visited = 0;
+    let connection = this.#sweepCursor;
+    while (connection !== null && visited < budget) {
+      connection.reportIfOpenFor(nowMs, intervalMs);
+      connection = connection.next;
+      visited += 1;
+    }
+    this.#sweepCursor = connection;
+    return visited;
+  }
+
   connectionFinished(connection: ProxyConnection): void {
+    // The sweep resumes after a connection that ends between two of its turns.
+    if (this.#sweepCursor === connection) this.#sweepCursor = connection.next;
     if (connection.previous !== null) connection.previous.next = connection.next;
     else this.#head = connection.next;
     if (connection.next !== null) connection.next.previous = connection.previous;
@@ -215,6 +268,7 @@ export class Listener implements ListenerContext, ListenerHandle {
       clearInterval(this.#flushTimer);
       this.#flushTimer = null;
     }
+    if (this.#active === 0 && this.#closing) this.accessLog.untrack(this);
     if (this.#active === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
       this.#idleWaiters = [];
@@ -227,7 +281,7 @@ export class Listener implements ListenerContext, ListenerHandle {
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
       this.#outcomes.ended('rejected_max_connections');
-      if (this.accessLog.isLevelEnabled('info')) logRejectedConnection(this.accessLog, client);
+      if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client);
       client.destroy();
       return;
     }

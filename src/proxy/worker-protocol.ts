@@ -4,6 +4,7 @@
  * Pools and listeners are named by ids the main thread assigns (a reload may replace a listener by
  * another of the same name: both live while the old one drains).
  */
+import type { AccessLogSettings } from '../access-log/settings.js';
 import type { ConnectFailureReason } from '../backend.js';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
 import type { PoolSnapshot } from './backend-pool.js';
@@ -13,6 +14,10 @@ export interface WorkerStart {
   readonly index: number;
   readonly workers: number;
   readonly logLevel: LogLevel;
+  /** The access log's settings in force when this worker starts (a replacement gets the current ones); absent = defaults. */
+  readonly accessLog?: AccessLogSettings;
+  /** The access log's output descriptor, opened by the main thread (absent = stdout). */
+  readonly accessLogFd?: number;
   /** Honour `crash-for-test` (RINGLB_TEST_HOOKS=1 in the main thread's environment). */
   readonly testHooks: boolean;
   /** Open connections flush their bytes into the traffic counters this often. */
@@ -43,6 +48,11 @@ export type ToWorker =
   | { readonly type: 'listener-cut'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly poolId: number }
   | { readonly type: 'crash-for-test' }
+  /**
+   * Access-log settings and output descriptor (a reload, a reopen on SIGUSR1, a replacement's replay);
+   * answered with `access-log-applied` once this worker writes to `fd` only.
+   */
+  | { readonly type: 'access-log'; readonly requestId: number; readonly settings: AccessLogSettings; readonly fd: number }
   /** Tests and diagnostics: answered with how many pool replicas and listeners this worker holds. */
   | { readonly type: 'census'; readonly requestId: number }
   /** Answered with `synced` once every message sent before it has been applied (messages keep their order). */
@@ -64,4 +74,5 @@ export type FromWorker =
   | { readonly type: 'listener-idle'; readonly listenerId: number }
   | { readonly type: 'table'; readonly requestId: number; readonly slots: Int32Array | null; readonly positions: Uint32Array | null }
   | { readonly type: 'synced'; readonly requestId: number }
+  | { readonly type: 'access-log-applied'; readonly requestId: number }
   | { readonly type: 'census'; readonly requestId: number; readonly pools: number; readonly listeners: number };

@@ -5,6 +5,8 @@
  * arrives from the main thread (worker-protocol.ts), which stays the one writer of every fact.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { AccessLog } from '../access-log/access-log.js';
+import { DEFAULT_ACCESS_LOG } from '../access-log/settings.js';
 import type { ConnectFailureReason } from '../backend.js';
 import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
@@ -17,6 +19,8 @@ import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-pr
 const start = workerData as WorkerStart;
 const port = parentPort!;
 const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
+/** This worker's own access-log stream: its own file descriptor, its own sampling generator. */
+const accessLog = new AccessLog(start.accessLog ?? DEFAULT_ACCESS_LOG, { worker: start.index, fd: start.accessLogFd ?? 1 });
 LoopDelayCells.attach(start.loopDelay).sample(1 + start.index);
 
 const pools = new Map<number, PoolReplica>();
@@ -86,6 +90,7 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     config,
     poolOf(message.poolId),
     logger.child({ listener: config.name }),
+    accessLog,
     { worker: start.index, shared: SharedListenerState.attach(message.state, start.workers) },
     { outcomes: ListenerTrafficCounters.attach(message.traffic, start.workers).writer(start.index), flushMs: start.trafficFlushMs },
   );
@@ -171,6 +176,10 @@ function onMessage(message: ToWorker): void {
       send({ type: 'table', requestId: message.requestId, slots: table?.slots ?? null, positions: table?.positions ?? null });
       return;
     }
+    case 'access-log':
+      accessLog.configure(message.settings, message.fd);
+      send({ type: 'access-log-applied', requestId: message.requestId });
+      return;
     case 'sync':
       send({ type: 'synced', requestId: message.requestId });
       return;
