@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { validateConfig } from '../src/config/load.js';
@@ -173,6 +174,15 @@ for (const mode of modes()) {
         assert.ok(perWorker.every((count) => count > 0), `connections per worker: ${JSON.stringify(perWorker)}`);
         assert.equal(perWorker[0]! + perWorker[1]!, CONNECTIONS);
       }
+      // /v1/status reads the same totals (runtime.traffic).
+      const status = (await adminJson(running.admin, '/v1/status')) as {
+        listeners: { name: string; connections: Record<string, number> }[];
+        pools: { name: string; backends: { id: string; totalConnections: number }[] }[];
+      };
+      for (const backend of status.pools.find((pool) => pool.name === 'web')!.backends) {
+        assert.equal(backend.totalConnections, metrics.value('ringlb_backend_connections_total', { pool: 'web', backend: backend.id }), backend.id);
+      }
+      assert.equal(status.listeners.find((listener) => listener.name === 'web')!.connections['ok'], CONNECTIONS);
       assert.deepEqual(running.ringlb.traffic.listener('down'), {
         active: 0,
         connections: { ok: 0, no_backend: 0, connect_failed: FAILED, idle_timeout: 0, client_error: 0, upstream_error: 0, rejected_max_connections: 0, drained: 0 },
@@ -332,6 +342,25 @@ describe('/metrics over the admin server', () => {
   });
 
 });
+
+/** GET an admin JSON route with the token, on a connection of its own. */
+function adminJson(address: string, path: string): Promise<unknown> {
+  const colon = address.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = request({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)), path, agent: false, headers: { authorization: `Bearer ${TOKEN}` } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (response.statusCode !== 200) reject(new Error(`GET ${path}: ${response.statusCode} ${text}`));
+        else resolve(JSON.parse(text));
+      });
+      response.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** A real `promtool` child process reading `input` on stdin. */
 function promtool(args: readonly string[], input: string): Promise<{ code: number | null; output: string }> {
