@@ -9,3 +9,4 @@ export { planReload, type ReloadPlan, type PoolPlan, type SettingChange } from '
 export { AccessLog, type AccessLogOptions } from './access-log/access-log.js';
 export { DEFAULT_ACCESS_LOG, type AccessLogSettings } from './access-log/settings.js';
 export type { AccessLogConfig, LogConfig } from './config/types.js';
+export { histogramQuantile, type TrafficView, type BackendTrafficTotals, type ListenerTrafficTotals, type HistogramTotals } from './metrics/traffic-view.js';

@@ -57,6 +57,10 @@ import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
 import type { TrafficView } from './metrics/traffic-view.js';
 import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
 import { ringlbVersion } from './version.js';
+import { LoopDelayCells } from './shared-state/loop-delay.js';
+import { ListenerTrafficCounters } from './shared-state/traffic-counters.js';
+import { RuntimeTraffic } from './metrics/runtime-traffic.js';
+import { installMetricsRoute, PrometheusExporter } from './metrics/prometheus.js';
 
 export interface RinglbOptions {
   readonly logger: Logger;
@@ -74,12 +78,15 @@ export interface RinglbOptions {
   /** Honour the test-only worker fault hook (`crashWorkerForTest`); default RINGLB_TEST_HOOKS=1. */
   readonly testHooks?: boolean;
   /**
+   * How often open connections add their bytes to the traffic counters (ms); default 5000. Tests
+   * shorten it to see a long-lived connection's bytes without waiting.
+   */
+  readonly trafficFlushMs?: number;
+  /**
    * Also receives every event as its producer publishes it (before the bus numbers it), for an
    * embedder; the runtime's own bus (`Ringlb.events`) feeds the SSE stream and alert webhooks.
    */
   readonly events?: EventSink;
-  /** Process-wide traffic totals for the admin status; absent: those fields read 0 / null / {}. */
-  readonly traffic?: TrafficView;
 }
 
 /** Where a config came from, for `GET /v1/config` and the status. */
@@ -156,11 +163,19 @@ export class Ringlb {
   readonly #startedAt = Date.now();
   /** Admin overrides of backend state and weight, applied over every set a pool's source reports. */
   readonly #overrides = new BackendOverrides();
-  readonly #traffic: TrafficView | undefined;
   #started = false;
   #stopping = false;
   /** Reloads run one at a time (a SIGHUP during a reload waits for it). */
   #reloading: Promise<unknown> = Promise.resolve();
+  readonly #trafficFlushMs: number | undefined;
+  /** Connections ended per listener name, every thread's; kept by name so a rebound listener keeps counting. */
+  readonly #listenerTraffic = new Map<string, ListenerTrafficCounters>();
+  readonly #traffic: RuntimeTraffic;
+  /** Event-loop delay of every thread; sized once the worker count is known (start). */
+  #loopDelay: LoopDelayCells = LoopDelayCells.create(0);
+  #stopLoopSampling: (() => void) | null = null;
+  #exporter: PrometheusExporter | null = null;
+  readonly #reloads = { applied: 0, refused: 0 };
 
   constructor(options: RinglbOptions) {
     this.#logger = options.logger;
@@ -182,7 +197,11 @@ export class Ringlb {
           };
     this.#eventStream = new EventStream({ bus });
     this.#alerts = new AlertDispatcher({ bus, logger: this.#logger.child({ component: 'alerts' }) });
-    this.#traffic = options.traffic;
+    this.#trafficFlushMs = options.trafficFlushMs;
+    this.#traffic = new RuntimeTraffic({
+      pools: () => [...this.#pools.values(), ...[...this.#retiredPools].filter((pool) => pool.openConnections() > 0)],
+      listeners: () => this.#listenerTotals(),
+    });
     this.#registry = new Registry({
       logger: this.#logger,
       store: this.#store,
@@ -258,6 +277,7 @@ export class Ringlb {
       this.#closeEvents();
       await this.#workers?.stop();
       this.#closeAccessLog();
+      this.#stopLoopSampling?.();
       throw error;
     }
   }
@@ -269,6 +289,8 @@ export class Ringlb {
   async #startWorkers(config: RinglbConfig): Promise<void> {
     const plan = planWorkers(config.workers);
     if (plan.warning !== null) this.#logger.warn({ workers: plan.requested, node: process.versions.node, needs: REUSE_PORT_MIN_NODE }, plan.warning);
+    this.#loopDelay = LoopDelayCells.create(plan.count <= 1 ? 0 : plan.count);
+    this.#stopLoopSampling = this.#loopDelay.sample(0);
     if (plan.count <= 1) return;
     const workers = new WorkerSupervisor({
       count: plan.count,
@@ -277,6 +299,8 @@ export class Ringlb {
       accessLogFd: this.#accessLogFd,
       logger: this.#logger.child({ component: 'workers' }),
       testHooks: this.#testHooks,
+      loopDelay: this.#loopDelay,
+      trafficFlushMs: this.#trafficFlushMs,
     });
     this.#workers = workers;
     await workers.start();
@@ -339,6 +363,31 @@ export class Ringlb {
   /** Discovery type feeding a pool. */
   sourceOf(pool: string): BackendSource {
     return this.#registry.sourceOf(pool);
+  }
+
+  /** Process-wide traffic totals per backend and listener (summed from shared counters when read): `/metrics`, `/v1/status`. */
+  get traffic(): TrafficView {
+    return this.#traffic;
+  }
+
+  /** Every listener name with counters: its open connections over every socket of that name (a rebound one drains). */
+  #listenerTotals(): { name: string; active: number; outcomes: ListenerTrafficCounters }[] {
+    const active = new Map<string, number>();
+    for (const listener of [...this.#listeners.values(), ...this.#retiredListeners]) {
+      active.set(listener.listenerName, (active.get(listener.listenerName) ?? 0) + listener.stats().active);
+    }
+    // A listener removed from the config leaves once its connections have drained.
+    for (const name of this.#listenerTraffic.keys()) if (!active.has(name)) this.#listenerTraffic.delete(name);
+    return [...this.#listenerTraffic].map(([name, outcomes]) => ({ name, active: active.get(name) ?? 0, outcomes }));
+  }
+
+  #listenerCounters(name: string): ListenerTrafficCounters {
+    let counters = this.#listenerTraffic.get(name);
+    if (counters === undefined) {
+      counters = ListenerTrafficCounters.create(Math.max(1, this.workerCount));
+      this.#listenerTraffic.set(name, counters);
+    }
+    return counters;
   }
 
   stats(): Record<string, ListenerStats> {
@@ -416,6 +465,7 @@ export class Ringlb {
     this.#logger.error({ errors: logged, errorCount }, 'config reload refused');
     const more = errorCount > 1 ? ` (and ${errorCount - 1} more)` : '';
     this.#events.publish({ type: 'reload', result: 'refused', source: 'config', message: `${errors[0] ?? 'refused'}${more}` });
+    this.#reloads.refused += 1;
   }
 
   /** Stop active checks, ejection and slow-start timers; eligibility stays as it was last set. */
@@ -464,6 +514,8 @@ export class Ringlb {
     this.#closeEvents();
     await this.#workers?.stop();
     this.#closeAccessLog();
+    this.#stopLoopSampling?.();
+    this.#stopLoopSampling = null;
     return { forced, elapsedMs: Math.round(performance.now() - startedAt) };
   }
 
@@ -601,8 +653,12 @@ export class Ringlb {
   }
 
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
-    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers);
-    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!);
+    const outcomes = this.#listenerCounters(listenerConfig.name);
+    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers, outcomes);
+    return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!, undefined, {
+      outcomes: outcomes.writer(0),
+      flushMs: this.#trafficFlushMs,
+    });
   }
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
@@ -615,6 +671,14 @@ export class Ringlb {
       api: new RuntimeAdminApi(this.adminView()),
     });
     this.#eventStream.install(server);
+    this.#exporter ??= new PrometheusExporter({
+      traffic: this.#traffic,
+      reloads: () => this.#reloads,
+      loopDelay: this.#loopDelay,
+      workerCount: () => this.workerCount,
+      alerts: () => this.#alerts.stats(),
+    });
+    installMetricsRoute(server, this.#exporter);
     const address = await server.listen();
     if (this.#stopping) {
       // Stopped while binding: drain() found no admin server to close, so this one closes itself.
@@ -908,6 +972,7 @@ export class Ringlb {
     this.#logger.info({ ...summary, pools }, 'config reloaded');
     const changed = summary.poolsChanged.length === 0 ? 'no pool changed' : `pools changed: ${summary.poolsChanged.join(', ')}`;
     this.#events.publish({ type: 'reload', result: 'applied', source: 'config', message: changed });
+    this.#reloads.applied += 1;
     return { ok: true, summary, plan };
   }
 

@@ -24,6 +24,7 @@ import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { openClient, readLine } from './helpers/clients.js';
 import { EventReceiver, openEvents, SseReader } from './helpers/events.js';
 import { LogCapture } from './helpers/log-capture.js';
+import { parseMetrics, scrapeText } from './helpers/metrics.js';
 
 const TOKEN = 'delivery-test-token-0123456789';
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -61,6 +62,7 @@ describe('alert webhooks under failure', () => {
     const config = configOf({
       workers: 1,
       alerts: { webhooks: [{ name: 'dead', url: hanging.url, events: ['reload'], queueSize: 2, timeoutMs: 60_000, headers: { 'X-Api-Key': 'never-logged-7731' } }] },
+      admin: { bind: '127.0.0.1:0' },
       listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
       pools: [{ name: 'web', backends: [{ id: 'a', address: backend.address }] }],
     });
@@ -73,6 +75,18 @@ describe('alert webhooks under failure', () => {
     // The first reload's event is in flight (the receiver holds it), two wait, the rest were dropped oldest first.
     await hanging.waitForPosts(() => true, 'the one POST in flight', 5000);
     assert.deepEqual(ringlb.alertStats(), [{ receiver: 'dead', delivered: 0, failed: 0, dropped: RELOADS - 3, retries: 0, queued: 3 }]);
+    const exposed = parseMetrics((await scrapeText(ringlb.adminAddress()!)).text).filter((sample) => sample.name.startsWith('ringlb_alerts_'));
+    assert.deepEqual(
+      Object.fromEntries(exposed.map((sample) => [`${sample.name}{${sample.labels.receiver}}`, sample.value])),
+      {
+        'ringlb_alerts_delivered_total{dead}': 0,
+        'ringlb_alerts_failed_total{dead}': 0,
+        'ringlb_alerts_dropped_total{dead}': RELOADS - 3,
+        'ringlb_alerts_retries_total{dead}': 0,
+        'ringlb_alerts_queued{dead}': 3,
+      },
+      'the same counts in /metrics',
+    );
 
     // The data plane does not wait for alerts: 50 connections, each greeted by the backend.
     for (let i = 0; i < 50; i++) {

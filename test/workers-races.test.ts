@@ -13,6 +13,8 @@ import type { FromWorker, ToWorker, WorkerStart } from '../src/proxy/worker-prot
 import { Ringlb } from '../src/runtime.js';
 import { WorkerSupervisor } from '../src/control/workers.js';
 import { SharedListenerState, SharedPoolState } from '../src/shared-state/pool-state.js';
+import { LoopDelayCells } from '../src/shared-state/loop-delay.js';
+import { ListenerTrafficCounters } from '../src/shared-state/traffic-counters.js';
 import { connectError, whichBackend } from './helpers/clients.js';
 import { LogCapture } from './helpers/log-capture.js';
 import { startBackends, workersTest as anyWorkersTest } from './helpers/workers.js';
@@ -102,7 +104,7 @@ const WORKER_PATH = new URL('../src/proxy/worker-thread.js', import.meta.url);
 
 /** A real data-plane worker thread; terminated after the test. Messages it sent are kept in order. */
 function startWorker(t: TestContext, index: number, workers: number): { worker: Worker; next: (type: FromWorker['type']) => Promise<FromWorker> } {
-  const start: WorkerStart = { index, workers, logLevel: 'silent', testHooks: false };
+  const start: WorkerStart = { index, workers, logLevel: 'silent', testHooks: false, trafficFlushMs: 5000, loopDelay: LoopDelayCells.create(workers).buffer };
   const worker = new Worker(WORKER_PATH, { workerData: start });
   t.after(() => worker.terminate());
   const received: FromWorker[] = [];
@@ -148,7 +150,7 @@ test('a listener stopped while its socket is still opening closes that socket on
   // A host name to bind: the bind waits for its lookup, so the stop surely arrives while it opens.
   const byName = validateConfig({ listeners: [{ name: 'web', bind: 'localhost:0', pool: 'web' }], pools: [{ name: 'web', backends: [{ address: a!.address }] }] });
   if (!byName.ok) assert.fail(JSON.stringify(byName.issues));
-  send({ type: 'listen', requestId: 2, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port: 0, state: listenerState.buffer });
+  send({ type: 'listen', requestId: 2, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port: 0, state: listenerState.buffer, traffic: ListenerTrafficCounters.create(2).buffer });
   send({ type: 'listener-stop', listenerId: 3 });
 
   const listening = await next('listening');
@@ -173,7 +175,7 @@ test('a worker asked twice to listen while its socket opens keeps one socket (a 
   await next('ready');
   const send = (message: ToWorker): void => worker.postMessage(message);
   send({ type: 'pool', poolId: 1, snapshot: main.pool('web')!.snapshot(), state: SharedPoolState.create(2).buffer });
-  const listen = (requestId: number, port: number): ToWorker => ({ type: 'listen', requestId, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port, state: listenerState.buffer });
+  const listen = (requestId: number, port: number): ToWorker => ({ type: 'listen', requestId, listenerId: 3, config: byName.config.listeners[0]!, poolId: 1, port, state: listenerState.buffer, traffic: ListenerTrafficCounters.create(2).buffer });
   send(listen(2, 0));
   send(listen(4, 0));
   const first = (await next('listening')) as Extract<FromWorker, { type: 'listening' }>;

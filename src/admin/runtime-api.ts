@@ -50,7 +50,7 @@ export interface AdminRuntimeView {
   override(pool: string, id: string): BackendOverride | undefined;
   /** Applies a runtime override and resolves once it is in force in every thread; false for an unknown backend. */
   changeBackend(pool: string, id: string, change: BackendChange, origin: ChangeOrigin): Promise<boolean>;
-  /** Process-wide traffic totals; absent until metrics are wired (the status then shows 0 / null / {}). */
+  /** Process-wide traffic totals (`Ringlb.traffic`); absent in a view built without one (the status then shows 0 / null / {}). */
   readonly traffic?: TrafficView;
   /** The core the scratch tables of a preview are built in (the pools' own); default WASM. */
   readonly implementation?: BalancerImplementation;

@@ -126,7 +126,8 @@ function backendStatus(
       histogram === undefined || histogram.count === 0
         ? null
         : { p50: histogramQuantile(histogram, 0.5), p90: histogramQuantile(histogram, 0.9), p99: histogramQuantile(histogram, 0.99) },
-    ejections: detail?.ejections ?? 0,
+    // The pool's count (also `ringlb_backend_ejections_total`): it outlives a health owner replaced by a settings reload.
+    ejections: slot >= 0 ? pool.counters.ejectionsOf(slot) : 0,
     slowStartPercent: (detail?.weightScalePermille ?? 1000) / 10,
     keyShare: ownership === null ? null : (ownership.owners.get(backend.id)?.share ?? 0),
   };

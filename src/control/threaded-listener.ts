@@ -8,6 +8,7 @@ import type { BackendPool } from '../proxy/backend-pool.js';
 import { formatPeer } from '../proxy/connection.js';
 import type { ListenerHandle, ListenerStats } from '../proxy/listener.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
+import type { ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
 import type { WorkerSupervisor } from './workers.js';
 
 export class ThreadedListener implements ListenerHandle {
@@ -20,12 +21,12 @@ export class ThreadedListener implements ListenerHandle {
   #port = 0;
   #closing: Promise<void> | null = null;
 
-  constructor(config: ListenerConfig, pool: BackendPool, supervisor: WorkerSupervisor) {
+  constructor(config: ListenerConfig, pool: BackendPool, supervisor: WorkerSupervisor, traffic: ListenerTrafficCounters) {
     this.listenerName = config.name;
     this.pool = pool;
     this.#config = config;
     this.#supervisor = supervisor;
-    this.#id = supervisor.createListener(config, pool);
+    this.#id = supervisor.createListener(config, pool, traffic);
     this.#state = supervisor.listenerState(this.#id);
   }
 

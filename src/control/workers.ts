@@ -25,6 +25,8 @@ import type { Logger } from '../log.js';
 import type { BackendPool, PoolSharing } from '../proxy/backend-pool.js';
 import type { FromWorker, ToWorker, WorkerStart } from '../proxy/worker-protocol.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
+import { DEFAULT_TRAFFIC_FLUSH_MS, type ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
+import { LoopDelayCells } from '../shared-state/loop-delay.js';
 
 export interface WorkerSupervisorOptions {
   readonly count: number;
@@ -38,6 +40,10 @@ export interface WorkerSupervisorOptions {
   readonly testHooks: boolean;
   /** The worker's module; default dist/src/proxy/worker-thread.js (tests pass one that fails). */
   readonly workerUrl?: URL;
+  /** Where workers write their event-loop delay (row 1 + index); default: nowhere read. */
+  readonly loopDelay?: LoopDelayCells;
+  /** How often workers flush open connections' bytes into the counters; default DEFAULT_TRAFFIC_FLUSH_MS. */
+  readonly trafficFlushMs?: number;
 }
 
 interface WorkerSlot {
@@ -60,6 +66,7 @@ interface ListenerGroup {
   poolId: number;
   port: number;
   readonly state: SharedListenerState;
+  readonly traffic: ListenerTrafficCounters;
   /** Set once every worker's socket is open; replacements join only live groups. */
   listening: boolean;
   stopped: boolean;
@@ -88,6 +95,8 @@ export class WorkerSupervisor {
   readonly #logger: Logger;
   readonly #testHooks: boolean;
   readonly #workerUrl: URL;
+  readonly #loopDelay: SharedArrayBuffer;
+  readonly #trafficFlushMs: number;
   readonly #workers: WorkerSlot[] = [];
   readonly #pools = new Map<number, PoolEntry>();
   readonly #poolIds = new Map<BackendPool, number>();
@@ -110,6 +119,8 @@ export class WorkerSupervisor {
     this.#logger = options.logger;
     this.#testHooks = options.testHooks;
     this.#workerUrl = options.workerUrl ?? WORKER_PATH;
+    this.#loopDelay = (options.loopDelay ?? LoopDelayCells.create(options.count)).buffer;
+    this.#trafficFlushMs = options.trafficFlushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
   }
 
   /**
@@ -189,7 +200,7 @@ export class WorkerSupervisor {
   // --- listeners ---------------------------------------------------------------------------------
 
   /** A new listener group; `listen` opens it. */
-  createListener(config: ListenerConfig, pool: BackendPool): number {
+  createListener(config: ListenerConfig, pool: BackendPool, traffic: ListenerTrafficCounters): number {
     const id = this.#nextId++;
     this.#listeners.set(id, {
       id,
@@ -197,6 +208,7 @@ export class WorkerSupervisor {
       poolId: this.#poolId(pool),
       port: config.bind.port,
       state: SharedListenerState.create(this.count),
+      traffic,
       listening: false,
       stopped: false,
       closedBy: new Set(),
@@ -264,6 +276,7 @@ export class WorkerSupervisor {
       poolId: group.poolId,
       port: group.port,
       state: group.state.buffer,
+      traffic: group.traffic.buffer,
     }));
     if (reply.type === 'listen-failed') throw new Error(reply.error);
   }
@@ -388,7 +401,16 @@ export class WorkerSupervisor {
   // --- workers ---------------------------------------------------------------------------------------
 
   #spawn(index: number): WorkerSlot {
-    const start: WorkerStart = { index, workers: this.count, logLevel: this.#logLevel, accessLog: this.#accessLog, accessLogFd: this.#accessLogFd, testHooks: this.#testHooks };
+    const start: WorkerStart = {
+      index,
+      workers: this.count,
+      logLevel: this.#logLevel,
+      accessLog: this.#accessLog,
+      accessLogFd: this.#accessLogFd,
+      testHooks: this.#testHooks,
+      trafficFlushMs: this.#trafficFlushMs,
+      loopDelay: this.#loopDelay,
+    };
     const worker = new Worker(this.#workerUrl, { workerData: start });
     let markReady!: () => void;
     let markFailed!: (error: Error) => void;

@@ -82,6 +82,13 @@ export interface PoolHealthOptions {
   readonly connectHostOf?: (slot: number) => string;
   /** Where health transitions, ejections and panic are published; default none. */
   readonly events?: EventSink;
+  /** Where failed checks and ejections are counted per slot (`/metrics`); kept by the pool, so they outlive this owner. */
+  readonly counters?: HealthCounters;
+}
+
+export interface HealthCounters {
+  checkFailed(slot: number): void;
+  ejected(slot: number): void;
 }
 
 /** Why a backend takes new connections: it is healthy, or panic routes to it although it is not. */
@@ -194,6 +201,7 @@ export class PoolHealth {
   #wentDown = 0;
   #cameUp = 0;
   #connectFailures = 0;
+  readonly #counters: HealthCounters | undefined;
   /** Pool lines (#pushAll) held back while a flip is published ahead of its own line; null when not holding. */
   #heldLines: Array<() => void> | null = null;
 
@@ -206,6 +214,7 @@ export class PoolHealth {
     this.#downIds = options.downIds ?? new Set();
     this.#connectHostOf = options.connectHostOf;
     this.#events = options.events ?? NO_EVENTS;
+    this.#counters = options.counters;
     this.#slowStart = new SlowStart({
       balancer: options.balancer,
       capacity: options.capacity,
@@ -415,7 +424,10 @@ export class PoolHealth {
     const entry = this.#bySlot[slot];
     if (entry?.hysteresis == null) return;
     if (result.ok) this.#checksPassed += 1;
-    else this.#checksFailed += 1;
+    else {
+      this.#checksFailed += 1;
+      this.#counters?.checkFailed(slot);
+    }
     // Kept for the admin status: an operator asks "why is it down" between two transitions.
     entry.lastCheck = { ok: result.ok, at: Date.now(), durationMs: result.durationMs, reason: result.reason };
     const verdict = entry.hysteresis.record(result.ok);
@@ -513,6 +525,7 @@ export class PoolHealth {
       message: `${failures} consecutive connect failures; ejection ${count}, for ${durationMs} ms`,
       until: new Date(Date.now() + durationMs).toISOString(),
     };
+    this.#counters?.ejected(slot);
     this.#flipThenAnnounce(
       () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true, { lead: ejected }),
       () =>

@@ -21,6 +21,8 @@ import type { Logger } from '../log.js';
 import { NO_EVENTS, type EventSink } from '../events/types.js';
 import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../health/pool-health.js';
 import type { SharedPoolState } from '../shared-state/pool-state.js';
+import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
+import { PoolCounters } from '../metrics/pool-counters.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 import type { ProxySocket } from './handle-socket.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
@@ -56,6 +58,8 @@ export interface PoolSnapshot {
   readonly families: readonly number[];
   readonly ports: readonly number[];
   readonly addresses: readonly string[];
+  /** Where the replica's connections count their traffic (a larger one after the pool grew). */
+  readonly traffic: SharedArrayBuffer;
 }
 
 /** Down by observation (the `down` / `up` events' sense), not by an operator's drain or maint. */
@@ -170,6 +174,10 @@ export class BackendPool {
   readonly #resolver: NameResolver;
   /** Settles when every name of the last set has its first answer (or failed). */
   #resolving: Promise<void> = Promise.resolve();
+  /** Traffic (written by whichever thread holds a connection) and control-plane counts, read by /metrics. */
+  readonly #counters: PoolCounters;
+  /** This thread's row of the traffic counters (used when this thread carries the connections). */
+  #traffic: PoolTrafficWriter;
 
   constructor(options: BackendPoolOptions) {
     const { config } = options;
@@ -191,6 +199,8 @@ export class BackendPool {
     this.#slotHeldUntil = new Float64Array(options.sharing === undefined ? 0 : capacity);
     this.#loadScratch = new Int32Array(options.sharing === undefined ? 0 : capacity);
     this.#balancer = this.#createBalancer(config, capacity);
+    this.#counters = new PoolCounters(options.sharing?.state.workers ?? 1, capacity);
+    this.#traffic = this.#counters.segment.writer(0);
     this.#resolver = new NameResolver({
       resolve: options.resolveHost,
       intervalMs: config.resolveIntervalMs,
@@ -237,6 +247,16 @@ export class BackendPool {
     return this.#capacity;
   }
 
+  /** The pool's counters for /metrics and /v1/status (see metrics/pool-counters.ts). */
+  get counters(): PoolCounters {
+    return this.#counters;
+  }
+
+  /** Per connection: where this thread's connections count their traffic. */
+  get traffic(): PoolTrafficWriter {
+    return this.#traffic;
+  }
+
   /** Sole writer of the balancer's eligibility bits and weight scales. */
   get health(): PoolHealth {
     return this.#health;
@@ -265,7 +285,10 @@ export class BackendPool {
     const previousSlots = this.#slotsById();
     const report = this.#balancer.setBackends(backends.map((b) => ({ id: b.id, weight: b.weight })));
     this.#adoptSet(backends, report, previousSlots);
-    if (report.changed && this.#built) this.#lastRebuild = { at: Date.now(), movedShare: report.movedShare };
+    if (report.changed && this.#built) {
+      this.#lastRebuild = { at: Date.now(), movedShare: report.movedShare };
+      this.#counters.tableRebuilt();
+    }
     this.#built = true;
     return report;
   }
@@ -330,6 +353,11 @@ export class BackendPool {
       this.#loadScratch = new Int32Array(prepared.capacity);
     }
     this.#capacity = prepared.capacity;
+    if (prepared.capacity > this.#counters.capacity) {
+      this.#counters.grow(prepared.capacity);
+      this.#traffic = this.#counters.segment.writer(0);
+    }
+    this.#counters.tableRebuilt();
     this.#balancer = fresh;
     this.#usesClientKey = KEYED_POLICIES.has(prepared.config.balance);
     this.#includePort = prepared.config.hashKey === 'source_ip_port';
@@ -366,6 +394,8 @@ export class BackendPool {
       this.#connectHostBySlot[slot] = resolved?.address ?? host;
       this.#familyBySlot[slot] = resolved?.family ?? isIP(host);
       this.#addressBySlot[slot] = backend.address.text;
+      // A backend new to the set counts from zero, also in a slot another backend left.
+      if (!previousSlots.has(backend.id)) this.#counters.assign(slot, backend.id);
     }
     this.#backends = backends;
     // New names resolve now, off the hot path; until a name's first answer its slot connects by name.
@@ -601,6 +631,7 @@ export class BackendPool {
       families: this.#familyBySlot.slice(0, capacity),
       ports: this.#portBySlot.slice(0, capacity),
       addresses: this.#addressBySlot.slice(0, capacity),
+      traffic: this.#counters.segment.buffer,
     };
   }
 
@@ -658,6 +689,7 @@ export class BackendPool {
       downIds,
       connectHostOf: (slot) => this.#connectHostBySlot[slot]!,
       events: this.#events,
+      counters: this.#counters,
     });
   }
 

@@ -15,14 +15,18 @@
  * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
  * CPU per connection, request and GB moved within this machine's noise (0.71×–1.07× per request over
  * two runs; an A/A run read 0.74×), so the gain is not proven yet. Per chunk we do one write() and its return check, nothing
- * more: byte counts come from the sockets' own counters at close, and the idle timeout
- * samples those counters instead of re-arming a timer on every read and write (see IDLE_TICKS).
+ * more: byte counts come from the sockets' own counters (read at close, and by the listener's
+ * flush every few seconds for `/metrics`), and the idle timeout samples those counters instead of
+ * re-arming a timer on every read and write (see IDLE_TICKS). The metrics counters cost a few
+ * Float64 adds per connection into this thread's row (shared-state/traffic-counters.ts; measured
+ * in bench/RESULTS.md "Metrics counters").
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
 import type { AccessLog } from '../access-log/access-log.js';
 import type { ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
+import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { SlotConnection } from './slot-connections.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 
@@ -68,6 +72,8 @@ export interface ConnectionPool {
   reportConnectSuccess(slot: number): void;
   /** Passive health: a connect attempt failed. */
   reportConnectFailure(slot: number, reason: ConnectFailureReason): void;
+  /** This thread's row of the pool's traffic counters (read per use: a pool that grows swaps it). */
+  readonly traffic: PoolTrafficWriter;
 }
 
 /** What every connection of one listener shares; built once per listener. */
@@ -236,6 +242,9 @@ export class ProxyConnection implements SlotConnection {
   #lastFailedSlot = -1;
   #clientAddress: string | undefined;
   #clientPort: number | undefined;
+  /** Bytes already added to the pool's traffic counters (flushTraffic adds what moved since). */
+  #countedToBackend = 0;
+  #countedToClient = 0;
 
   constructor(context: ListenerContext, client: ProxySocket) {
     this.#context = context;
@@ -263,6 +272,27 @@ export class ProxyConnection implements SlotConnection {
     this.#attempt();
   }
 
+  /** How the connection ended (`ok` while it runs without a failure); the listener counts it. */
+  get outcome(): ConnectionOutcome {
+    return this.#outcome ?? 'ok';
+  }
+
+  /**
+   * Adds the bytes moved since the last flush to the backend's counters: the listener calls this
+   * every few seconds for open connections, and the connection once more when it closes, so a
+   * connection that lives for days shows its bytes while it runs. Two subtractions and two adds.
+   */
+  flushTraffic(): void {
+    const upstream = this.#upstream;
+    if (!this.#connected || upstream === null || this.#slot < 0) return;
+    const toBackend = upstream.bytesWritten;
+    const toClient = this.#client.bytesWritten;
+    if (toBackend === this.#countedToBackend && toClient === this.#countedToClient) return;
+    this.#pool.traffic.addBytes(this.#slot, toBackend - this.#countedToBackend, toClient - this.#countedToClient);
+    this.#countedToBackend = toBackend;
+    this.#countedToClient = toClient;
+  }
+
   /** Drain deadline passed (shutdown, a removed listener or backend): cut this connection now. */
   forceClose(): void {
     // A reset, not a FIN: a client that half-closes or only writes would read a FIN as "the
@@ -285,6 +315,7 @@ export class ProxyConnection implements SlotConnection {
     // one backend. Released on failure or close. The pool also links us into the slot's list, so a
     // removed backend's connections can be cut at its drain deadline.
     pool.acquire(slot, this);
+    if (this.#attempts > 0) pool.traffic.retried();
     this.#slot = slot;
     this.#attempts += 1;
     this.#connectStartedAt = performance.now();
@@ -304,9 +335,11 @@ export class ProxyConnection implements SlotConnection {
     const pool = this.#pool;
     this.#connected = true;
     const now = performance.now();
+    const connectMs = now - this.#connectStartedAt;
+    pool.traffic.connected(this.#slot, connectMs / 1000);
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
-    pool.observeConnectTime(this.#slot, Math.round((now - this.#connectStartedAt) * 1000), now);
+    pool.observeConnectTime(this.#slot, Math.round(connectMs * 1000), now);
     // Outlier detection counts consecutive failures: a success ends the streak.
     pool.reportConnectSuccess(this.#slot);
     clearTimeout(this.#timer!);
@@ -416,6 +449,8 @@ export class ProxyConnection implements SlotConnection {
     failed.destroy();
     this.#upstream = null;
     this.#openSockets -= 1;
+    // Counted while the slot is held: once released, the slot may go to another backend.
+    pool.traffic.connectFailed(this.#slot, reason);
     pool.release(this.#slot, this);
     pool.reportConnectFailure(this.#slot, reason);
     // Sized once: a reload changing `retries` applies to connections accepted after it.
@@ -448,7 +483,11 @@ export class ProxyConnection implements SlotConnection {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    if (this.#slot >= 0) this.#pool.release(this.#slot, this);
+    if (this.#slot >= 0) {
+      // The last bytes go in before the slot is released (then it may go to another backend).
+      this.flushTraffic();
+      this.#pool.release(this.#slot, this);
+    }
     // Counts first, line second: whoever reads the line (a client retrying against maxConnections,
     // another worker thread) finds the connection's slot and its place under the limit free.
     // Idle waiters run later (promise jobs), after the line is written.

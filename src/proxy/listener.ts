@@ -11,6 +11,7 @@ import type { AccessLog, OpenConnectionList } from '../access-log/access-log.js'
 import type { ListenerConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
+import { DEFAULT_TRAFFIC_FLUSH_MS, ListenerTrafficCounters, type ListenerTrafficWriter } from '../shared-state/traffic-counters.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
 import { closeWhenAcceptQueueEmpty } from './accept-queue.js';
 import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
@@ -59,6 +60,13 @@ export interface WorkerListenerOptions {
   readonly shared: SharedListenerState;
 }
 
+/** Where a listener counts its connections' outcomes, and how often open connections flush their bytes. */
+export interface ListenerCounting {
+  readonly outcomes: ListenerTrafficWriter;
+  /** Default DEFAULT_TRAFFIC_FLUSH_MS. */
+  readonly flushMs?: number;
+}
+
 export class Listener implements ListenerContext, ListenerHandle, OpenConnectionList {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
@@ -83,9 +91,15 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   #sweepCursor: ProxyConnection | null = null;
   #closing = false;
   readonly #inWorker: WorkerListenerOptions | undefined;
+  readonly #outcomes: ListenerTrafficWriter;
+  readonly #flushMs: number;
+  /** Flushes open connections' bytes into the counters; runs while connections are open. */
+  #flushTimer: NodeJS.Timeout | null = null;
 
-  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions) {
+  constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
     this.#inWorker = inWorker;
+    this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
+    this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
     this.#config = config;
     this.listenerName = config.name;
     this.pool = pool;
@@ -248,7 +262,12 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     connection.previous = null;
     connection.next = null;
     this.#active -= 1;
+    this.#outcomes.ended(connection.outcome);
     if (this.#inWorker !== undefined) this.#inWorker.shared.close(this.#inWorker.worker);
+    if (this.#active === 0 && this.#flushTimer !== null) {
+      clearInterval(this.#flushTimer);
+      this.#flushTimer = null;
+    }
     if (this.#active === 0 && this.#closing) this.accessLog.untrack(this);
     if (this.#active === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters;
@@ -261,17 +280,28 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     const inWorker = this.#inWorker;
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
+      this.#outcomes.ended('rejected_max_connections');
       if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client);
       client.destroy();
       return;
     }
     this.#accepted += 1;
     this.#active += 1;
+    // One timer per listener while it has connections, not one per connection.
+    if (this.#flushTimer === null) {
+      this.#flushTimer = setInterval(this.#flushTraffic, this.#flushMs);
+      this.#flushTimer.unref();
+    }
     const connection = new ProxyConnection(this, client);
     connection.next = this.#head;
     if (this.#head !== null) this.#head.previous = connection;
     this.#head = connection;
     connection.start();
+  };
+
+  /** Open connections add the bytes they moved since the last flush (O(open connections) every flushMs). */
+  #flushTraffic = (): void => {
+    for (let connection = this.#head; connection !== null; connection = connection.next) connection.flushTraffic();
   };
 
   #onServerError = (error: NodeJS.ErrnoException): void => {

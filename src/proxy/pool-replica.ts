@@ -23,6 +23,7 @@ import { sourceKeyHash } from '../core/key-hash.js';
 import { KEYED_POLICIES, type Balancer, type BalancerOptions } from '../core/types.js';
 import type { Logger } from '../log.js';
 import { SharedPoolState } from '../shared-state/pool-state.js';
+import { TrafficSegment, type PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { PoolSnapshot } from './backend-pool.js';
 import type { ConnectionPool } from './connection.js';
 import type { ProxySocket } from './handle-socket.js';
@@ -67,6 +68,9 @@ export class PoolReplica implements ConnectionPool {
   #drainTimeoutMs = 30_000;
   #retired = false;
   #open = 0;
+  /** This worker's row of the pool's traffic counters; a grown pool sends a new buffer. */
+  traffic!: PoolTrafficWriter;
+  #trafficBuffer: SharedArrayBuffer | null = null;
 
   constructor(snapshot: PoolSnapshot, state: SharedPoolState, worker: number, logger: Logger, onFailure: FailureReport) {
     this.name = snapshot.name;
@@ -120,6 +124,11 @@ export class PoolReplica implements ConnectionPool {
     this.#addresses = snapshot.addresses;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    // A grown pool's new segment is larger; a snapshot arrives as a new object over the same memory.
+    if (snapshot.traffic.byteLength !== this.#trafficBuffer?.byteLength) {
+      this.#trafficBuffer = snapshot.traffic;
+      this.traffic = TrafficSegment.attach(snapshot.traffic).writer(this.#worker);
+    }
     this.#drainTimeoutMs = snapshot.drainTimeoutMs;
     this.#usesClientKey = KEYED_POLICIES.has(config.balance);
     this.#includePort = config.hashKey === 'source_ip_port';

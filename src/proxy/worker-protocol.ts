@@ -20,6 +20,10 @@ export interface WorkerStart {
   readonly accessLogFd?: number;
   /** Honour `crash-for-test` (RINGLB_TEST_HOOKS=1 in the main thread's environment). */
   readonly testHooks: boolean;
+  /** Open connections flush their bytes into the traffic counters this often. */
+  readonly trafficFlushMs: number;
+  /** Every thread's event-loop delay (src/shared-state/loop-delay.ts); this worker writes row 1 + index. */
+  readonly loopDelay: SharedArrayBuffer;
 }
 
 export type ToWorker =
@@ -35,6 +39,8 @@ export type ToWorker =
       /** The port to bind: the one the group already holds (never 0 for a group's later members). */
       readonly port: number;
       readonly state: SharedArrayBuffer;
+      /** The listener's outcome counters (src/shared-state/traffic-counters.ts). */
+      readonly traffic: SharedArrayBuffer;
     }
   | { readonly type: 'listener-update'; readonly listenerId: number; readonly config: ListenerConfig; readonly poolId: number }
   /** Stop accepting; answer `listener-closed`, later `listener-idle` when its last connection ended. */

@@ -10,6 +10,8 @@ import { DEFAULT_ACCESS_LOG } from '../access-log/settings.js';
 import type { ConnectFailureReason } from '../backend.js';
 import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
+import { LoopDelayCells } from '../shared-state/loop-delay.js';
+import { ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
 import { Listener } from './listener.js';
 import { PoolReplica } from './pool-replica.js';
 import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
@@ -19,6 +21,7 @@ const port = parentPort!;
 const logger = createRootLogger({ level: start.logLevel, base: { worker: start.index } });
 /** This worker's own access-log stream: its own file descriptor, its own sampling generator. */
 const accessLog = new AccessLog(start.accessLog ?? DEFAULT_ACCESS_LOG, { worker: start.index, fd: start.accessLogFd ?? 1 });
+LoopDelayCells.attach(start.loopDelay).sample(1 + start.index);
 
 const pools = new Map<number, PoolReplica>();
 const poolIds = new Map<PoolReplica, number>();
@@ -83,10 +86,14 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     return;
   }
   const config = { ...message.config, bind: { ...message.config.bind, port: message.port } };
-  const listener = new Listener(config, poolOf(message.poolId), logger.child({ listener: config.name }), accessLog, {
-    worker: start.index,
-    shared: SharedListenerState.attach(message.state, start.workers),
-  });
+  const listener = new Listener(
+    config,
+    poolOf(message.poolId),
+    logger.child({ listener: config.name }),
+    accessLog,
+    { worker: start.index, shared: SharedListenerState.attach(message.state, start.workers) },
+    { outcomes: ListenerTrafficCounters.attach(message.traffic, start.workers).writer(start.index), flushMs: start.trafficFlushMs },
+  );
   listeners.set(message.listenerId, listener);
   const opened = listener.listen();
   opening.set(message.listenerId, opened.catch(() => undefined));
