@@ -210,6 +210,7 @@ export class Ringlb {
         // The registry diffs what sources report against what they reported, not against admin overrides.
         currentBackends: (name) => this.#configuredBackends(name),
         applyBackends: (name, backends) => this.#applyReported(name, backends),
+        runningBackends: (name) => this.#pools.get(name)?.backends,
       },
     });
   }

@@ -333,6 +333,42 @@ describe('runtime overrides on the stream', () => {
       ],
     );
   });
+
+  test('a reload that ends an admin override reports what changed in force: weight from the override, the state it undid', async () => {
+    const [a, b] = [await backend('a'), await backend('b')];
+    const config = (weights: { a: number; b: number }) => ({
+      admin: { bind: '127.0.0.1:0', token: TOKEN },
+      listeners: [{ name: 'web', bind: '127.0.0.1:0', pool: 'web' }],
+      pools: [{ name: 'web', balance: 'maglev', backends: [{ id: 'a', address: a.address, weight: weights.a }, { id: 'b', address: b.address, weight: weights.b }] }],
+    });
+    const { ringlb, admin, file } = await run(config({ a: 1, b: 1 }), ['web']);
+    const patch = async (id: string, body: unknown) => {
+      const response = await fetch(`http://${admin}/v1/pools/web/backends/${id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      await response.arrayBuffer();
+      assert.equal(response.status, 200);
+    };
+    await patch('a', { state: 'drain', weight: 4 });
+    await patch('b', { weight: 3 });
+    const stream = await sse(admin);
+
+    // a: the config's weight 1 -> 2 ends a's override (drain, weight 4); b: 1 -> 3 ends b's, whose
+    // weight in force was 3 already.
+    writeFileSync(file, JSON.stringify(config({ a: 2, b: 3 })));
+    ringlb.child.kill('SIGHUP');
+    await stream.waitFor((m) => m.event === 'reload', 'reload applied', 10_000);
+    assert.deepEqual(
+      stream.messages.map((m) => [m.event, m.json.backend, m.json.source, m.json.from ?? m.json.previousWeight, m.json.to ?? m.json.weight]),
+      [
+        ['weight_changed', 'a', 'config', 4, 2],
+        ['state_changed', 'a', 'config', 'drain', 'active'],
+        ['reload', undefined, 'config', undefined, undefined],
+      ],
+    );
+  });
 });
 
 describe('GET /v1/events through the admin server', () => {

@@ -31,6 +31,13 @@ export interface RegistryHost {
    * when the set cannot be applied; the pool then keeps its current set.
    */
   applyBackends(pool: string, backends: readonly Backend[]): RebuildReport;
+  /**
+   * The set the pool runs (admin overrides applied), when it differs from what sources report.
+   * Events describe this set: a report that ends an override changes what runs, not what was
+   * reported (a drained backend whose config weight changed goes back to active). Absent: the
+   * reported set is the set that runs.
+   */
+  runningBackends?(pool: string): readonly Backend[] | undefined;
 }
 
 export interface RegistryOptions {
@@ -164,6 +171,7 @@ export class Registry {
     if (current === undefined) return false;
     const next = sortById(backends);
     if (sameBackendSet(sortById(current), next)) return false;
+    const runningBefore = this.#host.runningBackends?.(pool) ?? current;
     let report: RebuildReport;
     try {
       report = this.#host.applyBackends(pool, next);
@@ -173,7 +181,7 @@ export class Registry {
       return false;
     }
     logPoolUpdated(this.#logger, pool, origin, report, next.length);
-    publishSetChange(this.#events, pool, origin, current, next);
+    publishSetChange(this.#events, pool, origin, runningBefore, this.#host.runningBackends?.(pool) ?? next);
     return true;
   }
 
