@@ -351,6 +351,7 @@ describe('status and control API (one data-plane thread)', () => {
       ['PATCH', '/v1/pools/web/backends/a', [], '$'],
       ['POST', '/v1/pools/web/preview', { weights: { zz: 1 } }, 'weights.zz', /no backend "zz"/],
       ['POST', '/v1/pools/web/preview', { remove: ['a', 'nope'] }, 'remove[1]'],
+      ['POST', '/v1/pools/web/preview', { remove: ['a', 'b', 'a'] }, 'remove[2]', /"a" is listed twice \(also remove\[0\]\)/],
       ['POST', '/v1/pools/web/preview', { backends: [{ address: 'nope' }] }, 'backends[0].address'],
       ['POST', '/v1/pools/web/preview', { backends: [{ address: '127.0.0.1:1', wieght: 2 }] }, 'backends[0].wieght'],
       ['POST', '/v1/pools/web/preview', { backends: [], weights: {} }, 'weights', /combined/],

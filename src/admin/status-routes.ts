@@ -124,6 +124,16 @@ function parsePreview(json: JsonBody): PreviewRequest {
       });
     }
   }
+  if (isRecord(body) && Array.isArray(body.remove)) {
+    // As a set's duplicate id: a repeated id is a mistake in the request (a typo of another id?),
+    // not a second removal.
+    const firstIndexById = new Map<unknown, number>();
+    body.remove.forEach((id: unknown, index) => {
+      const first = firstIndexById.get(id);
+      if (typeof id === 'string' && first !== undefined) extra.push({ segments: ['remove', index], message: `"${id}" is listed twice (also remove[${first}])` });
+      else firstIndexById.set(id, index);
+    });
+  }
   const located = schemaIssues(json, previewValidator, extra);
   if (located.length > 0) refuse(located, body);
   const valid = body as { backends?: unknown[]; weights?: Record<string, number>; remove?: string[] };
