@@ -345,6 +345,32 @@ function sourceSuite(workers: number, define: (name: string, fn: (t: TestContext
   });
 }
 
+describe('health checks of a pool that sends PROXY protocol', () => {
+  for (const [version, preamble] of [
+    ['v2', Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])])],
+    ['v1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1')],
+  ] as const) {
+    test(`${version}: a send_expect check sends a header without a client first (${version === 'v2' ? 'LOCAL' : 'UNKNOWN'}), then its payload`, async (t) => {
+      const backend = await startRecordingBackend(t);
+      const { ringlb } = await run(t, {
+        workers: 1,
+        listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p' }],
+        pools: [
+          {
+            name: 'p',
+            sendProxyProtocol: version,
+            healthCheck: { type: 'send_expect', send: 'PING\n', expect: 'ok', intervalMs: 100, rise: 1 },
+            backends: [{ address: backend.address }],
+          },
+        ],
+      });
+      await ringlb.waitForLine((l) => l.msg === 'backend up', 10_000, 'the check passes');
+      assert.deepEqual(backend.received[0]!.subarray(0, preamble.length), preamble);
+      assert.equal(backend.received[0]!.subarray(preamble.length).toString('latin1'), 'PING\n');
+    });
+  }
+});
+
 describe('PROXY protocol in and out (ringlb run)', () => {
   proxySuite(1, (name, fn) => test(name, fn));
   proxySuite(2, (name, fn) => workersTest(name, fn));
