@@ -15,7 +15,8 @@ import { validateConfig } from '../src/config/load.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { closed, openClient, readLine } from './helpers/clients.js';
 import { scrapeUntil } from './helpers/metrics.js';
-import { startRinglb, TempDir, type LogLine, type RinglbProcess } from './helpers/ringlb-process.js';
+import { writeFileSync } from 'node:fs';
+import { runCli, startRinglb, TempDir, type LogLine, type RinglbProcess } from './helpers/ringlb-process.js';
 import { workersTest } from './helpers/workers.js';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
@@ -400,4 +401,56 @@ describe('allow/deny and per-source limits (ringlb run)', () => {
     await closeLine(ringlb, (l) => l.client === `[::1]:${refused}` && l.outcome === 'denied', 'IPv6 denied');
     assert.equal((await exchange(ports.get('open')!, Buffer.from('x\n'), { host: '::1' })).line, 'a');
   });
+});
+
+function reloadSuite(workers: number, define: (name: string, fn: (t: TestContext) => Promise<void>) => void): void {
+  define(`workers ${workers}: a reload adds deny and a per-source cap for new connections; an open one keeps flowing; ringlb diff shows both`, async (t) => {
+    const [backend] = await namedBackends(t, ['a']);
+    const temp = new TempDir();
+    t.after(() => temp.remove());
+    const before = {
+      workers,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p' }],
+      pools: [{ name: 'p', backends: [{ address: backend!.address }] }],
+    };
+    const after = {
+      ...before,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p', deny: ['127.0.0.3'], maxConnectionsPerSource: 1 }],
+    };
+    const preview = await runCli(['diff', temp.writeJson(before), temp.writeJson(after)]);
+    assert.equal(preview.status.code, 0, preview.stderr);
+    assert.match(preview.stdout, /deny/);
+    assert.match(preview.stdout, /maxConnectionsPerSource/);
+
+    const path = temp.writeJson(before);
+    const { ringlb, ports } = await startRinglb(path, ['edge']);
+    t.after(() => ringlb.kill());
+    if (workers > 1) await ringlb.waitForLine((line) => line.msg === 'data-plane workers ready' && line.workers === workers);
+    const port = ports.get('edge')!;
+    const held = await openClient({ port, localAddress: '127.0.0.3' });
+    t.after(() => held.destroy());
+    assert.equal(await readLine(held), 'a');
+
+    writeFileSync(path, JSON.stringify(after));
+    const since = ringlb.lines.length;
+    ringlb.child.kill('SIGHUP');
+    const outcome = await ringlb.waitForLine((l) => l.msg === 'config reloaded' || l.msg === 'config reload refused', 10_000, 'reload', since);
+    // `config reloaded` is logged once every worker has applied the update (runtime: sync first).
+    assert.equal(outcome.msg, 'config reloaded', JSON.stringify(outcome));
+
+    held.write('still here\n');
+    assert.equal(await readLine(held), 'still here', 'the open connection keeps flowing');
+    const denied = await refusedFrom(port, { localAddress: '127.0.0.3' });
+    await closeLine(ringlb, (l) => l.client === `127.0.0.3:${denied}` && l.outcome === 'denied', 'denied after the reload');
+    const first = await openClient({ port, localAddress: '127.0.0.4' });
+    t.after(() => first.destroy());
+    assert.equal(await readLine(first), 'a');
+    const second = await refusedFrom(port, { localAddress: '127.0.0.4' });
+    await closeLine(ringlb, (l) => l.client === `127.0.0.4:${second}` && l.outcome === 'rejected_source_limit', 'the new cap applies');
+  });
+}
+
+describe('reload (ringlb run)', () => {
+  reloadSuite(1, (name, fn) => test(name, fn));
+  reloadSuite(2, (name, fn) => workersTest(name, fn));
 });

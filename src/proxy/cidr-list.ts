@@ -6,7 +6,9 @@
  *
  * Linear in the entries: allow/deny lists and trusted front proxies are a handful of networks. A
  * list of thousands would want a prefix trie; TODO when someone needs it (measure first).
- * IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, a dual-stack listener's IPv4 clients) match IPv4 entries.
+ * IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`, a dual-stack listener's IPv4 clients) match IPv4 entries,
+ * and `::ffff:` entries are IPv4 entries. Otherwise the families stay apart: `::/0` is every IPv6
+ * peer, not every peer (net.BlockList would also match IPv4 peers there; write `0.0.0.0/0` too).
  */
 import { addressWords } from '../core/key-hash.js';
 
