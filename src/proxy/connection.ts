@@ -20,6 +20,10 @@
  * re-arming a timer on every read and write (see IDLE_TICKS). The metrics counters cost a few
  * Float64 adds per connection into this thread's row (shared-state/traffic-counters.ts; measured
  * in bench/RESULTS.md "Metrics counters").
+ * The listener's edge (listener-edge.ts) is paid only where configured: allow/deny and per-source
+ * limits cost a peer-address read and integer compares at accept; a PROXY protocol listener adds a
+ * header reader and its two handlers to its own connections, and a pool that sends a header one
+ * more write at connect (bench/RESULTS.md "PROXY protocol": 1.2× the CPU per short connection).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
@@ -237,8 +241,12 @@ export class ProxyConnection implements SlotConnection {
   readonly #edge: ListenerEdge | null;
   /** The source's key in the per-source open count, or -1 when this connection holds no count there. */
   #sourceHash = -1;
-  /** Set while the PROXY protocol header is awaited (a trusted source of a listener that accepts it). */
-  #headerReader: ProxyHeaderReader | null = null;
+  /**
+   * Set while the PROXY protocol header is awaited (a trusted source of a listener that accepts it):
+   * the reader and its two socket handlers, made only for such connections (arrow fields would cost
+   * every connection two more closures).
+   */
+  #header: { readonly reader: ProxyHeaderReader; readonly onData: (chunk: Buffer) => void; readonly onEnd: () => void } | null = null;
   /** Client bytes read with the PROXY header, written upstream first (before any later read). */
   #earlyData: Buffer | null = null;
   /** The original destination a PROXY header named (sent on upstream); null = this socket's own. */
@@ -303,22 +311,28 @@ export class ProxyConnection implements SlotConnection {
       this.#attempt();
       return;
     }
-    this.#headerReader = new ProxyHeaderReader(proxyProtocol.accept);
-    this.#timer = setTimeout(this.#onHeaderTimeout, proxyProtocol.timeoutMs);
+    const header = {
+      reader: new ProxyHeaderReader(proxyProtocol.accept),
+      onData: (chunk: Buffer): void => this.#onHeaderData(chunk),
+      onEnd: (): void => this.#onHeaderEnd(),
+    };
+    this.#header = header;
+    this.#timer = setTimeout(() => this.#onHeaderTimeout(), proxyProtocol.timeoutMs);
     const client = this.#client;
-    client.on('end', this.#onHeaderEnd);
-    client.on('data', this.#onHeaderData);
+    client.on('end', header.onEnd);
+    client.on('data', header.onData);
     client.resume();
   }
 
-  #onHeaderData = (chunk: Buffer): void => {
-    const step: ProxyHeaderStep = this.#headerReader!.push(chunk);
+  #onHeaderData(chunk: Buffer): void {
+    const header = this.#header!;
+    const step: ProxyHeaderStep = header.reader.push(chunk);
     if (step.kind === 'more') return;
     const client = this.#client;
     client.pause();
-    client.removeListener('data', this.#onHeaderData);
-    client.removeListener('end', this.#onHeaderEnd);
-    this.#headerReader = null;
+    client.removeListener('data', header.onData);
+    client.removeListener('end', header.onEnd);
+    this.#header = null;
     clearTimeout(this.#timer!);
     this.#timer = null;
     if (step.kind === 'invalid') {
@@ -326,15 +340,15 @@ export class ProxyConnection implements SlotConnection {
       this.#refuse('proxy_header_invalid');
       return;
     }
-    const { header, rest } = step;
+    const { header: parsed, rest } = step;
     // LOCAL (the front proxy's own check) and UNKNOWN name no client: the socket's own addresses stand.
-    if (header.source !== null) {
-      this.#clientAddress = header.source.ip;
-      this.#clientPort = header.source.port;
+    if (parsed.source !== null) {
+      this.#clientAddress = parsed.source.ip;
+      this.#clientPort = parsed.source.port;
     }
-    if (header.destination !== null) {
-      this.#destinationAddress = header.destination.ip;
-      this.#destinationPort = header.destination.port;
+    if (parsed.destination !== null) {
+      this.#destinationAddress = parsed.destination.ip;
+      this.#destinationPort = parsed.destination.port;
     }
     // A copy: the read buffer is the socket's (and the reader's concat is sized for the header).
     if (rest.length > 0) this.#earlyData = Buffer.from(rest);
@@ -348,18 +362,18 @@ export class ProxyConnection implements SlotConnection {
     if (edge.countsOpenPerSource) this.#sourceHash = sourceHash;
     this.#keyHash = this.#pool.keyHashOfPeer(this.#clientAddress, this.#clientPort);
     this.#attempt();
-  };
+  }
 
   /** The client ended (FIN) before its header was complete. */
-  #onHeaderEnd = (): void => {
+  #onHeaderEnd(): void {
     this.#error = 'end of stream before the PROXY header was complete';
     this.#refuse('proxy_header_invalid');
-  };
+  }
 
-  #onHeaderTimeout = (): void => {
+  #onHeaderTimeout(): void {
     this.#timer = null;
     this.#refuse('proxy_header_timeout');
-  };
+  }
 
   /** The edge refused this connection after accept (PROXY header, or its client): closed at once. */
   #refuse(outcome: EdgeRefusal): void {
@@ -544,7 +558,7 @@ export class ProxyConnection implements SlotConnection {
 
   #onClientClose = (): void => {
     // Gone while its PROXY header was awaited: the header never came.
-    if (this.#headerReader !== null) this.#destroy('proxy_header_invalid');
+    if (this.#header !== null) this.#destroy('proxy_header_invalid');
     // A client that goes away before any upstream connected (a drain, or an error) ends the
     // attempt too; destroying a closed socket is a no-op otherwise.
     if (!this.#connected && this.#upstream !== null) this.#destroy(this.#outcome ?? 'client_error');
