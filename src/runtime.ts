@@ -688,7 +688,12 @@ export class Ringlb {
       // Rate cells of quiet sources go idle before the shared microsecond clock can wrap on them.
       this.#sourceLimitsSweep = setInterval(() => {
         const now = sharedClockMicros();
-        for (const each of this.#sourceLimits.values()) each.sweep(now);
+        // A listener gone from the config (and done draining) gives its 1.25 MiB back.
+        const names = new Set([...this.#listeners.values(), ...this.#retiredListeners].map((listener) => listener.listenerName));
+        for (const [name, each] of this.#sourceLimits) {
+          if (names.has(name)) each.sweep(now);
+          else this.#sourceLimits.delete(name);
+        }
       }, SOURCE_LIMITS_SWEEP_MS);
       this.#sourceLimitsSweep.unref();
     }
