@@ -370,6 +370,21 @@ describe('health checks of a pool that sends PROXY protocol', () => {
       assert.equal(backend.received[0]!.subarray(preamble.length).toString('latin1'), 'PING\n');
     });
   }
+
+  test('v2: an http check writes the LOCAL header before its request', async (t) => {
+    const preamble = Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+    const backend = await startRecordingBackend(t);
+    const { ringlb } = await run(t, {
+      workers: 1,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p' }],
+      pools: [{ name: 'p', sendProxyProtocol: 'v2', healthCheck: { type: 'http', intervalMs: 100, initialHealthy: true }, backends: [{ address: backend.address }] }],
+    });
+    // The recording backend answers "ok\n", not HTTP: the check fails, which is not what this pins.
+    await ringlb.waitForLine((l) => l.msg === 'backend down', 10_000, 'the first check ran');
+    const first = backend.received[0]!;
+    assert.deepEqual(first.subarray(0, preamble.length), preamble);
+    assert.match(first.subarray(preamble.length).toString('latin1'), /^GET \/ HTTP\/1\.1\r\n/);
+  });
 });
 
 describe('PROXY protocol in and out (ringlb run)', () => {

@@ -184,9 +184,12 @@ const runHttp: CheckRunner = (target, port, config, finish) => {
     port,
     method: 'GET',
     path: http.path,
-    agent: false,
-    // A pool that sends PROXY protocol: its header goes first on the check's own connection.
-    ...(target.proxyHeader === undefined ? {} : { createConnection: () => withPreamble(connect({ host: target.connectHost, port }), target.proxyHeader!) }),
+    // A pool that sends PROXY protocol: its header goes first on the check's own connection. Node
+    // uses `createConnection` only without an agent (agent: false would make a fresh Agent, which
+    // ignores it); either way each check has a connection of its own.
+    ...(target.proxyHeader === undefined
+      ? { agent: false as const }
+      : { createConnection: () => withPreamble(connect({ host: target.connectHost, port }), target.proxyHeader!) }),
     headers: {
       // The name as written (`localhost:9001`), not the address it resolved to.
       host: http.host ?? hostHeader(target.host, port),
