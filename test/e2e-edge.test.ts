@@ -387,6 +387,40 @@ describe('health checks of a pool that sends PROXY protocol', () => {
   });
 });
 
+describe('PROXY protocol: broken senders', () => {
+  test('60 trusted senders of mangled headers are each closed as proxy_header_invalid; a good header is still served', async (t) => {
+    const [backend] = await namedBackends(t, ['a']);
+    const { ringlb, port, admin } = await run(t, {
+      workers: 1,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p', proxyProtocol: { trustedSources: ['127.0.0.1'], timeoutMs: 2000 } }],
+      pools: [{ name: 'p', backends: [{ address: backend!.address }] }],
+    });
+    const good = Buffer.concat([v2Header(['192.0.2.1', 1], ['192.0.2.2', 2]), Buffer.from('PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n')]);
+    // xorshift32 with a fixed seed: the same mangled inputs every run.
+    let state = 0x2545f491;
+    const next = (): number => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return state >>> 0;
+    };
+    const cases: Buffer[] = [];
+    for (let i = 0; i < 60; i++) {
+      const v1 = i % 2 === 0;
+      const base = v1 ? Buffer.from(good.subarray(28)) : Buffer.from(good.subarray(0, 28));
+      // Change one byte the format fixes (the v2 signature, the v1 "PROXY " prefix): certainly invalid.
+      const at = next() % (v1 ? 6 : 12);
+      base[at] = (base[at]! + 1 + (next() % 254)) & 0xff;
+      cases.push(Buffer.concat([base, Buffer.from('tail')]));
+    }
+    for (const bytes of cases) await refusedFrom(port, { send: bytes });
+    await scrapeUntil(admin, (s) => s.value('ringlb_listener_connections_total', { listener: 'edge', outcome: 'proxy_header_invalid' }) === 60, 'every mangled header refused');
+    assert.equal(backend!.accepted(), 0, 'nothing reached the backend');
+    assert.equal((await exchange(port, Buffer.concat([good.subarray(0, 28), Buffer.from('x\n')]))).line, 'a');
+    assert.equal(ringlb.child.exitCode, null);
+  });
+});
+
 describe('PROXY protocol in and out (ringlb run)', () => {
   proxySuite(1, (name, fn) => test(name, fn));
   proxySuite(2, (name, fn) => workersTest(name, fn));
