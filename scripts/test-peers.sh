@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real peers the end-to-end tests start on loopback: redis-server (send/expect health
 # checks), etcd (etcd discovery), dnsmasq (DNS discovery), prometheus (it scrapes /metrics; its
-# promtool checks the exposition); and Debian's chromium, the browser the dashboard tests drive
+# promtool checks the exposition); haproxy (in front, sending PROXY protocol) and nginx with its
+# stream module (a backend reading PROXY protocol), test/e2e-edge-peers.test.ts; and Debian's chromium, the browser the dashboard tests drive
 # (playwright-core, test/helpers/browser.ts). Run by `npm test` (pretest) and
 # .ci/run. Present: exit 0 at once. Missing and running as root with apt-get: install them.
 # Otherwise: exit 1 naming the one command to run. Tests are never skipped for a missing peer,
@@ -18,6 +19,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+{ [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_stream_module.so ]; } || missing+=(nginx libnginx-mod-stream)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -27,7 +30,7 @@ if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the packaged services on install; each test starts its own instance on a
   # free loopback port, and a packaged dnsmasq would hold port 53.
-  for service in redis-server etcd dnsmasq prometheus; do service "$service" stop >/dev/null 2>&1 || true; done
+  for service in redis-server etcd dnsmasq prometheus haproxy nginx; do service "$service" stop >/dev/null 2>&1 || true; done
   exit 0
 fi
 

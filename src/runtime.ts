@@ -59,6 +59,11 @@ import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides
 import { ringlbVersion } from './version.js';
 import { LoopDelayCells } from './shared-state/loop-delay.js';
 import { ListenerTrafficCounters } from './shared-state/traffic-counters.js';
+import { sharedClockMicros, SourceLimits } from './shared-state/source-limits.js';
+import { needsSourceLimits } from './proxy/listener-edge.js';
+
+/** How often the main thread sweeps per-source rate cells (source-limits.ts: about once a minute). */
+const SOURCE_LIMITS_SWEEP_MS = 60_000;
 import { RuntimeTraffic } from './metrics/runtime-traffic.js';
 import { installMetricsRoute, PrometheusExporter } from './metrics/prometheus.js';
 
@@ -176,6 +181,13 @@ export class Ringlb {
   #stopLoopSampling: (() => void) | null = null;
   #exporter: PrometheusExporter | null = null;
   readonly #reloads = { applied: 0, refused: 0 };
+  /**
+   * Per-source limits by listener name (src/shared-state/source-limits.ts), created here when a
+   * listener's config first sets one and attached by every data-plane thread; kept by name so a
+   * rebound listener keeps its counts. The main thread sweeps them (SOURCE_LIMITS_SWEEP_MS).
+   */
+  readonly #sourceLimits = new Map<string, SourceLimits>();
+  #sourceLimitsSweep: NodeJS.Timeout | null = null;
 
   constructor(options: RinglbOptions) {
     this.#logger = options.logger;
@@ -488,6 +500,8 @@ export class Ringlb {
   async drain(timeoutMs: number): Promise<DrainResult> {
     const startedAt = performance.now();
     this.#stopping = true;
+    if (this.#sourceLimitsSweep !== null) clearInterval(this.#sourceLimitsSweep);
+    this.#sourceLimitsSweep = null;
     const closing = this.stopListening();
     // Nothing new is routed from here on, so health no longer matters; open connections keep flowing.
     this.stopHealth();
@@ -655,12 +669,37 @@ export class Ringlb {
 
   #createListener(listenerConfig: ListenerConfig, pool: BackendPool): ListenerHandle {
     const outcomes = this.#listenerCounters(listenerConfig.name);
-    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers, outcomes);
+    if (this.#workers !== null) return new ThreadedListener(listenerConfig, pool, this.#workers, outcomes, this.#sourceLimitsFor);
     return new Listener(listenerConfig, pool, this.#logger.child({ worker: 0, listener: listenerConfig.name }), this.#accessLog!, undefined, {
       outcomes: outcomes.writer(0),
       flushMs: this.#trafficFlushMs,
+      sourceLimits: this.#sourceLimitsFor,
     });
   }
+
+  /** A listener's shared per-source counts when its config sets a per-source limit (created once per name). */
+  #sourceLimitsFor = (config: ListenerConfig): SourceLimits | null => {
+    if (!needsSourceLimits(config)) return null;
+    let limits = this.#sourceLimits.get(config.name);
+    if (limits === undefined) {
+      limits = SourceLimits.create();
+      this.#sourceLimits.set(config.name, limits);
+    }
+    if (this.#sourceLimitsSweep === null) {
+      // Rate cells of quiet sources go idle before the shared microsecond clock can wrap on them.
+      this.#sourceLimitsSweep = setInterval(() => {
+        const now = sharedClockMicros();
+        // A listener gone from the config (and done draining) gives its 1.25 MiB back.
+        const names = new Set([...this.#listeners.values(), ...this.#retiredListeners].map((listener) => listener.listenerName));
+        for (const [name, each] of this.#sourceLimits) {
+          if (names.has(name)) each.sweep(now);
+          else this.#sourceLimits.delete(name);
+        }
+      }, SOURCE_LIMITS_SWEEP_MS);
+      this.#sourceLimitsSweep.unref();
+    }
+    return limits;
+  };
 
   async #startAdmin(config: RinglbConfig): Promise<void> {
     const admin = config.admin!;

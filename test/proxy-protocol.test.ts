@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
+  encodeProxyHeaderLocal,
   encodeProxyHeaderV1,
   encodeProxyHeaderV2,
   ipv6BytesToText,
@@ -272,5 +273,18 @@ describe('properties', () => {
       }),
       { numRuns: RUNS * 3 },
     );
+  });
+});
+
+describe('headers without a client (health checks of a pool that sends PROXY protocol)', () => {
+  test('v2 LOCAL: 16 bytes, command LOCAL, no addresses; v1: PROXY UNKNOWN', () => {
+    const v2 = parseProxyHeader(encodeProxyHeaderLocal('v2'), 'v2');
+    assert.equal(v2.kind, 'header');
+    if (v2.kind === 'header') {
+      assert.deepEqual({ local: v2.header.local, source: v2.header.source, length: v2.header.length }, { local: true, source: null, length: 16 });
+    }
+    assert.equal(encodeProxyHeaderLocal('v1').toString('latin1'), 'PROXY UNKNOWN\r\n');
+    const v1 = parseProxyHeader(encodeProxyHeaderLocal('v1'), 'v1');
+    assert.equal(v1.kind === 'header' && v1.header.source, null);
   });
 });

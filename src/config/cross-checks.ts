@@ -17,6 +17,8 @@ import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
 import { checkAlerts } from './alerts.js';
 import { backendIdProblem } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
+import { parseCidr } from '../proxy/cidr-list.js';
+import { MAX_BURST_WINDOW_MS } from '../shared-state/source-limits.js';
 import { appendAll, closestMatch, formatPath, isRecord, type LocatedIssue } from './issues.js';
 import type { PathSegment } from './json-text.js';
 
@@ -32,6 +34,7 @@ export function crossCheck(config: unknown): LocatedIssue[] {
   appendAll(issues, checkUniqueNames(pools, 'pool'));
   appendAll(issues, checkListenerPools(listeners, pools));
   for (const pool of pools) appendAll(issues, checkPool(pool));
+  for (const listener of listeners) appendAll(issues, checkListenerEdge(listener));
   appendAll(issues, checkAdmin(config.admin));
   appendAll(issues, checkAlerts(config.alerts));
   for (const pool of pools) appendAll(issues, checkDiscovery(pool, isRecord(config.admin)));
@@ -50,6 +53,34 @@ function checkOpenConnectionsInterval(log: unknown): LocatedIssue[] {
   const value = log.openConnectionsIntervalMs;
   if (value === 0 || value >= MIN_OPEN_CONNECTIONS_INTERVAL_MS) return [];
   return [{ segments: ['log', 'openConnectionsIntervalMs'], message: `must be 0 (off) or at least ${MIN_OPEN_CONNECTIONS_INTERVAL_MS} ms, got ${value}` }];
+}
+
+/** CIDRs that parse (allow, deny, PROXY trusted sources) and a rate whose burst window fits the shared clock. */
+function checkListenerEdge(listener: Entry): LocatedIssue[] {
+  const issues: LocatedIssue[] = [];
+  const checkList = (list: unknown, segments: readonly PathSegment[]): void => {
+    if (!Array.isArray(list)) return;
+    list.forEach((item: unknown, index) => {
+      if (typeof item !== 'string' || item === '') return;
+      const parsed = parseCidr(item);
+      if ('error' in parsed) issues.push({ segments: [...segments, index], message: parsed.error });
+    });
+  };
+  const { value, segments } = listener;
+  checkList(value.allow, [...segments, 'allow']);
+  checkList(value.deny, [...segments, 'deny']);
+  if (isRecord(value.proxyProtocol)) checkList(value.proxyProtocol.trustedSources, [...segments, 'proxyProtocol', 'trustedSources']);
+  const rate = value.connectionRatePerSource;
+  if (isRecord(rate) && typeof rate.rate === 'number' && rate.rate > 0 && typeof rate.burst === 'number') {
+    const windowMs = (rate.burst / rate.rate) * 1000;
+    if (windowMs > MAX_BURST_WINDOW_MS) {
+      issues.push({
+        segments: [...segments, 'connectionRatePerSource', 'burst'],
+        message: `burst / rate is ${Math.round(windowMs / 1000)} s; at most ${MAX_BURST_WINDOW_MS / 1000} s (the shared clock's window)`,
+      });
+    }
+  }
+  return issues;
 }
 
 /** A non-loopback admin bind without a token would expose the registration API to the network. */

@@ -32,7 +32,9 @@ import type {
   HealthCheckType,
   LogLevel,
   OutlierDetectionConfig,
+  ProxyProtocolAcceptConfig,
   RinglbConfig,
+  SourceRateConfig,
 } from './types.js';
 
 export { formatIssues } from './issues.js';
@@ -112,6 +114,11 @@ interface ValidatedListener {
   pool: string;
   maxConnections: number;
   idleTimeoutMs: number;
+  proxyProtocol?: ProxyProtocolAcceptConfig;
+  allow?: string[];
+  deny?: string[];
+  maxConnectionsPerSource?: number;
+  connectionRatePerSource?: SourceRateConfig;
 }
 
 interface ValidatedBackend {
@@ -156,6 +163,7 @@ interface ValidatedPool {
   slowStartMs: number;
   resolveIntervalMs: number;
   discovery?: ValidatedDiscovery;
+  sendProxyProtocol?: 'v1' | 'v2';
 }
 
 /** Every discovery key; cross-checks guarantee each type got only its own and the required ones. */
@@ -212,6 +220,16 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       pool: listener.pool,
       maxConnections: listener.maxConnections,
       idleTimeoutMs: listener.idleTimeoutMs,
+      // Edge settings: absent stays absent, so configs without them normalize exactly as before.
+      ...(listener.proxyProtocol === undefined
+        ? {}
+        : { proxyProtocol: { accept: listener.proxyProtocol.accept, trustedSources: [...listener.proxyProtocol.trustedSources], timeoutMs: listener.proxyProtocol.timeoutMs } }),
+      ...(listener.allow === undefined ? {} : { allow: [...listener.allow] }),
+      ...(listener.deny === undefined ? {} : { deny: [...listener.deny] }),
+      ...(listener.maxConnectionsPerSource === undefined ? {} : { maxConnectionsPerSource: listener.maxConnectionsPerSource }),
+      ...(listener.connectionRatePerSource === undefined
+        ? {}
+        : { connectionRatePerSource: { rate: listener.connectionRatePerSource.rate, burst: listener.connectionRatePerSource.burst } }),
     })),
     pools: config.pools.map((pool) => ({
       name: pool.name,
@@ -240,6 +258,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       slowStartMs: pool.slowStartMs,
       resolveIntervalMs: pool.resolveIntervalMs,
       discovery: normalizeDiscovery(pool.discovery, baseDir),
+      ...(pool.sendProxyProtocol === undefined ? {} : { sendProxyProtocol: pool.sendProxyProtocol }),
     })),
     log: {
       level: config.log.level,

@@ -520,8 +520,9 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  */
 export function healthSettingsChanged(before: PoolConfig, after: PoolConfig): boolean {
   return !sameJson(
-    [before.healthCheck, before.outlierDetection, before.panicThreshold, before.slowStartMs],
-    [after.healthCheck, after.outlierDetection, after.panicThreshold, after.slowStartMs],
+    // sendProxyProtocol too: send_expect and http checks write its header first (pool-health.ts).
+    [before.healthCheck, before.outlierDetection, before.panicThreshold, before.slowStartMs, before.sendProxyProtocol ?? null],
+    [after.healthCheck, after.outlierDetection, after.panicThreshold, after.slowStartMs, after.sendProxyProtocol ?? null],
   );
 }
 

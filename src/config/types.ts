@@ -13,6 +13,31 @@ export interface ListenerConfig {
   readonly maxConnections: number;
   /** Default 3600000 (1 h, as Envoy tcp_proxy); 0 disables. */
   readonly idleTimeoutMs: number;
+  /** Connections begin with a PROXY protocol header from a trusted source; absent = none expected. */
+  readonly proxyProtocol?: ProxyProtocolAcceptConfig;
+  /** CIDRs that may connect (absent = everyone); `deny` wins. */
+  readonly allow?: readonly string[];
+  readonly deny?: readonly string[];
+  /** Open connections per client address, process-wide; absent = no cap. */
+  readonly maxConnectionsPerSource?: number;
+  /** New connections per second per client address (GCRA token bucket), process-wide; absent = no limit. */
+  readonly connectionRatePerSource?: SourceRateConfig;
+}
+
+export interface ProxyProtocolAcceptConfig {
+  /** Default 'any'. */
+  readonly accept: 'v1' | 'v2' | 'any';
+  /** CIDRs of the front proxies allowed to send a header; everyone else is refused. */
+  readonly trustedSources: readonly string[];
+  /** Default 3000. */
+  readonly timeoutMs: number;
+}
+
+export interface SourceRateConfig {
+  /** Per second. */
+  readonly rate: number;
+  /** Default 1. */
+  readonly burst: number;
 }
 
 export type HealthCheckType = 'tcp' | 'send_expect' | 'http';
@@ -105,6 +130,8 @@ export interface PoolConfig {
    * Always set by the loader; optional so hand-built configs (demo, tests) may omit it (= static).
    */
   readonly discovery?: DiscoveryConfig;
+  /** A PROXY protocol header written to each backend before any client byte; absent = none. */
+  readonly sendProxyProtocol?: 'v1' | 'v2';
 }
 
 /**

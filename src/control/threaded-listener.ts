@@ -6,7 +6,7 @@
 import type { ListenerConfig } from '../config/types.js';
 import type { BackendPool } from '../proxy/backend-pool.js';
 import { formatPeer } from '../proxy/connection.js';
-import type { ListenerHandle, ListenerStats } from '../proxy/listener.js';
+import type { ListenerHandle, ListenerStats, SourceLimitsProvider } from '../proxy/listener.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
 import type { ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
 import type { WorkerSupervisor } from './workers.js';
@@ -20,13 +20,15 @@ export class ThreadedListener implements ListenerHandle {
   readonly #state: SharedListenerState;
   #port = 0;
   #closing: Promise<void> | null = null;
+  readonly #sourceLimits: SourceLimitsProvider;
 
-  constructor(config: ListenerConfig, pool: BackendPool, supervisor: WorkerSupervisor, traffic: ListenerTrafficCounters) {
+  constructor(config: ListenerConfig, pool: BackendPool, supervisor: WorkerSupervisor, traffic: ListenerTrafficCounters, sourceLimits: SourceLimitsProvider) {
     this.listenerName = config.name;
     this.pool = pool;
     this.#config = config;
     this.#supervisor = supervisor;
-    this.#id = supervisor.createListener(config, pool, traffic);
+    this.#sourceLimits = sourceLimits;
+    this.#id = supervisor.createListener(config, pool, traffic, sourceLimits(config)?.buffer ?? null);
     this.#state = supervisor.listenerState(this.#id);
   }
 
@@ -58,7 +60,7 @@ export class ThreadedListener implements ListenerHandle {
 
   updateLimits(config: ListenerConfig): void {
     this.#config = config;
-    this.#supervisor.updateListener(this.#id, config, this.pool);
+    this.#supervisor.updateListener(this.#id, config, this.pool, this.#sourceLimits(config)?.buffer ?? null);
   }
 
   stopListening(): void {

@@ -67,6 +67,8 @@ interface ListenerGroup {
   port: number;
   readonly state: SharedListenerState;
   readonly traffic: ListenerTrafficCounters;
+  /** Per-source limits (src/shared-state/source-limits.ts) once the config set one; kept for the group's life. */
+  sourceLimits: SharedArrayBuffer | null;
   /** Set once every worker's socket is open; replacements join only live groups. */
   listening: boolean;
   stopped: boolean;
@@ -200,7 +202,7 @@ export class WorkerSupervisor {
   // --- listeners ---------------------------------------------------------------------------------
 
   /** A new listener group; `listen` opens it. */
-  createListener(config: ListenerConfig, pool: BackendPool, traffic: ListenerTrafficCounters): number {
+  createListener(config: ListenerConfig, pool: BackendPool, traffic: ListenerTrafficCounters, sourceLimits: SharedArrayBuffer | null = null): number {
     const id = this.#nextId++;
     this.#listeners.set(id, {
       id,
@@ -209,6 +211,7 @@ export class WorkerSupervisor {
       port: config.bind.port,
       state: SharedListenerState.create(this.count),
       traffic,
+      sourceLimits,
       listening: false,
       stopped: false,
       closedBy: new Set(),
@@ -277,15 +280,17 @@ export class WorkerSupervisor {
       port: group.port,
       state: group.state.buffer,
       traffic: group.traffic.buffer,
+      sourceLimits: group.sourceLimits,
     }));
     if (reply.type === 'listen-failed') throw new Error(reply.error);
   }
 
-  updateListener(listenerId: number, config: ListenerConfig, pool: BackendPool): void {
+  updateListener(listenerId: number, config: ListenerConfig, pool: BackendPool, sourceLimits: SharedArrayBuffer | null = null): void {
     const group = this.#group(listenerId);
     group.config = config;
     group.poolId = this.#poolId(pool);
-    this.#broadcast({ type: 'listener-update', listenerId, config, poolId: group.poolId });
+    group.sourceLimits ??= sourceLimits;
+    this.#broadcast({ type: 'listener-update', listenerId, config, poolId: group.poolId, sourceLimits: group.sourceLimits });
   }
 
   /** Every worker stops accepting on this listener; resolves when every socket has closed. */

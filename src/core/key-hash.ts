@@ -171,3 +171,37 @@ function hashIPv4(networkOrder: number, port: number): number {
   const h = murmurMixBlock(KEY_SEED | 0, groupsWord(networkOrder >>> 16, networkOrder & 0xffff));
   return finishWithPort(h, 4, port);
 }
+
+/**
+ * The address as integers, for CIDR matching (src/proxy/cidr-list.ts): 4 with the IPv4 address in
+ * `out[0]` (an IPv4-mapped IPv6 address counts as IPv4, as for the key hash), 6 with the 128 bits in
+ * `out[0..3]` (most significant word first), 0 when it is not an address. Allocation-free.
+ */
+export function addressWords(address: string, out: Uint32Array): 0 | 4 | 6 {
+  let end = address.length;
+  let isV6 = false;
+  for (let i = 0; i < end; i++) {
+    const code = address.charCodeAt(i);
+    if (code === CHAR_COLON) isV6 = true;
+    else if (code === CHAR_PERCENT && isV6) {
+      end = i;
+      break;
+    }
+  }
+  if (!isV6) {
+    const v4 = parseIPv4(address, 0, end);
+    if (v4 < 0) return 0;
+    out[0] = v4;
+    return 4;
+  }
+  if (!parseIPv6(address, 0, end)) return 0;
+  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff) {
+    out[0] = groups[6] * 65536 + groups[7];
+    return 4;
+  }
+  out[0] = groups[0] * 65536 + groups[1];
+  out[1] = groups[2] * 65536 + groups[3];
+  out[2] = groups[4] * 65536 + groups[5];
+  out[3] = groups[6] * 65536 + groups[7];
+  return 6;
+}

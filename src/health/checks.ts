@@ -65,7 +65,7 @@ export function runHealthCheck(
     try {
       const run = config.type === 'http' ? runHttp : config.type === 'send_expect' ? runSendExpect : runTcp;
       // Read per check: the pool re-resolves backend names, and a check follows the current address.
-      running = run({ connectHost: target.connectHost ?? target.host, host: target.host }, port, config, finish);
+      running = run({ connectHost: target.connectHost ?? target.host, host: target.host, proxyHeader: target.proxyHeader }, port, config, finish);
     } catch (error) {
       // E.g. a synchronous ERR_INVALID_ARG from node:net/node:http: still a result, not a throw.
       finish(false, errorReason(error));
@@ -87,10 +87,11 @@ interface RunningCheck {
 /** Starts a check; `finish` is called at most once with the verdict (later calls are ignored). */
 type CheckRunner = (target: CheckEndpoint, port: number, config: HealthCheckConfig, finish: Finish) => RunningCheck;
 
-/** Where a check connects (an IP literal once the name is resolved) and the host as written (HTTP Host header). */
+/** Where a check connects (an IP literal once the name is resolved), the host as written (HTTP Host header), and any PROXY header to send first. */
 interface CheckEndpoint {
   readonly connectHost: string;
   readonly host: string;
+  readonly proxyHeader?: Uint8Array;
 }
 
 const TIMEOUT = 'timeout';
@@ -115,6 +116,7 @@ const runSendExpect: CheckRunner = (target, port, config, finish) => {
 
   socket.on('error', (error) => finish(false, errorReason(error)));
   socket.on('connect', () => {
+    if (target.proxyHeader !== undefined) socket.write(target.proxyHeader);
     if (config.send !== null && config.send.length > 0) socket.write(config.send);
     // No expect: the check passes once the payload is handed to the kernel (connect + send).
     if (matches === null) finish(true, 'ok');
@@ -182,7 +184,12 @@ const runHttp: CheckRunner = (target, port, config, finish) => {
     port,
     method: 'GET',
     path: http.path,
-    agent: false,
+    // A pool that sends PROXY protocol: its header goes first on the check's own connection. Node
+    // uses `createConnection` only without an agent (agent: false would make a fresh Agent, which
+    // ignores it); either way each check has a connection of its own.
+    ...(target.proxyHeader === undefined
+      ? { agent: false as const }
+      : { createConnection: () => withPreamble(connect({ host: target.connectHost, port }), target.proxyHeader!) }),
     headers: {
       // The name as written (`localhost:9001`), not the address it resolved to.
       host: http.host ?? hostHeader(target.host, port),
@@ -209,6 +216,12 @@ const runHttp: CheckRunner = (target, port, config, finish) => {
   req.end();
   return { close: () => req.destroy(), timeoutReason: () => TIMEOUT };
 };
+
+/** Writes `preamble` first (queued by net.Socket until the connect completes). */
+function withPreamble(socket: Socket, preamble: Uint8Array): Socket {
+  socket.write(preamble);
+  return socket;
+}
 
 /** Default Host header: the target as `host:port`, IPv6 in brackets (RFC 9110 §7.2, RFC 3986). */
 function hostHeader(host: string, port: number): string {

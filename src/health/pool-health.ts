@@ -25,6 +25,7 @@
  *   for a backend present when the pool was created (process start). A backend added later
  *   (reload, discovery) ramps on its first eligibility too.
  */
+import { encodeProxyHeaderLocal } from '../proxy/proxy-protocol.js';
 import type { Backend, BackendState, ConnectFailureReason } from '../backend.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -445,14 +446,17 @@ export class PoolHealth {
     const slot = entry.slot;
     const hysteresis = entry.hysteresis!;
     const connectHostOf = this.#connectHostOf;
+    const sendProxy = this.#config.sendProxyProtocol;
+    const proxyHeader = sendProxy === undefined ? undefined : encodeProxyHeaderLocal(sendProxy);
     this.#scheduler.add({
       key,
       target:
         connectHostOf === undefined
-          ? { host: entry.host, port: entry.port }
+          ? { host: entry.host, port: entry.port, proxyHeader }
           : {
               host: entry.host,
               port: entry.port,
+              proxyHeader,
               get connectHost(): string {
                 return connectHostOf(slot);
               },

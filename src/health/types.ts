@@ -23,6 +23,12 @@ export interface CheckTarget {
    * literal), so checks make no name lookup and follow a changed answer. Default `host`.
    */
   readonly connectHost?: string;
+  /**
+   * Written first by `send_expect` and `http` checks when the pool sends PROXY protocol (a backend
+   * listening with it refuses a request without one): a v2 LOCAL header or v1 `PROXY UNKNOWN`, what
+   * HAProxy's `check-send-proxy` sends. `tcp` checks only connect and need none.
+   */
+  readonly proxyHeader?: Uint8Array;
 }
 
 /** One backend's entry in the scheduler. */

@@ -728,6 +728,17 @@ export class BackendPool {
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
   }
 
+  /** `keyHashOf` for a client named by a PROXY protocol header. */
+  keyHashOfPeer(address: string | undefined, port: number | undefined): number {
+    if (!this.#usesClientKey) return 0;
+    return sourceKeyHash(address, port, this.#includePort);
+  }
+
+  /** Per connection: the PROXY protocol header its backend gets first (reload: new connections). */
+  get sendProxyProtocol(): 'v1' | 'v2' | null {
+    return this.#config.sendProxyProtocol ?? null;
+  }
+
   /**
    * Hot path: where a connection to `slot` connects, an IP literal once the backend's name has
    * resolved (Node then makes no lookup); see discovery/name-resolver.ts.

@@ -20,6 +20,10 @@
  * re-arming a timer on every read and write (see IDLE_TICKS). The metrics counters cost a few
  * Float64 adds per connection into this thread's row (shared-state/traffic-counters.ts; measured
  * in bench/RESULTS.md "Metrics counters").
+ * The listener's edge (listener-edge.ts) is paid only where configured: allow/deny and per-source
+ * limits cost a peer-address read and integer compares at accept; a PROXY protocol listener adds a
+ * header reader and its two handlers to its own connections, and a pool that sends a header one
+ * more write at connect (bench/RESULTS.md "PROXY protocol": 1.2× the CPU per short connection).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
@@ -29,6 +33,9 @@ import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { SlotConnection } from './slot-connections.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
+import type { EdgeRefusal, ListenerEdge } from './listener-edge.js';
+import { encodeProxyHeaderV1, encodeProxyHeaderV2, ProxyHeaderReader, type ProxyHeaderStep } from './proxy-protocol.js';
+import { nextUniqueId } from './unique-id.js';
 
 export type ConnectionOutcome =
   | 'ok'
@@ -40,7 +47,9 @@ export type ConnectionOutcome =
   /** The backend's error ended the connection; a backend reset (error ECONNRESET) reached the client as a reset. */
   | 'upstream_error'
   | 'rejected_max_connections'
-  | 'drained';
+  | 'drained'
+  /** Refused by the listener's edge (listener-edge.ts): allow/deny, per-source limits, PROXY protocol. */
+  | EdgeRefusal;
 
 /**
  * What a connection asks of its pool, a few thin forwards per connection: the main thread's
@@ -54,6 +63,10 @@ export interface ConnectionPool {
   readonly retries: number;
   /** The client's key for hash policies (integers, never a string into WASM); 0 for the others. */
   keyHashOf(client: ProxySocket): number;
+  /** The same key for a client named by a PROXY protocol header rather than by the socket. */
+  keyHashOfPeer(address: string | undefined, port: number | undefined): number;
+  /** Write a PROXY protocol header to the backend before any client byte; null = none. */
+  readonly sendProxyProtocol: 'v1' | 'v2' | null;
   /** A slot for this attempt, never one of the first `triedCount` of `tried` while another is left; -1 when none. */
   pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number;
   /** An attempt to `slot` begins: counted, and linked for the slot's drain. */
@@ -92,6 +105,8 @@ export interface ListenerContext {
   readonly accessLines: Logger;
   /** The operational log (debug lines of failed attempts). */
   readonly logger: Logger;
+  /** PROXY protocol, allow/deny and per-source limits in force for new connections; null = none set. */
+  readonly edge: ListenerEdge | null;
   /** Called exactly once per connection, after both sockets have closed. */
   connectionFinished(connection: ProxyConnection): void;
 }
@@ -221,7 +236,22 @@ export class ProxyConnection implements SlotConnection {
   readonly #sampled: boolean;
   /** When this connection's last access line was written (its accept at first), for open lines. */
   #lastLineAt: number;
-  readonly #keyHash: number;
+  #keyHash = 0;
+  /** The edge this connection was accepted under (a reload's new one applies to later connections). */
+  readonly #edge: ListenerEdge | null;
+  /** The source's key in the per-source open count, or -1 when this connection holds no count there. */
+  #sourceHash = -1;
+  /**
+   * Set while the PROXY protocol header is awaited (a trusted source of a listener that accepts it):
+   * the reader and its two socket handlers, made only for such connections (arrow fields would cost
+   * every connection two more closures).
+   */
+  #header: { readonly reader: ProxyHeaderReader; readonly onData: (chunk: Buffer) => void; readonly onEnd: () => void } | null = null;
+  /** Client bytes read with the PROXY header, written upstream first (before any later read). */
+  #earlyData: Buffer | null = null;
+  /** The original destination a PROXY header named (sent on upstream); null = this socket's own. */
+  #destinationAddress: string | null = null;
+  #destinationPort = 0;
   #upstream: ProxySocket | null = null;
   #slot = -1;
   /** Slots already tried; allocated only when a first attempt fails (rare). */
@@ -257,19 +287,98 @@ export class ProxyConnection implements SlotConnection {
     // object. A connection not sampled still reads its address: if it fails, its line is written.
     this.#logEnabled = context.accessLog.enabled;
     this.#sampled = this.#logEnabled && context.accessLog.sample();
-    if (this.#logEnabled) {
+    this.#edge = context.edge;
+    if (this.#logEnabled || this.#edge !== null || this.#pool.sendProxyProtocol !== null) {
       // Read now: after close the handle is gone and Node can no longer ask the kernel.
       this.#clientAddress = client.remoteAddress;
       this.#clientPort = client.remotePort;
     }
-    this.#keyHash = this.#pool.keyHashOf(client);
     client.on('error', this.#onClientError);
     client.on('close', this.#onClientClose);
   }
 
-  /** Begin the first attempt. Separate from the constructor so the listener can link us first. */
-  start(): void {
+  /**
+   * Begin: the first attempt, or first the PROXY protocol header when the listener takes one (the
+   * listener refused untrusted sources already). `sourceHash` is the per-source open count this
+   * connection holds (-1: none), released when it closes. Separate from the constructor so the
+   * listener can link us first.
+   */
+  start(sourceHash: number): void {
+    this.#sourceHash = sourceHash;
+    const proxyProtocol = this.#edge?.proxyProtocol ?? null;
+    if (proxyProtocol === null) {
+      this.#keyHash = this.#pool.keyHashOf(this.#client);
+      this.#attempt();
+      return;
+    }
+    const header = {
+      reader: new ProxyHeaderReader(proxyProtocol.accept),
+      onData: (chunk: Buffer): void => this.#onHeaderData(chunk),
+      onEnd: (): void => this.#onHeaderEnd(),
+    };
+    this.#header = header;
+    this.#timer = setTimeout(() => this.#onHeaderTimeout(), proxyProtocol.timeoutMs);
+    const client = this.#client;
+    client.on('end', header.onEnd);
+    client.on('data', header.onData);
+    client.resume();
+  }
+
+  #onHeaderData(chunk: Buffer): void {
+    const header = this.#header!;
+    const step: ProxyHeaderStep = header.reader.push(chunk);
+    if (step.kind === 'more') return;
+    const client = this.#client;
+    client.pause();
+    client.removeListener('data', header.onData);
+    client.removeListener('end', header.onEnd);
+    this.#header = null;
+    clearTimeout(this.#timer!);
+    this.#timer = null;
+    if (step.kind === 'invalid') {
+      this.#error = step.reason;
+      this.#refuse('proxy_header_invalid');
+      return;
+    }
+    const { header: parsed, rest } = step;
+    // LOCAL (the front proxy's own check) and UNKNOWN name no client: the socket's own addresses stand.
+    if (parsed.source !== null) {
+      this.#clientAddress = parsed.source.ip;
+      this.#clientPort = parsed.source.port;
+    }
+    if (parsed.destination !== null) {
+      this.#destinationAddress = parsed.destination.ip;
+      this.#destinationPort = parsed.destination.port;
+    }
+    // A copy: the read buffer is the socket's (and the reader's concat is sized for the header).
+    if (rest.length > 0) this.#earlyData = Buffer.from(rest);
+    const edge = this.#edge!;
+    const sourceHash = edge.sourceHashOf(this.#clientAddress);
+    const refusal = edge.admit(this.#clientAddress, sourceHash);
+    if (refusal !== null) {
+      this.#refuse(refusal);
+      return;
+    }
+    if (edge.countsOpenPerSource) this.#sourceHash = sourceHash;
+    this.#keyHash = this.#pool.keyHashOfPeer(this.#clientAddress, this.#clientPort);
     this.#attempt();
+  }
+
+  /** The client ended (FIN) before its header was complete. */
+  #onHeaderEnd(): void {
+    this.#error = 'end of stream before the PROXY header was complete';
+    this.#refuse('proxy_header_invalid');
+  }
+
+  #onHeaderTimeout(): void {
+    this.#timer = null;
+    this.#refuse('proxy_header_timeout');
+  }
+
+  /** The edge refused this connection after accept (PROXY header, or its client): closed at once. */
+  #refuse(outcome: EdgeRefusal): void {
+    this.#edge?.noteRefusal(outcome, this.#clientAddress);
+    this.#destroy(outcome);
   }
 
   /** How the connection ended (`ok` while it runs without a failure); the listener counts it. */
@@ -355,6 +464,12 @@ export class ProxyConnection implements SlotConnection {
     upstream.on('data', this.#onUpstreamData);
     upstream.on('end', this.#onUpstreamEnd);
     client.on('drain', this.#onClientDrain);
+    // Before any client byte: the PROXY header for the backend, then what came with ours.
+    if (pool.sendProxyProtocol !== null) upstream.write(this.#proxyHeaderFor(pool.sendProxyProtocol));
+    if (this.#earlyData !== null) {
+      upstream.write(this.#earlyData);
+      this.#earlyData = null;
+    }
     // Paused since accept (pauseOnConnect sets readableFlowing to false, so a 'data' listener alone
     // does not start it): bytes held in the kernel since accept flow now.
     client.resume();
@@ -386,6 +501,21 @@ export class ProxyConnection implements SlotConnection {
   #onUpstreamEnd = (): void => {
     endSoon(this.#client);
   };
+
+  /**
+   * The header naming this connection's client (the one a PROXY header named, else the socket's
+   * peer) and the address it connected to. v2 adds a UNIQUE_ID (unique-id.ts). Only pools that
+   * send one pay for it: a few small objects and the header bytes, once per connection.
+   */
+  #proxyHeaderFor(version: 'v1' | 'v2'): Buffer {
+    const client = this.#client;
+    const source = { ip: this.#clientAddress ?? '', port: this.#clientPort ?? 0 };
+    const destination =
+      this.#destinationAddress !== null
+        ? { ip: this.#destinationAddress, port: this.#destinationPort }
+        : { ip: client.localAddress ?? '', port: client.localPort ?? 0 };
+    return version === 'v1' ? encodeProxyHeaderV1(source, destination) : encodeProxyHeaderV2(source, destination, nextUniqueId());
+  }
 
   #onConnectTimeout = (): void => {
     if (!this.#connected && this.#upstream !== null) this.#failAttempt('timeout', 'timeout');
@@ -427,6 +557,8 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onClientClose = (): void => {
+    // Gone while its PROXY header was awaited: the header never came.
+    if (this.#header !== null) this.#destroy('proxy_header_invalid');
     // A client that goes away before any upstream connected (a drain, or an error) ends the
     // attempt too; destroying a closed socket is a no-op otherwise.
     if (!this.#connected && this.#upstream !== null) this.#destroy(this.#outcome ?? 'client_error');
@@ -487,6 +619,10 @@ export class ProxyConnection implements SlotConnection {
       // The last bytes go in before the slot is released (then it may go to another backend).
       this.flushTraffic();
       this.#pool.release(this.#slot, this);
+    }
+    if (this.#sourceHash >= 0) {
+      this.#edge!.release(this.#sourceHash);
+      this.#sourceHash = -1;
     }
     // Counts first, line second: whoever reads the line (a client retrying against maxConnections,
     // another worker thread) finds the connection's slot and its place under the limit free.
@@ -567,8 +703,8 @@ export function isFailure(outcome: ConnectionOutcome): boolean {
   return outcome !== 'ok' && outcome !== 'drained';
 }
 
-/** Log line for a connection refused by the listener's limit (a failure: never sampled out); it never becomes a ProxyConnection. */
-export function logRejectedConnection(accessLines: Logger, client: ProxySocket): void {
+/** Log line for a connection refused at accept (a failure: never sampled out); it never becomes a ProxyConnection. */
+export function logRejectedConnection(accessLines: Logger, client: ProxySocket, outcome: ConnectionOutcome = 'rejected_max_connections'): void {
   accessLines.info(
     {
       event: 'close',
@@ -578,7 +714,7 @@ export function logRejectedConnection(accessLines: Logger, client: ProxySocket):
       bytesIn: 0,
       bytesOut: 0,
       durationMs: 0,
-      outcome: 'rejected_max_connections' satisfies ConnectionOutcome,
+      outcome,
     },
     'connection closed',
   );

@@ -21,6 +21,9 @@ import { getSystemErrorName } from 'node:util';
 export interface ProxySocket {
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
+  /** The address the peer connected to (read only by pools that send a PROXY header). */
+  readonly localAddress?: string | undefined;
+  readonly localPort?: number | undefined;
   readonly bytesRead: number;
   readonly bytesWritten: number;
   readonly destroyed: boolean;
@@ -182,6 +185,7 @@ export class HandleSocket implements ProxySocket {
   #bytesRead = 0;
   #bytesWritten = 0;
   #peer: { address?: string; port?: number } | null = null;
+  #local: { address?: string; port?: number } | null = null;
   /** Set once this socket reads into a buffer of its own (OWN_READ_BUFFER_AFTER). */
   #readBuffer: Buffer | null = null;
 
@@ -217,6 +221,24 @@ export class HandleSocket implements ProxySocket {
 
   get remotePort(): number | undefined {
     return this.#peerInfo().port;
+  }
+
+  get localAddress(): string | undefined {
+    return this.#localInfo().address;
+  }
+
+  get localPort(): number | undefined {
+    return this.#localInfo().port;
+  }
+
+  /** A syscall, asked only by connections that send a PROXY header, kept for later. */
+  #localInfo(): { address?: string; port?: number } {
+    if (this.#local === null) {
+      const out: { address?: string; port?: number } = {};
+      if (!this.#destroyed) this.#handle.getsockname(out);
+      this.#local = out;
+    }
+    return this.#local;
   }
 
   get bytesRead(): number {

@@ -15,6 +15,12 @@ import { DEFAULT_TRAFFIC_FLUSH_MS, ListenerTrafficCounters, type ListenerTraffic
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
 import { closeWhenAcceptQueueEmpty } from './accept-queue.js';
 import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
+import { ListenerEdge, type EdgeRefusal } from './listener-edge.js';
+import type { SourceLimits } from '../shared-state/source-limits.js';
+
+/** The listener's process-wide per-source counts, when its config sets a per-source limit (else null). */
+export type SourceLimitsProvider = (config: ListenerConfig) => SourceLimits | null;
+const NO_SOURCE_LIMITS: SourceLimitsProvider = () => null;
 
 /**
  * How long a closing listener may keep accepting to empty its accept queue. Clients keep arriving
@@ -65,6 +71,8 @@ export interface ListenerCounting {
   readonly outcomes: ListenerTrafficWriter;
   /** Default DEFAULT_TRAFFIC_FLUSH_MS. */
   readonly flushMs?: number;
+  /** Where per-source limits count (shared by every thread); default none (a config setting one then fails). */
+  readonly sourceLimits?: SourceLimitsProvider;
 }
 
 export class Listener implements ListenerContext, ListenerHandle, OpenConnectionList {
@@ -95,11 +103,16 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   readonly #flushMs: number;
   /** Flushes open connections' bytes into the counters; runs while connections are open. */
   #flushTimer: NodeJS.Timeout | null = null;
+  /** PROXY protocol, allow/deny, per-source limits for new connections (ListenerContext); null = none. */
+  edge: ListenerEdge | null;
+  readonly #sourceLimits: SourceLimitsProvider;
 
   constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
     this.#inWorker = inWorker;
     this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
     this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
+    this.#sourceLimits = counting?.sourceLimits ?? NO_SOURCE_LIMITS;
+    this.edge = ListenerEdge.of(config, this.#sourceLimits(config), logger);
     this.#config = config;
     this.listenerName = config.name;
     this.pool = pool;
@@ -180,13 +193,16 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   }
 
   /**
-   * Reload, same bind: maxConnections and idleTimeoutMs apply to connections accepted from now on
-   * (the limit is checked on accept; the idle timeout is read when a connection's upstream connects).
+   * Reload, same bind: maxConnections, idleTimeoutMs and the edge (PROXY protocol, allow/deny,
+   * per-source limits) apply to connections accepted from now on (the limit is checked on accept;
+   * the idle timeout is read when a connection's upstream connects; open ones keep their edge).
    */
   updateLimits(config: ListenerConfig): void {
     this.#config = config;
     this.#maxConnections = config.maxConnections;
     this.idleTimeoutMs = config.idleTimeoutMs;
+    // Built before it is swapped in: a connection reads the edge once, at accept.
+    this.edge = ListenerEdge.of(config, this.#sourceLimits(config), this.#logger);
   }
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
@@ -277,11 +293,34 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   }
 
   #onConnection = (client: ProxySocket): void => {
+    // The edge first, before any count or backend work: a denied or over-limit source costs a
+    // peer-address read, a few integer compares and the close.
+    const edge = this.edge;
+    let sourceHash = -1;
+    if (edge !== null) {
+      const address = client.remoteAddress;
+      if (edge.proxyProtocol !== null) {
+        // The client is named by the header (ProxyConnection reads it); only the sender is checked here.
+        if (!edge.proxyProtocol.trusted.matches(address)) {
+          this.#refuse(client, 'proxy_untrusted', edge);
+          return;
+        }
+      } else {
+        const hash = edge.sourceHashOf(address);
+        const refusal = edge.admit(address, hash);
+        if (refusal !== null) {
+          this.#refuse(client, refusal, edge);
+          return;
+        }
+        if (edge.countsOpenPerSource) sourceHash = hash;
+      }
+    }
     const inWorker = this.#inWorker;
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
       this.#outcomes.ended('rejected_max_connections');
       if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client);
+      if (sourceHash >= 0) edge!.release(sourceHash);
       client.destroy();
       return;
     }
@@ -296,8 +335,16 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     connection.next = this.#head;
     if (this.#head !== null) this.#head.previous = connection;
     this.#head = connection;
-    connection.start();
+    connection.start(sourceHash);
   };
+
+  /** Refused by the edge at accept: counted, one access line, one summarised warning, closed at once. */
+  #refuse(client: ProxySocket, outcome: EdgeRefusal, edge: ListenerEdge): void {
+    this.#outcomes.ended(outcome);
+    if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client, outcome);
+    edge.noteRefusal(outcome, client.remoteAddress);
+    client.destroy();
+  }
 
   /** Open connections add the bytes they moved since the last flush (O(open connections) every flushMs). */
   #flushTraffic = (): void => {

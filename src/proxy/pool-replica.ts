@@ -38,6 +38,7 @@ export class PoolReplica implements ConnectionPool {
   readonly name: string;
   connectTimeoutMs = 0;
   retries = 0;
+  sendProxyProtocol: 'v1' | 'v2' | null = null;
   readonly #worker: number;
   readonly #state: SharedPoolState;
   readonly #logger: Logger;
@@ -124,6 +125,7 @@ export class PoolReplica implements ConnectionPool {
     this.#addresses = snapshot.addresses;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    this.sendProxyProtocol = config.sendProxyProtocol ?? null;
     // A grown pool's new segment is larger; a snapshot arrives as a new object over the same memory.
     if (snapshot.traffic.byteLength !== this.#trafficBuffer?.byteLength) {
       this.#trafficBuffer = snapshot.traffic;
@@ -185,6 +187,11 @@ export class PoolReplica implements ConnectionPool {
   keyHashOf(client: ProxySocket): number {
     if (!this.#usesClientKey) return 0;
     return sourceKeyHash(client.remoteAddress, client.remotePort, this.#includePort);
+  }
+
+  keyHashOfPeer(address: string | undefined, port: number | undefined): number {
+    if (!this.#usesClientKey) return 0;
+    return sourceKeyHash(address, port, this.#includePort);
   }
 
   pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number {

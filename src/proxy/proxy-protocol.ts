@@ -304,6 +304,19 @@ export function encodeProxyHeaderV2(source: ProxyAddress, destination: ProxyAddr
   return header;
 }
 
+/**
+ * The header of a connection that carries no client: v2 LOCAL (the spec: the receiver uses the real
+ * endpoints) or v1 `PROXY UNKNOWN`. What ringlb's health checks send to a pool with sendProxyProtocol.
+ */
+export function encodeProxyHeaderLocal(version: 'v1' | 'v2'): Buffer {
+  if (version === 'v1') return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
+  const header = Buffer.alloc(V2_PREAMBLE);
+  V2_SIGNATURE.copy(header, 0);
+  header[12] = 0x20; // version 2, LOCAL
+  header[13] = 0x00; // UNSPEC, no addresses
+  return header;
+}
+
 // --- addresses ---------------------------------------------------------------------------------
 
 function writeIpv4(target: Buffer, offset: number, ip: string): void {

@@ -41,8 +41,16 @@ export type ToWorker =
       readonly state: SharedArrayBuffer;
       /** The listener's outcome counters (src/shared-state/traffic-counters.ts). */
       readonly traffic: SharedArrayBuffer;
+      /** Per-source limits (src/shared-state/source-limits.ts); null while the config sets none. */
+      readonly sourceLimits?: SharedArrayBuffer | null;
     }
-  | { readonly type: 'listener-update'; readonly listenerId: number; readonly config: ListenerConfig; readonly poolId: number }
+  | {
+      readonly type: 'listener-update';
+      readonly listenerId: number;
+      readonly config: ListenerConfig;
+      readonly poolId: number;
+      readonly sourceLimits?: SharedArrayBuffer | null;
+    }
   /** Stop accepting; answer `listener-closed`, later `listener-idle` when its last connection ended. */
   | { readonly type: 'listener-stop'; readonly listenerId: number }
   | { readonly type: 'listener-cut'; readonly listenerId: number }

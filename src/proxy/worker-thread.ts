@@ -12,7 +12,9 @@ import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
 import { LoopDelayCells } from '../shared-state/loop-delay.js';
 import { ListenerTrafficCounters } from '../shared-state/traffic-counters.js';
-import { Listener } from './listener.js';
+import { SourceLimits } from '../shared-state/source-limits.js';
+import { Listener, type SourceLimitsProvider } from './listener.js';
+import { needsSourceLimits } from './listener-edge.js';
 import { PoolReplica } from './pool-replica.js';
 import type { FailureItem, FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
 
@@ -74,6 +76,14 @@ setInterval(dropIdlePools, 1000).unref();
  * once the socket opened, or a socket would open after its stop and accept for good.
  */
 const opening = new Map<number, Promise<unknown>>();
+/** Each listener's per-source counts, attached once from the main thread's buffer (by listener id). */
+const sourceLimits = new Map<number, SourceLimits>();
+
+/** The listener's provider: its shared counts when the config sets a per-source limit. */
+function sourceLimitsOf(listenerId: number, buffer: SharedArrayBuffer | null): SourceLimitsProvider {
+  if (buffer !== null && !sourceLimits.has(listenerId)) sourceLimits.set(listenerId, SourceLimits.attach(buffer));
+  return (config) => (needsSourceLimits(config) ? (sourceLimits.get(listenerId) ?? null) : null);
+}
 const stopWhenOpen = new Set<number>();
 
 async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<void> {
@@ -92,7 +102,11 @@ async function listen(message: Extract<ToWorker, { type: 'listen' }>): Promise<v
     logger.child({ listener: config.name }),
     accessLog,
     { worker: start.index, shared: SharedListenerState.attach(message.state, start.workers) },
-    { outcomes: ListenerTrafficCounters.attach(message.traffic, start.workers).writer(start.index), flushMs: start.trafficFlushMs },
+    {
+      outcomes: ListenerTrafficCounters.attach(message.traffic, start.workers).writer(start.index),
+      flushMs: start.trafficFlushMs,
+      sourceLimits: sourceLimitsOf(message.listenerId, message.sourceLimits ?? null),
+    },
   );
   listeners.set(message.listenerId, listener);
   const opened = listener.listen();
@@ -125,6 +139,7 @@ function stopListener(listenerId: number): void {
   void listener.close().then(() => send({ type: 'listener-closed', listenerId }));
   void listener.whenIdle().then(() => {
     listeners.delete(listenerId);
+    sourceLimits.delete(listenerId);
     send({ type: 'listener-idle', listenerId });
   });
 }
@@ -161,6 +176,7 @@ function onMessage(message: ToWorker): void {
     case 'listener-update': {
       const listener = listeners.get(message.listenerId);
       if (listener === undefined) return;
+      if (message.sourceLimits != null && !sourceLimits.has(message.listenerId)) sourceLimits.set(message.listenerId, SourceLimits.attach(message.sourceLimits));
       listener.updateLimits({ ...message.config, bind: listener.config.bind });
       listener.setPool(poolOf(message.poolId));
       return;

@@ -66,6 +66,13 @@ export const CONNECTION_OUTCOMES = [
   'upstream_error',
   'rejected_max_connections',
   'drained',
+  // The listener's edge (src/proxy/listener-edge.ts): refused before any backend work.
+  'denied',
+  'rejected_source_limit',
+  'rejected_source_rate',
+  'proxy_untrusted',
+  'proxy_header_invalid',
+  'proxy_header_timeout',
 ] as const;
 export type CountedOutcome = (typeof CONNECTION_OUTCOMES)[number];
 

@@ -1,0 +1,145 @@
+/**
+ * Who may connect to one listener, and how much: PROXY protocol trust, allow/deny CIDRs and the
+ * per-source limits (open connections, connection rate), compiled once per config in each thread
+ * that carries the listener's connections. A listener without any of them has no `ListenerEdge`
+ * (null): its connections pay one null check.
+ *
+ * Per connection: the CIDR lists match integers (cidr-list.ts); the per-source limits use the
+ * address hash the hash policies use (core/key-hash.ts, integers only) into the process-wide
+ * count-min sketch of src/shared-state/source-limits.ts, created by the main thread and attached
+ * here. Refusals are counted by the listener (an access-log outcome each) and summarised in the
+ * operational log at most once per REFUSAL_LOG_INTERVAL_MS per outcome (a flood writes a line
+ * with how many, not a line each).
+ */
+import type { ListenerConfig } from '../config/types.js';
+import { sourceKeyHash } from '../core/key-hash.js';
+import type { Logger } from '../log.js';
+import { sharedClockMicros, type SourceLimits } from '../shared-state/source-limits.js';
+import { CidrList } from './cidr-list.js';
+import type { ProxyProtocolAccept } from './proxy-protocol.js';
+
+/** Outcomes of connections the edge refused (access log, `ringlb_listener_connections_total`). */
+export type EdgeRefusal = 'denied' | 'rejected_source_limit' | 'rejected_source_rate' | 'proxy_untrusted' | 'proxy_header_invalid' | 'proxy_header_timeout';
+
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+const REFUSAL_MESSAGES: Readonly<Record<EdgeRefusal, string>> = {
+  denied: 'connections refused: source denied (allow/deny)',
+  rejected_source_limit: 'connections refused: source over maxConnectionsPerSource',
+  rejected_source_rate: 'connections refused: source over connectionRatePerSource',
+  proxy_untrusted: 'connections refused: PROXY protocol from an untrusted source',
+  proxy_header_invalid: 'connections closed: missing or malformed PROXY protocol header',
+  proxy_header_timeout: 'connections closed: PROXY protocol header not complete in time',
+};
+const REFUSALS = Object.keys(REFUSAL_MESSAGES) as EdgeRefusal[];
+
+export interface ProxyProtocolIn {
+  readonly accept: ProxyProtocolAccept;
+  readonly timeoutMs: number;
+  readonly trusted: CidrList;
+}
+
+/** True when the listener config sets a per-source limit (the main thread then creates its `SourceLimits`). */
+export function needsSourceLimits(config: ListenerConfig): boolean {
+  return config.maxConnectionsPerSource !== undefined || config.connectionRatePerSource !== undefined;
+}
+
+/** True when the config sets anything the edge enforces. */
+function hasEdge(config: ListenerConfig): boolean {
+  return config.proxyProtocol !== undefined || config.allow !== undefined || config.deny !== undefined || needsSourceLimits(config);
+}
+
+export class ListenerEdge {
+  readonly proxyProtocol: ProxyProtocolIn | null;
+  readonly #allow: CidrList | null;
+  readonly #deny: CidrList | null;
+  readonly #limits: SourceLimits | null;
+  readonly #maxPerSource: number;
+  readonly #rate: number;
+  readonly #burst: number;
+  readonly #logger: Logger;
+  readonly #listenerName: string;
+  /** Refusals since the last summary line, per outcome (index in REFUSALS). */
+  readonly #unlogged = new Float64Array(REFUSALS.length);
+  readonly #summaryDue = new Uint8Array(REFUSALS.length);
+
+  private constructor(config: ListenerConfig, limits: SourceLimits | null, logger: Logger) {
+    const proxy = config.proxyProtocol;
+    this.proxyProtocol = proxy === undefined ? null : { accept: proxy.accept, timeoutMs: proxy.timeoutMs, trusted: new CidrList(proxy.trustedSources) };
+    this.#allow = config.allow === undefined ? null : new CidrList(config.allow);
+    this.#deny = config.deny === undefined || config.deny.length === 0 ? null : new CidrList(config.deny);
+    this.#maxPerSource = config.maxConnectionsPerSource ?? 0;
+    this.#rate = config.connectionRatePerSource?.rate ?? 0;
+    this.#burst = config.connectionRatePerSource?.burst ?? 1;
+    this.#limits = this.#maxPerSource > 0 || this.#rate > 0 ? limits : null;
+    if (this.#limits === null && (this.#maxPerSource > 0 || this.#rate > 0)) {
+      throw new Error(`listener ${config.name}: per-source limits need the listener's shared SourceLimits`);
+    }
+    this.#logger = logger;
+    this.#listenerName = config.name;
+  }
+
+  /** The edge of `config`, or null when it sets nothing the edge enforces. */
+  static of(config: ListenerConfig, limits: SourceLimits | null, logger: Logger): ListenerEdge | null {
+    return hasEdge(config) ? new ListenerEdge(config, limits, logger) : null;
+  }
+
+  /** True when `admit` counts an open connection per source (the caller releases it with `release`). */
+  get countsOpenPerSource(): boolean {
+    return this.#limits !== null && this.#maxPerSource > 0;
+  }
+
+  /** The hash per-source limits key on: the client address alone (the hash policies' `source_ip` key). */
+  sourceHashOf(address: string | undefined): number {
+    return sourceKeyHash(address, undefined, false);
+  }
+
+  /**
+   * Per connection, before any backend work: null when the client may connect (an open connection
+   * is then counted for it when `countsOpenPerSource`: `release(sourceHash)` when it closes), else
+   * why not. Deny wins over allow; the rate is charged before the open count, and a connection the
+   * open count refuses still spent its token (as HAProxy's src_conn_rate counts every attempt).
+   */
+  admit(address: string | undefined, sourceHash: number): EdgeRefusal | null {
+    if (this.#deny !== null && this.#deny.matches(address)) return 'denied';
+    if (this.#allow !== null && !this.#allow.matches(address)) return 'denied';
+    const limits = this.#limits;
+    if (limits === null) return null;
+    if (this.#rate > 0 && !limits.tryRate(sourceHash, this.#rate, this.#burst, sharedClockMicros())) return 'rejected_source_rate';
+    if (this.#maxPerSource > 0 && !limits.tryOpen(sourceHash, this.#maxPerSource)) return 'rejected_source_limit';
+    return null;
+  }
+
+  /** A connection `admit` counted has closed. */
+  release(sourceHash: number): void {
+    this.#limits?.release(sourceHash);
+  }
+
+  /**
+   * A refusal for the operational log: the first of a quiet interval is written at once, the rest
+   * of that interval as one line with how many when it ends (one timer per outcome while refusals
+   * arrive, none per connection).
+   */
+  noteRefusal(outcome: EdgeRefusal, address: string | undefined): void {
+    const index = REFUSALS.indexOf(outcome);
+    if (this.#summaryDue[index] === 1) {
+      this.#unlogged[index]! += 1;
+      return;
+    }
+    this.#summaryDue[index] = 1;
+    this.#logger.warn({ listener: this.#listenerName, outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
+    setTimeout(() => this.#summarise(index), REFUSAL_LOG_INTERVAL_MS).unref();
+  }
+
+  #summarise(index: number): void {
+    const count = this.#unlogged[index]!;
+    this.#unlogged[index] = 0;
+    if (count === 0) {
+      this.#summaryDue[index] = 0;
+      return;
+    }
+    const outcome = REFUSALS[index]!;
+    this.#logger.warn({ listener: this.#listenerName, outcome, count, intervalMs: REFUSAL_LOG_INTERVAL_MS }, REFUSAL_MESSAGES[outcome]);
+    setTimeout(() => this.#summarise(index), REFUSAL_LOG_INTERVAL_MS).unref();
+  }
+}
