@@ -112,6 +112,7 @@ interface ValidatedListener {
   pool: string;
   maxConnections: number;
   idleTimeoutMs: number;
+  clientFinTimeoutMs: number;
 }
 
 interface ValidatedBackend {
@@ -146,6 +147,10 @@ interface ValidatedPool {
   hashKey: HashKey;
   connectTimeoutMs: number;
   retries: number;
+  responseTimeoutMs: number;
+  serverFinTimeoutMs: number;
+  maxConnectionsPerBackend: number;
+  queue: { size: number; timeoutMs: number };
   ringHash: { pointsPerWeight: number };
   maglev: { tableSize: number };
   hashBalanceFactor?: number;
@@ -212,6 +217,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       pool: listener.pool,
       maxConnections: listener.maxConnections,
       idleTimeoutMs: listener.idleTimeoutMs,
+      clientFinTimeoutMs: listener.clientFinTimeoutMs,
     })),
     pools: config.pools.map((pool) => ({
       name: pool.name,
@@ -219,6 +225,10 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       hashKey: pool.hashKey,
       connectTimeoutMs: pool.connectTimeoutMs,
       retries: pool.retries,
+      responseTimeoutMs: pool.responseTimeoutMs,
+      serverFinTimeoutMs: pool.serverFinTimeoutMs,
+      maxConnectionsPerBackend: pool.maxConnectionsPerBackend,
+      queue: { size: pool.queue.size, timeoutMs: pool.queue.timeoutMs },
       ringHash: { pointsPerWeight: pool.ringHash.pointsPerWeight },
       maglev: { tableSize: pool.maglev.tableSize },
       // Absent stays absent (no bound), so configs without it normalize exactly as before.

@@ -11,7 +11,7 @@
  * `lookup`, `slotOf`, `activeConnections`, `policy` ...), each answer a thin forward.
  */
 import { isIP } from 'node:net';
-import type { Backend, ConnectFailureReason } from '../backend.js';
+import type { Backend, BackendFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
 import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport } from '../core/types.js';
@@ -219,6 +219,16 @@ export class BackendPool {
   /** Per connection: how long one connect attempt may take. */
   get connectTimeoutMs(): number {
     return this.#connectTimeoutMs;
+  }
+
+  /** Per connection, at the client's first bytes: how long the backend may stay silent (0: off). */
+  get responseTimeoutMs(): number {
+    return this.#config.responseTimeoutMs ?? 0;
+  }
+
+  /** Per connection, at the backend's FIN: how long the connection may live on (0: off). */
+  get serverFinTimeoutMs(): number {
+    return this.#config.serverFinTimeoutMs ?? 0;
   }
 
   /** Per connection: extra attempts after the first one. */
@@ -640,7 +650,7 @@ export class BackendPool {
    * the set gave to another backend meanwhile is not blamed. A success on the slot (any worker)
    * since the last failure ends the streak first.
    */
-  reportWorkerConnectFailure(slot: number, backendId: string, reason: ConnectFailureReason): void {
+  reportWorkerConnectFailure(slot: number, backendId: string, reason: BackendFailureReason): void {
     if (this.#balancer.idOf(slot) !== backendId) return;
     const successes = this.#sharing?.state.successesOf(slot) ?? 0;
     if (successes !== this.#successesSeen[slot]) {
@@ -759,7 +769,7 @@ export class BackendPool {
    * Passive health: a connect attempt to `slot` failed. Feeds outlier detection at once, so after
    * `consecutiveFailures` the next connections do not even try this backend.
    */
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void {
     this.#health.reportConnectFailure(slot, reason);
   }
 

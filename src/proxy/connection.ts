@@ -24,7 +24,7 @@
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
 import type { AccessLog } from '../access-log/access-log.js';
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason, ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { SlotConnection } from './slot-connections.js';
@@ -40,7 +40,17 @@ export type ConnectionOutcome =
   /** The backend's error ended the connection; a backend reset (error ECONNRESET) reached the client as a reset. */
   | 'upstream_error'
   | 'rejected_max_connections'
-  | 'drained';
+  | 'drained'
+  /** The client sent bytes and the backend sent none within the pool's `responseTimeoutMs` (a backend failure). */
+  | 'response_timeout'
+  /** The client half-closed (FIN) and the backend did not finish within the listener's `clientFinTimeoutMs`. */
+  | 'client_fin_timeout'
+  /** The backend half-closed (FIN) and the client did not finish within the pool's `serverFinTimeoutMs`. */
+  | 'server_fin_timeout'
+  /** The chosen backend was at its `maxConnections` and its queue was full. */
+  | 'queue_full'
+  /** The chosen backend was at its `maxConnections` and no slot freed within `queue.timeoutMs`. */
+  | 'queue_timeout';
 
 /**
  * What a connection asks of its pool, a few thin forwards per connection: the main thread's
@@ -52,6 +62,10 @@ export interface ConnectionPool {
   readonly connectTimeoutMs: number;
   /** Extra attempts after the first one. */
   readonly retries: number;
+  /** The client sent bytes, the backend nothing for this long: close, a backend failure; 0 disables. */
+  readonly responseTimeoutMs: number;
+  /** The backend sent its FIN: the connection may live at most this much longer; 0 disables. */
+  readonly serverFinTimeoutMs: number;
   /** The client's key for hash policies (integers, never a string into WASM); 0 for the others. */
   keyHashOf(client: ProxySocket): number;
   /** A slot for this attempt, never one of the first `triedCount` of `tried` while another is left; -1 when none. */
@@ -68,10 +82,10 @@ export interface ConnectionPool {
   /** `host:port` as configured, for logs. */
   addressOf(slot: number): string;
   observeConnectTime(slot: number, micros: number, nowMs: number): void;
-  /** Passive health: a connect succeeded (ends the slot's failure streak). */
+  /** Passive health: a connection to `slot` ended without a backend failure (ends the slot's failure streak). */
   reportConnectSuccess(slot: number): void;
-  /** Passive health: a connect attempt failed. */
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void;
+  /** Passive health: a connect attempt failed, or the backend reset or left unanswered an established connection. */
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void;
   /** This thread's row of the pool's traffic counters (read per use: a pool that grows swaps it). */
   readonly traffic: PoolTrafficWriter;
 }
@@ -86,6 +100,8 @@ export interface ListenerContext {
   readonly pool: ConnectionPool;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
+  /** The client sent its FIN: the connection may live at most this much longer; 0 disables. */
+  readonly clientFinTimeoutMs: number;
   /** This thread's access log: enabled, sampling, onConnect (access-log/access-log.ts). */
   readonly accessLog: AccessLog;
   /** Access-log lines of this listener, bound to { listener, pool }; rebound with the pool, read at accept. */
@@ -201,6 +217,24 @@ function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
 }
 
+/**
+ * A connect error that is ours, not the backend's: no file descriptor (EMFILE, ENFILE), no local
+ * port (EADDRNOTAVAIL), no memory for a socket (ENOBUFS). It is counted and retried like any failed
+ * attempt, but never reported to outlier detection: a process out of fds once ejected a healthy
+ * backend for 30 s.
+ */
+function isLocalError(error: NodeJS.ErrnoException): boolean {
+  const code = error.code;
+  return code === 'EMFILE' || code === 'ENFILE' || code === 'EADDRNOTAVAIL' || code === 'ENOBUFS';
+}
+
+/** Response timeout states (an Int-like field, compared once per chunk). */
+const RESPONSE_NOT_WATCHED = 0;
+/** Connected, responseTimeoutMs set, the client has sent nothing yet. */
+const RESPONSE_BEFORE_REQUEST = 1;
+/** The client sent bytes; the backend has sent none yet; the timer runs. */
+const RESPONSE_AWAITED = 2;
+
 export class ProxyConnection implements SlotConnection {
   /** Intrusive list links, owned by the listener (no Set churn per connection). */
   previous: ProxyConnection | null = null;
@@ -233,6 +267,11 @@ export class ProxyConnection implements SlotConnection {
   #timer: NodeJS.Timeout | null = null;
   #bytesAtLastTick = 0;
   #quietTicks = 0;
+  /** The half-close deadline, armed by the first FIN of either side (rare: most ends are both FINs in one turn). */
+  #finTimer: NodeJS.Timeout | null = null;
+  /** Armed by the client's first bytes while the pool has a responseTimeoutMs; cleared by the backend's first. */
+  #responseTimer: NodeJS.Timeout | null = null;
+  #responseState = RESPONSE_NOT_WATCHED;
   /** Sockets of ours not yet closed (the client, plus the live upstream attempt). */
   #openSockets = 1;
   #outcome: ConnectionOutcome | null = null;
@@ -340,8 +379,10 @@ export class ProxyConnection implements SlotConnection {
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
     pool.observeConnectTime(this.#slot, Math.round(connectMs * 1000), now);
-    // Outlier detection counts consecutive failures: a success ends the streak.
-    pool.reportConnectSuccess(this.#slot);
+    // No success reported yet: a backend that accepts and then resets or stays silent (SIGSTOP: the
+    // kernel still completes handshakes) would end its own failure streak with every connect, and
+    // never be ejected. A connection's verdict is reported once, at its end (#socketClosed).
+    if (pool.responseTimeoutMs > 0) this.#responseState = RESPONSE_BEFORE_REQUEST;
     clearTimeout(this.#timer!);
     const idleTimeoutMs = this.#context.idleTimeoutMs;
     this.#timer = idleTimeoutMs > 0 ? setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(idleTimeoutMs / IDLE_TICKS))) : null;
@@ -364,6 +405,7 @@ export class ProxyConnection implements SlotConnection {
   // Backpressure as pipe() does it: a write the peer cannot take yet (write() false) pauses the
   // reading side until the writing side drains. A FIN is passed on as a FIN (end()): half-close.
   #onClientData = (chunk: Buffer): void => {
+    if (this.#responseState === RESPONSE_BEFORE_REQUEST) this.#awaitResponse();
     if (!this.#upstream!.write(chunk)) this.#client.pause();
   };
 
@@ -372,10 +414,12 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onClientEnd = (): void => {
+    if (this.#finTimer === null) this.#startFinDeadline(this.#context.clientFinTimeoutMs, this.#onClientFinTimeout);
     endSoon(this.#upstream!);
   };
 
   #onUpstreamData = (chunk: Buffer): void => {
+    if (this.#responseState !== RESPONSE_NOT_WATCHED) this.#responseArrived();
     if (!this.#client.write(chunk)) this.#upstream!.pause();
   };
 
@@ -384,8 +428,68 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onUpstreamEnd = (): void => {
+    // A backend that ends without a byte has answered too (an empty reply is a reply).
+    if (this.#responseState !== RESPONSE_NOT_WATCHED) this.#responseArrived();
+    if (this.#finTimer === null) this.#startFinDeadline(this.#pool.serverFinTimeoutMs, this.#onServerFinTimeout);
     endSoon(this.#client);
   };
+
+  /**
+   * One side sent its FIN: the connection may live at most `timeoutMs` more (HAProxy's `timeout
+   * client-fin` / `server-fin`). Without it a client that gave up and half-closed on a frozen
+   * backend held its place under maxConnections until the idle timeout (1 h), and the listener
+   * filled. A deadline, not an inactivity timeout: the idle sampler still runs beside it.
+   */
+  #startFinDeadline(timeoutMs: number, onTimeout: () => void): void {
+    if (timeoutMs > 0) this.#finTimer = setTimeout(onTimeout, timeoutMs);
+  }
+
+  #onClientFinTimeout = (): void => {
+    this.#error ??= 'client_fin_timeout';
+    this.#destroy('client_fin_timeout');
+  };
+
+  #onServerFinTimeout = (): void => {
+    this.#error ??= 'server_fin_timeout';
+    this.#destroy('server_fin_timeout');
+  };
+
+  /** The client's first bytes on a pool with responseTimeoutMs: the backend must answer in time. */
+  #awaitResponse(): void {
+    this.#responseState = RESPONSE_AWAITED;
+    this.#responseTimer = setTimeout(this.#onResponseTimeout, this.#pool.responseTimeoutMs);
+  }
+
+  /** The backend's first byte (or FIN): nothing more to watch for this connection. */
+  #responseArrived(): void {
+    this.#responseState = RESPONSE_NOT_WATCHED;
+    if (this.#responseTimer !== null) {
+      clearTimeout(this.#responseTimer);
+      this.#responseTimer = null;
+    }
+  }
+
+  /**
+   * The backend took the client's bytes and said nothing for responseTimeoutMs: a frozen or wedged
+   * backend. Counted against it (outlier detection), and the client is reset: a FIN would read as a
+   * complete, empty reply.
+   */
+  #onResponseTimeout = (): void => {
+    this.#responseTimer = null;
+    if (this.#responseState !== RESPONSE_AWAITED || this.#slot < 0) return;
+    this.#responseState = RESPONSE_NOT_WATCHED;
+    this.#error ??= 'response_timeout';
+    this.#backendFailed('response_timeout');
+    resetOrDestroy(this.#client);
+    this.#destroy('response_timeout');
+  };
+
+  /** An established connection failed by the backend: counted per kind, and reported to outlier detection. */
+  #backendFailed(reason: 'reset' | 'response_timeout'): void {
+    if (this.#outcome !== null) return; // already ending for another reason
+    this.#pool.traffic.establishedFailed(this.#slot, reason);
+    this.#pool.reportConnectFailure(this.#slot, reason);
+  }
 
   #onConnectTimeout = (): void => {
     if (!this.#connected && this.#upstream !== null) this.#failAttempt('timeout', 'timeout');
@@ -408,10 +512,13 @@ export class ProxyConnection implements SlotConnection {
   #onUpstreamError = (error: NodeJS.ErrnoException): void => {
     if (this.#connected) {
       this.#error ??= error.code ?? error.message;
-      if (isReset(error)) resetOrDestroy(this.#client);
+      if (isReset(error)) {
+        this.#backendFailed('reset');
+        resetOrDestroy(this.#client);
+      }
       this.#destroy('upstream_error');
     } else {
-      this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
+      this.#failAttempt(failureReasonOf(error), error.code ?? error.message, !isLocalError(error));
     }
   };
 
@@ -434,7 +541,7 @@ export class ProxyConnection implements SlotConnection {
   };
 
   /** A connect attempt failed or timed out: discard its socket, then try another backend. */
-  #failAttempt(reason: ConnectFailureReason, detail: string): void {
+  #failAttempt(reason: ConnectFailureReason, detail: string, backendsFault = true): void {
     const failed = this.#upstream!;
     const pool = this.#pool;
     this.#error = detail;
@@ -452,7 +559,7 @@ export class ProxyConnection implements SlotConnection {
     // Counted while the slot is held: once released, the slot may go to another backend.
     pool.traffic.connectFailed(this.#slot, reason);
     pool.release(this.#slot, this);
-    pool.reportConnectFailure(this.#slot, reason);
+    if (backendsFault) pool.reportConnectFailure(this.#slot, reason);
     // Sized once: a reload changing `retries` applies to connections accepted after it.
     const tried = (this.#tried ??= new Int32Array(pool.retries + 1));
     tried[this.#attempts - 1] = this.#slot;
@@ -468,10 +575,7 @@ export class ProxyConnection implements SlotConnection {
   /** Any terminal condition: the first one named is the outcome; both sockets go at once. */
   #destroy(outcome: ConnectionOutcome): void {
     this.#outcome ??= outcome;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#clearTimers();
     this.#client.destroy();
     this.#upstream?.destroy();
   }
@@ -479,13 +583,14 @@ export class ProxyConnection implements SlotConnection {
   #socketClosed(): void {
     this.#openSockets -= 1;
     if (this.#openSockets !== 0) return;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#clearTimers();
     if (this.#slot >= 0) {
       // The last bytes go in before the slot is released (then it may go to another backend).
       this.flushTraffic();
+      // The connection's verdict for outlier detection: one that ended without any failure ends the
+      // backend's failure streak. Others that are not the backend's fault (client errors, idle and
+      // fin timeouts, drains) say nothing either way.
+      if (this.#connected && this.#outcome === null) this.#pool.reportConnectSuccess(this.#slot);
       this.#pool.release(this.#slot, this);
     }
     // Counts first, line second: whoever reads the line (a client retrying against maxConnections,
@@ -493,6 +598,21 @@ export class ProxyConnection implements SlotConnection {
     // Idle waiters run later (promise jobs), after the line is written.
     this.#context.connectionFinished(this);
     if (this.#logEnabled && this.#context.accessLog.enabled && (this.#sampled || isFailure(this.#outcome ?? 'ok'))) this.#writeAccessLog();
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    if (this.#finTimer !== null) {
+      clearTimeout(this.#finTimer);
+      this.#finTimer = null;
+    }
+    if (this.#responseTimer !== null) {
+      clearTimeout(this.#responseTimer);
+      this.#responseTimer = null;
+    }
   }
 
   /**

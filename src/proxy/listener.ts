@@ -73,6 +73,8 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   pool: ConnectionPool;
   /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
   idleTimeoutMs: number;
+  /** Read by each connection at the client's FIN; `updateLimits` changes it. */
+  clientFinTimeoutMs: number;
   readonly accessLog: AccessLog;
   /** Bound to { listener, pool }; rebound when `setPool` changes the pool. */
   accessLines: Logger;
@@ -104,6 +106,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.listenerName = config.name;
     this.pool = pool;
     this.idleTimeoutMs = config.idleTimeoutMs;
+    this.clientFinTimeoutMs = config.clientFinTimeoutMs ?? 0;
     this.#maxConnections = config.maxConnections;
     this.#logger = logger;
     this.accessLog = accessLog;
@@ -187,6 +190,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.#config = config;
     this.#maxConnections = config.maxConnections;
     this.idleTimeoutMs = config.idleTimeoutMs;
+    this.clientFinTimeoutMs = config.clientFinTimeoutMs ?? 0;
   }
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */

@@ -15,7 +15,7 @@
  *   a success bumps a shared sequence number (no message per connection).
  * - Drains: each worker cuts its own connections to a backend that left, at the pool's deadline.
  */
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason } from '../backend.js';
 import { balancerOptionsOf } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import { createBalancer } from '../core/index.js';
@@ -29,7 +29,7 @@ import type { ConnectionPool } from './connection.js';
 import type { ProxySocket } from './handle-socket.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 
-export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason) => void;
+export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: BackendFailureReason) => void;
 
 /** A fresh balancer's state: every slot eligible at full weight. */
 const FULL_SCALE = 1000;
@@ -38,6 +38,8 @@ export class PoolReplica implements ConnectionPool {
   readonly name: string;
   connectTimeoutMs = 0;
   retries = 0;
+  responseTimeoutMs = 0;
+  serverFinTimeoutMs = 0;
   readonly #worker: number;
   readonly #state: SharedPoolState;
   readonly #logger: Logger;
@@ -124,6 +126,8 @@ export class PoolReplica implements ConnectionPool {
     this.#addresses = snapshot.addresses;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    this.responseTimeoutMs = config.responseTimeoutMs ?? 0;
+    this.serverFinTimeoutMs = config.serverFinTimeoutMs ?? 0;
     // A grown pool's new segment is larger; a snapshot arrives as a new object over the same memory.
     if (snapshot.traffic.byteLength !== this.#trafficBuffer?.byteLength) {
       this.#trafficBuffer = snapshot.traffic;
@@ -275,7 +279,7 @@ export class PoolReplica implements ConnectionPool {
     this.#state.noteSuccess(slot);
   }
 
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void {
     const id = this.#idBySlot[slot];
     if (id !== undefined) this.#onFailure(this, slot, id, reason);
   }
