@@ -156,6 +156,7 @@ export class PrometheusExporter {
       'counter',
       perBackend((pool, slot) => pool.counters.count(slot, SlotCell.RESPONSE_TIMEOUTS)),
     );
+    add('ringlb_backend_queue_depth', 'Connections waiting now for a place on the backend (maxConnectionsPerBackend reached), in every thread.', 'gauge', perBackend((pool, slot) => pool.queueDepth(slot)));
     add('ringlb_backend_queued_total', 'Connections that waited in the backend queue (backend at its maxConnections).', 'counter', perBackend((pool, slot) => pool.counters.count(slot, SlotCell.QUEUED)));
     add('ringlb_backend_bytes_total', 'Bytes forwarded, by direction (to_backend, to_client); open connections count at least every few seconds.', 'counter', (s) => {
       const samples: Sample[] = [];

@@ -27,6 +27,7 @@ import type { AccessLog } from '../access-log/access-log.js';
 import type { BackendFailureReason, ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
+import type { QueuedConnection } from './backend-queue.js';
 import type { SlotConnection } from './slot-connections.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 
@@ -72,6 +73,16 @@ export interface ConnectionPool {
   pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number;
   /** An attempt to `slot` begins: counted, and linked for the slot's drain. */
   acquire(slot: number, connection: SlotConnection): void;
+  /** Connections each backend may hold at once, process-wide; 0: no limit (then only `acquire` is used). */
+  readonly maxConnectionsPerBackend: number;
+  /** The policy places a client by its key (ring_hash, maglev): a full backend is waited for, never swapped. */
+  readonly hashesClients: boolean;
+  /** `acquire`, only while `slot` holds fewer than maxConnectionsPerBackend (in every thread); false when full. */
+  tryAcquire(slot: number, connection: SlotConnection): boolean;
+  /** Wait for a place on `slot` (`admitted` or `queueTimedOut` follows); false when its queue is full. */
+  enqueue(slot: number, connection: QueuedConnection): boolean;
+  /** The connection stops waiting for `slot` (it ended); a no-op when it does not wait there. */
+  leaveQueue(slot: number, connection: QueuedConnection): void;
   /** That attempt failed, or its connection closed. */
   release(slot: number, connection: SlotConnection): void;
   /** Where `slot` connects: an IP literal once its name resolved. */
@@ -228,6 +239,12 @@ function isLocalError(error: NodeJS.ErrnoException): boolean {
   return code === 'EMFILE' || code === 'ENFILE' || code === 'EADDRNOTAVAIL' || code === 'ENOBUFS';
 }
 
+/**
+ * Slots a limited pool's connection looks at for a backend with room before it queues (its
+ * earlier failed ones, the full ones). One array per thread, used synchronously: no allocation.
+ */
+const excludedScratch = new Int32Array(64);
+
 /** Response timeout states (an Int-like field, compared once per chunk). */
 const RESPONSE_NOT_WATCHED = 0;
 /** Connected, responseTimeoutMs set, the client has sent nothing yet. */
@@ -235,13 +252,19 @@ const RESPONSE_BEFORE_REQUEST = 1;
 /** The client sent bytes; the backend has sent none yet; the timer runs. */
 const RESPONSE_AWAITED = 2;
 
-export class ProxyConnection implements SlotConnection {
+export class ProxyConnection implements QueuedConnection {
   /** Intrusive list links, owned by the listener (no Set churn per connection). */
   previous: ProxyConnection | null = null;
   next: ProxyConnection | null = null;
   /** Intrusive links of the pool's per-slot list, set while this connection holds a slot (drain). */
   slotPrevious: SlotConnection | null = null;
   slotNext: SlotConnection | null = null;
+  /** Backend queue links and deadline (backend-queue.ts), used only while this connection waits. */
+  queuePrevious: QueuedConnection | null = null;
+  queueNext: QueuedConnection | null = null;
+  queueDeadline = 0;
+  /** The slot this connection waits for in its backend's queue; -1 when not waiting. */
+  #queuedSlot = -1;
 
   readonly #context: ListenerContext;
   readonly #pool: ConnectionPool;
@@ -349,11 +372,82 @@ export class ProxyConnection implements SlotConnection {
       this.#destroy(this.#attempts === 0 ? 'no_backend' : 'connect_failed');
       return;
     }
+    if (pool.maxConnectionsPerBackend > 0) {
+      this.#attemptWithinLimit(slot);
+      return;
+    }
     // Counted from the pick, not from the established connection: a burst of new connections
     // must see each other's in-flight connects, or least_connections sends the whole burst to
     // one backend. Released on failure or close. The pool also links us into the slot's list, so a
     // removed backend's connections can be cut at its drain deadline.
     pool.acquire(slot, this);
+    this.#connectTo(slot);
+  }
+
+  /**
+   * A pool with maxConnectionsPerBackend (HAProxy server `maxconn`): take a place on the chosen
+   * backend, or, when the policy does not hash, on another eligible one with room; else wait in the
+   * chosen backend's queue (a hash policy keeps the key's backend: its cache, its sessions).
+   */
+  #attemptWithinLimit(chosen: number): void {
+    const pool = this.#pool;
+    if (pool.tryAcquire(chosen, this)) {
+      this.#connectTo(chosen);
+      return;
+    }
+    if (!pool.hashesClients) {
+      const other = this.#otherBackendWithRoom(chosen);
+      if (other >= 0) {
+        this.#connectTo(other);
+        return;
+      }
+    }
+    if (!pool.enqueue(chosen, this)) {
+      this.#lastFailedSlot = chosen;
+      this.#error ??= 'queue_full';
+      this.#destroy('queue_full');
+      return;
+    }
+    this.#queuedSlot = chosen;
+    pool.traffic.queued(chosen);
+  }
+
+  /** Picks again past full backends (and those already tried) until one has room; -1 when none. */
+  #otherBackendWithRoom(full: number): number {
+    const pool = this.#pool;
+    const excluded = excludedScratch;
+    let count = 0;
+    const tried = this.#tried;
+    for (let i = 0; i < this.#attempts && tried !== null; i++) excluded[count++] = tried[i]!;
+    excluded[count++] = full;
+    while (count < excluded.length) {
+      const slot = pool.pick(this.#keyHash, excluded, count);
+      if (slot < 0) return -1;
+      // The balancer hands back an excluded slot only when no other is left.
+      for (let i = 0; i < count; i++) if (excluded[i] === slot) return -1;
+      if (pool.tryAcquire(slot, this)) return slot;
+      excluded[count++] = slot;
+    }
+    return -1;
+  }
+
+  /** backend-queue.ts: a place on `slot` was taken for this connection; connect now. */
+  admitted(slot: number): void {
+    this.#queuedSlot = -1;
+    this.#connectTo(slot);
+  }
+
+  /** backend-queue.ts: no place freed within queue.timeoutMs. */
+  queueTimedOut(): void {
+    this.#lastFailedSlot = this.#queuedSlot;
+    this.#queuedSlot = -1;
+    this.#error ??= 'queue_timeout';
+    this.#destroy('queue_timeout');
+  }
+
+  /** The connect attempt to `slot`, whose place this connection holds (acquired and linked). */
+  #connectTo(slot: number): void {
+    const pool = this.#pool;
     if (this.#attempts > 0) pool.traffic.retried();
     this.#slot = slot;
     this.#attempts += 1;
@@ -536,7 +630,7 @@ export class ProxyConnection implements SlotConnection {
   #onClientClose = (): void => {
     // A client that goes away before any upstream connected (a drain, or an error) ends the
     // attempt too; destroying a closed socket is a no-op otherwise.
-    if (!this.#connected && this.#upstream !== null) this.#destroy(this.#outcome ?? 'client_error');
+    if (!this.#connected && (this.#upstream !== null || this.#queuedSlot >= 0)) this.#destroy(this.#outcome ?? 'client_error');
     this.#socketClosed();
   };
 
@@ -576,6 +670,10 @@ export class ProxyConnection implements SlotConnection {
   #destroy(outcome: ConnectionOutcome): void {
     this.#outcome ??= outcome;
     this.#clearTimers();
+    if (this.#queuedSlot >= 0) {
+      this.#pool.leaveQueue(this.#queuedSlot, this);
+      this.#queuedSlot = -1;
+    }
     this.#client.destroy();
     this.#upstream?.destroy();
   }

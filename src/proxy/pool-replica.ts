@@ -27,6 +27,7 @@ import { TrafficSegment, type PoolTrafficWriter } from '../shared-state/traffic-
 import type { PoolSnapshot } from './backend-pool.js';
 import type { ConnectionPool } from './connection.js';
 import type { ProxySocket } from './handle-socket.js';
+import { BackendQueues, type PlaceSource, type QueuedConnection } from './backend-queue.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 
 export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: BackendFailureReason) => void;
@@ -34,12 +35,18 @@ export type FailureReport = (pool: PoolReplica, slot: number, backendId: string,
 /** A fresh balancer's state: every slot eligible at full weight. */
 const FULL_SCALE = 1000;
 
-export class PoolReplica implements ConnectionPool {
+export class PoolReplica implements ConnectionPool, PlaceSource {
   readonly name: string;
   connectTimeoutMs = 0;
   retries = 0;
   responseTimeoutMs = 0;
   serverFinTimeoutMs = 0;
+  maxConnectionsPerBackend = 0;
+  hashesClients = false;
+  #queueSize = 0;
+  #queueTimeoutMs = 0;
+  /** Made at the first queued connection (most pools never queue). */
+  #queues: BackendQueues | null = null;
   readonly #worker: number;
   readonly #state: SharedPoolState;
   readonly #logger: Logger;
@@ -128,6 +135,11 @@ export class PoolReplica implements ConnectionPool {
     this.retries = config.retries;
     this.responseTimeoutMs = config.responseTimeoutMs ?? 0;
     this.serverFinTimeoutMs = config.serverFinTimeoutMs ?? 0;
+    this.maxConnectionsPerBackend = config.maxConnectionsPerBackend ?? 0;
+    this.#queueSize = config.queue?.size ?? 0;
+    this.#queueTimeoutMs = config.queue?.timeoutMs ?? 1;
+    // A reload that raised or removed the limit lets waiting connections go now.
+    this.#queues?.recheck();
     // A grown pool's new segment is larger; a snapshot arrives as a new object over the same memory.
     if (snapshot.traffic.byteLength !== this.#trafficBuffer?.byteLength) {
       this.#trafficBuffer = snapshot.traffic;
@@ -135,6 +147,7 @@ export class PoolReplica implements ConnectionPool {
     }
     this.#drainTimeoutMs = snapshot.drainTimeoutMs;
     this.#usesClientKey = KEYED_POLICIES.has(config.balance);
+    this.hashesClients = this.#usesClientKey;
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#bounded = this.#usesClientKey && (config.hashBalanceFactor ?? 0) > 0;
     this.#loadAware = config.balance === 'least_connections' || config.balance === 'least_time' || this.#bounded;
@@ -182,6 +195,7 @@ export class PoolReplica implements ConnectionPool {
 
   stop(): void {
     this.#connections.clearAllDrains();
+    this.#queues?.clear();
   }
 
   // --- per connection (ConnectionPool) -----------------------------------------------------------
@@ -236,10 +250,36 @@ export class PoolReplica implements ConnectionPool {
     this.#connections.link(slot, connection);
   }
 
+  /** Limited pools: a place only while the slot is below its limit in every worker (compare-and-swap). */
+  tryAcquire(slot: number, connection: SlotConnection): boolean {
+    if (!this.#state.tryAcquire(this.#worker, slot, this.maxConnectionsPerBackend)) return false;
+    this.#open += 1;
+    this.#connections.link(slot, connection);
+    return true;
+  }
+
+  enqueue(slot: number, connection: QueuedConnection): boolean {
+    this.#queues ??= new BackendQueues(this, this.#state.queued);
+    return this.#queues.enqueue(slot, connection, this.#queueSize, this.#queueTimeoutMs);
+  }
+
+  leaveQueue(slot: number, connection: QueuedConnection): void {
+    this.#queues?.remove(slot, connection);
+  }
+
+  releasedEpoch(): number {
+    return this.#state.releasedEpoch();
+  }
+
   release(slot: number, connection: SlotConnection): void {
     this.#state.release(this.#worker, slot);
     this.#open -= 1;
     this.#connections.unlink(slot, connection);
+    if (this.maxConnectionsPerBackend > 0) {
+      // Other workers' queued connections see the epoch move at their next poll; ours go now.
+      this.#state.noteReleased();
+      this.#queues?.released(slot);
+    }
   }
 
   hostOf(slot: number): string {

@@ -1,0 +1,172 @@
+/**
+ * Backend queues (HAProxy server `maxconn` with `maxqueue` / `timeout queue`): a connection whose
+ * backend already holds `maxConnectionsPerBackend` connections waits here, in one FIFO per backend
+ * slot, until a place on that backend frees, the queue timeout passes, or the client goes.
+ *
+ * One `BackendQueues` per pool and data-plane thread (the main thread's `BackendPool`, or a worker's
+ * `PoolReplica`). The limit is process-wide (the active counts are shared, and a place is taken by
+ * compare-and-swap: pool-state.ts `tryAcquire`), so a place freed in one worker must wake a
+ * connection queued in another. No message per release: every release of a limited pool bumps a
+ * shared "released" epoch, and a thread with queued connections
+ *   - admits at once on its own releases (`released`), and
+ *   - polls the epoch every POLL_MS while its queue is non-empty (`#tick`), admitting when it moved.
+ * So a queued connection waits at most about POLL_MS (plus event-loop delay) after a place frees in
+ * another thread; test/e2e-backend-queue.test.ts measures it. The same tick expires waiters.
+ *
+ * Cost: nothing for pools without a limit (the connection never calls in). Queued connections are
+ * intrusive list nodes (no allocation per waiter); the timer exists only while someone waits.
+ */
+
+import type { SlotConnection } from './slot-connections.js';
+
+/** What a queue needs of a waiting connection; `ProxyConnection` implements it. */
+export interface QueuedConnection extends SlotConnection {
+  queuePrevious: QueuedConnection | null;
+  queueNext: QueuedConnection | null;
+  /** performance.now() after which the connection stops waiting. */
+  queueDeadline: number;
+  /** A place on `slot` was taken for it (acquired and linked): connect now. */
+  admitted(slot: number): void;
+  /** queue.timeoutMs passed without a place. */
+  queueTimedOut(): void;
+}
+
+/** Where a queue takes places: its pool. */
+export interface PlaceSource {
+  /** Acquire `slot` for `connection` if it is below its limit (process-wide); false when full. */
+  tryAcquire(slot: number, connection: QueuedConnection): boolean;
+  /** A number that moves whenever a place on any slot of the pool frees (in any thread). */
+  releasedEpoch(): number;
+}
+
+/**
+ * How often a thread with queued connections looks for places freed in other threads, and for
+ * expired waiters. 5 ms: a queued connection waits that much longer at most, for an atomic load and
+ * a scan of the waiting slots 200 times a second, and only while something waits.
+ */
+export const POLL_MS = 5;
+
+export class BackendQueues {
+  readonly #places: PlaceSource;
+  /** Per-slot depth, written by this thread only through Atomics.add (shared: every thread adds its own). */
+  readonly #depth: Int32Array;
+  #heads: (QueuedConnection | null)[] = [];
+  #tails: (QueuedConnection | null)[] = [];
+  /** This thread's waiters per slot (the shared depth sums every thread's). */
+  #lengths = new Int32Array(0);
+  #waiting = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #seenEpoch = 0;
+
+  /** `depth`: the pool's shared per-slot queue depth in worker mode, or a local array. */
+  constructor(places: PlaceSource, depth: Int32Array) {
+    this.#places = places;
+    this.#depth = depth;
+  }
+
+  /** Connections waiting in this thread. */
+  get waiting(): number {
+    return this.#waiting;
+  }
+
+  /** This thread's waiters for `slot`. */
+  lengthOf(slot: number): number {
+    return this.#lengths[slot] ?? 0;
+  }
+
+  /** Queue `connection` for `slot`; false (nothing changed) when this thread's queue for it holds `size`. */
+  enqueue(slot: number, connection: QueuedConnection, size: number, timeoutMs: number): boolean {
+    this.#ensure(slot + 1);
+    if (this.#lengths[slot]! >= size) return false;
+    connection.queueDeadline = performance.now() + timeoutMs;
+    connection.queueNext = null;
+    connection.queuePrevious = this.#tails[slot]!;
+    if (connection.queuePrevious !== null) connection.queuePrevious.queueNext = connection;
+    else this.#heads[slot] = connection;
+    this.#tails[slot] = connection;
+    this.#lengths[slot]! += 1;
+    Atomics.add(this.#depth, slot, 1);
+    if (this.#waiting++ === 0) {
+      this.#seenEpoch = this.#places.releasedEpoch();
+      this.#timer = setInterval(this.#tick, POLL_MS);
+    }
+    return true;
+  }
+
+  /** `connection` stops waiting for `slot` (admitted, timed out, or gone); a no-op when it is not queued there. */
+  remove(slot: number, connection: QueuedConnection): void {
+    if (connection.queuePrevious === null && this.#heads[slot] !== connection) return;
+    if (connection.queuePrevious !== null) connection.queuePrevious.queueNext = connection.queueNext;
+    else this.#heads[slot] = connection.queueNext;
+    if (connection.queueNext !== null) connection.queueNext.queuePrevious = connection.queuePrevious;
+    else this.#tails[slot] = connection.queuePrevious;
+    connection.queuePrevious = null;
+    connection.queueNext = null;
+    this.#lengths[slot]! -= 1;
+    Atomics.sub(this.#depth, slot, 1);
+    if (--this.#waiting === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  /** A place on `slot` freed in this thread: its first waiter takes it now (no poll delay). */
+  released(slot: number): void {
+    if (this.#waiting === 0 || (this.#lengths[slot] ?? 0) === 0) return;
+    this.#admit(slot);
+  }
+
+  /** Limits may have changed (a reload): every slot's waiters take the places there are now. */
+  recheck(): void {
+    for (let slot = 0; slot < this.#heads.length && this.#waiting > 0; slot++) if (this.#lengths[slot]! > 0) this.#admit(slot);
+  }
+
+  /** Every waiter leaves as timed out (the pool stops). */
+  clear(): void {
+    for (let slot = 0; slot < this.#heads.length; slot++) {
+      let waiter: QueuedConnection | null = this.#heads[slot] ?? null;
+      while (waiter !== null) {
+        const next = waiter.queueNext;
+        this.remove(slot, waiter);
+        waiter.queueTimedOut();
+        waiter = next;
+      }
+    }
+  }
+
+  #admit(slot: number): void {
+    for (let waiter: QueuedConnection | null = this.#heads[slot] ?? null; waiter !== null; waiter = this.#heads[slot]!) {
+      if (!this.#places.tryAcquire(slot, waiter)) return;
+      this.remove(slot, waiter);
+      waiter.admitted(slot);
+    }
+  }
+
+  #tick = (): void => {
+    const epoch = this.#places.releasedEpoch();
+    const moved = epoch !== this.#seenEpoch;
+    this.#seenEpoch = epoch;
+    const now = performance.now();
+    for (let slot = 0; slot < this.#heads.length && this.#waiting > 0; slot++) {
+      if (this.#lengths[slot] === 0) continue;
+      if (moved) this.#admit(slot);
+      // FIFO with one timeout per pool: the oldest waiter expires first (a reload that shortens
+      // the timeout lets later ones pass earlier ones by at most the difference).
+      for (let waiter: QueuedConnection | null = this.#heads[slot] ?? null; waiter !== null && waiter.queueDeadline <= now; waiter = this.#heads[slot]!) {
+        this.remove(slot, waiter);
+        waiter.queueTimedOut();
+      }
+    }
+  };
+
+  #ensure(capacity: number): void {
+    if (capacity <= this.#heads.length) return;
+    const lengths = new Int32Array(capacity);
+    lengths.set(this.#lengths);
+    this.#lengths = lengths;
+    while (this.#heads.length < capacity) {
+      this.#heads.push(null);
+      this.#tails.push(null);
+    }
+  }
+}
