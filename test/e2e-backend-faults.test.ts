@@ -144,7 +144,7 @@ for (const { workers } of MODES) {
         socket.on('error', () => {}); // the reset, passed on to us
         try {
           const greeting = await readLine(socket);
-          const ended = once(socket, 'close');
+          const ended = new Promise((resolve) => socket.once('close', resolve)); // not once(): it rejects on the reset's 'error'
           socket.write('x');
           if (greeting === 'r') {
             await ended;
