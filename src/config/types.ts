@@ -75,7 +75,7 @@ export interface OutlierDetectionConfig {
 }
 
 export interface BackendQueueConfig {
-  /** Waiting connections per backend and data-plane thread; 0: none wait. */
+  /** Waiting connections per backend, process-wide; 0: none wait. */
   readonly size: number;
   readonly timeoutMs: number;
 }

@@ -48,7 +48,7 @@ export const POLL_MS = 5;
 
 export class BackendQueues {
   readonly #places: PlaceSource;
-  /** Per-slot depth, written by this thread only through Atomics.add (shared: every thread adds its own). */
+  /** Per-slot depth in every thread (shared in worker mode: each thread adds and removes its own waiters). */
   readonly #depth: Int32Array;
   #heads: (QueuedConnection | null)[] = [];
   #tails: (QueuedConnection | null)[] = [];
@@ -74,10 +74,17 @@ export class BackendQueues {
     return this.#lengths[slot] ?? 0;
   }
 
-  /** Queue `connection` for `slot`; false (nothing changed) when this thread's queue for it holds `size`. */
+  /**
+   * Queue `connection` for `slot`; false (nothing changed) when `size` connections already wait for
+   * it in every thread. The place in the shared depth is taken by one atomic add and given back
+   * when over: two threads racing for the last place may both refuse, never both take it.
+   */
   enqueue(slot: number, connection: QueuedConnection, size: number, timeoutMs: number): boolean {
     this.#ensure(slot + 1);
-    if (this.#lengths[slot]! >= size) return false;
+    if (Atomics.add(this.#depth, slot, 1) >= size) {
+      Atomics.sub(this.#depth, slot, 1);
+      return false;
+    }
     connection.queueDeadline = performance.now() + timeoutMs;
     connection.queueNext = null;
     connection.queuePrevious = this.#tails[slot]!;
@@ -85,7 +92,6 @@ export class BackendQueues {
     else this.#heads[slot] = connection;
     this.#tails[slot] = connection;
     this.#lengths[slot]! += 1;
-    Atomics.add(this.#depth, slot, 1);
     if (this.#waiting++ === 0) {
       this.#seenEpoch = this.#places.releasedEpoch();
       this.#timer = setInterval(this.#tick, POLL_MS);
