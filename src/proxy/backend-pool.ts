@@ -13,7 +13,6 @@
 import { isIP } from 'node:net';
 import type { Backend, BackendFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
-import { MAX_MAX_BACKENDS } from '../core/options.js';
 import { sourceKeyHash } from '../core/key-hash.js';
 import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport } from '../core/types.js';
 import { balancerOptionsOf, healthSettingsChanged, slotCapacity } from '../config/reload-plan.js';
@@ -24,7 +23,7 @@ import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../heal
 import type { SharedPoolState } from '../shared-state/pool-state.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import { PoolCounters } from '../metrics/pool-counters.js';
-import { BackendQueues, type PlaceSource, type QueuedConnection } from './backend-queue.js';
+import { BackendQueues, LocalQueueDepth, type PlaceSource, type QueuedConnection } from './backend-queue.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 import type { ProxySocket } from './handle-socket.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
@@ -164,6 +163,7 @@ export class BackendPool implements PlaceSource {
   #queues: BackendQueues | null = null;
   /** Releases of slots while the pool has a per-backend limit (this thread's "released" epoch). */
   #releases = 0;
+  readonly #queueDepth = new LocalQueueDepth();
   /** Shared mode: until when (performance.now) a removed backend's slot stays reserved. */
   #slotHeldUntil: Float64Array;
   /** Shared mode: scratch the process-wide counts are copied into before the balancer reads them. */
@@ -631,8 +631,7 @@ export class BackendPool implements PlaceSource {
 
   enqueue(slot: number, connection: QueuedConnection): boolean {
     const queue = this.#config.queue;
-    // A local depth array sized for any slot: Atomics work on it, and untouched pages cost nothing.
-    this.#queues ??= new BackendQueues(this, new Int32Array(MAX_MAX_BACKENDS));
+    this.#queues ??= new BackendQueues(this, this.#queueDepth);
     return this.#queues.enqueue(slot, connection, queue?.size ?? 0, queue?.timeoutMs ?? 1);
   }
 
@@ -646,7 +645,7 @@ export class BackendPool implements PlaceSource {
 
   /** Connections waiting for `slot` now, in every thread (`ringlb_backend_queue_depth`). */
   queueDepth(slot: number): number {
-    return this.#sharing?.state.queuedOf(slot) ?? this.#queues?.lengthOf(slot) ?? 0;
+    return this.#sharing?.state.queuedOf(slot) ?? this.#queueDepth.of(slot);
   }
 
   /**

@@ -12,6 +12,7 @@
  *   - polls the epoch every POLL_MS while its queue is non-empty (`#tick`), admitting when it moved.
  * So a queued connection waits at most about POLL_MS (plus event-loop delay) after a place frees in
  * another thread; test/e2e-backend-queue.test.ts measures it. The same tick expires waiters.
+ * `queue.size` bounds the waiters of a backend in every thread together (`QueueDepth`).
  *
  * Cost: nothing for pools without a limit (the connection never calls in). Queued connections are
  * intrusive list nodes (no allocation per waiter); the timer exists only while someone waits.
@@ -31,6 +32,40 @@ export interface QueuedConnection extends SlotConnection {
   queueTimedOut(): void;
 }
 
+/**
+ * The pool's count of waiting connections per slot, in every thread: a worker's `SharedPoolState`
+ * (with its ledger, so a dead worker's waiters leave the count), or `LocalQueueDepth`.
+ */
+export interface QueueDepth {
+  /** Count one more waiter for `slot` unless `size` already wait; false (nothing counted) when full. */
+  tryQueue(slot: number, size: number): boolean;
+  unqueue(slot: number): void;
+}
+
+/** One data plane in the main thread: the depth is this thread's alone. */
+export class LocalQueueDepth implements QueueDepth {
+  #depth = new Int32Array(0);
+
+  tryQueue(slot: number, size: number): boolean {
+    if (slot >= this.#depth.length) {
+      const grown = new Int32Array(Math.max(slot + 1, this.#depth.length * 2));
+      grown.set(this.#depth);
+      this.#depth = grown;
+    }
+    if (this.#depth[slot]! >= size) return false;
+    this.#depth[slot]! += 1;
+    return true;
+  }
+
+  unqueue(slot: number): void {
+    this.#depth[slot]! -= 1;
+  }
+
+  of(slot: number): number {
+    return this.#depth[slot] ?? 0;
+  }
+}
+
 /** Where a queue takes places: its pool. */
 export interface PlaceSource {
   /** Acquire `slot` for `connection` if it is below its limit (process-wide); false when full. */
@@ -48,8 +83,7 @@ export const POLL_MS = 5;
 
 export class BackendQueues {
   readonly #places: PlaceSource;
-  /** Per-slot depth in every thread (shared in worker mode: each thread adds and removes its own waiters). */
-  readonly #depth: Int32Array;
+  readonly #depth: QueueDepth;
   #heads: (QueuedConnection | null)[] = [];
   #tails: (QueuedConnection | null)[] = [];
   /** This thread's waiters per slot (the shared depth sums every thread's). */
@@ -58,10 +92,13 @@ export class BackendQueues {
   #timer: NodeJS.Timeout | null = null;
   #seenEpoch = 0;
 
-  /** `depth`: the pool's shared per-slot queue depth in worker mode, or a local array. */
-  constructor(places: PlaceSource, depth: Int32Array) {
+  readonly #now: () => number;
+
+  /** `now`: monotonic ms, default performance.now (tests inject one with mocked timers). */
+  constructor(places: PlaceSource, depth: QueueDepth, now: () => number = () => performance.now()) {
     this.#places = places;
     this.#depth = depth;
+    this.#now = now;
   }
 
   /** Connections waiting in this thread. */
@@ -74,18 +111,11 @@ export class BackendQueues {
     return this.#lengths[slot] ?? 0;
   }
 
-  /**
-   * Queue `connection` for `slot`; false (nothing changed) when `size` connections already wait for
-   * it in every thread. The place in the shared depth is taken by one atomic add and given back
-   * when over: two threads racing for the last place may both refuse, never both take it.
-   */
+  /** Queue `connection` for `slot`; false (nothing changed) when `size` connections already wait for it in every thread. */
   enqueue(slot: number, connection: QueuedConnection, size: number, timeoutMs: number): boolean {
     this.#ensure(slot + 1);
-    if (Atomics.add(this.#depth, slot, 1) >= size) {
-      Atomics.sub(this.#depth, slot, 1);
-      return false;
-    }
-    connection.queueDeadline = performance.now() + timeoutMs;
+    if (!this.#depth.tryQueue(slot, size)) return false;
+    connection.queueDeadline = this.#now() + timeoutMs;
     connection.queueNext = null;
     connection.queuePrevious = this.#tails[slot]!;
     if (connection.queuePrevious !== null) connection.queuePrevious.queueNext = connection;
@@ -109,7 +139,7 @@ export class BackendQueues {
     connection.queuePrevious = null;
     connection.queueNext = null;
     this.#lengths[slot]! -= 1;
-    Atomics.sub(this.#depth, slot, 1);
+    this.#depth.unqueue(slot);
     if (--this.#waiting === 0 && this.#timer !== null) {
       clearInterval(this.#timer);
       this.#timer = null;
@@ -152,7 +182,7 @@ export class BackendQueues {
     const epoch = this.#places.releasedEpoch();
     const moved = epoch !== this.#seenEpoch;
     this.#seenEpoch = epoch;
-    const now = performance.now();
+    const now = this.#now();
     for (let slot = 0; slot < this.#heads.length && this.#waiting > 0; slot++) {
       if (this.#lengths[slot] === 0) continue;
       if (moved) this.#admit(slot);

@@ -27,7 +27,7 @@ import { TrafficSegment, type PoolTrafficWriter } from '../shared-state/traffic-
 import type { PoolSnapshot } from './backend-pool.js';
 import type { ConnectionPool } from './connection.js';
 import type { ProxySocket } from './handle-socket.js';
-import { BackendQueues, type PlaceSource, type QueuedConnection } from './backend-queue.js';
+import { BackendQueues, type PlaceSource, type QueueDepth, type QueuedConnection } from './backend-queue.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 
 export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: BackendFailureReason) => void;
@@ -47,6 +47,11 @@ export class PoolReplica implements ConnectionPool, PlaceSource {
   #queueTimeoutMs = 0;
   /** Made at the first queued connection (most pools never queue). */
   #queues: BackendQueues | null = null;
+  /** This worker's view of the shared queue depth (its own ledger row). */
+  readonly #queueDepth: QueueDepth = {
+    tryQueue: (slot, size) => this.#state.tryQueue(this.#worker, slot, size),
+    unqueue: (slot) => this.#state.unqueue(this.#worker, slot),
+  };
   readonly #worker: number;
   readonly #state: SharedPoolState;
   readonly #logger: Logger;
@@ -259,7 +264,7 @@ export class PoolReplica implements ConnectionPool, PlaceSource {
   }
 
   enqueue(slot: number, connection: QueuedConnection): boolean {
-    this.#queues ??= new BackendQueues(this, this.#state.queued);
+    this.#queues ??= new BackendQueues(this, this.#queueDepth);
     return this.#queues.enqueue(slot, connection, this.#queueSize, this.#queueTimeoutMs);
   }
 
