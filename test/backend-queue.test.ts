@@ -2,7 +2,7 @@
  * BackendQueues (src/proxy/backend-queue.ts) against a pool of places that counts like the real one:
  * FIFO admission on a local release, admission on another thread's release only when the shared
  * epoch moved (at the next poll), expiry at the deadline, the size bound, removal of a waiter that
- * went, and a recheck after a reload raised the limit. Timers are mocked (t.mock.timers), the
+ * went, a recheck after a reload raised the limit, and waiters of a backend taken out choose again. Timers are mocked (t.mock.timers), the
  * clock is the mocked Date.
  */
 import assert from 'node:assert/strict';
@@ -21,6 +21,10 @@ class Places implements PlaceSource {
   releasedEpoch(): number {
     return this.epoch;
   }
+  unroutable = new Set<number>();
+  isRoutable(slot: number): boolean {
+    return !this.unroutable.has(slot);
+  }
   /** A place freed in another thread: only the epoch tells. */
   releaseElsewhere(slot: number): void {
     this.active[slot]! -= 1;
@@ -36,12 +40,16 @@ class Waiter implements QueuedConnection {
   queueDeadline = 0;
   admittedTo = -1;
   timedOut = false;
+  gone = false;
   constructor(readonly name: string) {}
   admitted(slot: number): void {
     this.admittedTo = slot;
   }
   queueTimedOut(): void {
     this.timedOut = true;
+  }
+  backendGone(): void {
+    this.gone = true;
   }
   forceClose(): void {}
 }
@@ -114,4 +122,20 @@ test('a reload that raises the limit lets waiters go at the recheck', (t) => {
   places.limit = 3;
   queues.recheck();
   assert.deepEqual([a.admittedTo, b.admittedTo], [3, 3]);
+});
+
+test('waiters of a backend that stops being routable choose again at the next poll', (t) => {
+  const { places, depth, queues } = setup(t, 1);
+  places.tryAcquire(0);
+  places.tryAcquire(1);
+  const onZero = new Waiter('zero');
+  const onOne = new Waiter('one');
+  queues.enqueue(0, onZero, 10, 1000);
+  queues.enqueue(1, onOne, 10, 1000);
+  places.unroutable.add(0);
+  t.mock.timers.tick(POLL_MS);
+  assert.equal(onZero.gone, true);
+  assert.equal(onOne.gone, false, 'the other backend is still worth waiting for');
+  assert.equal(depth.of(0), 0);
+  assert.equal(queues.waiting, 1);
 });

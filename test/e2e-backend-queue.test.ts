@@ -4,7 +4,8 @@
  * - a full backend: the next connection waits (queue depth 1 in /metrics and /v1/status) and is
  *   served when the place frees; how long it waited after the free is printed;
  * - a full queue ends a connection at once (`queue_full`), a queue timeout ends it (`queue_timeout`);
- * - round_robin takes another backend with room; maglev keeps the key's backend and waits for it.
+ * - round_robin takes another backend with room; maglev keeps the key's backend and waits for it;
+ *   a waiter whose backend is drained chooses again.
  *
  * With two workers the kernel spreads connections over both (reusePort), so in some rounds the
  * waiting connection sits in the other worker than the one that frees the place: there only the
@@ -15,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { adminAddress } from './helpers/admin-client.js';
+import { AdminClient, adminAddress } from './helpers/admin-client.js';
 import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { readLine } from './helpers/clients.js';
 import { scrape, scrapeUntil } from './helpers/metrics.js';
@@ -185,6 +186,18 @@ for (const workers of [1, 2]) {
       const greeted = readLine(sameKey, 10_000);
       home.destroy();
       assert.equal(await greeted, homeName, 'served by the key’s backend once it had room');
+
+      // Redispatch: the key's backend full again, a connection waits for it, and the operator
+      // drains it: the waiter chooses again and the key's next backend serves it.
+      const again = client(t, mg.port); // sameKey still holds the home backend's one place
+      await scrapeUntil(mg.admin, (s) => s.value('ringlb_backend_queue_depth', { pool: 'app', backend: homeName }) === 1, 'queued again');
+      const redispatched = readLine(again, 10_000);
+      const admin = new AdminClient(mg.admin);
+      t.after(() => admin.close());
+      const drained = await admin.request('PATCH', `/v1/pools/app/backends/${homeName}`, { body: { state: 'drain' } });
+      assert.equal(drained.status, 200);
+      assert.equal(await redispatched, other, 'the waiter went to the backend that still takes connections');
+      assert.equal((await scrape(mg.admin)).value('ringlb_backend_queue_depth', { pool: 'app', backend: homeName }), 0);
     });
   });
 }

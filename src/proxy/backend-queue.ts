@@ -12,7 +12,8 @@
  *   - polls the epoch every POLL_MS while its queue is non-empty (`#tick`), admitting when it moved.
  * So a queued connection waits at most about POLL_MS (plus event-loop delay) after a place frees in
  * another thread; test/e2e-backend-queue.test.ts measures it. The same tick expires waiters.
- * `queue.size` bounds the waiters of a backend in every thread together (`QueueDepth`).
+ * `queue.size` bounds the waiters of a backend in every thread together (`QueueDepth`). Waiters of
+ * a backend that stopped being routable choose again at the next tick (HAProxy's redispatch).
  *
  * Cost: nothing for pools without a limit (the connection never calls in). Queued connections are
  * intrusive list nodes (no allocation per waiter); the timer exists only while someone waits.
@@ -30,6 +31,8 @@ export interface QueuedConnection extends SlotConnection {
   admitted(slot: number): void;
   /** queue.timeoutMs passed without a place. */
   queueTimedOut(): void;
+  /** The backend it waits for stopped taking new connections (ejected, down, drained): choose again. */
+  backendGone(): void;
 }
 
 /**
@@ -72,6 +75,8 @@ export interface PlaceSource {
   tryAcquire(slot: number, connection: QueuedConnection): boolean;
   /** A number that moves whenever a place on any slot of the pool frees (in any thread). */
   releasedEpoch(): number;
+  /** New connections may go to `slot` now (healthy, or panic routes to it). */
+  isRoutable(slot: number): boolean;
 }
 
 /**
@@ -185,6 +190,15 @@ export class BackendQueues {
     const now = this.#now();
     for (let slot = 0; slot < this.#heads.length && this.#waiting > 0; slot++) {
       if (this.#lengths[slot] === 0) continue;
+      if (!this.#places.isRoutable(slot)) {
+        // HAProxy `option redispatch` for queued connections: a backend taken out (ejected, down,
+        // drained, removed) will not free a place worth waiting for; its waiters choose again.
+        for (let waiter = this.#heads[slot] ?? null; waiter !== null; waiter = this.#heads[slot] ?? null) {
+          this.remove(slot, waiter);
+          waiter.backendGone();
+        }
+        continue;
+      }
       if (moved) this.#admit(slot);
       // FIFO with one timeout per pool: the oldest waiter expires first (a reload that shortens
       // the timeout lets later ones pass earlier ones by at most the difference).

@@ -437,6 +437,12 @@ export class ProxyConnection implements QueuedConnection {
     this.#connectTo(slot);
   }
 
+  /** backend-queue.ts: the backend waited for was taken out; pick again (the wait so far is not counted as an attempt). */
+  backendGone(): void {
+    this.#queuedSlot = -1;
+    this.#attempt();
+  }
+
   /** backend-queue.ts: no place freed within queue.timeoutMs. */
   queueTimedOut(): void {
     this.#lastFailedSlot = this.#queuedSlot;

@@ -276,6 +276,12 @@ export class PoolReplica implements ConnectionPool, PlaceSource {
     return this.#state.releasedEpoch();
   }
 
+  /** Queue ticks: the shared eligibility as the next pick would see it. */
+  isRoutable(slot: number): boolean {
+    if (this.#state.healthEpoch() !== this.#seenEpoch) this.#syncHealth();
+    return this.#idBySlot[slot] !== undefined && this.#balancer!.isEligible(slot);
+  }
+
   release(slot: number, connection: SlotConnection): void {
     this.#state.release(this.#worker, slot);
     this.#open -= 1;
