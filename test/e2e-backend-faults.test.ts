@@ -4,7 +4,8 @@
  *   ejected by response timeouts, while the two healthy ones keep serving and the listener never
  *   fills;
  * - a backend that answers and then resets mid-stream is ejected (resets count);
- * - a half-closed connection to a frozen backend ends after the client-fin timeout.
+ * - a half-closed connection to a frozen backend ends after the client-fin timeout, and one whose
+ *   backend finished while the client stays ends after the server-fin timeout.
  * Each runs with one data-plane thread, and with `workers: 2` where this Node has reusePort.
  */
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { adminAddress } from './helpers/admin-client.js';
-import { startNamedBackend, startResettingBackend } from './helpers/backends.js';
+import { startHalfClosingBackend, startNamedBackend, startResettingBackend } from './helpers/backends.js';
 import { readLine } from './helpers/clients.js';
 import { request, startFreezableBackend, type FreezableBackend } from './helpers/freezable-backend.js';
 import { scrape, scrapeUntil } from './helpers/metrics.js';
@@ -209,6 +210,36 @@ for (const { workers } of MODES) {
         frozen.thaw();
         await frozen.close();
       }
+    });
+
+    test('the backend half-closed and the client never finishes: closed after serverFinTimeoutMs', { timeout: 30_000 }, async (t) => {
+      if (skipUnlessRunnable(t, workers)) return;
+      const backend = await startHalfClosingBackend('hc');
+      t.after(() => backend.close());
+      const { ringlb, port, admin } = await run({
+        workers,
+        admin: { bind: '127.0.0.1:0' },
+        log: { level: 'info' },
+        listeners: [{ name: 'app', bind: '127.0.0.1:0', pool: 'app' }],
+        pools: [{ name: 'app', serverFinTimeoutMs: 400, backends: [{ id: 'hc', address: backend.address }] }],
+      });
+      t.after(() => ringlb.kill());
+      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      socket.on('error', () => {});
+      t.after(() => socket.destroy());
+      const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+      assert.equal(await readLine(socket), 'hc');
+      socket.resume(); // readLine leaves the socket paused; the FIN is read after the line
+      await ended;
+      // We keep our side open, as a client that never finishes. At the deadline ringlb closes both
+      // sides: the backend sees its FIN (ours was sent before, so we would learn it only by writing).
+      const line = await ringlb.waitForLine((l) => l.msg === 'connection closed', 5000, 'access line');
+      assert.equal(line.outcome, 'server_fin_timeout');
+      assert.ok(Number(line.durationMs) >= 400 && Number(line.durationMs) < 5000, `closed after ${line.durationMs} ms`);
+      await backend.received;
+      const scraped = await scrape(admin);
+      assert.equal(scraped.value('ringlb_listener_active_connections', { listener: 'app' }), 0, 'its place under maxConnections is free');
+      assert.equal(scraped.sum('ringlb_listener_connections_total', { listener: 'app', outcome: 'server_fin_timeout' }), 1);
     });
   });
 }
