@@ -8,8 +8,11 @@
  * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
  *
- * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and at
- * most two timers (connect, then idle). No `stream.pipe`: it adds eight listeners and closures per
+ * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and one
+ * timer (connect, then idle); two more only when needed: a half-close deadline once one side sent its
+ * FIN first (client-fin / server-fin), and a response timer between the client's first bytes and
+ * the backend's first (only with the pool's responseTimeoutMs). Per chunk the response watch costs
+ * one integer compare. A connection's verdict for outlier detection is reported once, at its end. No `stream.pipe`: it adds eight listeners and closures per
  * direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
  * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
  * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
