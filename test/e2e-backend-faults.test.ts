@@ -161,6 +161,13 @@ for (const { workers } of MODES) {
       const scraped = await scrapeUntil(admin, (s) => s.sum('ringlb_backend_resets_total', { backend: 'r' }) >= 3, 'resets counted');
       assert.equal(scraped.value('ringlb_backend_ejections_total', { pool: 'app', backend: 'r' }), 1);
       assert.equal(scraped.sum('ringlb_backend_resets_total', { backend: 'h' }), 0);
+      const status = (await (await fetch(`http://${admin}/v1/status`)).json()) as {
+        pools: Array<{ backends: Array<{ id: string; failures: { resets: number; responseTimeouts: number }; ejections: number }> }>;
+      };
+      const r = status.pools[0]!.backends.find((backend) => backend.id === 'r')!;
+      assert.equal(r.failures.resets, scraped.sum('ringlb_backend_resets_total', { backend: 'r' }), '/v1/status reads the same count as /metrics');
+      assert.equal(r.failures.responseTimeouts, 0);
+      assert.equal(r.ejections, 1);
       // Ejected: every new connection goes to h.
       for (let i = 0; i < 4; i++) {
         const socket = connect({ host: '127.0.0.1', port });
