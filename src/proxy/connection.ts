@@ -12,8 +12,8 @@
  * timer (connect, then idle); two more only when needed: a half-close deadline once one side sent its
  * FIN first (client-fin / server-fin), and a response timer between the client's first bytes and
  * the backend's first (only with the pool's responseTimeoutMs). Per chunk the response watch costs
- * one integer compare. A connection's verdict for outlier detection is reported once, at its end. No `stream.pipe`: it adds eight listeners and closures per
- * direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
+ * one integer compare. A connection's verdict for outlier detection is reported once, at its end.
+ * No `stream.pipe`: it adds eight listeners and closures per direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
  * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
  * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
  * CPU per connection, request and GB moved within this machine's noise (0.71×–1.07× per request over
