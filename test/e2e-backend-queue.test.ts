@@ -5,7 +5,8 @@
  *   served when the place frees; how long it waited after the free is printed;
  * - a full queue ends a connection at once (`queue_full`), a queue timeout ends it (`queue_timeout`);
  * - round_robin takes another backend with room; maglev keeps the key's backend and waits for it;
- *   a waiter whose backend is drained chooses again.
+ *   a waiter whose backend is drained chooses again;
+ * - a reload that raises the limit lets waiting connections go at once.
  *
  * With two workers the kernel spreads connections over both (reusePort), so in some rounds the
  * waiting connection sits in the other worker than the one that frees the place: there only the
@@ -14,6 +15,7 @@
  * 10 s wait.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { AdminClient, adminAddress } from './helpers/admin-client.js';
@@ -32,19 +34,21 @@ interface Started {
   readonly admin: string;
 }
 
-async function run(workers: number, pool: Record<string, unknown>): Promise<Started> {
-  const { ringlb, ports } = await startRinglb(
-    temp.writeJson({
-      workers,
-      admin: { bind: '127.0.0.1:0' },
-      log: { level: 'info' },
-      listeners: [{ name: 'app', bind: '127.0.0.1:0', pool: 'app' }],
-      pools: [{ name: 'app', ...pool }],
-    }),
-    ['app'],
-  );
+function configOf(workers: number, pool: Record<string, unknown>): Record<string, unknown> {
+  return {
+    workers,
+    admin: { bind: '127.0.0.1:0' },
+    log: { level: 'info' },
+    listeners: [{ name: 'app', bind: '127.0.0.1:0', pool: 'app' }],
+    pools: [{ name: 'app', ...pool }],
+  };
+}
+
+async function run(workers: number, pool: Record<string, unknown>): Promise<Started & { readonly configFile: string }> {
+  const configFile = temp.writeJson(configOf(workers, pool));
+  const { ringlb, ports } = await startRinglb(configFile, ['app']);
   try {
-    return { ringlb, port: ports.get('app')!, admin: await adminAddress(ringlb) };
+    return { ringlb, port: ports.get('app')!, admin: await adminAddress(ringlb), configFile };
   } catch (error) {
     await ringlb.kill();
     throw error;
@@ -198,6 +202,26 @@ for (const workers of [1, 2]) {
       assert.equal(drained.status, 200);
       assert.equal(await redispatched, other, 'the waiter went to the backend that still takes connections');
       assert.equal((await scrape(mg.admin)).value('ringlb_backend_queue_depth', { pool: 'app', backend: homeName }), 0);
+    });
+
+    test('a reload that raises maxConnectionsPerBackend lets the waiting connection go at once', { timeout: 30_000 }, async (t) => {
+      if (skip(t)) return;
+      const backend = await startNamedBackend('q');
+      t.after(() => backend.close());
+      const pool = { maxConnectionsPerBackend: 1, queue: { size: 5, timeoutMs: 20_000 }, backends: [{ id: 'q', address: backend.address }] };
+      const { ringlb, port, admin, configFile } = await run(workers, pool);
+      t.after(() => ringlb.kill());
+      const holder = client(t, port);
+      assert.equal(await readLine(holder), 'q');
+      const waiter = client(t, port);
+      await scrapeUntil(admin, (s) => s.value('ringlb_backend_queue_depth', { pool: 'app', backend: 'q' }) === 1, 'one connection queued');
+      const greeted = readLine(waiter, 10_000);
+      const since = ringlb.lines.length;
+      writeFileSync(configFile, JSON.stringify(configOf(workers, { ...pool, maxConnectionsPerBackend: 2 })));
+      ringlb.child.kill('SIGHUP');
+      await ringlb.waitForLine((l) => l.msg === 'config reloaded', 10_000, 'config reloaded', since);
+      assert.equal(await greeted, 'q', 'served while the first connection still holds its place');
+      assert.equal(backend.open(), 2);
     });
   });
 }
