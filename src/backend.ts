@@ -64,3 +64,11 @@ export type BackendSource = 'static' | 'file' | 'registration' | 'dns' | 'etcd';
 
 /** Why a connect attempt to a backend failed (the proxy reports it, outlier detection counts it). */
 export type ConnectFailureReason = 'timeout' | 'refused' | 'error';
+
+/**
+ * What passive outlier detection counts against a backend (HAProxy `observe layer4`): a failed
+ * connect, an established connection the backend reset, or a backend silent past the pool's
+ * `responseTimeoutMs` after the client sent bytes. Errors that are ours (EMFILE, ENFILE,
+ * EADDRNOTAVAIL on connect) are never reported.
+ */
+export type BackendFailureReason = ConnectFailureReason | 'reset' | 'response_timeout';

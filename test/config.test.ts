@@ -70,6 +70,7 @@ describe('validateConfig: normalization', () => {
           pool: 'app',
           maxConnections: 10000,
           idleTimeoutMs: 3600000,
+          clientFinTimeoutMs: 30000,
         },
       ],
       pools: [
@@ -79,6 +80,10 @@ describe('validateConfig: normalization', () => {
           hashKey: 'source_ip',
           connectTimeoutMs: 3000,
           retries: 2,
+          responseTimeoutMs: 0,
+          serverFinTimeoutMs: 30000,
+          maxConnectionsPerBackend: 0,
+          queue: { size: 100, timeoutMs: 3000 },
           ringHash: { pointsPerWeight: 160 },
           maglev: { tableSize: 65537 },
           backends: [
@@ -115,6 +120,7 @@ describe('validateConfig: normalization', () => {
           pool: 'app',
           maxConnections: 10000,
           idleTimeoutMs: 3600000,
+          clientFinTimeoutMs: 30000,
         },
       ],
       pools: [
@@ -124,6 +130,10 @@ describe('validateConfig: normalization', () => {
           hashKey: 'source_ip',
           connectTimeoutMs: 3000,
           retries: 2,
+          responseTimeoutMs: 0,
+          serverFinTimeoutMs: 30000,
+          maxConnectionsPerBackend: 0,
+          queue: { size: 100, timeoutMs: 3000 },
           ringHash: { pointsPerWeight: 160 },
           maglev: { tableSize: 65537 },
           backends: [
@@ -456,12 +466,12 @@ describe('validateConfig: one failing case per rule, with exact path and message
 describe('validateConfig: unknown keys at every level', () => {
   const levels: ReadonlyArray<readonly [string, (config: JsonObject) => JsonObject, string, string]> = [
     ['root', (c) => c, 'foo', '$schema, listeners, pools, log, drainTimeoutMs, workers, admin, alerts'],
-    ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs, proxyProtocol, allow, deny, maxConnectionsPerSource, connectionRatePerSource'],
+    ['listener', (c) => listener(c), 'listeners[0].foo', 'name, bind, pool, maxConnections, idleTimeoutMs, proxyProtocol, allow, deny, maxConnectionsPerSource, connectionRatePerSource, clientFinTimeoutMs'],
     ['proxyProtocol', (c) => ((listener(c).proxyProtocol = { trustedSources: ['127.0.0.1'] }) as JsonObject), 'listeners[0].proxyProtocol.foo',
       'accept, trustedSources, timeoutMs'],
     ['connectionRatePerSource', (c) => ((listener(c).connectionRatePerSource = { rate: 1 }) as JsonObject), 'listeners[0].connectionRatePerSource.foo',
       'rate, burst'],
-    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, ringHash, hashBalanceFactor, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, sendProxyProtocol, discovery'],
+    ['pool', (c) => pool(c), 'pools[0].foo', 'name, balance, hashKey, connectTimeoutMs, retries, responseTimeoutMs, serverFinTimeoutMs, maxConnectionsPerBackend, queue, ringHash, hashBalanceFactor, maglev, backends, healthCheck, outlierDetection, panicThreshold, slowStartMs, resolveIntervalMs, sendProxyProtocol, discovery'],
     ['healthCheck', (c) => ((pool(c).healthCheck = {}) as JsonObject), 'pools[0].healthCheck.foo',
       'type, intervalMs, timeoutMs, jitter, rise, fall, unhealthyIntervalMs, port, send, expect, http, initialHealthy'],
     ['http check', (c) => ((pool(c).healthCheck = { type: 'http', http: {} }) as { http: JsonObject }).http, 'pools[0].healthCheck.http.foo',

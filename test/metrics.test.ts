@@ -185,7 +185,27 @@ for (const mode of modes()) {
       assert.equal(status.listeners.find((listener) => listener.name === 'web')!.connections['ok'], CONNECTIONS);
       assert.deepEqual(running.ringlb.traffic.listener('down'), {
         active: 0,
-        connections: { ok: 0, no_backend: 0, connect_failed: FAILED, idle_timeout: 0, client_error: 0, upstream_error: 0, rejected_max_connections: 0, drained: 0, denied: 0, rejected_source_limit: 0, rejected_source_rate: 0, proxy_untrusted: 0, proxy_header_invalid: 0, proxy_header_timeout: 0 },
+        connections: {
+          ok: 0,
+          no_backend: 0,
+          connect_failed: FAILED,
+          idle_timeout: 0,
+          client_error: 0,
+          upstream_error: 0,
+          rejected_max_connections: 0,
+          drained: 0,
+          response_timeout: 0,
+          client_fin_timeout: 0,
+          server_fin_timeout: 0,
+          queue_full: 0,
+          queue_timeout: 0,
+          denied: 0,
+          rejected_source_limit: 0,
+          rejected_source_rate: 0,
+          proxy_untrusted: 0,
+          proxy_header_invalid: 0,
+          proxy_header_timeout: 0,
+        },
       });
     });
 

@@ -116,6 +116,10 @@ export interface StatusBackendView {
   /** From the TrafficView's connect-time histogram; null without one or before a connection. */
   readonly connectSeconds: { readonly p50: number | null; readonly p90: number | null; readonly p99: number | null } | null;
   readonly ejections: number;
+  /** What outlier detection counted besides connect failures: established connections the backend reset, replies missing past responseTimeoutMs (TrafficView; 0 without one). */
+  readonly failures: { readonly resets: number; readonly responseTimeouts: number };
+  /** Connections waiting for a place on it now (maxConnectionsPerBackend), every thread's. */
+  readonly queueDepth: number;
   /** Slow-start ramp in force, 100 when not ramping. */
   readonly slowStartPercent: number;
   /** Share of the table it owns (ring_hash, maglev); null for other policies. */

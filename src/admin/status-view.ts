@@ -128,6 +128,8 @@ function backendStatus(
         : { p50: histogramQuantile(histogram, 0.5), p90: histogramQuantile(histogram, 0.9), p99: histogramQuantile(histogram, 0.99) },
     // The pool's count (also `ringlb_backend_ejections_total`): it outlives a health owner replaced by a settings reload.
     ejections: slot >= 0 ? pool.counters.ejectionsOf(slot) : 0,
+    failures: { resets: traffic?.resets ?? 0, responseTimeouts: traffic?.responseTimeouts ?? 0 },
+    queueDepth: slot >= 0 ? pool.queueDepth(slot) : 0,
     slowStartPercent: (detail?.weightScalePermille ?? 1000) / 10,
     keyShare: ownership === null ? null : (ownership.owners.get(backend.id)?.share ?? 0),
   };

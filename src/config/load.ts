@@ -119,6 +119,7 @@ interface ValidatedListener {
   deny?: string[];
   maxConnectionsPerSource?: number;
   connectionRatePerSource?: SourceRateConfig;
+  clientFinTimeoutMs: number;
 }
 
 interface ValidatedBackend {
@@ -153,6 +154,10 @@ interface ValidatedPool {
   hashKey: HashKey;
   connectTimeoutMs: number;
   retries: number;
+  responseTimeoutMs: number;
+  serverFinTimeoutMs: number;
+  maxConnectionsPerBackend: number;
+  queue: { size: number; timeoutMs: number };
   ringHash: { pointsPerWeight: number };
   maglev: { tableSize: number };
   hashBalanceFactor?: number;
@@ -230,6 +235,7 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       ...(listener.connectionRatePerSource === undefined
         ? {}
         : { connectionRatePerSource: { rate: listener.connectionRatePerSource.rate, burst: listener.connectionRatePerSource.burst } }),
+      clientFinTimeoutMs: listener.clientFinTimeoutMs,
     })),
     pools: config.pools.map((pool) => ({
       name: pool.name,
@@ -237,6 +243,10 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
       hashKey: pool.hashKey,
       connectTimeoutMs: pool.connectTimeoutMs,
       retries: pool.retries,
+      responseTimeoutMs: pool.responseTimeoutMs,
+      serverFinTimeoutMs: pool.serverFinTimeoutMs,
+      maxConnectionsPerBackend: pool.maxConnectionsPerBackend,
+      queue: { size: pool.queue.size, timeoutMs: pool.queue.timeoutMs },
       ringHash: { pointsPerWeight: pool.ringHash.pointsPerWeight },
       maglev: { tableSize: pool.maglev.tableSize },
       // Absent stays absent (no bound), so configs without it normalize exactly as before.

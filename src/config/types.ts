@@ -13,6 +13,11 @@ export interface ListenerConfig {
   readonly maxConnections: number;
   /** Default 3600000 (1 h, as Envoy tcp_proxy); 0 disables. */
   readonly idleTimeoutMs: number;
+  /**
+   * After the client's FIN the connection lives at most this long (HAProxy `timeout client-fin`).
+   * The loader always sets it (default 30000); absent in a hand-built config: off.
+   */
+  readonly clientFinTimeoutMs?: number;
   /** Connections begin with a PROXY protocol header from a trusted source; absent = none expected. */
   readonly proxyProtocol?: ProxyProtocolAcceptConfig;
   /** CIDRs that may connect (absent = everyone); `deny` wins. */
@@ -94,6 +99,12 @@ export interface OutlierDetectionConfig {
   readonly maxEjectionPercent: number;
 }
 
+export interface BackendQueueConfig {
+  /** Waiting connections per backend, process-wide; 0: none wait. */
+  readonly size: number;
+  readonly timeoutMs: number;
+}
+
 export interface PoolConfig {
   readonly name: string;
   /** Default round_robin. */
@@ -104,6 +115,15 @@ export interface PoolConfig {
   readonly connectTimeoutMs: number;
   /** Extra attempts on other backends; default 2. */
   readonly retries: number;
+  // The loader always sets the next four (schema defaults); absent in a hand-built config: off.
+  /** Client sent bytes, backend silent this long → closed, a backend failure; default 0 (off). */
+  readonly responseTimeoutMs?: number;
+  /** After the backend's FIN the connection lives at most this long (HAProxy `timeout server-fin`); default 30000. */
+  readonly serverFinTimeoutMs?: number;
+  /** Connections each backend holds at once, process-wide (HAProxy server `maxconn`); default 0 (no limit). */
+  readonly maxConnectionsPerBackend?: number;
+  /** Where connections wait for a full backend (HAProxy `maxqueue`, `timeout queue`); defaults 100 and 3000. */
+  readonly queue?: BackendQueueConfig;
   readonly ringHash: { readonly pointsPerWeight: number };
   readonly maglev: { readonly tableSize: number };
   /**

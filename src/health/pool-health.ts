@@ -26,7 +26,7 @@
  *   (reload, discovery) ramps on its first eligibility too.
  */
 import { encodeProxyHeaderLocal } from '../proxy/proxy-protocol.js';
-import type { Backend, BackendState, ConnectFailureReason } from '../backend.js';
+import type { Backend, BackendState, BackendFailureReason } from '../backend.js';
 import type { PoolConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import {
@@ -141,6 +141,8 @@ export interface PoolHealthStats {
   readonly wentDown: number;
   readonly cameUp: number;
   readonly connectFailures: number;
+  /** Established connections failed by the backend (reset, response timeout), reported to outlier detection. */
+  readonly establishedFailures: number;
   /** Per backend id: its flag names (empty = eligible by health). */
   readonly flags: Readonly<Record<string, readonly string[]>>;
 }
@@ -202,6 +204,10 @@ export class PoolHealth {
   #wentDown = 0;
   #cameUp = 0;
   #connectFailures = 0;
+  /** Established connections the backend reset or left unanswered past responseTimeoutMs. */
+  #establishedFailures = 0;
+  /** The kind of each slot's latest reported failure (names an ejection's cause; rare writes). */
+  readonly #lastFailureReason: BackendFailureReason[] = [];
   readonly #counters: HealthCounters | undefined;
   /** Pool lines (#pushAll) held back while a flip is published ahead of its own line; null when not holding. */
   #heldLines: Array<() => void> | null = null;
@@ -350,14 +356,20 @@ export class PoolHealth {
     for (const entry of this.#byId.values()) this.#schedule(entry);
   }
 
-  /** Data plane, on every failed connect attempt (rare path). */
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
-    void reason; // every kind counts (Envoy's consecutive_local_origin_failure counts all three)
-    this.#connectFailures += 1;
+  /**
+   * Data plane, on every failed connect attempt and every established connection the backend
+   * failed (reset, response timeout): rare path. Every kind counts toward one streak (Envoy's
+   * consecutive_local_origin_failure counts connect failures alike; HAProxy `observe layer4` adds
+   * the established ones); the last kind names the ejection's cause.
+   */
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void {
+    if (reason === 'reset' || reason === 'response_timeout') this.#establishedFailures += 1;
+    else this.#connectFailures += 1;
+    this.#lastFailureReason[slot] = reason;
     this.#outlier.reportFailure(slot);
   }
 
-  /** Data plane, once per established upstream connection (hot path: one typed-array store). */
+  /** Data plane, once per connection that ended without a backend failure (hot path: one typed-array store). */
   reportConnectSuccess(slot: number): void {
     this.#outlier.reportSuccess(slot);
   }
@@ -393,6 +405,7 @@ export class PoolHealth {
       wentDown: this.#wentDown,
       cameUp: this.#cameUp,
       connectFailures: this.#connectFailures,
+      establishedFailures: this.#establishedFailures,
       flags,
     };
   }
@@ -519,14 +532,20 @@ export class PoolHealth {
     if (entry === undefined) return;
     this.#ejections += 1;
     entry.ejections += 1;
+    const last = this.#lastFailureReason[slot] ?? 'error';
+    const established = last === 'reset' || last === 'response_timeout';
     const ejected: RinglbEventInput = {
       type: 'ejected',
       pool: this.#config.name,
       backend: entry.id,
       address: entry.address,
-      cause: 'consecutive_connect_failures',
+      // Connect failures keep their cause name (alerts match on it); failures of established
+      // connections (HAProxy `observe layer4`) name the kind of the one that tipped the streak.
+      cause: established ? `consecutive_failures_${last}` : 'consecutive_connect_failures',
       source: 'outlier',
-      message: `${failures} consecutive connect failures; ejection ${count}, for ${durationMs} ms`,
+      message: established
+        ? `${failures} consecutive backend failures (last: ${last === 'reset' ? 'connection reset by the backend' : 'no response within responseTimeoutMs'}); ejection ${count}, for ${durationMs} ms`
+        : `${failures} consecutive connect failures; ejection ${count}, for ${durationMs} ms`,
       until: new Date(Date.now() + durationMs).toISOString(),
     };
     this.#counters?.ejected(slot);
@@ -534,7 +553,7 @@ export class PoolHealth {
       () => this.#setFlag(entry, HealthFlag.EJECTED_OUTLIER, true, true, { lead: ejected }),
       () =>
         this.#logger.warn(
-          { backend: entry.address, id: entry.id, cause: 'outlier', failures, ejectionMs: durationMs, ejections: count },
+          { backend: entry.address, id: entry.id, cause: 'outlier', failures, lastFailure: last, ejectionMs: durationMs, ejections: count },
           'backend ejected',
         ),
     );

@@ -149,6 +149,15 @@ export class PrometheusExporter {
       }
       return samples;
     });
+    add('ringlb_backend_resets_total', 'Established connections the backend reset (counted by outlier detection).', 'counter', perBackend((pool, slot) => pool.counters.count(slot, SlotCell.RESETS)));
+    add(
+      'ringlb_backend_response_timeouts_total',
+      'Connections closed because the backend sent nothing within the pool responseTimeoutMs after the client sent bytes (counted by outlier detection).',
+      'counter',
+      perBackend((pool, slot) => pool.counters.count(slot, SlotCell.RESPONSE_TIMEOUTS)),
+    );
+    add('ringlb_backend_queue_depth', 'Connections waiting now for a place on the backend (maxConnectionsPerBackend reached), in every thread.', 'gauge', perBackend((pool, slot) => pool.queueDepth(slot)));
+    add('ringlb_backend_queued_total', 'Connections that waited in the backend queue (backend at its maxConnections).', 'counter', perBackend((pool, slot) => pool.counters.count(slot, SlotCell.QUEUED)));
     add('ringlb_backend_bytes_total', 'Bytes forwarded, by direction (to_backend, to_client); open connections count at least every few seconds.', 'counter', (s) => {
       const samples: Sample[] = [];
       for (const { pool, backends } of s.pools) {

@@ -21,6 +21,12 @@ export interface BackendTrafficTotals {
   readonly connections: number;
   readonly active: number;
   readonly connectFailures: Readonly<Record<ConnectFailureReason, number>>;
+  /** Established connections the backend reset. */
+  readonly resets: number;
+  /** Established connections the backend left unanswered past responseTimeoutMs. */
+  readonly responseTimeouts: number;
+  /** Connections that waited in its queue (maxConnections reached). */
+  readonly queued: number;
   /** Counted while connections run (at least every 10 s), not only at close. */
   readonly bytesToBackend: number;
   readonly bytesToClient: number;

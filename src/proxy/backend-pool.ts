@@ -11,7 +11,7 @@
  * `lookup`, `slotOf`, `activeConnections`, `policy` ...), each answer a thin forward.
  */
 import { isIP } from 'node:net';
-import type { Backend, ConnectFailureReason } from '../backend.js';
+import type { Backend, BackendFailureReason } from '../backend.js';
 import { createBalancer } from '../core/index.js';
 import { sourceKeyHash } from '../core/key-hash.js';
 import { KEYED_POLICIES, type BalancePolicy, type Balancer, type RebuildReport } from '../core/types.js';
@@ -23,6 +23,7 @@ import { PoolHealth, type CheckScheduler, type EligibilityTarget } from '../heal
 import type { SharedPoolState } from '../shared-state/pool-state.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import { PoolCounters } from '../metrics/pool-counters.js';
+import { BackendQueues, LocalQueueDepth, type PlaceSource, type QueuedConnection } from './backend-queue.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 import type { ProxySocket } from './handle-socket.js';
 import { isHostName, NameResolver, type ResolvedAddress, type ResolveHost } from '../discovery/name-resolver.js';
@@ -127,7 +128,7 @@ class PreparedTables implements PreparedRebuild {
   ) {}
 }
 
-export class BackendPool {
+export class BackendPool implements PlaceSource {
   readonly name: string;
   #balancer: Balancer;
   #capacity: number;
@@ -158,6 +159,11 @@ export class BackendPool {
   /** Connections of this thread per slot, for drains (none when workers carry the connections). */
   readonly #connections: SlotConnections;
   readonly #sharing: PoolSharing | undefined;
+  /** One data plane in this thread: connections queued for full backends (made at the first). */
+  #queues: BackendQueues | null = null;
+  /** Releases of slots while the pool has a per-backend limit (this thread's "released" epoch). */
+  #releases = 0;
+  readonly #queueDepth = new LocalQueueDepth();
   /** Shared mode: until when (performance.now) a removed backend's slot stays reserved. */
   #slotHeldUntil: Float64Array;
   /** Shared mode: scratch the process-wide counts are copied into before the balancer reads them. */
@@ -219,6 +225,26 @@ export class BackendPool {
   /** Per connection: how long one connect attempt may take. */
   get connectTimeoutMs(): number {
     return this.#connectTimeoutMs;
+  }
+
+  /** Per connection, at the client's first bytes: how long the backend may stay silent (0: off). */
+  get responseTimeoutMs(): number {
+    return this.#config.responseTimeoutMs ?? 0;
+  }
+
+  /** Per connection, at the backend's FIN: how long the connection may live on (0: off). */
+  get serverFinTimeoutMs(): number {
+    return this.#config.serverFinTimeoutMs ?? 0;
+  }
+
+  /** Per connection: each backend's cap (0: none); the queue (backend-queue.ts) holds the rest. */
+  get maxConnectionsPerBackend(): number {
+    return this.#config.maxConnectionsPerBackend ?? 0;
+  }
+
+  /** Per limited connection: hash policies wait for the key's backend instead of taking another. */
+  get hashesClients(): boolean {
+    return this.#usesClientKey;
   }
 
   /** Per connection: extra attempts after the first one. */
@@ -431,6 +457,8 @@ export class BackendPool {
     this.#resolver.setInterval(config.resolveIntervalMs);
     // Bounded load reads counts at pick time: a new factor applies to the next pick, no rebuild.
     this.#balancer.setHashBalanceFactor(config.hashBalanceFactor ?? 0);
+    // A raised or removed per-backend limit lets waiting connections go now.
+    this.#queues?.recheck();
     this.#publish();
     if (!healthSettingsChanged(previous, config)) return;
     // What the checks knew carries over: up stays up, down stays down (no pending round, no
@@ -500,6 +528,7 @@ export class BackendPool {
     this.#health.stop();
     this.#resolver.close();
     this.#connections.clearAllDrains();
+    this.#queues?.clear();
     this.#sharing?.forget(this);
   }
 
@@ -586,6 +615,37 @@ export class BackendPool {
   release(slot: number, connection: SlotConnection): void {
     this.#balancer.release(slot);
     this.#connections.unlink(slot, connection);
+    if (this.#queues !== null) {
+      this.#releases += 1;
+      this.#queues.released(slot);
+    }
+  }
+
+  /** Limited pools (this thread carries the connections): a place only below the backend's cap. */
+  tryAcquire(slot: number, connection: SlotConnection): boolean {
+    const limit = this.maxConnectionsPerBackend;
+    if (limit > 0 && this.#balancer.activeConnections(slot) >= limit) return false;
+    this.acquire(slot, connection);
+    return true;
+  }
+
+  enqueue(slot: number, connection: QueuedConnection): boolean {
+    const queue = this.#config.queue;
+    this.#queues ??= new BackendQueues(this, this.#queueDepth);
+    return this.#queues.enqueue(slot, connection, queue?.size ?? 0, queue?.timeoutMs ?? 1);
+  }
+
+  leaveQueue(slot: number, connection: QueuedConnection): void {
+    this.#queues?.remove(slot, connection);
+  }
+
+  releasedEpoch(): number {
+    return this.#releases;
+  }
+
+  /** Connections waiting for `slot` now, in every thread (`ringlb_backend_queue_depth`). */
+  queueDepth(slot: number): number {
+    return this.#sharing?.state.queuedOf(slot) ?? this.#queueDepth.of(slot);
   }
 
   /**
@@ -640,7 +700,7 @@ export class BackendPool {
    * the set gave to another backend meanwhile is not blamed. A success on the slot (any worker)
    * since the last failure ends the streak first.
    */
-  reportWorkerConnectFailure(slot: number, backendId: string, reason: ConnectFailureReason): void {
+  reportWorkerConnectFailure(slot: number, backendId: string, reason: BackendFailureReason): void {
     if (this.#balancer.idOf(slot) !== backendId) return;
     const successes = this.#sharing?.state.successesOf(slot) ?? 0;
     if (successes !== this.#successesSeen[slot]) {
@@ -770,7 +830,7 @@ export class BackendPool {
    * Passive health: a connect attempt to `slot` failed. Feeds outlier detection at once, so after
    * `consecutiveFailures` the next connections do not even try this backend.
    */
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void {
     this.#health.reportConnectFailure(slot, reason);
   }
 

@@ -8,9 +8,12 @@
  * The client socket arrives paused (`pauseOnConnect`), so its bytes wait in the kernel until an
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
  *
- * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and at
- * most two timers (connect, then idle). No `stream.pipe`: it adds eight listeners and closures per
- * direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
+ * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and one
+ * timer (connect, then idle); two more only when needed: a half-close deadline once one side sent its
+ * FIN first (client-fin / server-fin), and a response timer between the client's first bytes and
+ * the backend's first (only with the pool's responseTimeoutMs). Per chunk the response watch costs
+ * one integer compare. A connection's verdict for outlier detection is reported once, at its end.
+ * No `stream.pipe`: it adds eight listeners and closures per direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
  * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
  * on this 2-core box, about half of it in the kernel (loopback TCP); against the pipe() version the
  * CPU per connection, request and GB moved within this machine's noise (0.71×–1.07× per request over
@@ -28,9 +31,10 @@
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
 import type { AccessLog } from '../access-log/access-log.js';
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason, ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
+import type { QueuedConnection } from './backend-queue.js';
 import type { SlotConnection } from './slot-connections.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 import type { EdgeRefusal, ListenerEdge } from './listener-edge.js';
@@ -49,7 +53,17 @@ export type ConnectionOutcome =
   | 'rejected_max_connections'
   | 'drained'
   /** Refused by the listener's edge (listener-edge.ts): allow/deny, per-source limits, PROXY protocol. */
-  | EdgeRefusal;
+  | EdgeRefusal
+  /** The client sent bytes and the backend sent none within the pool's `responseTimeoutMs` (a backend failure). */
+  | 'response_timeout'
+  /** The client half-closed (FIN) and the backend did not finish within the listener's `clientFinTimeoutMs`. */
+  | 'client_fin_timeout'
+  /** The backend half-closed (FIN) and the client did not finish within the pool's `serverFinTimeoutMs`. */
+  | 'server_fin_timeout'
+  /** The chosen backend was at its `maxConnections` and its queue was full. */
+  | 'queue_full'
+  /** The chosen backend was at its `maxConnections` and no slot freed within `queue.timeoutMs`. */
+  | 'queue_timeout';
 
 /**
  * What a connection asks of its pool, a few thin forwards per connection: the main thread's
@@ -61,6 +75,10 @@ export interface ConnectionPool {
   readonly connectTimeoutMs: number;
   /** Extra attempts after the first one. */
   readonly retries: number;
+  /** The client sent bytes, the backend nothing for this long: close, a backend failure; 0 disables. */
+  readonly responseTimeoutMs: number;
+  /** The backend sent its FIN: the connection may live at most this much longer; 0 disables. */
+  readonly serverFinTimeoutMs: number;
   /** The client's key for hash policies (integers, never a string into WASM); 0 for the others. */
   keyHashOf(client: ProxySocket): number;
   /** The same key for a client named by a PROXY protocol header rather than by the socket. */
@@ -71,6 +89,16 @@ export interface ConnectionPool {
   pick(keyHash: number, tried: ArrayLike<number> | undefined, triedCount: number): number;
   /** An attempt to `slot` begins: counted, and linked for the slot's drain. */
   acquire(slot: number, connection: SlotConnection): void;
+  /** Connections each backend may hold at once, process-wide; 0: no limit (then only `acquire` is used). */
+  readonly maxConnectionsPerBackend: number;
+  /** The policy places a client by its key (ring_hash, maglev): a full backend is waited for, never swapped. */
+  readonly hashesClients: boolean;
+  /** `acquire`, only while `slot` holds fewer than maxConnectionsPerBackend (in every thread); false when full. */
+  tryAcquire(slot: number, connection: SlotConnection): boolean;
+  /** Wait for a place on `slot` (`admitted` or `queueTimedOut` follows); false when its queue is full. */
+  enqueue(slot: number, connection: QueuedConnection): boolean;
+  /** The connection stops waiting for `slot` (it ended); a no-op when it does not wait there. */
+  leaveQueue(slot: number, connection: QueuedConnection): void;
   /** That attempt failed, or its connection closed. */
   release(slot: number, connection: SlotConnection): void;
   /** Where `slot` connects: an IP literal once its name resolved. */
@@ -81,10 +109,10 @@ export interface ConnectionPool {
   /** `host:port` as configured, for logs. */
   addressOf(slot: number): string;
   observeConnectTime(slot: number, micros: number, nowMs: number): void;
-  /** Passive health: a connect succeeded (ends the slot's failure streak). */
+  /** Passive health: a connection to `slot` ended without a backend failure (ends the slot's failure streak). */
   reportConnectSuccess(slot: number): void;
-  /** Passive health: a connect attempt failed. */
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void;
+  /** Passive health: a connect attempt failed, or the backend reset or left unanswered an established connection. */
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void;
   /** This thread's row of the pool's traffic counters (read per use: a pool that grows swaps it). */
   readonly traffic: PoolTrafficWriter;
 }
@@ -99,6 +127,8 @@ export interface ListenerContext {
   readonly pool: ConnectionPool;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
+  /** The client sent its FIN: the connection may live at most this much longer; 0 disables. */
+  readonly clientFinTimeoutMs: number;
   /** This thread's access log: enabled, sampling, onConnect (access-log/access-log.ts). */
   readonly accessLog: AccessLog;
   /** Access-log lines of this listener, bound to { listener, pool }; rebound with the pool, read at accept. */
@@ -216,13 +246,43 @@ function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
 }
 
-export class ProxyConnection implements SlotConnection {
+/**
+ * A connect error that is ours, not the backend's: no file descriptor (EMFILE, ENFILE), no local
+ * port (EADDRNOTAVAIL), no memory for a socket (ENOBUFS). It is counted and retried like any failed
+ * attempt, but never reported to outlier detection: a process out of fds once ejected a healthy
+ * backend for 30 s.
+ */
+function isLocalError(error: NodeJS.ErrnoException): boolean {
+  const code = error.code;
+  return code === 'EMFILE' || code === 'ENFILE' || code === 'EADDRNOTAVAIL' || code === 'ENOBUFS';
+}
+
+/**
+ * Slots a limited pool's connection looks at for a backend with room before it queues (its
+ * earlier failed ones, the full ones). One array per thread, used synchronously: no allocation.
+ */
+const excludedScratch = new Int32Array(64);
+
+/** Response timeout states (an Int-like field, compared once per chunk). */
+const RESPONSE_NOT_WATCHED = 0;
+/** Connected, responseTimeoutMs set, the client has sent nothing yet. */
+const RESPONSE_BEFORE_REQUEST = 1;
+/** The client sent bytes; the backend has sent none yet; the timer runs. */
+const RESPONSE_AWAITED = 2;
+
+export class ProxyConnection implements QueuedConnection {
   /** Intrusive list links, owned by the listener (no Set churn per connection). */
   previous: ProxyConnection | null = null;
   next: ProxyConnection | null = null;
   /** Intrusive links of the pool's per-slot list, set while this connection holds a slot (drain). */
   slotPrevious: SlotConnection | null = null;
   slotNext: SlotConnection | null = null;
+  /** Backend queue links and deadline (backend-queue.ts), used only while this connection waits. */
+  queuePrevious: QueuedConnection | null = null;
+  queueNext: QueuedConnection | null = null;
+  queueDeadline = 0;
+  /** The slot this connection waits for in its backend's queue; -1 when not waiting. */
+  #queuedSlot = -1;
 
   readonly #context: ListenerContext;
   readonly #pool: ConnectionPool;
@@ -263,6 +323,11 @@ export class ProxyConnection implements SlotConnection {
   #timer: NodeJS.Timeout | null = null;
   #bytesAtLastTick = 0;
   #quietTicks = 0;
+  /** The half-close deadline, armed by the first FIN of either side (rare: most ends are both FINs in one turn). */
+  #finTimer: NodeJS.Timeout | null = null;
+  /** Armed by the client's first bytes while the pool has a responseTimeoutMs; cleared by the backend's first. */
+  #responseTimer: NodeJS.Timeout | null = null;
+  #responseState = RESPONSE_NOT_WATCHED;
   /** Sockets of ours not yet closed (the client, plus the live upstream attempt). */
   #openSockets = 1;
   #outcome: ConnectionOutcome | null = null;
@@ -419,11 +484,88 @@ export class ProxyConnection implements SlotConnection {
       this.#destroy(this.#attempts === 0 ? 'no_backend' : 'connect_failed');
       return;
     }
+    if (pool.maxConnectionsPerBackend > 0) {
+      this.#attemptWithinLimit(slot);
+      return;
+    }
     // Counted from the pick, not from the established connection: a burst of new connections
     // must see each other's in-flight connects, or least_connections sends the whole burst to
     // one backend. Released on failure or close. The pool also links us into the slot's list, so a
     // removed backend's connections can be cut at its drain deadline.
     pool.acquire(slot, this);
+    this.#connectTo(slot);
+  }
+
+  /**
+   * A pool with maxConnectionsPerBackend (HAProxy server `maxconn`): take a place on the chosen
+   * backend, or, when the policy does not hash, on another eligible one with room; else wait in the
+   * chosen backend's queue (a hash policy keeps the key's backend: its cache, its sessions).
+   */
+  #attemptWithinLimit(chosen: number): void {
+    const pool = this.#pool;
+    if (pool.tryAcquire(chosen, this)) {
+      this.#connectTo(chosen);
+      return;
+    }
+    if (!pool.hashesClients) {
+      const other = this.#otherBackendWithRoom(chosen);
+      if (other >= 0) {
+        this.#connectTo(other);
+        return;
+      }
+    }
+    if (!pool.enqueue(chosen, this)) {
+      this.#lastFailedSlot = chosen;
+      this.#error ??= 'queue_full';
+      this.#destroy('queue_full');
+      return;
+    }
+    this.#queuedSlot = chosen;
+    pool.traffic.queued(chosen);
+  }
+
+  /** Picks again past full backends (and those already tried) until one has room; -1 when none. */
+  #otherBackendWithRoom(full: number): number {
+    const pool = this.#pool;
+    const excluded = excludedScratch;
+    let count = 0;
+    const tried = this.#tried;
+    for (let i = 0; i < this.#attempts && tried !== null; i++) excluded[count++] = tried[i]!;
+    excluded[count++] = full;
+    while (count < excluded.length) {
+      const slot = pool.pick(this.#keyHash, excluded, count);
+      if (slot < 0) return -1;
+      // The balancer hands back an excluded slot only when no other is left.
+      for (let i = 0; i < count; i++) if (excluded[i] === slot) return -1;
+      if (pool.tryAcquire(slot, this)) return slot;
+      excluded[count++] = slot;
+    }
+    return -1;
+  }
+
+  /** backend-queue.ts: a place on `slot` was taken for this connection; connect now. */
+  admitted(slot: number): void {
+    this.#queuedSlot = -1;
+    this.#connectTo(slot);
+  }
+
+  /** backend-queue.ts: the backend waited for was taken out; pick again (the wait so far is not counted as an attempt). */
+  backendGone(): void {
+    this.#queuedSlot = -1;
+    this.#attempt();
+  }
+
+  /** backend-queue.ts: no place freed within queue.timeoutMs. */
+  queueTimedOut(): void {
+    this.#lastFailedSlot = this.#queuedSlot;
+    this.#queuedSlot = -1;
+    this.#error ??= 'queue_timeout';
+    this.#destroy('queue_timeout');
+  }
+
+  /** The connect attempt to `slot`, whose place this connection holds (acquired and linked). */
+  #connectTo(slot: number): void {
+    const pool = this.#pool;
     if (this.#attempts > 0) pool.traffic.retried();
     this.#slot = slot;
     this.#attempts += 1;
@@ -449,8 +591,10 @@ export class ProxyConnection implements SlotConnection {
     // Fed at connect, not at close: least_time should learn a slow backend before the
     // connections it is slowing down finish.
     pool.observeConnectTime(this.#slot, Math.round(connectMs * 1000), now);
-    // Outlier detection counts consecutive failures: a success ends the streak.
-    pool.reportConnectSuccess(this.#slot);
+    // No success reported yet: a backend that accepts and then resets or stays silent (SIGSTOP: the
+    // kernel still completes handshakes) would end its own failure streak with every connect, and
+    // never be ejected. A connection's verdict is reported once, at its end (#socketClosed).
+    if (pool.responseTimeoutMs > 0) this.#responseState = RESPONSE_BEFORE_REQUEST;
     clearTimeout(this.#timer!);
     const idleTimeoutMs = this.#context.idleTimeoutMs;
     this.#timer = idleTimeoutMs > 0 ? setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(idleTimeoutMs / IDLE_TICKS))) : null;
@@ -479,6 +623,7 @@ export class ProxyConnection implements SlotConnection {
   // Backpressure as pipe() does it: a write the peer cannot take yet (write() false) pauses the
   // reading side until the writing side drains. A FIN is passed on as a FIN (end()): half-close.
   #onClientData = (chunk: Buffer): void => {
+    if (this.#responseState === RESPONSE_BEFORE_REQUEST) this.#awaitResponse();
     if (!this.#upstream!.write(chunk)) this.#client.pause();
   };
 
@@ -487,10 +632,12 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onClientEnd = (): void => {
+    if (this.#finTimer === null) this.#startFinDeadline(this.#context.clientFinTimeoutMs, this.#onClientFinTimeout);
     endSoon(this.#upstream!);
   };
 
   #onUpstreamData = (chunk: Buffer): void => {
+    if (this.#responseState !== RESPONSE_NOT_WATCHED) this.#responseArrived();
     if (!this.#client.write(chunk)) this.#upstream!.pause();
   };
 
@@ -499,6 +646,9 @@ export class ProxyConnection implements SlotConnection {
   };
 
   #onUpstreamEnd = (): void => {
+    // A backend that ends without a byte has answered too (an empty reply is a reply).
+    if (this.#responseState !== RESPONSE_NOT_WATCHED) this.#responseArrived();
+    if (this.#finTimer === null) this.#startFinDeadline(this.#pool.serverFinTimeoutMs, this.#onServerFinTimeout);
     endSoon(this.#client);
   };
 
@@ -515,6 +665,63 @@ export class ProxyConnection implements SlotConnection {
         ? { ip: this.#destinationAddress, port: this.#destinationPort }
         : { ip: client.localAddress ?? '', port: client.localPort ?? 0 };
     return version === 'v1' ? encodeProxyHeaderV1(source, destination) : encodeProxyHeaderV2(source, destination, nextUniqueId());
+  }
+
+  /**
+   * One side sent its FIN: the connection may live at most `timeoutMs` more (HAProxy's `timeout
+   * client-fin` / `server-fin`). Without it a client that gave up and half-closed on a frozen
+   * backend held its place under maxConnections until the idle timeout (1 h), and the listener
+   * filled. A deadline, not an inactivity timeout: the idle sampler still runs beside it.
+   */
+  #startFinDeadline(timeoutMs: number, onTimeout: () => void): void {
+    if (timeoutMs > 0) this.#finTimer = setTimeout(onTimeout, timeoutMs);
+  }
+
+  #onClientFinTimeout = (): void => {
+    this.#error ??= 'client_fin_timeout';
+    this.#destroy('client_fin_timeout');
+  };
+
+  #onServerFinTimeout = (): void => {
+    this.#error ??= 'server_fin_timeout';
+    this.#destroy('server_fin_timeout');
+  };
+
+  /** The client's first bytes on a pool with responseTimeoutMs: the backend must answer in time. */
+  #awaitResponse(): void {
+    this.#responseState = RESPONSE_AWAITED;
+    this.#responseTimer = setTimeout(this.#onResponseTimeout, this.#pool.responseTimeoutMs);
+  }
+
+  /** The backend's first byte (or FIN): nothing more to watch for this connection. */
+  #responseArrived(): void {
+    this.#responseState = RESPONSE_NOT_WATCHED;
+    if (this.#responseTimer !== null) {
+      clearTimeout(this.#responseTimer);
+      this.#responseTimer = null;
+    }
+  }
+
+  /**
+   * The backend took the client's bytes and said nothing for responseTimeoutMs: a frozen or wedged
+   * backend. Counted against it (outlier detection), and the client is reset: a FIN would read as a
+   * complete, empty reply.
+   */
+  #onResponseTimeout = (): void => {
+    this.#responseTimer = null;
+    if (this.#responseState !== RESPONSE_AWAITED || this.#slot < 0) return;
+    this.#responseState = RESPONSE_NOT_WATCHED;
+    this.#error ??= 'response_timeout';
+    this.#backendFailed('response_timeout');
+    resetOrDestroy(this.#client);
+    this.#destroy('response_timeout');
+  };
+
+  /** An established connection failed by the backend: counted per kind, and reported to outlier detection. */
+  #backendFailed(reason: 'reset' | 'response_timeout'): void {
+    if (this.#outcome !== null) return; // already ending for another reason
+    this.#pool.traffic.establishedFailed(this.#slot, reason);
+    this.#pool.reportConnectFailure(this.#slot, reason);
   }
 
   #onConnectTimeout = (): void => {
@@ -538,10 +745,13 @@ export class ProxyConnection implements SlotConnection {
   #onUpstreamError = (error: NodeJS.ErrnoException): void => {
     if (this.#connected) {
       this.#error ??= error.code ?? error.message;
-      if (isReset(error)) resetOrDestroy(this.#client);
+      if (isReset(error)) {
+        this.#backendFailed('reset');
+        resetOrDestroy(this.#client);
+      }
       this.#destroy('upstream_error');
     } else {
-      this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
+      this.#failAttempt(failureReasonOf(error), error.code ?? error.message, !isLocalError(error));
     }
   };
 
@@ -561,12 +771,12 @@ export class ProxyConnection implements SlotConnection {
     if (this.#header !== null) this.#destroy('proxy_header_invalid');
     // A client that goes away before any upstream connected (a drain, or an error) ends the
     // attempt too; destroying a closed socket is a no-op otherwise.
-    if (!this.#connected && this.#upstream !== null) this.#destroy(this.#outcome ?? 'client_error');
+    if (!this.#connected && (this.#upstream !== null || this.#queuedSlot >= 0)) this.#destroy(this.#outcome ?? 'client_error');
     this.#socketClosed();
   };
 
   /** A connect attempt failed or timed out: discard its socket, then try another backend. */
-  #failAttempt(reason: ConnectFailureReason, detail: string): void {
+  #failAttempt(reason: ConnectFailureReason, detail: string, backendsFault = true): void {
     const failed = this.#upstream!;
     const pool = this.#pool;
     this.#error = detail;
@@ -584,7 +794,7 @@ export class ProxyConnection implements SlotConnection {
     // Counted while the slot is held: once released, the slot may go to another backend.
     pool.traffic.connectFailed(this.#slot, reason);
     pool.release(this.#slot, this);
-    pool.reportConnectFailure(this.#slot, reason);
+    if (backendsFault) pool.reportConnectFailure(this.#slot, reason);
     // Sized once: a reload changing `retries` applies to connections accepted after it.
     const tried = (this.#tried ??= new Int32Array(pool.retries + 1));
     tried[this.#attempts - 1] = this.#slot;
@@ -600,9 +810,10 @@ export class ProxyConnection implements SlotConnection {
   /** Any terminal condition: the first one named is the outcome; both sockets go at once. */
   #destroy(outcome: ConnectionOutcome): void {
     this.#outcome ??= outcome;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
+    this.#clearTimers();
+    if (this.#queuedSlot >= 0) {
+      this.#pool.leaveQueue(this.#queuedSlot, this);
+      this.#queuedSlot = -1;
     }
     this.#client.destroy();
     this.#upstream?.destroy();
@@ -611,13 +822,14 @@ export class ProxyConnection implements SlotConnection {
   #socketClosed(): void {
     this.#openSockets -= 1;
     if (this.#openSockets !== 0) return;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#clearTimers();
     if (this.#slot >= 0) {
       // The last bytes go in before the slot is released (then it may go to another backend).
       this.flushTraffic();
+      // The connection's verdict for outlier detection: one that ended without any failure ends the
+      // backend's failure streak. Others that are not the backend's fault (client errors, idle and
+      // fin timeouts, drains) say nothing either way.
+      if (this.#connected && this.#outcome === null) this.#pool.reportConnectSuccess(this.#slot);
       this.#pool.release(this.#slot, this);
     }
     if (this.#sourceHash >= 0) {
@@ -629,6 +841,21 @@ export class ProxyConnection implements SlotConnection {
     // Idle waiters run later (promise jobs), after the line is written.
     this.#context.connectionFinished(this);
     if (this.#logEnabled && this.#context.accessLog.enabled && (this.#sampled || isFailure(this.#outcome ?? 'ok'))) this.#writeAccessLog();
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    if (this.#finTimer !== null) {
+      clearTimeout(this.#finTimer);
+      this.#finTimer = null;
+    }
+    if (this.#responseTimer !== null) {
+      clearTimeout(this.#responseTimer);
+      this.#responseTimer = null;
+    }
   }
 
   /**

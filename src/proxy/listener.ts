@@ -81,6 +81,8 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   pool: ConnectionPool;
   /** Read by each connection when its upstream connects; `updateLimits` changes it for new ones. */
   idleTimeoutMs: number;
+  /** Read by each connection at the client's FIN; `updateLimits` changes it. */
+  clientFinTimeoutMs: number;
   readonly accessLog: AccessLog;
   /** Bound to { listener, pool }; rebound when `setPool` changes the pool. */
   accessLines: Logger;
@@ -117,6 +119,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.listenerName = config.name;
     this.pool = pool;
     this.idleTimeoutMs = config.idleTimeoutMs;
+    this.clientFinTimeoutMs = config.clientFinTimeoutMs ?? 0;
     this.#maxConnections = config.maxConnections;
     this.#logger = logger;
     this.accessLog = accessLog;
@@ -203,6 +206,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.idleTimeoutMs = config.idleTimeoutMs;
     // Built before it is swapped in: a connection reads the edge once, at accept.
     this.edge = ListenerEdge.of(config, this.#sourceLimits(config), this.#logger);
+    this.clientFinTimeoutMs = config.clientFinTimeoutMs ?? 0;
   }
 
   /** Stop accepting: the listening socket closes now, so new connections are refused. */

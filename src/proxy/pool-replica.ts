@@ -15,7 +15,7 @@
  *   a success bumps a shared sequence number (no message per connection).
  * - Drains: each worker cuts its own connections to a backend that left, at the pool's deadline.
  */
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason } from '../backend.js';
 import { balancerOptionsOf } from '../config/reload-plan.js';
 import type { PoolConfig } from '../config/types.js';
 import { createBalancer } from '../core/index.js';
@@ -27,18 +27,32 @@ import { TrafficSegment, type PoolTrafficWriter } from '../shared-state/traffic-
 import type { PoolSnapshot } from './backend-pool.js';
 import type { ConnectionPool } from './connection.js';
 import type { ProxySocket } from './handle-socket.js';
+import { BackendQueues, type PlaceSource, type QueueDepth, type QueuedConnection } from './backend-queue.js';
 import { SlotConnections, type SlotConnection } from './slot-connections.js';
 
-export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason) => void;
+export type FailureReport = (pool: PoolReplica, slot: number, backendId: string, reason: BackendFailureReason) => void;
 
 /** A fresh balancer's state: every slot eligible at full weight. */
 const FULL_SCALE = 1000;
 
-export class PoolReplica implements ConnectionPool {
+export class PoolReplica implements ConnectionPool, PlaceSource {
   readonly name: string;
   connectTimeoutMs = 0;
   retries = 0;
   sendProxyProtocol: 'v1' | 'v2' | null = null;
+  responseTimeoutMs = 0;
+  serverFinTimeoutMs = 0;
+  maxConnectionsPerBackend = 0;
+  hashesClients = false;
+  #queueSize = 0;
+  #queueTimeoutMs = 0;
+  /** Made at the first queued connection (most pools never queue). */
+  #queues: BackendQueues | null = null;
+  /** This worker's view of the shared queue depth (its own ledger row). */
+  readonly #queueDepth: QueueDepth = {
+    tryQueue: (slot, size) => this.#state.tryQueue(this.#worker, slot, size),
+    unqueue: (slot) => this.#state.unqueue(this.#worker, slot),
+  };
   readonly #worker: number;
   readonly #state: SharedPoolState;
   readonly #logger: Logger;
@@ -126,6 +140,13 @@ export class PoolReplica implements ConnectionPool {
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
     this.sendProxyProtocol = config.sendProxyProtocol ?? null;
+    this.responseTimeoutMs = config.responseTimeoutMs ?? 0;
+    this.serverFinTimeoutMs = config.serverFinTimeoutMs ?? 0;
+    this.maxConnectionsPerBackend = config.maxConnectionsPerBackend ?? 0;
+    this.#queueSize = config.queue?.size ?? 0;
+    this.#queueTimeoutMs = config.queue?.timeoutMs ?? 1;
+    // A reload that raised or removed the limit lets waiting connections go now.
+    this.#queues?.recheck();
     // A grown pool's new segment is larger; a snapshot arrives as a new object over the same memory.
     if (snapshot.traffic.byteLength !== this.#trafficBuffer?.byteLength) {
       this.#trafficBuffer = snapshot.traffic;
@@ -133,6 +154,7 @@ export class PoolReplica implements ConnectionPool {
     }
     this.#drainTimeoutMs = snapshot.drainTimeoutMs;
     this.#usesClientKey = KEYED_POLICIES.has(config.balance);
+    this.hashesClients = this.#usesClientKey;
     this.#includePort = config.hashKey === 'source_ip_port';
     this.#bounded = this.#usesClientKey && (config.hashBalanceFactor ?? 0) > 0;
     this.#loadAware = config.balance === 'least_connections' || config.balance === 'least_time' || this.#bounded;
@@ -180,6 +202,7 @@ export class PoolReplica implements ConnectionPool {
 
   stop(): void {
     this.#connections.clearAllDrains();
+    this.#queues?.clear();
   }
 
   // --- per connection (ConnectionPool) -----------------------------------------------------------
@@ -239,10 +262,42 @@ export class PoolReplica implements ConnectionPool {
     this.#connections.link(slot, connection);
   }
 
+  /** Limited pools: a place only while the slot is below its limit in every worker (compare-and-swap). */
+  tryAcquire(slot: number, connection: SlotConnection): boolean {
+    if (!this.#state.tryAcquire(this.#worker, slot, this.maxConnectionsPerBackend)) return false;
+    this.#open += 1;
+    this.#connections.link(slot, connection);
+    return true;
+  }
+
+  enqueue(slot: number, connection: QueuedConnection): boolean {
+    this.#queues ??= new BackendQueues(this, this.#queueDepth);
+    return this.#queues.enqueue(slot, connection, this.#queueSize, this.#queueTimeoutMs);
+  }
+
+  leaveQueue(slot: number, connection: QueuedConnection): void {
+    this.#queues?.remove(slot, connection);
+  }
+
+  releasedEpoch(): number {
+    return this.#state.releasedEpoch();
+  }
+
+  /** Queue ticks: the shared eligibility as the next pick would see it. */
+  isRoutable(slot: number): boolean {
+    if (this.#state.healthEpoch() !== this.#seenEpoch) this.#syncHealth();
+    return this.#idBySlot[slot] !== undefined && this.#balancer!.isEligible(slot);
+  }
+
   release(slot: number, connection: SlotConnection): void {
     this.#state.release(this.#worker, slot);
     this.#open -= 1;
     this.#connections.unlink(slot, connection);
+    if (this.maxConnectionsPerBackend > 0) {
+      // Other workers' queued connections see the epoch move at their next poll; ours go now.
+      this.#state.noteReleased();
+      this.#queues?.released(slot);
+    }
   }
 
   hostOf(slot: number): string {
@@ -282,7 +337,7 @@ export class PoolReplica implements ConnectionPool {
     this.#state.noteSuccess(slot);
   }
 
-  reportConnectFailure(slot: number, reason: ConnectFailureReason): void {
+  reportConnectFailure(slot: number, reason: BackendFailureReason): void {
     const id = this.#idBySlot[slot];
     if (id !== undefined) this.#onFailure(this, slot, id, reason);
   }

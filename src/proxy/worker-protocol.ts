@@ -5,7 +5,7 @@
  * another of the same name: both live while the old one drains).
  */
 import type { AccessLogSettings } from '../access-log/settings.js';
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason } from '../backend.js';
 import type { ListenerConfig, LogLevel } from '../config/types.js';
 import type { PoolSnapshot } from './backend-pool.js';
 
@@ -70,7 +70,7 @@ export interface FailureItem {
   readonly poolId: number;
   readonly slot: number;
   readonly backendId: string;
-  readonly reason: ConnectFailureReason;
+  readonly reason: BackendFailureReason;
 }
 
 export type FromWorker =

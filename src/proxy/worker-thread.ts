@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { AccessLog } from '../access-log/access-log.js';
 import { DEFAULT_ACCESS_LOG } from '../access-log/settings.js';
-import type { ConnectFailureReason } from '../backend.js';
+import type { BackendFailureReason } from '../backend.js';
 import { createRootLogger } from '../log.js';
 import { SharedListenerState, SharedPoolState } from '../shared-state/pool-state.js';
 import { LoopDelayCells } from '../shared-state/loop-delay.js';
@@ -38,7 +38,7 @@ function send(message: FromWorker): void {
 // Connect failures go to the one outlier detector in batches (one message per turn, not per failure:
 // an outage fails many connects at once).
 let failures: FailureItem[] = [];
-function reportFailure(pool: PoolReplica, slot: number, backendId: string, reason: ConnectFailureReason): void {
+function reportFailure(pool: PoolReplica, slot: number, backendId: string, reason: BackendFailureReason): void {
   const poolId = poolIds.get(pool);
   if (poolId === undefined) return;
   if (failures.length === 0) setImmediate(flushFailures);

@@ -11,6 +11,9 @@
  * | spilled[slot]                 | workers (bounded load passed a full home)    | main (admin)                |
  * | successes[slot]               | workers (a connect succeeded)                | main's outlier detector     |
  * | connect-time EWMA, its stamp  | workers (least_time: after each connect)     | workers, before each pick   |
+ * | released epoch                | workers releasing a slot of a pool with maxConnectionsPerBackend | workers with queued connections (poll) |
+ * | queued[slot]                  | each worker, for the connections it queues   | workers (queue.size), main (metrics, status) |
+ * | queue ledger[worker][slot]    | that worker (its share of queued[slot])      | main, when the worker died  |
  *
  * Sized for the largest slot capacity a pool can have, so a pool that grows keeps its buffer and no
  * count ever has to move: untouched pages of a SharedArrayBuffer cost no memory.
@@ -19,6 +22,8 @@ import { MAX_MAX_BACKENDS } from '../core/options.js';
 
 const EPOCH = 0;
 const ACTIVE_TOTAL = 1;
+/** Moves on every release of a pool with per-backend limits: workers with queued connections poll it. */
+const RELEASED = 2;
 const HEADER_CELLS = 4;
 const SLOTS = MAX_MAX_BACKENDS;
 /** Two Float64 arrays of SLOTS cells at the start of the buffer. */
@@ -37,7 +42,10 @@ export class SharedPoolState {
   readonly active: Int32Array;
   readonly #spilled: Int32Array;
   readonly #successes: Int32Array;
+  /** Connections waiting for each slot (backend queues), every worker's summed by Atomics.add. */
+  readonly queued: Int32Array;
   readonly #ledger: Int32Array;
+  readonly #queueLedger: Int32Array;
   /** least_time's peak-EWMA connect time per slot (µs, -1 = never sampled) and its sample time. */
   readonly connectTimes: Float64Array;
   readonly connectTimeStamps: Float64Array;
@@ -60,12 +68,14 @@ export class SharedPoolState {
     this.active = section(SLOTS);
     this.#spilled = section(SLOTS);
     this.#successes = section(SLOTS);
+    this.queued = section(SLOTS);
     this.#ledger = section(SLOTS * workers);
+    this.#queueLedger = section(SLOTS * workers);
   }
 
   /** Main thread, once per pool; `initSlots` then readies the slots in use. */
   static create(workers: number): SharedPoolState {
-    const buffer = new SharedArrayBuffer(FLOAT_BYTES + (HEADER_CELLS + SLOTS * (5 + workers)) * 4);
+    const buffer = new SharedArrayBuffer(FLOAT_BYTES + (HEADER_CELLS + SLOTS * (6 + 2 * workers)) * 4);
     return new SharedPoolState(buffer, workers);
   }
 
@@ -124,6 +134,60 @@ export class SharedPoolState {
     Atomics.sub(this.#ledger, worker * SLOTS + slot, 1);
   }
 
+  /**
+   * Acquire only while the slot holds fewer than `limit` connections in every thread: a
+   * compare-and-swap, so two workers racing for the last place cannot both get it. A limit of 0
+   * (a reload removed it while connections waited) always acquires.
+   */
+  tryAcquire(worker: number, slot: number, limit: number): boolean {
+    if (limit <= 0) {
+      this.acquire(worker, slot);
+      return true;
+    }
+    const active = this.active;
+    for (;;) {
+      const now = Atomics.load(active, slot);
+      if (now >= limit) return false;
+      if (Atomics.compareExchange(active, slot, now, now + 1) === now) break;
+    }
+    Atomics.add(this.#cells, ACTIVE_TOTAL, 1);
+    Atomics.add(this.#ledger, worker * SLOTS + slot, 1);
+    return true;
+  }
+
+  /** A slot of a pool with per-backend limits was released: queued connections elsewhere may go. */
+  noteReleased(): void {
+    Atomics.add(this.#cells, RELEASED, 1);
+  }
+
+  releasedEpoch(): number {
+    return Atomics.load(this.#cells, RELEASED);
+  }
+
+  queuedOf(slot: number): number {
+    return Atomics.load(this.queued, slot);
+  }
+
+  /**
+   * Worker `worker` takes a place in `slot`'s queue while fewer than `size` wait in every thread:
+   * one atomic add, given back when over (two racing for the last place may both refuse, never
+   * both take it).
+   */
+  tryQueue(worker: number, slot: number, size: number): boolean {
+    if (Atomics.add(this.queued, slot, 1) >= size) {
+      Atomics.sub(this.queued, slot, 1);
+      return false;
+    }
+    Atomics.add(this.#queueLedger, worker * SLOTS + slot, 1);
+    return true;
+  }
+
+  /** Worker `worker`'s connection left `slot`'s queue (admitted, timed out or gone). */
+  unqueue(worker: number, slot: number): void {
+    Atomics.sub(this.queued, slot, 1);
+    Atomics.sub(this.#queueLedger, worker * SLOTS + slot, 1);
+  }
+
   noteSpill(slot: number): void {
     Atomics.add(this.#spilled, slot, 1);
   }
@@ -173,6 +237,9 @@ export class SharedPoolState {
     let lost = 0;
     const row = worker * SLOTS;
     for (let slot = 0; slot < capacity; slot++) {
+      // Its queued connections died with it too: the depth gauge must not keep them.
+      const waiting = Atomics.exchange(this.#queueLedger, row + slot, 0);
+      if (waiting !== 0) Atomics.sub(this.queued, slot, waiting);
       const held = Atomics.exchange(this.#ledger, row + slot, 0);
       if (held === 0) continue;
       Atomics.sub(this.active, slot, held);

@@ -4,7 +4,7 @@
  *
  * | cells                                   | written by                                 | read by                 |
  * |-----------------------------------------|--------------------------------------------|-------------------------|
- * | pool row[thread]: retries, then per slot: connections, connect failures (3 reasons), bytes both ways, connect-time sum and buckets | the thread holding the connection (row = its index; 0 without workers) | main, at scrape |
+ * | pool row[thread]: retries, then per slot: connections, connect failures (3 reasons), bytes both ways, connect-time sum, resets, response timeouts, queued, connect-time buckets | the thread holding the connection (row = its index; 0 without workers) | main, at scrape |
  * | listener row[thread]: connections ended, per outcome | the thread that accepted the connection | main, at scrape |
  *
  * Float64 cells, one row per data-plane thread, so every cell has one writer and a plain `+=`
@@ -38,8 +38,14 @@ export const SlotCell = {
   BYTES_TO_BACKEND: 4,
   BYTES_TO_CLIENT: 5,
   CONNECT_SECONDS_SUM: 6,
+  /** Established connections the backend reset (HAProxy `observe layer4`). */
+  RESETS: 7,
+  /** Established connections the backend left unanswered past the pool's responseTimeoutMs. */
+  RESPONSE_TIMEOUTS: 8,
+  /** Connections that waited in the backend's queue (maxConnections), whatever came of it. */
+  QUEUED: 9,
   /** BUCKETS non-cumulative counts follow (the reader makes them cumulative). */
-  BUCKET_0: 7,
+  BUCKET_0: 10,
 } as const;
 export const SLOT_CELLS = SlotCell.BUCKET_0 + BUCKETS;
 /** One cell before the rows: the segment's slot capacity, so a worker attaches without being told. */
@@ -73,6 +79,16 @@ export const CONNECTION_OUTCOMES = [
   'proxy_untrusted',
   'proxy_header_invalid',
   'proxy_header_timeout',
+  /** The client sent bytes; the backend sent none within the pool's responseTimeoutMs. */
+  'response_timeout',
+  /** The client sent its FIN; the backend did not finish within the listener's clientFinTimeoutMs. */
+  'client_fin_timeout',
+  /** The backend sent its FIN; the client did not finish within the pool's serverFinTimeoutMs. */
+  'server_fin_timeout',
+  /** The chosen backend was at maxConnections and its queue was full. */
+  'queue_full',
+  /** The chosen backend was at maxConnections and no slot freed within queue.timeoutMs. */
+  'queue_timeout',
 ] as const;
 export type CountedOutcome = (typeof CONNECTION_OUTCOMES)[number];
 
@@ -169,6 +185,16 @@ export class PoolTrafficWriter {
   connectFailed(slot: number, reason: ConnectFailureReason): void {
     const cell = reason === 'timeout' ? SlotCell.FAILED_TIMEOUT : reason === 'refused' ? SlotCell.FAILED_REFUSED : SlotCell.FAILED_ERROR;
     this.#cells[this.#row + POOL_CELLS + slot * SLOT_CELLS + cell]! += 1;
+  }
+
+  /** Failures only: the backend reset an established connection, or left it unanswered. */
+  establishedFailed(slot: number, reason: 'reset' | 'response_timeout'): void {
+    this.#cells[this.#row + POOL_CELLS + slot * SLOT_CELLS + (reason === 'reset' ? SlotCell.RESETS : SlotCell.RESPONSE_TIMEOUTS)]! += 1;
+  }
+
+  /** A connection waits in `slot`'s queue (the backend is at its maxConnections). */
+  queued(slot: number): void {
+    this.#cells[this.#row + POOL_CELLS + slot * SLOT_CELLS + SlotCell.QUEUED]! += 1;
   }
 
   /** Bytes moved since the connection's last flush (periodic, and at close). */
