@@ -28,6 +28,7 @@ import type { ConnectFailureReason } from '../backend.js';
 import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { SlotConnection } from './slot-connections.js';
+import { isOutOfFileDescriptors } from './fd-exhaustion.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 
 export type ConnectionOutcome =
@@ -40,6 +41,8 @@ export type ConnectionOutcome =
   /** The backend's error ended the connection; a backend reset (error ECONNRESET) reached the client as a reset. */
   | 'upstream_error'
   | 'rejected_max_connections'
+  /** This process ran out of file descriptors (EMFILE/ENFILE) for the upstream socket, or at accept (fd-exhaustion.ts). */
+  | 'rejected_no_fds'
   | 'drained';
 
 /**
@@ -94,6 +97,8 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Called exactly once per connection, after both sockets have closed. */
   connectionFinished(connection: ProxyConnection): void;
+  /** An upstream socket could not be opened for lack of file descriptors: the listener backs off accepting. */
+  outOfFileDescriptors(): void;
 }
 
 function noop(): void {}
@@ -410,6 +415,8 @@ export class ProxyConnection implements SlotConnection {
       this.#error ??= error.code ?? error.message;
       if (isReset(error)) resetOrDestroy(this.#client);
       this.#destroy('upstream_error');
+    } else if (isOutOfFileDescriptors(error.code)) {
+      this.#refuseForLackOfDescriptors(error.code!);
     } else {
       this.#failAttempt(failureReasonOf(error), error.code ?? error.message);
     }
@@ -463,6 +470,30 @@ export class ProxyConnection implements SlotConnection {
       return;
     }
     this.#attempt();
+  }
+
+  /**
+   * The upstream socket could not be opened because this process (EMFILE) or the system (ENFILE) is
+   * out of descriptors. Not the backend's fault: no connect failure is counted against it nor
+   * reported to outlier detection (that once ejected a healthy backend), and no other backend is
+   * tried (it would fail the same way). The client is refused, counted and logged; the listener
+   * pauses accepting.
+   */
+  #refuseForLackOfDescriptors(code: string): void {
+    const failed = this.#upstream!;
+    failed.removeListener('error', this.#onUpstreamError);
+    failed.removeListener('close', this.#onUpstreamClose);
+    failed.removeListener('connect', this.#onUpstreamConnect);
+    failed.on('error', noop);
+    failed.destroy();
+    this.#upstream = null;
+    this.#openSockets -= 1;
+    this.#error = code;
+    this.#lastFailedSlot = this.#slot;
+    this.#pool.release(this.#slot, this);
+    this.#slot = -1;
+    this.#context.outOfFileDescriptors();
+    this.#destroy('rejected_no_fds');
   }
 
   /** Any terminal condition: the first one named is the outcome; both sockets go at once. */
@@ -567,8 +598,8 @@ export function isFailure(outcome: ConnectionOutcome): boolean {
   return outcome !== 'ok' && outcome !== 'drained';
 }
 
-/** Log line for a connection refused by the listener's limit (a failure: never sampled out); it never becomes a ProxyConnection. */
-export function logRejectedConnection(accessLines: Logger, client: ProxySocket): void {
+/** Log line for a connection refused at accept (a failure: never sampled out); it never becomes a ProxyConnection. */
+export function logRejectedConnection(accessLines: Logger, client: ProxySocket, outcome: ConnectionOutcome = 'rejected_max_connections'): void {
   accessLines.info(
     {
       event: 'close',
@@ -578,7 +609,7 @@ export function logRejectedConnection(accessLines: Logger, client: ProxySocket):
       bytesIn: 0,
       bytesOut: 0,
       durationMs: 0,
-      outcome: 'rejected_max_connections' satisfies ConnectionOutcome,
+      outcome,
     },
     'connection closed',
   );

@@ -65,6 +65,7 @@ export const CONNECTION_OUTCOMES = [
   'client_error',
   'upstream_error',
   'rejected_max_connections',
+  'rejected_no_fds',
   'drained',
 ] as const;
 export type CountedOutcome = (typeof CONNECTION_OUTCOMES)[number];
