@@ -18,7 +18,19 @@
  * being served, and closing frees the listening descriptor itself. Clients waiting in the closed
  * socket's accept queue are reset by the kernel: the listener reads how many first and counts them
  * (outcome `rejected_no_fds`), with the client whose upstream could not be opened.
+ *
+ * Waiting for an error is not enough: libuv's trick runs *instead of* reporting EMFILE, so once the
+ * last descriptor went to an upstream socket, every later client would be closed silently and
+ * nothing would tell us. Hence a watermark, checked at every accept for the price of reading an
+ * integer: Linux hands out the lowest free descriptor, so a client that got descriptor `fd` proves
+ * that every descriptor below `fd` is in use. When `fd` comes within CONTROL_PLANE_RESERVE of the
+ * soft limit, the client is refused (counted, logged) and the listener pauses. That also keeps a
+ * few descriptors for the control plane: the admin server (so /metrics still answers), health
+ * checks, a reload's config file. The watermark can miss exhaustion when closed connections left
+ * holes low in the table (then a later descriptor lands low); the EMFILE on the upstream connect,
+ * one accept later, catches that case.
  */
+import { readFileSync } from 'node:fs';
 
 /**
  * EMFILE: this process reached its descriptor limit (RLIMIT_NOFILE, `ulimit -n`); ENFILE: the
@@ -49,4 +61,29 @@ export class AcceptBackoff {
     this.#nextMs = Math.min(MAX_PAUSE_MS, this.#nextMs * 2);
     return pauseMs;
   }
+}
+
+/**
+ * Descriptors the data plane leaves to the rest of the process: the admin listener and its
+ * requests, health checks, reading a config on reload, log files.
+ */
+export const CONTROL_PLANE_RESERVE = 16;
+
+/**
+ * The soft RLIMIT_NOFILE (`ulimit -n`) from /proc/self/limits, read when a listener is created
+ * (prlimit can change it later; a listener created after that reads the new one); Infinity where
+ * it is unlimited or cannot be read (not Linux): then only the errors tell.
+ */
+export function openFilesSoftLimit(): number {
+  try {
+    const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return match === null || match[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(match[1]);
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** The descriptor number from which an accepted client is refused (see the module comment). */
+export function acceptWatermark(softLimit: number): number {
+  return softLimit - CONTROL_PLANE_RESERVE;
 }

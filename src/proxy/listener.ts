@@ -14,8 +14,8 @@ import type { SharedListenerState } from '../shared-state/pool-state.js';
 import { DEFAULT_TRAFFIC_FLUSH_MS, ListenerTrafficCounters, type ListenerTrafficWriter } from '../shared-state/traffic-counters.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
 import { acceptQueueOf, closeWhenAcceptQueueEmpty } from './accept-queue.js';
-import { AcceptBackoff, isOutOfFileDescriptors, MAX_PAUSE_MS } from './fd-exhaustion.js';
-import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
+import { AcceptBackoff, acceptWatermark, CONTROL_PLANE_RESERVE, isOutOfFileDescriptors, MAX_PAUSE_MS, openFilesSoftLimit } from './fd-exhaustion.js';
+import { descriptorOf, HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
 
 /**
  * How long a closing listener may keep accepting to empty its accept queue. Clients keep arriving
@@ -98,6 +98,8 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** Pending resume while accepting is paused for lack of file descriptors (fd-exhaustion.ts). */
   #resumeTimer: NodeJS.Timeout | null = null;
   readonly #backoff = new AcceptBackoff();
+  /** A client whose descriptor is at least this is refused: the process is nearly out (fd-exhaustion.ts). */
+  readonly #fdWatermark = acceptWatermark(openFilesSoftLimit());
   #pausedAt = 0;
   /** Clients refused for lack of descriptors since the last pause line (that line says how many). */
   #refusedNoFdsSinceLine = 0;
@@ -306,6 +308,14 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     // Another worker ran out of descriptors (they are the process's): pause too, after serving this
     // client, which already holds its descriptor. One integer load per accept.
     if (inWorker !== undefined && inWorker.shared.fdPauses() !== this.#fdPauses) this.#pauseAccepting('another worker ran out');
+    if (descriptorOf(client) >= this.#fdWatermark) {
+      this.#outcomes.ended('rejected_no_fds');
+      if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client, 'rejected_no_fds');
+      client.destroy();
+      this.#refusedNoFdsSinceLine += 1;
+      this.#pauseAccepting(`descriptor limit near (${this.#fdWatermark + CONTROL_PLANE_RESERVE}, ${CONTROL_PLANE_RESERVE} kept for the control plane)`);
+      return;
+    }
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
       this.#outcomes.ended('rejected_max_connections');
