@@ -33,6 +33,8 @@ export interface MetricsSource {
   workerCount(): number;
   /** Alert webhook receivers configured now, with their delivery counts. */
   alerts(): readonly ReceiverStats[];
+  /** The admin server's connection cap at work (src/admin/connection-guard.ts); null while it is not running. */
+  adminConnections?(): { readonly evicted: number; readonly refused: number } | null;
 }
 
 type Labels = Record<string, string>;
@@ -200,6 +202,14 @@ export class PrometheusExporter {
       return [
         { labels: { result: 'applied' }, value: reloads.applied },
         { labels: { result: 'refused' }, value: reloads.refused },
+      ];
+    });
+    add('ringlb_admin_connections_closed_total', 'Admin connections closed by the connection cap: evicted (held no complete request) or refused (every open one was busy).', 'counter', () => {
+      const counts = this.#source.adminConnections?.() ?? null;
+      if (counts === null) return [];
+      return [
+        { labels: { reason: 'evicted' }, value: counts.evicted },
+        { labels: { reason: 'refused' }, value: counts.refused },
       ];
     });
     const perReceiver = (read: (stats: ReceiverStats) => number) => (): Sample[] =>
