@@ -185,7 +185,7 @@ for (const mode of modes()) {
       assert.equal(status.listeners.find((listener) => listener.name === 'web')!.connections['ok'], CONNECTIONS);
       assert.deepEqual(running.ringlb.traffic.listener('down'), {
         active: 0,
-        connections: { ok: 0, no_backend: 0, connect_failed: FAILED, idle_timeout: 0, client_error: 0, upstream_error: 0, rejected_max_connections: 0, drained: 0 },
+        connections: { ok: 0, no_backend: 0, connect_failed: FAILED, idle_timeout: 0, client_error: 0, upstream_error: 0, rejected_max_connections: 0, rejected_no_fds: 0, drained: 0 },
       });
     });
 
