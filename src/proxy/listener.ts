@@ -113,6 +113,8 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
 
   constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
     this.#inWorker = inWorker;
+    // A worker started later (a replacement, a reload) follows only pauses from now on.
+    this.#fdPauses = inWorker?.shared.fdPauses() ?? 0;
     this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
     this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
     this.#config = config;
