@@ -112,6 +112,7 @@ async function floodAndRecover(t: TestContext, workers: number): Promise<void> {
   assert.ok(servedAgain, 'served again once descriptors were free');
 
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) > 0, 'rejected_no_fds counted');
+  assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
   // Not the backend's fault: no connect failure counted against it, never ejected.
   assert.equal(scrape.sum('ringlb_backend_connect_failures_total', { pool: POOL }), 0);
   assert.equal(scrape.sum('ringlb_backend_ejections_total', { pool: POOL }), 0);
@@ -183,6 +184,7 @@ async function connectRunsOut(t: TestContext, workers: number): Promise<void> {
   await echoes(again.served, 'after');
   again.served.destroy();
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) === 1, 'one rejected_no_fds');
+  assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
   assert.equal(scrape.sum('ringlb_backend_connect_failures_total', { pool: POOL }), 0, 'not counted against the backend');
   assert.equal(scrape.sum('ringlb_backend_ejections_total', { pool: POOL }), 0, 'not ejected');
   assert.equal(backend.accepted(), servedBefore + 1, 'the refused client never reached the backend');

@@ -135,6 +135,9 @@ export class PrometheusExporter {
         Object.entries(totals.connections).map(([outcome, value]) => ({ labels: { listener: name, outcome }, value })),
       ),
     );
+    add('ringlb_listener_accept_pauses_total', 'Times a thread stopped accepting on the listener for lack of file descriptors (a pause of 50 ms to 2 s).', 'counter', () =>
+      this.#source.traffic.listenerAcceptPauses().map(({ name, pauses }) => ({ labels: { listener: name }, value: pauses })),
+    );
     add('ringlb_listener_active_connections', 'Connections open now.', 'gauge', () =>
       this.#source.traffic.listeners().map(({ name, totals }) => ({ labels: { listener: name }, value: totals.active })),
     );

@@ -380,6 +380,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     const seenHere = cause !== 'another worker ran out';
     if (shared === undefined) this.#fdPauses += 1;
     else this.#fdPauses = seenHere ? shared.fdPaused() : shared.fdPauses();
+    this.#outcomes.acceptPaused();
     this.#pausedAt = performance.now();
     const pauseMs = this.#backoff.next(this.#pausedAt);
     this.#logger.warn(
