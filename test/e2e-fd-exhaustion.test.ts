@@ -60,7 +60,7 @@ async function echoes(socket: Socket, text: string): Promise<void> {
   assert.equal(await readLine(socket, 10_000), text);
 }
 
-async function floodAndRecover(t: TestContext, workers: number): Promise<void> {
+async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Record<string, string>> = {}): Promise<void> {
   const backend = await startNamedBackend('b1');
   t.after(() => backend.close());
   const file = temp.writeJson({
@@ -70,7 +70,7 @@ async function floodAndRecover(t: TestContext, workers: number): Promise<void> {
     log: { level: 'info' },
     workers,
   });
-  const ringlb = new RinglbProcess(['run', '--config', file], {}, ['prlimit', `--nofile=${NOFILE}:${NOFILE}`, '--']);
+  const ringlb = new RinglbProcess(['run', '--config', file], env, ['prlimit', `--nofile=${NOFILE}:${NOFILE}`, '--']);
   t.after(() => ringlb.kill());
   const port = await ringlb.listenerPort(POOL);
   const admin = await adminAddress(ringlb);
@@ -135,7 +135,7 @@ function setOpenFilesLimit(pid: number, limit: number): void {
  * fire), a client is accepted with the last descriptor and its upstream socket fails with EMFILE.
  * That once counted as the backend's connect failure and ejected it for 30 s.
  */
-async function connectRunsOut(t: TestContext, workers: number): Promise<void> {
+async function connectRunsOut(t: TestContext, workers: number, env: Readonly<Record<string, string>> = {}): Promise<void> {
   const backend = await startNamedBackend('b1');
   t.after(() => backend.close());
   const file = temp.writeJson({
@@ -145,7 +145,7 @@ async function connectRunsOut(t: TestContext, workers: number): Promise<void> {
     log: { level: 'info' },
     workers,
   });
-  const ringlb = new RinglbProcess(['run', '--config', file]);
+  const ringlb = new RinglbProcess(['run', '--config', file], env);
   t.after(() => ringlb.kill());
   const port = await ringlb.listenerPort(POOL);
   const admin = await adminAddress(ringlb);
@@ -195,6 +195,10 @@ describe('EMFILE on the upstream connect (limit lowered while running)', () => {
     await connectRunsOut(t, 1);
   });
 
+  test('one thread on the net.Socket data path (RINGLB_DATA_PATH=net): the same', { timeout: 60_000 }, async (t) => {
+    await connectRunsOut(t, 1, { RINGLB_DATA_PATH: 'net' });
+  });
+
   test('two worker threads: the same', { timeout: 60_000 }, async (t) => {
     if (!MULTI_WORKER) {
       t.skip(NO_REUSE_PORT);
@@ -207,6 +211,10 @@ describe('EMFILE on the upstream connect (limit lowered while running)', () => {
 describe('out of file descriptors (prlimit --nofile=96)', () => {
   test('one thread: no crash, held connections served, refusals counted, backend not blamed, recovers', { timeout: 120_000 }, async (t) => {
     await floodAndRecover(t, 1);
+  });
+
+  test('one thread on the net.Socket data path (RINGLB_DATA_PATH=net): the same', { timeout: 120_000 }, async (t) => {
+    await floodAndRecover(t, 1, { RINGLB_DATA_PATH: 'net' });
   });
 
   test('two worker threads: the same, process-wide', { timeout: 120_000 }, async (t) => {
