@@ -309,7 +309,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     const inWorker = this.#inWorker;
     // Another worker ran out of descriptors (they are the process's): pause too, after serving this
     // client, which already holds its descriptor. One integer load per accept.
-    if (inWorker !== undefined && inWorker.shared.fdPauses() !== this.#fdPauses) this.#pauseAccepting('another worker ran out');
+    if (inWorker !== undefined && inWorker.shared.fdPauses() !== this.#fdPauses) this.#pauseAccepting('another worker ran out', false);
     if (descriptorOf(client) >= this.#fdWatermark) {
       this.#outcomes.ended('rejected_no_fds');
       if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client, 'rejected_no_fds');
@@ -368,8 +368,9 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
    * way to keep libuv from accepting (fd-exhaustion.ts). Connections already open are untouched.
    * Clients still in the accept queue are reset by the kernel at the close: counted (read first
    * from /proc; that reading needs a descriptor itself, so it is best effort) and logged.
+   * `seenHere` false: following another worker's pause (not counted again process-wide).
    */
-  #pauseAccepting(cause: string): void {
+  #pauseAccepting(cause: string, seenHere = true): void {
     const server = this.#server;
     if (this.#acceptStopped || this.#resumeTimer !== null || server === null) return;
     const queued = acceptQueueOf(listeningFd(server));
@@ -377,7 +378,6 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     server.close();
     this.#server = null;
     const shared = this.#inWorker?.shared;
-    const seenHere = cause !== 'another worker ran out';
     if (shared === undefined) this.#fdPauses += 1;
     else this.#fdPauses = seenHere ? shared.fdPaused() : shared.fdPauses();
     this.#outcomes.acceptPaused();
