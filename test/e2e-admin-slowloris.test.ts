@@ -71,7 +71,7 @@ test(`slowloris: ${SLOW} clients dripping header bytes cannot hold the admin ser
   await ringlb.waitForLine((line) => line.msg === 'admin connection cap reached: slow or idle connections evicted', 10_000, 'cap line');
 
   // Every slow connection is closed by ringlb: evicted, or cut at the 5 s header deadline (Node
-  // sweeps every 2.5 s), well within 15 s of the last one opening.
+  // sweeps every second), well within 15 s of the last one opening.
   const deadline = new Promise<never>((_, reject) => {
     const timer = setTimeout(() => reject(new Error(`slow connections still open: ${slow.filter((s) => !s.destroyed).length}`)), 15_000);
     t.after(() => clearTimeout(timer));
