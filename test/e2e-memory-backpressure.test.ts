@@ -2,7 +2,7 @@
  * Memory under peers that send and never read (issue 10): 200 clients write through ringlb as fast
  * as they may and read nothing, to 200 backend connections that also write as fast as they may and
  * read nothing. Without backpressure ringlb would read everything each side offers and buffer it
- * for the side that does not read (up to QUOTA per writer: 200 × 2 × 16 MiB = 6.4 GB offered);
+ * for the side that does not read (up to QUOTA per writer: 200 × 2 × 64 MiB = 25.6 GB offered);
  * with it, each direction stops reading once the other side's socket is full, and what ringlb holds
  * in user space is bounded per connection. The real CLI runs as a child; its RSS is read from
  * /proc/<pid>/status before the connections and once every writer is blocked.
@@ -23,8 +23,14 @@ import { startRinglb, TempDir } from './helpers/ringlb-process.js';
 
 const CONNECTIONS = 200;
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
-/** Bytes a writer offers at most (bounds the test): far more than any socket buffer takes. */
-const QUOTA = 16 * 1024 * 1024;
+/**
+ * Bytes a writer offers at most (bounds the test), above what the kernel can hold along one path:
+ * the writer's send buffer (tcp_wmem max, 4 MiB here) + ringlb's receive buffer, which autotunes
+ * because ringlb reads (tcp_rmem max, 32 MiB here) + ringlb's send buffer (4 MiB) + the
+ * non-reading peer's receive buffer (stays near its 128 KiB default: it never reads) ≈ 40 MiB. At
+ * 16 MiB a few paths absorbed the whole quota.
+ */
+const QUOTA = 64 * 1024 * 1024;
 const PER_CONNECTION_BYTES = 296 * 1024;
 const MARGIN_BYTES = 48 * 1024 * 1024;
 /** A writer blocked for this long in a row: the buffers along its path are full. */
