@@ -1,6 +1,6 @@
 /**
  * The admin server cannot be held (issue 10): against the real CLI, SLOW clients (more than the
- * admin connection cap, 64) each send a request line and then one header byte per second,
+ * admin connection cap, 1024) each send a request line and then one header byte per second,
  * never finishing their headers. Meanwhile fresh requests — /metrics and /v1/status — are all
  * answered, the cap shows its evictions in /metrics, and every slow connection is closed by
  * ringlb (evicted, or cut at the header deadline) instead of being kept.
@@ -13,7 +13,9 @@ import { AdminClient, adminAddress } from './helpers/admin-client.js';
 import { scrape } from './helpers/metrics.js';
 import { startRinglb, TempDir } from './helpers/ringlb-process.js';
 
-const SLOW = 100;
+/** More than the admin connection cap (1024), so the cap must evict. */
+const SLOW = 1100;
+const CAP = 1024;
 /** Fresh requests while the slow clients drip. */
 const PROBES = 20;
 
@@ -43,14 +45,16 @@ test(`slowloris: ${SLOW} clients dripping header bytes cannot hold the admin ser
   t.after(() => {
     for (const socket of slow) socket.destroy();
   });
-  for (let i = 0; i < SLOW; i++) {
-    const socket = connect({ host, port });
-    socket.on('error', () => undefined); // an evicted socket may read a reset
-    slow.push(socket);
-    closedAt.push(new Promise((resolve) => socket.once('close', () => resolve())));
-    await once(socket, 'connect');
-    socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
-  }
+  await Promise.all(
+    Array.from({ length: SLOW }, async () => {
+      const socket = connect({ host, port });
+      socket.on('error', () => undefined); // an evicted socket may read a reset
+      slow.push(socket);
+      closedAt.push(new Promise((resolve) => socket.once('close', () => resolve())));
+      await once(socket, 'connect');
+      socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    }),
+  );
   // One header byte per second on every slow socket still open, until the test ends.
   const drip = setInterval(() => {
     for (const socket of slow) if (!socket.destroyed) socket.write('X');
@@ -66,7 +70,7 @@ test(`slowloris: ${SLOW} clients dripping header bytes cannot hold the admin ser
   }
   const metrics = await scrape(address);
   const evicted = metrics.sum('ringlb_admin_connections_closed_total', { reason: 'evicted' });
-  assert.ok(evicted >= SLOW - 64, `at least the slow clients past the cap were evicted (${evicted})`);
+  assert.ok(evicted >= SLOW - CAP, `at least the slow clients past the cap were evicted (${evicted})`);
   assert.equal(metrics.sum('ringlb_admin_connections_closed_total', { reason: 'refused' }), 0, 'no fresh request was refused');
   await ringlb.waitForLine((line) => line.msg === 'admin connection cap reached: slow or idle connections evicted', 10_000, 'cap line');
 

@@ -49,7 +49,7 @@ export interface AdminServerOptions {
   readonly headersTimeoutMs?: number;
   /** Idle keep-alive sockets close after this; default 5000 (node's default). */
   readonly keepAliveTimeoutMs?: number;
-  /** Open connections at most; past it slow or idle ones are evicted (connection-guard.ts). Default 64. */
+  /** Open connections at most; past it slow or idle ones are evicted (connection-guard.ts). Default 1024. */
   readonly maxConnections?: number;
   /** Served before the token check (the dashboard's page and code); absent: none. */
   readonly publicFiles?: PublicFiles;
