@@ -717,6 +717,7 @@ export class Ringlb {
       loopDelay: this.#loopDelay,
       workerCount: () => this.workerCount,
       alerts: () => this.#alerts.stats(),
+      adminConnections: () => this.#admin?.connectionCounts() ?? null,
     });
     installMetricsRoute(server, this.#exporter);
     const address = await server.listen();

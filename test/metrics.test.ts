@@ -193,6 +193,7 @@ for (const mode of modes()) {
           client_error: 0,
           upstream_error: 0,
           rejected_max_connections: 0,
+          rejected_no_fds: 0,
           drained: 0,
           response_timeout: 0,
           client_fin_timeout: 0,

@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import type { HostPort } from '../backend.js';
 import type { Logger } from '../log.js';
 import { BearerToken, isLoopbackHost } from './access.js';
+import { AdminConnectionGuard, DEFAULT_ADMIN_MAX_CONNECTIONS, type AdminConnectionCounts } from './connection-guard.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
 import { installStatusRoutes } from './status-routes.js';
@@ -48,6 +49,8 @@ export interface AdminServerOptions {
   readonly headersTimeoutMs?: number;
   /** Idle keep-alive sockets close after this; default 5000 (node's default). */
   readonly keepAliveTimeoutMs?: number;
+  /** Open connections at most; past it slow or idle ones are evicted (connection-guard.ts). Default 1024. */
+  readonly maxConnections?: number;
   /** Served before the token check (the dashboard's page and code); absent: none. */
   readonly publicFiles?: PublicFiles;
 }
@@ -75,6 +78,7 @@ export class AdminServer implements RouteTable {
   #closing: Promise<void> | undefined;
   /** Open streaming responses (SSE): ended on close, or `server.close()` would wait for them forever. */
   readonly #streams = new Set<ServerResponse>();
+  readonly #guard: AdminConnectionGuard;
 
   constructor(options: AdminServerOptions) {
     if (options.token === null && !isLoopbackHost(options.bind.host)) {
@@ -101,6 +105,7 @@ export class AdminServer implements RouteTable {
       },
       (request, response) => void this.#handle(request, response),
     );
+    this.#guard = new AdminConnectionGuard(this.#server, options.maxConnections ?? DEFAULT_ADMIN_MAX_CONNECTIONS, this.#logger);
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed request line/headers, header overflow, or a timeout. Answer once if we still can.
       this.#logger.debug({ err: error.code ?? error.message }, 'admin: client error');
@@ -121,6 +126,11 @@ export class AdminServer implements RouteTable {
   route(method: HttpMethod, pattern: string, handler: AdminHandler): this {
     this.#router.add(method, pattern, handler);
     return this;
+  }
+
+  /** Connections evicted or refused by the cap so far, and open now (for /metrics). */
+  connectionCounts(): AdminConnectionCounts {
+    return this.#guard.counts();
   }
 
   /** Starts listening; resolves with the bound address (`127.0.0.1:40123`, `[::1]:40123`). */

@@ -33,6 +33,8 @@ export interface MetricsSource {
   workerCount(): number;
   /** Alert webhook receivers configured now, with their delivery counts. */
   alerts(): readonly ReceiverStats[];
+  /** The admin server's connection cap at work (src/admin/connection-guard.ts); null while it is not running. */
+  adminConnections?(): { readonly evicted: number; readonly refused: number } | null;
 }
 
 type Labels = Record<string, string>;
@@ -133,6 +135,9 @@ export class PrometheusExporter {
         Object.entries(totals.connections).map(([outcome, value]) => ({ labels: { listener: name, outcome }, value })),
       ),
     );
+    add('ringlb_listener_accept_pauses_total', 'Times a thread stopped accepting on the listener for lack of file descriptors (a pause of 50 ms to 2 s).', 'counter', () =>
+      this.#source.traffic.listenerAcceptPauses().map(({ name, pauses }) => ({ labels: { listener: name }, value: pauses })),
+    );
     add('ringlb_listener_active_connections', 'Connections open now.', 'gauge', () =>
       this.#source.traffic.listeners().map(({ name, totals }) => ({ labels: { listener: name }, value: totals.active })),
     );
@@ -209,6 +214,14 @@ export class PrometheusExporter {
       return [
         { labels: { result: 'applied' }, value: reloads.applied },
         { labels: { result: 'refused' }, value: reloads.refused },
+      ];
+    });
+    add('ringlb_admin_connections_closed_total', 'Admin connections closed by the connection cap: evicted (held no complete request) or refused (every open one was busy).', 'counter', () => {
+      const counts = this.#source.adminConnections?.() ?? null;
+      if (counts === null) return [];
+      return [
+        { labels: { reason: 'evicted' }, value: counts.evicted },
+        { labels: { reason: 'refused' }, value: counts.refused },
       ];
     });
     const perReceiver = (read: (stats: ReceiverStats) => number) => (): Sample[] =>

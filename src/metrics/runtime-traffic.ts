@@ -71,6 +71,11 @@ export class RuntimeTraffic implements TrafficView {
     }
     return out;
   }
+
+  /** Per listener name: times a thread stopped accepting for lack of file descriptors. */
+  listenerAcceptPauses(): { readonly name: string; readonly pauses: number }[] {
+    return [...this.#source.listeners()].map((listener) => ({ name: listener.name, pauses: listener.outcomes.acceptPauses() }));
+  }
 }
 
 /**

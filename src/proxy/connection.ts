@@ -36,6 +36,7 @@ import type { Logger } from '../log.js';
 import type { PoolTrafficWriter } from '../shared-state/traffic-counters.js';
 import type { QueuedConnection } from './backend-queue.js';
 import type { SlotConnection } from './slot-connections.js';
+import { isOutOfFileDescriptors } from './fd-exhaustion.js';
 import { connectUpstream, type ProxySocket } from './handle-socket.js';
 import type { EdgeRefusal, ListenerEdge } from './listener-edge.js';
 import { encodeProxyHeaderV1, encodeProxyHeaderV2, ProxyHeaderReader, type ProxyHeaderStep } from './proxy-protocol.js';
@@ -51,6 +52,8 @@ export type ConnectionOutcome =
   /** The backend's error ended the connection; a backend reset (error ECONNRESET) reached the client as a reset. */
   | 'upstream_error'
   | 'rejected_max_connections'
+  /** This process ran out of file descriptors (EMFILE/ENFILE) for the upstream socket, or at accept (fd-exhaustion.ts). */
+  | 'rejected_no_fds'
   | 'drained'
   /** Refused by the listener's edge (listener-edge.ts): allow/deny, per-source limits, PROXY protocol. */
   | EdgeRefusal
@@ -139,6 +142,8 @@ export interface ListenerContext {
   readonly edge: ListenerEdge | null;
   /** Called exactly once per connection, after both sockets have closed. */
   connectionFinished(connection: ProxyConnection): void;
+  /** An upstream socket could not be opened for lack of file descriptors: the listener backs off accepting. */
+  outOfFileDescriptors(): void;
 }
 
 function noop(): void {}
@@ -750,6 +755,8 @@ export class ProxyConnection implements QueuedConnection {
         resetOrDestroy(this.#client);
       }
       this.#destroy('upstream_error');
+    } else if (isOutOfFileDescriptors(error.code)) {
+      this.#refuseForLackOfDescriptors(error.code!);
     } else {
       this.#failAttempt(failureReasonOf(error), error.code ?? error.message, !isLocalError(error));
     }
@@ -805,6 +812,30 @@ export class ProxyConnection implements QueuedConnection {
       return;
     }
     this.#attempt();
+  }
+
+  /**
+   * The upstream socket could not be opened because this process (EMFILE) or the system (ENFILE) is
+   * out of descriptors. Not the backend's fault: no connect failure is counted against it nor
+   * reported to outlier detection (that once ejected a healthy backend), and no other backend is
+   * tried (it would fail the same way). The client is refused, counted and logged; the listener
+   * pauses accepting.
+   */
+  #refuseForLackOfDescriptors(code: string): void {
+    const failed = this.#upstream!;
+    failed.removeListener('error', this.#onUpstreamError);
+    failed.removeListener('close', this.#onUpstreamClose);
+    failed.removeListener('connect', this.#onUpstreamConnect);
+    failed.on('error', noop);
+    failed.destroy();
+    this.#upstream = null;
+    this.#openSockets -= 1;
+    this.#error = code;
+    this.#lastFailedSlot = this.#slot;
+    this.#pool.release(this.#slot, this);
+    this.#slot = -1;
+    this.#context.outOfFileDescriptors();
+    this.#destroy('rejected_no_fds');
   }
 
   /** Any terminal condition: the first one named is the outcome; both sockets go at once. */

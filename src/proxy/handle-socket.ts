@@ -219,6 +219,11 @@ export class HandleSocket implements ProxySocket {
     return this.#peerInfo().address;
   }
 
+  /** The OS descriptor (-1 once closed or where unknown): an integer read, no syscall. */
+  get fd(): number {
+    return this.#destroyed ? -1 : (this.#handle.fd ?? -1);
+  }
+
   get remotePort(): number | undefined {
     return this.#peerInfo().port;
   }
@@ -498,6 +503,13 @@ function onConnectDone(this: { socket?: HandleSocket }, status: number): void {
 export function listeningFd(server: HandleServer | NetServer): number {
   if (server instanceof HandleServer) return server.fd;
   const fd = (server as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/** A socket's OS descriptor, or -1 (closed, or not known on this platform). */
+export function descriptorOf(socket: ProxySocket): number {
+  if (socket instanceof HandleSocket) return socket.fd;
+  const fd = (socket as unknown as { readonly _handle?: { readonly fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' ? fd : -1;
 }
 

@@ -13,8 +13,9 @@ import type { Logger } from '../log.js';
 import type { SharedListenerState } from '../shared-state/pool-state.js';
 import { DEFAULT_TRAFFIC_FLUSH_MS, ListenerTrafficCounters, type ListenerTrafficWriter } from '../shared-state/traffic-counters.js';
 import { formatPeer, logRejectedConnection, ProxyConnection, type ConnectionPool, type ListenerContext } from './connection.js';
-import { closeWhenAcceptQueueEmpty } from './accept-queue.js';
-import { HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
+import { acceptQueueOf, closeWhenAcceptQueueEmpty } from './accept-queue.js';
+import { AcceptBackoff, acceptWatermark, CONTROL_PLANE_RESERVE, isOutOfFileDescriptors, MAX_PAUSE_MS, openFilesSoftLimit } from './fd-exhaustion.js';
+import { descriptorOf, HandleServer, listeningFd, type ProxySocket } from './handle-socket.js';
 import { ListenerEdge, type EdgeRefusal } from './listener-edge.js';
 import type { SourceLimits } from '../shared-state/source-limits.js';
 
@@ -100,6 +101,20 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** The next connection the access log's open-line sweep visits; null when no sweep runs. */
   #sweepCursor: ProxyConnection | null = null;
   #closing = false;
+  /** Set by stopListening/close: a pause for lack of descriptors must not listen again. */
+  #acceptStopped = false;
+  /** The address bound by the first listen: a pause closes the socket, the resume binds this port again. */
+  #boundAddress: string | null = null;
+  /** Pending resume while accepting is paused for lack of file descriptors (fd-exhaustion.ts). */
+  #resumeTimer: NodeJS.Timeout | null = null;
+  readonly #backoff = new AcceptBackoff();
+  /** A client whose descriptor is at least this is refused: the process is nearly out (fd-exhaustion.ts). */
+  readonly #fdWatermark = acceptWatermark(openFilesSoftLimit());
+  #pausedAt = 0;
+  /** Clients refused for lack of descriptors since the last pause line (that line says how many). */
+  #refusedNoFdsSinceLine = 0;
+  /** This thread's pauses (one thread), or the last process-wide pause count this worker acted on. */
+  #fdPauses = 0;
   readonly #inWorker: WorkerListenerOptions | undefined;
   readonly #outcomes: ListenerTrafficWriter;
   readonly #flushMs: number;
@@ -111,6 +126,8 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
 
   constructor(config: ListenerConfig, pool: ConnectionPool, logger: Logger, accessLog: AccessLog, inWorker?: WorkerListenerOptions, counting?: ListenerCounting) {
     this.#inWorker = inWorker;
+    // A worker started later (a replacement, a reload) follows only pauses from now on.
+    this.#fdPauses = inWorker?.shared.fdPauses() ?? 0;
     this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
     this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
     this.#sourceLimits = counting?.sourceLimits ?? NO_SOURCE_LIMITS;
@@ -128,35 +145,44 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   }
 
   /** Bind and listen. Resolves with the bound address (port 0 becomes the real port). */
-  listen(): Promise<string> {
-    const { host, port } = this.#config.bind;
-    const failed = (error: Error): Error => new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${error.message}`);
+  async listen(): Promise<string> {
+    try {
+      await this.#open(this.#config.bind.port);
+    } catch (error) {
+      this.accessLog.untrack(this);
+      throw new Error(`listener ${this.listenerName}: cannot listen on ${this.#config.bind.text}: ${(error as Error).message}`);
+    }
+    return this.address();
+  }
+
+  /** Binds a listening socket on `port` (the first time, and again after a pause for lack of descriptors). */
+  #open(port: number): Promise<void> {
+    const { host } = this.#config.bind;
     // Each worker's socket joins one reusePort group: the kernel spreads new connections over them.
     const reusePort = this.#inWorker !== undefined;
+    const opened = (server: Server | HandleServer): void => {
+      this.#server = server;
+      this.#boundAddress = this.address();
+    };
     if (HandleServer.canBind(host, reusePort)) {
       const server = new HandleServer(this.#onConnection, this.#onServerError);
       try {
         server.listen(host, port, reusePort);
       } catch (error) {
-        this.accessLog.untrack(this);
-        return Promise.reject(failed(error as Error));
+        return Promise.reject(error as Error);
       }
-      this.#server = server;
-      return Promise.resolve(this.address());
+      opened(server);
+      return Promise.resolve();
     }
     const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.#onConnection);
-    this.#server = server;
     return new Promise((resolve, reject) => {
-      const onError = (error: Error): void => {
-        this.accessLog.untrack(this);
-        reject(failed(error));
-      };
-      server.once('error', onError);
+      server.once('error', reject);
       server.listen(reusePort ? { host, port, reusePort: true } : { host, port }, () => {
-        server.removeListener('error', onError);
+        server.removeListener('error', reject);
         // Accept errors (EMFILE, ENFILE…) are reported on the server; they must never crash us.
         server.on('error', this.#onServerError);
-        resolve(this.address());
+        opened(server);
+        resolve();
       });
     });
   }
@@ -164,7 +190,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** The bound `host:port` (IPv6 in brackets), or the configured one when not listening. */
   address(): string {
     const info = (this.#server?.address() ?? null) as AddressInfo | null;
-    if (info === null) return this.#config.bind.text;
+    if (info === null) return this.#boundAddress ?? this.#config.bind.text;
     return formatPeer(info.address, info.port);
   }
 
@@ -212,6 +238,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** Stop accepting: the listening socket closes now, so new connections are refused. */
   stopListening(): void {
     this.#closing = true;
+    this.#stopAccepting();
     if (this.#active === 0) this.accessLog.untrack(this);
     if (this.#server?.listening === true) this.#server.close();
   }
@@ -223,6 +250,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
    * loop's close phase, after the current turn.
    */
   async close(): Promise<void> {
+    this.#stopAccepting();
     const server = this.#server;
     if (server?.listening === true) {
       const left = await closeWhenAcceptQueueEmpty(listeningFd(server), () => server.close(), ACCEPT_QUEUE_DRAIN_MS);
@@ -236,6 +264,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
   /** The bound port, or the configured one when not listening. */
   boundPort(): number {
     const info = (this.#server?.address() ?? null) as AddressInfo | null;
+    if (info === null && this.#boundAddress !== null) return Number(this.#boundAddress.slice(this.#boundAddress.lastIndexOf(':') + 1));
     return info?.port ?? this.#config.bind.port;
   }
 
@@ -320,6 +349,17 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
       }
     }
     const inWorker = this.#inWorker;
+    // Another worker ran out of descriptors (they are the process's): pause too, after serving this
+    // client, which already holds its descriptor. One integer load per accept.
+    if (inWorker !== undefined && inWorker.shared.fdPauses() !== this.#fdPauses) this.#pauseAccepting('another worker ran out', false);
+    if (descriptorOf(client) >= this.#fdWatermark) {
+      this.#outcomes.ended('rejected_no_fds');
+      if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client, 'rejected_no_fds');
+      client.destroy();
+      this.#refusedNoFdsSinceLine += 1;
+      this.#pauseAccepting(`descriptor limit near (${this.#fdWatermark + CONTROL_PLANE_RESERVE}, ${CONTROL_PLANE_RESERVE} kept for the control plane)`);
+      return;
+    }
     if (inWorker !== undefined ? !inWorker.shared.tryOpen(inWorker.worker, this.#maxConnections) : this.#active >= this.#maxConnections) {
       this.#rejected += 1;
       this.#outcomes.ended('rejected_max_connections');
@@ -357,8 +397,95 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
 
   #onServerError = (error: NodeJS.ErrnoException): void => {
     // A bind failure is reported once, by listen()'s rejection; only errors of a live listener
-    // (accept failing with EMFILE/ENFILE when file descriptors run out) are logged here.
+    // are handled here.
     if (this.#server?.listening !== true) return;
+    // libuv reports EMFILE/ENFILE at accept only when its reserve descriptor is gone too (see
+    // fd-exhaustion.ts): descriptors are out, whatever the clients' fate.
+    if (isOutOfFileDescriptors(error.code)) {
+      this.#pauseAccepting(error.code!);
+      return;
+    }
     this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
   };
+
+  /** ListenerContext: a connection of ours could not open its upstream socket (EMFILE/ENFILE); it counts itself. */
+  outOfFileDescriptors(): void {
+    this.#refusedNoFdsSinceLine += 1;
+    this.#pauseAccepting('EMFILE/ENFILE on upstream connect');
+  }
+
+  /**
+   * Stops accepting for a growing interval (AcceptBackoff): closes the listening socket, the only
+   * way to keep libuv from accepting (fd-exhaustion.ts). Connections already open are untouched.
+   * Clients still in the accept queue are reset by the kernel at the close: counted (read first
+   * from /proc; that reading needs a descriptor itself, so it is best effort) and logged.
+   * `seenHere` false: following another worker's pause (not counted again process-wide).
+   */
+  #pauseAccepting(cause: string, seenHere = true): void {
+    const server = this.#server;
+    if (this.#acceptStopped || this.#resumeTimer !== null || server === null) return;
+    const queued = acceptQueueOf(listeningFd(server));
+    for (let i = 0; i < (queued ?? 0); i++) this.#outcomes.ended('rejected_no_fds');
+    server.close();
+    this.#server = null;
+    const shared = this.#inWorker?.shared;
+    if (shared === undefined) this.#fdPauses += 1;
+    else this.#fdPauses = seenHere ? shared.fdPaused() : shared.fdPauses();
+    this.#outcomes.acceptPaused();
+    this.#pausedAt = performance.now();
+    const pauseMs = this.#backoff.next(this.#pausedAt);
+    this.#logger.warn(
+      {
+        listener: this.listenerName,
+        cause,
+        pauseMs,
+        refused: this.#refusedNoFdsSinceLine + (queued ?? 0),
+        queuedReset: queued,
+        open: this.#active,
+      },
+      'out of file descriptors: listener stops accepting for a while',
+    );
+    this.#refusedNoFdsSinceLine = 0;
+    this.#scheduleResume(pauseMs);
+  }
+
+  #scheduleResume(pauseMs: number): void {
+    this.#resumeTimer = setTimeout(this.#resumeAccepting, pauseMs);
+  }
+
+  #resumeAccepting = (): void => {
+    this.#resumeTimer = null;
+    if (this.#acceptStopped) return;
+    const port = this.boundPort();
+    this.#open(port).then(
+      () => {
+        if (this.#acceptStopped) {
+          this.#server?.close();
+          return;
+        }
+        this.#logger.info(
+          { listener: this.listenerName, pausedMs: Math.round(performance.now() - this.#pausedAt), open: this.#active },
+          'listener accepting again',
+        );
+      },
+      (error: NodeJS.ErrnoException) => {
+        if (this.#acceptStopped) return;
+        // Still out of descriptors (the socket itself needs one): wait longer. Anything else (the
+        // port taken meanwhile) is logged and retried at the longest pause.
+        const pauseMs = isOutOfFileDescriptors(error.code) ? this.#backoff.next(performance.now()) : MAX_PAUSE_MS;
+        if (!isOutOfFileDescriptors(error.code)) {
+          this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message, retryMs: pauseMs }, 'listener cannot listen again after a pause');
+        }
+        this.#scheduleResume(pauseMs);
+      },
+    );
+  };
+
+  #stopAccepting(): void {
+    this.#acceptStopped = true;
+    if (this.#resumeTimer !== null) {
+      clearTimeout(this.#resumeTimer);
+      this.#resumeTimer = null;
+    }
+  }
 }

@@ -302,6 +302,20 @@ export class SharedListenerState {
     return Atomics.load(this.#cells, LISTENER_REJECTED);
   }
 
+  /**
+   * A worker ran out of file descriptors and paused accepting: the count others compare with what
+   * they saw last, so each of them pauses too (descriptors are the process's, not the thread's).
+   * Returns the count including this pause.
+   */
+  fdPaused(): number {
+    return Atomics.add(this.#cells, LISTENER_FD_PAUSES, 1) + 1;
+  }
+
+  /** Pauses for lack of file descriptors so far (only a worker that saw the exhaustion itself counts one). */
+  fdPauses(): number {
+    return Atomics.load(this.#cells, LISTENER_FD_PAUSES);
+  }
+
   /** Open connections of one worker. */
   activeOf(worker: number): number {
     return Atomics.load(this.#cells, LISTENER_HEADER + worker);
@@ -318,4 +332,6 @@ export class SharedListenerState {
 const LISTENER_ACTIVE = 0;
 const LISTENER_ACCEPTED = 1;
 const LISTENER_REJECTED = 2;
+/** Pauses of accepting for lack of file descriptors (src/proxy/fd-exhaustion.ts), by any worker. */
+const LISTENER_FD_PAUSES = 3;
 const LISTENER_HEADER = 4;

@@ -71,6 +71,7 @@ export const CONNECTION_OUTCOMES = [
   'client_error',
   'upstream_error',
   'rejected_max_connections',
+  'rejected_no_fds',
   'drained',
   // The listener's edge (src/proxy/listener-edge.ts): refused before any backend work.
   'denied',
@@ -210,7 +211,14 @@ export class PoolTrafficWriter {
   }
 }
 
-/** One listener's counters: per thread, connections ended by outcome. */
+/**
+ * Cells per thread row of a listener: one per outcome, then the pauses of accepting for lack of
+ * file descriptors (src/proxy/fd-exhaustion.ts), each thread counting its own.
+ */
+const LISTENER_ROW_CELLS = CONNECTION_OUTCOMES.length + 1;
+const ACCEPT_PAUSES_CELL = CONNECTION_OUTCOMES.length;
+
+/** One listener's counters: per thread, connections ended by outcome, and accept pauses. */
 export class ListenerTrafficCounters {
   readonly buffer: SharedArrayBuffer;
   readonly rows: number;
@@ -223,7 +231,7 @@ export class ListenerTrafficCounters {
   }
 
   static create(rows: number): ListenerTrafficCounters {
-    return new ListenerTrafficCounters(new SharedArrayBuffer(rows * CONNECTION_OUTCOMES.length * 8), rows);
+    return new ListenerTrafficCounters(new SharedArrayBuffer(rows * LISTENER_ROW_CELLS * 8), rows);
   }
 
   static attach(buffer: SharedArrayBuffer, rows: number): ListenerTrafficCounters {
@@ -232,13 +240,20 @@ export class ListenerTrafficCounters {
 
   writer(row: number): ListenerTrafficWriter {
     if (row < 0 || row >= this.rows) throw new RangeError(`traffic row ${row} outside 0..${this.rows - 1}`);
-    return new ListenerTrafficWriter(this.#cells, row * CONNECTION_OUTCOMES.length);
+    return new ListenerTrafficWriter(this.#cells, row * LISTENER_ROW_CELLS);
   }
 
   /** Main thread: connections ended with `outcome`, every thread's. */
   ended(outcome: CountedOutcome): number {
     let sum = 0;
-    for (let at = OUTCOME_CELL[outcome]; at < this.#cells.length; at += CONNECTION_OUTCOMES.length) sum += this.#cells[at]!;
+    for (let at = OUTCOME_CELL[outcome]; at < this.#cells.length; at += LISTENER_ROW_CELLS) sum += this.#cells[at]!;
+    return sum;
+  }
+
+  /** Main thread: times a thread stopped accepting for lack of file descriptors, every thread's. */
+  acceptPauses(): number {
+    let sum = 0;
+    for (let at = ACCEPT_PAUSES_CELL; at < this.#cells.length; at += LISTENER_ROW_CELLS) sum += this.#cells[at]!;
     return sum;
   }
 }
@@ -255,5 +270,10 @@ export class ListenerTrafficWriter {
   /** Hot path: a connection ended (or was refused at accept) with `outcome`; one add. */
   ended(outcome: CountedOutcome): void {
     this.#cells[this.#row + OUTCOME_CELL[outcome]]! += 1;
+  }
+
+  /** This thread's listener stopped accepting for lack of file descriptors (rare: not the hot path). */
+  acceptPaused(): void {
+    this.#cells[this.#row + ACCEPT_PAUSES_CELL]! += 1;
   }
 }

@@ -48,9 +48,13 @@ export class RinglbProcess {
   stderr = '';
   readonly exited: Promise<ExitStatus>;
 
-  /** `env` is added to this process's environment (e.g. RINGLB_TEST_HOOKS=1 for the fault hook). */
-  constructor(args: readonly string[], env: Readonly<Record<string, string>> = {}) {
-    this.child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  /**
+   * `env` is added to this process's environment (e.g. RINGLB_TEST_HOOKS=1 for the fault hook).
+   * `launcher` runs node under another command, e.g. `['prlimit', '--nofile=96', '--']`.
+   */
+  constructor(args: readonly string[], env: Readonly<Record<string, string>> = {}, launcher: readonly string[] = []) {
+    const command = [...launcher, process.execPath, CLI_PATH, ...args];
+    this.child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout!.setEncoding('utf8');
     this.child.stdout!.on('data', (chunk: string) => this.log.write(chunk));
     this.child.stdout!.on('close', () => this.log.close(`ringlb's stdout closed (exit ${this.child.exitCode ?? this.child.signalCode ?? '?'})`));
