@@ -784,20 +784,13 @@ export class ProxyConnection implements QueuedConnection {
 
   /** A connect attempt failed or timed out: discard its socket, then try another backend. */
   #failAttempt(reason: ConnectFailureReason, detail: string, backendsFault = true): void {
-    const failed = this.#upstream!;
     const pool = this.#pool;
     this.#error = detail;
     this.#lastFailedSlot = this.#slot;
     if (this.#context.logger.isLevelEnabled('debug')) {
       this.#context.logger.debug({ pool: pool.name, backend: pool.addressOf(this.#slot), attempt: this.#attempts, error: detail }, 'connect attempt failed');
     }
-    failed.removeListener('error', this.#onUpstreamError);
-    failed.removeListener('close', this.#onUpstreamClose);
-    failed.removeListener('connect', this.#onUpstreamConnect);
-    failed.on('error', noop);
-    failed.destroy();
-    this.#upstream = null;
-    this.#openSockets -= 1;
+    this.#discardUpstream();
     // Counted while the slot is held: once released, the slot may go to another backend.
     pool.traffic.connectFailed(this.#slot, reason);
     pool.release(this.#slot, this);
@@ -822,6 +815,17 @@ export class ProxyConnection implements QueuedConnection {
    * pauses accepting.
    */
   #refuseForLackOfDescriptors(code: string): void {
+    this.#discardUpstream();
+    this.#error = code;
+    this.#lastFailedSlot = this.#slot;
+    this.#pool.release(this.#slot, this);
+    this.#slot = -1;
+    this.#context.outOfFileDescriptors();
+    this.#destroy('rejected_no_fds');
+  }
+
+  /** A connect attempt that will not be used: its socket goes, and nothing it says later reaches us. */
+  #discardUpstream(): void {
     const failed = this.#upstream!;
     failed.removeListener('error', this.#onUpstreamError);
     failed.removeListener('close', this.#onUpstreamClose);
@@ -830,12 +834,6 @@ export class ProxyConnection implements QueuedConnection {
     failed.destroy();
     this.#upstream = null;
     this.#openSockets -= 1;
-    this.#error = code;
-    this.#lastFailedSlot = this.#slot;
-    this.#pool.release(this.#slot, this);
-    this.#slot = -1;
-    this.#context.outOfFileDescriptors();
-    this.#destroy('rejected_no_fds');
   }
 
   /** Any terminal condition: the first one named is the outcome; both sockets go at once. */
