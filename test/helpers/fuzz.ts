@@ -38,9 +38,14 @@ export async function fuzz<Ts>(
     numRuns: options.numRuns,
     interruptAfterTimeLimit: options.timeMs,
     markInterruptAsFailure: false,
+    includeErrorInReport: true,
     examples: options.examples ?? [],
   });
-  if (details.failed) throw new Error(fc.defaultReportMessage(details) ?? 'property failed');
+  if (details.failed) {
+    // The counterexample can be megabytes (a huge request body): keep the report readable.
+    const report = fc.defaultReportMessage(details) ?? 'property failed';
+    throw new Error(report.length > 6000 ? `${report.slice(0, 3000)}\n…\n${report.slice(-3000)}` : report);
+  }
   t.diagnostic(`${details.numRuns} cases, 0 failures`);
   return details.numRuns;
 }
