@@ -257,6 +257,19 @@ describe('config loader fuzzing', () => {
   });
 });
 
+/** Each case a fuzz run found, pinned. */
+describe('config loader: cases the fuzzer found', () => {
+  test('a Maglev table size far past the maximum is one schema issue, at once (the prime search never ended on 1.3e191)', () => {
+    for (const tableSize of [1.3071907363049653e191, 2 ** 53 + 2, 5_000_012, 1e12]) {
+      const started = performance.now();
+      const result = validateConfig({ ...RICH_CONFIG, listeners: [RICH_CONFIG.listeners[1]], pools: [{ ...RICH_CONFIG.pools[1], maglev: { tableSize } }] });
+      assert.ok(performance.now() - started < 2000, `validation of tableSize ${tableSize} took ${performance.now() - started} ms`);
+      assert.equal(result.ok, false);
+      assert.deepEqual(!result.ok && result.issues.map((issue) => issue.path), ['pools[0].maglev.tableSize'], String(tableSize));
+    }
+  });
+});
+
 describe('ringlb check on fuzzed configs (child processes)', () => {
   const temp = new TempDir();
   after(() => temp.remove());
