@@ -251,6 +251,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
           const opened = await open(attempt);
           socket = opened.socket;
           const echoed = opened.reader.checksum(BULK_BYTES, IO_TIMEOUT_MS * 2);
+          // If a write fails first, this read's failure comes later with nobody awaiting it yet.
+          echoed.catch(() => undefined);
           for (let sent = 0; sent < BULK_BYTES; sent += BULK_CHUNK) {
             if (!socket.write(chunk)) await waitDrain(socket, IO_TIMEOUT_MS);
           }
