@@ -393,7 +393,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     for (let i = 0; i < SHORT_LOOPS; i += 1) loops.push(shortLoop(i));
     for (let i = 0; i < BULK_LOOPS; i += 1) loops.push(bulkLoop(i));
     for (let i = 0; i < SESSIONS; i += 1) loops.push(sessionLoop());
-    const background = [chaosLoop(), reloadLoop(), sampleLoop()];
+    // A background loop that fails (a reload never logged, /metrics not answering) is a finding of
+    // the soak, reported with the rest, not a crash of it.
+    const background = [chaosLoop(), reloadLoop(), sampleLoop()].map((loop, i) =>
+      loop.catch((error: unknown) => {
+        problems.push(`${['chaos', 'reload', 'sample'][i]} loop failed: ${(error as Error).message}`);
+      }),
+    );
     const progress = setInterval(() => log(`short ${counts.short}, bulk ${counts.bulk}, sessions ${counts.sessions}, kills ${kills}, reloads ${reloads}, unexcused ${unexcused}`), 15_000);
     await delay(durationMs);
     stopping = true;
