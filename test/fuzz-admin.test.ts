@@ -73,6 +73,8 @@ interface RawAnswer {
   /** The final (non-1xx) status, or null when the connection closed without one. */
   readonly status: number | null;
   readonly head: string;
+  /** The connection closed before all of the request had been written: the server stopped reading it. */
+  readonly cutWhileSending: boolean;
 }
 
 /** Writes `request` on a fresh connection and reads up to the final status line; the socket is destroyed after. */
@@ -81,12 +83,13 @@ function send(request: RawRequest, timeoutMs = 20_000): Promise<RawAnswer> {
     const socket = connect({ host, port });
     let received = '';
     let settled = false;
+    let allWritten = false;
     const finish = (status: number | null): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve({ status, head: received.slice(0, 400) });
+      resolve({ status, head: received.slice(0, 400), cutWhileSending: !allWritten });
     };
     const timer = setTimeout(() => {
       settled = true;
@@ -144,6 +147,10 @@ function send(request: RawRequest, timeoutMs = 20_000): Promise<RawAnswer> {
       } else if (request.framing !== 'none') {
         socket.write(body);
       }
+      // Callbacks run in write order: this one runs once everything above has reached the kernel.
+      socket.write('', () => {
+        allWritten = true;
+      });
     });
   });
 }
@@ -261,8 +268,11 @@ describe('admin API fuzzing', () => {
         const answer = await send(request);
         const context = describeRequest(request);
         if (answer.status === null) {
-          // Only a request the client cut short itself may end without an answer.
-          assert.ok(request.framing === 'truncated', `connection closed without an answer: ${context}; ringlb stderr: ${ringlb!.stderr.slice(-2000)}`);
+          // Only a request the client cut short itself may end without an answer, or one whose body
+          // the server stopped reading past its lingering bound (2 s or 8 MiB, server.ts) because
+          // the client was still sending: a server need not read an unbounded body to the end.
+          const excused = request.framing === 'truncated' || (answer.cutWhileSending && request.body.length > 64 * 1024);
+          assert.ok(excused, `connection closed without an answer: ${context}; ringlb stderr: ${ringlb!.stderr.slice(-2000)}`);
         } else {
           assert.ok(answer.status >= 200 && answer.status < 500, `status ${answer.status} for ${context}: ${answer.head}`);
         }
@@ -298,6 +308,9 @@ describe('admin API: requests the fuzzer found', () => {
       [{ ...plain('PUT', '/v1/pools/app/backends/x'), body: big }, 413],
       [{ ...plain('PUT', '/v1/pools/app/backends/x'), body: big, headers: [['content-type', 'text/plain']] }, 415],
       [{ ...plain('OPTIONS', '/v1/status'), body: big, version: 'http/1.1' }, 400],
+      [{ ...plain('GET', '*'), body: big.subarray(0, 300 * 1024), framing: 'chunked' }, 400],
+      // A bad method: node's parser reported each later chunk again, and the second report destroyed the socket.
+      [{ ...plain('Put', '/'), body: big.subarray(0, 70 * 1024) }, 400],
     ];
     for (const [request, status] of cases) {
       const answer = await send(request);

@@ -75,6 +75,8 @@ export class AdminServer implements RouteTable {
   #closing: Promise<void> | undefined;
   /** Open streaming responses (SSE): ended on close, or `server.close()` would wait for them forever. */
   readonly #streams = new Set<ServerResponse>();
+  /** Sockets answered 400/408 by `clientError` and now lingering (reading and dropping) until they close. */
+  readonly #lingering = new WeakSet<Socket>();
 
   constructor(options: AdminServerOptions) {
     if (options.token === null && !isLoopbackHost(options.bind.host)) {
@@ -104,11 +106,15 @@ export class AdminServer implements RouteTable {
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed request line/headers, header overflow, or a timeout. Answer once if we still can.
       this.#logger.debug({ err: error.code ?? error.message }, 'admin: client error');
+      // node's parser reports an error again for every later chunk of the same broken request:
+      // the socket was answered and lingers, and its timer ends it.
+      if (this.#lingering.has(socket)) return;
       if (socket.writable && !socket.writableEnded) {
         const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
         socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         // Linger as for an unread body (lingerForBody): a close with unread input is an RST that can
         // take the 400 with it. The socket ends when the client closes, or after LINGER_MS.
+        this.#lingering.add(socket);
         const timer = setTimeout(() => socket.destroy(), LINGER_MS);
         socket.once('close', () => clearTimeout(timer));
         socket.resume();
