@@ -129,6 +129,14 @@ export class AdminServer implements RouteTable {
       socket.on('error', () => socket.destroy());
       socket.end(`HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     });
+    // An Expect other than 100-continue: node answers 417 itself when nobody listens, but closes
+    // with the body unread, and the reset could lose the answer (found by test/fuzz-admin.test.ts).
+    this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+      const path = (request.url ?? '/').split('?', 1)[0]!;
+      const result = jsonResponse(417, { error: `Expect: ${JSON.stringify(request.headers.expect ?? '')} is not supported (only 100-continue)`, path });
+      const bodyLeftUnread = !request.complete;
+      void (bodyLeftUnread && !request.destroyed ? lingerForBody(request) : Promise.resolve()).then(() => this.#send(request, response, result, bodyLeftUnread));
+    });
     installPoolRoutes(this, options.api);
     installStatusRoutes(this, options.api);
   }
