@@ -43,7 +43,8 @@ before(async () => {
       },
       { name: 'rr', balance: 'round_robin', backends: [{ address: '127.0.0.1:4' }] },
     ],
-    log: { level: 'info' },
+    // debug: every admin request is logged with its status, which the regression tests wait for.
+    log: { level: 'debug' },
   });
   ringlb = (await startRinglb(file, ['app', 'static'])).ringlb;
   const address = await adminAddress(ringlb);
@@ -291,6 +292,18 @@ describe('admin API fuzzing', () => {
 describe('admin API: requests the fuzzer found', () => {
   const plain = (method: string, target: string, body = '{}'): RawRequest => ({
     method, target, version: 'HTTP/1.1', headers: [['content-type', 'application/json']], body: Buffer.from(body), framing: 'length', auth: 'token',
+  });
+
+  test('a client gone mid-body is a 400 logged at debug, not a handler failure logged with its stack', async () => {
+    for (const target of ['/v1/pools/one/preview', '/v1/pools/app/backends/gone']) {
+      const since = ringlb!.lines.length;
+      const method = target.endsWith('preview') ? 'POST' : 'PUT';
+      const answer = await send({ ...plain(method, target, '{"backends": ['), framing: 'truncated' });
+      assert.equal(answer.status, null, 'nobody is left to answer');
+      const logged = await ringlb!.waitForLine((line) => line.msg === 'admin request' && line.path === target, 10_000, `admin request ${target}`, since);
+      assert.equal(logged.status, 400, JSON.stringify(logged));
+      assert.deepEqual(ringlb!.lines.slice(since).filter((line) => line.msg === 'admin: handler failed'), []);
+    }
   });
 
   test('CONNECT (node destroyed the socket without an answer) gets 405, with or without the token', async () => {
