@@ -19,7 +19,8 @@
  *     connection that failed before its greeting is excused only if some backend was killed while it
  *     was open. Wrong bytes are never excused.
  *   - no long session dropped except by its own backend's kill, so none by a reload.
- *   - RSS and open fds flat: the least-squares slope after warm-up (reported per minute), and the
+ *   - RSS and open fds flat: the least-squares slope after warm-up (the first third of the run, at
+ *     least 30 s; reported per minute), and the
  *     fds after the traffic stops back at the count before it started.
  *   - no event-loop stall above 100 ms on any ringlb thread (`ringlb_event_loop_delay_max_seconds`
  *     from /metrics, every thread, every 5 s window). An idle worker thread in this process (the
@@ -414,7 +415,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       idleAfter = readProc().fds;
     }
 
-    const warm = samples.filter((sample) => sample.atMinutes >= Math.min(0.5, options.minutes / 4));
+    // Warm-up: the first third of the run, at least 30 s (V8 heaps of the main thread and every
+    // worker grow to their working size first; a 2-minute run judged from 30 s saw that growth).
+    const warmUpMinutes = Math.max(0.5, options.minutes / 3);
+    const warm = samples.filter((sample) => sample.atMinutes >= warmUpMinutes);
     const rssSlope = slope(warm.map((s) => [s.atMinutes, s.rssMiB]));
     const fdSlope = slope(warm.map((s) => [s.atMinutes, s.baselineFds]));
     const limits = { rss: options.maxRssSlopeMiBPerMinute ?? 4, fds: options.maxFdSlopePerMinute ?? 2, loop: options.maxLoopDelayMs ?? 100 };
