@@ -16,9 +16,10 @@ import ts from 'typescript';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const testDir = join(root, 'dist', 'test');
+const benchDir = join(root, 'dist', 'bench');
 const NETWORK_MODULES = new Set(['node:net', 'node:http', 'node:https', 'node:dgram', 'node:child_process', 'node:worker_threads']);
 
-/** True when `file` or a module under dist/test/ that it imports (transitively) imports a network module. */
+/** True when `file` or a module under dist/test/ or dist/bench/ that it imports (transitively) imports a network module. */
 function usesNetwork(file, seen = new Set()) {
   if (seen.has(file)) return false;
   seen.add(file);
@@ -29,7 +30,8 @@ function usesNetwork(file, seen = new Set()) {
     if (!specifier.startsWith('.')) continue;
     const target = resolve(dirname(file), specifier);
     // Text that only looks like an import (a fixture inside a string, as in module-graph.test) names no file.
-    if (!target.startsWith(testDir) || !existsSync(target)) continue;
+    // bench/ too: a test may run a benchmark scenario (soak.test runs bench/soak.js, which opens sockets).
+    if (!(target.startsWith(testDir) || target.startsWith(benchDir)) || !existsSync(target)) continue;
     if (usesNetwork(target, seen)) return true;
   }
   return false;

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { budgetMs, fuzz, runs } from './helpers/fuzz.js';
 import fc from 'fast-check';
 import {
   encodeProxyHeaderLocal,
@@ -286,5 +287,58 @@ describe('headers without a client (health checks of a pool that sends PROXY pro
     assert.equal(encodeProxyHeaderLocal('v1').toString('latin1'), 'PROXY UNKNOWN\r\n');
     const v1 = parseProxyHeader(encodeProxyHeaderLocal('v1'), 'v1');
     assert.equal(v1.kind === 'header' && v1.header.source, null);
+  });
+});
+
+// --- the issue's seed classes, explicitly, under the fuzzer ------------------------------------
+
+/** Issue 10's known failure classes, each with what the reader must answer at any split into reads. */
+const SEED_CLASSES: ReadonlyArray<{ name: string; bytes: Buffer; expect: 'invalid' | 'more' | 'header'; payload?: Buffer }> = [
+  { name: 'v1 without CRLF (LF only)', bytes: Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nGET /'), expect: 'invalid' },
+  { name: 'v1 without CRLF (none within 107 bytes)', bytes: Buffer.from(`PROXY TCP4 1.2.3.4 5.6.7.8 1 2${' '.repeat(100)}`), expect: 'invalid' },
+  { name: 'over-long v1 (CRLF at byte 109)', bytes: Buffer.from(`PROXY UNKNOWN ${'f'.repeat(93)}\r\n`), expect: 'invalid' },
+  { name: 'truncated v2 IPv4 addresses (8 of 12 bytes)', bytes: v2(0x21, 0x11, ipv4Block('1.2.3.4', '5.6.7.8', 1, 2).subarray(0, 8)), expect: 'invalid' },
+  { name: 'truncated v2 IPv6 addresses (20 of 36 bytes)', bytes: v2(0x21, 0x21, Buffer.alloc(20)), expect: 'invalid' },
+  { name: 'v2 length past the bytes sent (waits; the header timeout ends it)', bytes: v2(0x21, 0x11, ipv4Block('1.2.3.4', '5.6.7.8', 1, 2), 400), expect: 'more' },
+  { name: 'v2 length past the 4096-byte bound', bytes: v2(0x21, 0x11, Buffer.alloc(0), 0xffff), expect: 'invalid' },
+  { name: 'v2 TLV overrunning the header', bytes: v2(0x21, 0x11, Buffer.concat([ipv4Block('1.2.3.4', '5.6.7.8', 1, 2), Buffer.from([0x05, 0x00, 0x20, 0x41])])), expect: 'invalid' },
+  { name: 'v2 TLV header cut by the end of the header', bytes: v2(0x21, 0x11, Buffer.concat([ipv4Block('1.2.3.4', '5.6.7.8', 1, 2), Buffer.from([0x05, 0x00])])), expect: 'invalid' },
+  { name: 'v1 with payload bytes in the same read', bytes: Buffer.from('PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n'), payload: Buffer.from('GET / HTTP/1.1\r\n\r\n'), expect: 'header' },
+  { name: 'v2 with payload bytes in the same read', bytes: encodeProxyHeaderV2({ ip: '192.0.2.1', port: 1000 }, { ip: '192.0.2.2', port: 80 }, Buffer.from('id')), payload: Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 1, 2, 3]), expect: 'header' },
+];
+
+describe('seed classes under the fuzzer', () => {
+  test('each seed class at any split gives its answer; mutated seeds never throw and never read past the header', async (t) => {
+    const seedCase = fc.record({
+      seed: fc.nat(SEED_CLASSES.length - 1),
+      flips: fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }),
+      cuts: fc.array(fc.nat(), { maxLength: 8 }),
+      accept: fc.constantFrom<ProxyProtocolAccept>('any', 'v1', 'v2'),
+    });
+    await fuzz(
+      t,
+      fc.property(seedCase, ({ seed, flips, cuts, accept }) => {
+        const { bytes, expect, payload, name } = SEED_CLASSES[seed]!;
+        const wire = Buffer.concat([bytes, payload ?? Buffer.alloc(0)]);
+        for (const [at, value] of flips) wire[at % wire.length] = value;
+        const reader = new ProxyHeaderReader(accept);
+        let step: ProxyHeaderStep = { kind: 'more' };
+        const after: Buffer[] = [];
+        for (const chunk of split(wire, cuts)) {
+          if (step.kind === 'more') step = reader.push(chunk);
+          else if (step.kind === 'header') after.push(chunk);
+        }
+        if (step.kind === 'header') {
+          assert.ok(step.header.length <= wire.length, name);
+          assert.deepEqual(Buffer.concat([step.rest, ...after]), wire.subarray(step.header.length), `${name}: the bytes after the header arrive untouched`);
+        }
+        const versionOfSeed = bytes[0] === 0x50 ? 'v1' : 'v2';
+        if (flips.length === 0 && (accept === 'any' || accept === versionOfSeed)) {
+          assert.equal(step.kind, expect, `${name} (${accept}): ${JSON.stringify(step.kind === 'invalid' ? step.reason : step.kind)}`);
+          if (expect === 'header') assert.equal((step as Extract<ProxyHeaderStep, { kind: 'header' }>).header.length, bytes.length, name);
+        }
+      }),
+      { numRuns: runs(1000), timeMs: budgetMs(5000), examples: SEED_CLASSES.map((_, seed): [{ seed: number; flips: Array<[number, number]>; cuts: number[]; accept: ProxyProtocolAccept }] => [{ seed, flips: [], cuts: [], accept: 'any' }]) },
+    );
   });
 });

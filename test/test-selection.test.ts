@@ -16,7 +16,7 @@ describe('test:unit selection', () => {
   const unit = new Set(selection.testFiles({ unitOnly: true }).map((file) => basename(file)));
 
   test('end-to-end files and files that start real servers or peers are never unit tests', () => {
-    const realPeers = ['admin-server.test.js', 'discovery-dns.test.js', 'discovery-etcd.test.js', 'health-checks.test.js', 'health-scheduler.test.js', 'registry-runtime.test.js'];
+    const realPeers = ['soak.test.js', 'fuzz-admin.test.js', 'fuzz-config.test.js', 'admin-server.test.js', 'discovery-dns.test.js', 'discovery-etcd.test.js', 'health-checks.test.js', 'health-scheduler.test.js', 'registry-runtime.test.js'];
     for (const file of [...all.filter((name) => name.startsWith('e2e-')), ...realPeers]) {
       assert.ok(all.includes(file), `${file} exists`);
       assert.equal(unit.has(file), false, file);
@@ -24,7 +24,7 @@ describe('test:unit selection', () => {
   });
 
   test('pure tests are unit tests, this file included', () => {
-    for (const file of ['config.test.js', 'core-policies.test.js', 'core-differential.test.js', 'health-state.test.js', 'config-reference.test.js', 'test-selection.test.js']) {
+    for (const file of ['proxy-protocol.test.js', 'config.test.js', 'core-policies.test.js', 'core-differential.test.js', 'health-state.test.js', 'config-reference.test.js', 'test-selection.test.js']) {
       assert.equal(unit.has(file), true, file);
     }
   });

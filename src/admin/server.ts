@@ -79,6 +79,8 @@ export class AdminServer implements RouteTable {
   /** Open streaming responses (SSE): ended on close, or `server.close()` would wait for them forever. */
   readonly #streams = new Set<ServerResponse>();
   readonly #guard: AdminConnectionGuard;
+  /** Sockets answered 400/408 by `clientError` and now lingering (reading and dropping) until they close. */
+  readonly #lingering = new WeakSet<Socket>();
 
   constructor(options: AdminServerOptions) {
     if (options.token === null && !isLoopbackHost(options.bind.host)) {
@@ -109,11 +111,36 @@ export class AdminServer implements RouteTable {
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed request line/headers, header overflow, or a timeout. Answer once if we still can.
       this.#logger.debug({ err: error.code ?? error.message }, 'admin: client error');
+      // node's parser reports an error again for every later chunk of the same broken request:
+      // the socket was answered and lingers, and its timer ends it.
+      if (this.#lingering.has(socket)) return;
       if (socket.writable && !socket.writableEnded) {
         const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
         socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+        // Linger as for an unread body (lingerForBody): a close with unread input is an RST that can
+        // take the 400 with it. The socket ends when the client closes, or after LINGER_MS.
+        this.#lingering.add(socket);
+        const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+        socket.once('close', () => clearTimeout(timer));
+        socket.resume();
+        return;
       }
       socket.destroy();
+    });
+    // node destroys a CONNECT request's socket without a word when nobody listens for 'connect'
+    // (found by test/fuzz-admin.test.ts): say that the admin API is no proxy.
+    this.#server.on('connect', (request: IncomingMessage, socket: Socket) => {
+      const body = JSON.stringify({ error: 'CONNECT is not allowed: the admin API is not a proxy', path: request.url ?? '' });
+      socket.on('error', () => socket.destroy());
+      socket.end(`HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    // An Expect other than 100-continue: node answers 417 itself when nobody listens, but closes
+    // with the body unread, and the reset could lose the answer (found by test/fuzz-admin.test.ts).
+    this.#server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+      const path = (request.url ?? '/').split('?', 1)[0]!;
+      const result = jsonResponse(417, { error: `Expect: ${JSON.stringify(request.headers.expect ?? '')} is not supported (only 100-continue)`, path });
+      const bodyLeftUnread = !request.complete;
+      void (bodyLeftUnread && !request.destroyed ? lingerForBody(request) : Promise.resolve()).then(() => this.#send(request, response, result, bodyLeftUnread));
     });
     installPoolRoutes(this, options.api);
     installStatusRoutes(this, options.api);
@@ -185,8 +212,14 @@ export class AdminServer implements RouteTable {
     } catch (error) {
       result = this.#errorResponse(error, method, path);
     }
+    // An answer to a request whose body was not read (413, 415, a GET with a body): read and drop
+    // the rest briefly first. Closing a socket with unread input makes the kernel send RST, and the
+    // client's kernel may then discard our answer before the client reads it (found by
+    // test/fuzz-admin.test.ts; nginx's lingering_close does the same).
+    const bodyLeftUnread = !request.complete;
+    if (bodyLeftUnread && !request.destroyed) await lingerForBody(request);
     try {
-      this.#send(request, response, result);
+      this.#send(request, response, result, bodyLeftUnread);
     } catch (error) {
       // E.g. a header value node refuses; never let one response take the process down.
       this.#logger.error({ err: error, method, path }, 'admin: cannot send response');
@@ -246,14 +279,14 @@ export class AdminServer implements RouteTable {
     return jsonResponse(500, { error: 'internal error (logged)', path });
   }
 
-  #send(request: IncomingMessage, response: ServerResponse, result: AdminResponse): void {
+  #send(request: IncomingMessage, response: ServerResponse, result: AdminResponse, bodyLeftUnread: boolean): void {
     if (response.headersSent || response.destroyed) return;
     response.statusCode = result.status;
     response.setHeader('cache-control', 'no-store');
     for (const [name, value] of Object.entries(result.headers ?? {})) response.setHeader(name, value);
     // The body was not (fully) read, e.g. after a 413/415: close rather than parse the rest of it
     // as the next request.
-    if (!request.complete || this.#closing !== undefined) response.setHeader('connection', 'close');
+    if (bodyLeftUnread || !request.complete || this.#closing !== undefined) response.setHeader('connection', 'close');
     if (result.stream !== undefined && request.method !== 'HEAD' && this.#closing === undefined) {
       this.#streams.add(response);
       response.on('close', () => this.#streams.delete(response));
@@ -265,4 +298,34 @@ export class AdminServer implements RouteTable {
       response.end(result.body);
     }
   }
+}
+
+/** Lingering: how long and how much of an unwanted request body is read and dropped before the answer. */
+const LINGER_MS = 2_000;
+const LINGER_BYTES = 8 * 1024 * 1024;
+
+/** Reads and drops the rest of `request` until it ends, LINGER_BYTES have passed, or LINGER_MS. */
+function lingerForBody(request: IncomingMessage): Promise<void> {
+  return new Promise((resolve) => {
+    let dropped = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      request.removeListener('data', onData);
+      request.removeListener('end', done);
+      request.removeListener('close', done);
+      request.removeListener('error', done);
+      request.pause();
+      resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      dropped += chunk.length;
+      if (dropped > LINGER_BYTES) done();
+    };
+    const timer = setTimeout(done, LINGER_MS);
+    request.on('data', onData);
+    request.once('end', done);
+    request.once('close', done);
+    request.once('error', done);
+    request.resume();
+  });
 }

@@ -14,6 +14,7 @@
 import { isIP } from 'node:net';
 import { isLoopbackHost } from '../admin/access.js';
 import { backendIdLength, MAX_BACKEND_ID_LENGTH } from '../backend.js';
+import { MAX_MAGLEV_TABLE_SIZE } from '../core/options.js';
 import { checkAlerts } from './alerts.js';
 import { backendIdProblem } from './backend-id.js';
 import { isHostPort, parseHostPort } from './host-port.js';
@@ -433,6 +434,9 @@ function checkMaglev(pool: Entry, backends: readonly unknown[] | undefined): Loc
   const maglev = pool.value.maglev;
   if (!isRecord(maglev) || !Number.isInteger(maglev.tableSize)) return [];
   const tableSize = maglev.tableSize as number;
+  // Past the maximum the schema already says so; and the prime search below would never end on a
+  // size like 1e191, where n - 1 === n (found by test/fuzz-config.test.ts: `ringlb check` hung).
+  if (tableSize > MAX_MAGLEV_TABLE_SIZE) return [];
   const segments = [...pool.segments, 'maglev', 'tableSize'];
   // Checked even when another policy is chosen: the value is in the file, and switching `balance`
   // later should not uncover an old mistake. Envoy: "The table size of maglev must be prime number".
