@@ -203,12 +203,15 @@ export function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   ]);
 }
 
-/** Connections per second: connect, one byte there and back, close; CONNECT_CONCURRENCY at a time. */
-export async function connectRate(port: number): Promise<number> {
+/**
+ * Connections per second: connect, send `first` (one byte by default), wait for the echo, close;
+ * CONNECT_COUNT connections, CONNECT_CONCURRENCY at a time.
+ */
+export async function connectRate(port: number, first: string | Buffer = 'x'): Promise<number> {
   let started = 0;
   const one = async (): Promise<void> => {
     const socket = await openSocket(port);
-    socket.write('x');
+    socket.write(first);
     await once(socket, 'data');
     socket.destroy();
   };

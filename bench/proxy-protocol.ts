@@ -11,35 +11,14 @@
  *
  *   npm run build && node dist/bench/proxy-protocol.js [--rounds 3]
  */
-import { once } from 'node:events';
 import { encodeProxyHeaderV2 } from '../src/proxy/proxy-protocol.js';
-import { BenchRun, CONNECT_CONCURRENCY, CONNECT_COUNT, firstJsonLine, freePort, machineLine, measureRounds, median, openSocket, processCpuMicros, roundsFromArgs, withTimeout } from './loopback-load.js';
+import { BenchRun, CONNECT_COUNT, connectRate, firstJsonLine, freePort, machineLine, measureRounds, median, processCpuMicros, roundsFromArgs, withTimeout } from './loopback-load.js';
 
 const ECHO_SOURCE = `
 const net = require('node:net');
 const echo = net.createServer((s) => { s.on('error', () => s.destroy()); s.pipe(s); });
 echo.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ echo: echo.address().port }) + '\\n'));
 `;
-
-/** CONNECT_COUNT short connections, each sending `first` and waiting for the echo; connections/s. */
-async function connectRateWith(port: number, first: Buffer): Promise<number> {
-  let started = 0;
-  const one = async (): Promise<void> => {
-    const socket = await openSocket(port);
-    socket.write(first);
-    await once(socket, 'data');
-    socket.destroy();
-  };
-  const worker = async (): Promise<void> => {
-    while (started < CONNECT_COUNT) {
-      started += 1;
-      await one();
-    }
-  };
-  const startedAt = performance.now();
-  await Promise.all(Array.from({ length: CONNECT_CONCURRENCY }, worker));
-  return CONNECT_COUNT / ((performance.now() - startedAt) / 1000);
-}
 
 interface Target {
   readonly port: number;
@@ -75,7 +54,7 @@ async function main(): Promise<void> {
     ];
     const results = await measureRounds(targets, rounds, async (name, target) => {
       const before = processCpuMicros(ringlb.pid!);
-      const rate = await withTimeout(connectRateWith(target.port, target.first), `${name} connect`);
+      const rate = await withTimeout(connectRate(target.port, target.first), `${name} connect`);
       const cpu = (processCpuMicros(ringlb.pid!) - before) / CONNECT_COUNT;
       return { rate, cpu };
     });

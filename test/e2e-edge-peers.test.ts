@@ -12,23 +12,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { startNamedBackend, type NamedBackend } from './helpers/backends.js';
+import { closedPort, startNamedBackend, type NamedBackend } from './helpers/backends.js';
 import { closed, connectError, openClient, readLine } from './helpers/clients.js';
 import { startRinglb, TempDir, type RinglbProcess } from './helpers/ringlb-process.js';
-
-/** A port that was free a moment ago (for peers that cannot report the port they bound). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen({ host: '127.0.0.1', port: 0 });
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** Resolves once `port` accepts a connection (a peer finished starting); bounded in tries and time. */
 async function acceptsConnections(port: number, peer: ChildProcess, what: string): Promise<void> {
@@ -58,7 +46,7 @@ function spawnPeer(t: TestContext, command: string, args: readonly string[]): { 
 }
 
 async function haproxyInFront(t: TestContext, temp: TempDir, ringlbPort: number, sendProxy: 'send-proxy' | 'send-proxy-v2'): Promise<number> {
-  const port = await freePort();
+  const port = await closedPort();
   const config = join(temp.path, 'haproxy.cfg');
   writeFileSync(
     config,
@@ -148,7 +136,7 @@ describe('HAProxy in front of ringlb (PROXY protocol in)', () => {
 });
 
 async function nginxBackend(t: TestContext, temp: TempDir): Promise<{ port: number; log: string }> {
-  const port = await freePort();
+  const port = await closedPort();
   const log = join(temp.path, 'nginx-stream.log');
   const config = join(temp.path, 'nginx.conf');
   writeFileSync(

@@ -12,9 +12,10 @@ import { createBalancer } from '../src/core/index.js';
 import type { HealthCheckConfig, PoolConfig } from '../src/config/types.js';
 import { EventBus } from '../src/events/bus.js';
 import type { RinglbEvent } from '../src/events/types.js';
-import { PoolHealth, type CheckScheduler } from '../src/health/pool-health.js';
-import type { CheckResult, ScheduledCheck } from '../src/health/types.js';
+import { PoolHealth } from '../src/health/pool-health.js';
+import type { CheckResult } from '../src/health/types.js';
 import { LogCapture } from './helpers/log-capture.js';
+import { RecordingScheduler } from './helpers/recording-scheduler.js';
 
 const PASS: CheckResult = { ok: true, reason: 'ok', durationMs: 1 };
 const REFUSED: CheckResult = { ok: false, reason: 'ECONNREFUSED', durationMs: 1 };
@@ -37,19 +38,6 @@ function poolConfig(ids: string[], extra: Partial<PoolConfig> = {}): PoolConfig 
     panicThreshold: 0, slowStartMs: 0, resolveIntervalMs: 0,
     ...extra,
   };
-}
-
-class RecordingScheduler implements CheckScheduler {
-  readonly checks = new Map<string, ScheduledCheck>();
-  add(check: ScheduledCheck): void {
-    this.checks.set(check.key, check);
-  }
-  remove(key: string): void {
-    this.checks.delete(key);
-  }
-  feed(id: string, result: CheckResult, times = 1): void {
-    for (let i = 0; i < times; i++) this.checks.get(`p/${id}`)!.onResult(result);
-  }
 }
 
 function harness(t: TestContext, config: PoolConfig) {

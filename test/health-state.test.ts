@@ -11,9 +11,10 @@ import type { Backend } from '../src/backend.js';
 import type { HealthCheckConfig, PoolConfig } from '../src/config/types.js';
 import { BackendHealth, CheckHysteresis, HealthFlag } from '../src/health/backend-health.js';
 import { OutlierDetector } from '../src/health/outlier.js';
-import { PoolHealth, SLOW_START_INITIAL_PERMILLE, type CheckScheduler } from '../src/health/pool-health.js';
-import type { CheckResult, ScheduledCheck } from '../src/health/types.js';
+import { PoolHealth, SLOW_START_INITIAL_PERMILLE } from '../src/health/pool-health.js';
+import type { CheckResult } from '../src/health/types.js';
 import { LogCapture } from './helpers/log-capture.js';
+import { RecordingScheduler } from './helpers/recording-scheduler.js';
 
 const PASS: CheckResult = { ok: true, reason: 'ok', durationMs: 1 };
 const REFUSED: CheckResult = { ok: false, reason: 'ECONNREFUSED', durationMs: 1 };
@@ -166,20 +167,6 @@ function poolConfig(backends: Backend[], extra: Partial<PoolConfig> = {}): PoolC
     panicThreshold: 0, slowStartMs: 0, resolveIntervalMs: 0,
     ...extra,
   };
-}
-
-/** A scheduler that only records what was scheduled; results are fed by hand. */
-class RecordingScheduler implements CheckScheduler {
-  readonly checks = new Map<string, ScheduledCheck>();
-  add(check: ScheduledCheck): void {
-    this.checks.set(check.key, check);
-  }
-  remove(key: string): void {
-    this.checks.delete(key);
-  }
-  feed(id: string, result: CheckResult, times = 1): void {
-    for (let i = 0; i < times; i++) this.checks.get(`p/${id}`)!.onResult(result);
-  }
 }
 
 interface Harness {
