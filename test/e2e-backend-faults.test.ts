@@ -5,12 +5,14 @@
  *   fills;
  * - a backend that answers and then resets mid-stream is ejected (resets count);
  * - a half-closed connection to a frozen backend ends after the client-fin timeout, and one whose
- *   backend finished while the client stays ends after the server-fin timeout.
+ *   backend finished while the client stays ends after the server-fin timeout;
+ * - those are inactivity timeouts (as HAProxy's): a reply streaming to a client that half-closed,
+ *   and an upload to a backend that half-closed, run three times the timeout and are not cut.
  * Each runs with one data-plane thread, and with `workers: 2` where this Node has reusePort.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { adminAddress } from './helpers/admin-client.js';
 import { startHalfClosingBackend, startNamedBackend, startResettingBackend } from './helpers/backends.js';
@@ -41,6 +43,53 @@ async function run(config: Record<string, unknown>): Promise<{ ringlb: RinglbPro
     await ringlb.kill();
     throw error;
   }
+}
+
+/** Chunks sent 100 ms apart: ten times more often than the 1000 ms half-close timeouts below, 3 s in all. */
+const TRICKLE_CHUNKS = 30;
+const TRICKLE_EVERY_MS = 100;
+const TRICKLE_FIN_TIMEOUT_MS = 1000;
+
+/** Sends `chunk` TRICKLE_CHUNKS times, TRICKLE_EVERY_MS apart, then ends (or destroys, if the socket closed). */
+function trickle(socket: Socket, chunk: string): Promise<void> {
+  return new Promise((resolve) => {
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed) {
+        clearInterval(timer);
+        resolve();
+        return;
+      }
+      socket.write(chunk);
+      if (++sent === TRICKLE_CHUNKS) {
+        clearInterval(timer);
+        socket.end();
+        resolve();
+      }
+    }, TRICKLE_EVERY_MS);
+  });
+}
+
+/** After the client's request (one line), streams its reply slowly, then ends. */
+async function startTricklingBackend(): Promise<{ address: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.once('data', () => void trickle(socket, 'x'.repeat(100)));
+    socket.resume();
+  });
+  server.listen({ host: '127.0.0.1', port: 0 });
+  await once(server, 'listening');
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
 }
 
 for (const { workers } of MODES) {
@@ -247,6 +296,58 @@ for (const { workers } of MODES) {
       const scraped = await scrape(admin);
       assert.equal(scraped.value('ringlb_listener_active_connections', { listener: 'app' }), 0, 'its place under maxConnections is free');
       assert.equal(scraped.sum('ringlb_listener_connections_total', { listener: 'app', outcome: 'server_fin_timeout' }), 1);
+    });
+
+    test('a reply streaming to a half-closed client outlives clientFinTimeoutMs (inactivity, not a deadline)', { timeout: 30_000 }, async (t) => {
+      if (skipUnlessRunnable(t, workers)) return;
+      const backend = await startTricklingBackend();
+      t.after(() => backend.close());
+      const { ringlb, port } = await run({
+        workers,
+        admin: { bind: '127.0.0.1:0' },
+        log: { level: 'info' },
+        listeners: [{ name: 'app', bind: '127.0.0.1:0', pool: 'app', clientFinTimeoutMs: TRICKLE_FIN_TIMEOUT_MS }],
+        pools: [{ name: 'app', backends: [{ id: 's', address: backend.address }] }],
+      });
+      t.after(() => ringlb.kill());
+      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      socket.on('error', () => {});
+      t.after(() => socket.destroy());
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      const ended = once(socket, 'end');
+      // The request and the FIN at once, as `nc -N` or an HTTP/1.0 client sends them.
+      socket.end('GET /big\n');
+      await ended;
+      assert.equal(received, TRICKLE_CHUNKS * 100, 'the whole reply arrived');
+      const line = await ringlb.waitForLine((l) => l.msg === 'connection closed', 5000, 'access line');
+      assert.equal(line.outcome, 'ok');
+      assert.ok(Number(line.durationMs) > TRICKLE_FIN_TIMEOUT_MS * 2, `it ran ${line.durationMs} ms`);
+    });
+
+    test('an upload to a backend that half-closed outlives serverFinTimeoutMs', { timeout: 30_000 }, async (t) => {
+      if (skipUnlessRunnable(t, workers)) return;
+      const backend = await startHalfClosingBackend('hc');
+      t.after(() => backend.close());
+      const { ringlb, port } = await run({
+        workers,
+        admin: { bind: '127.0.0.1:0' },
+        log: { level: 'info' },
+        listeners: [{ name: 'app', bind: '127.0.0.1:0', pool: 'app' }],
+        pools: [{ name: 'app', serverFinTimeoutMs: TRICKLE_FIN_TIMEOUT_MS, backends: [{ id: 'hc', address: backend.address }] }],
+      });
+      t.after(() => ringlb.kill());
+      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      socket.on('error', () => {});
+      t.after(() => socket.destroy());
+      const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+      assert.equal(await readLine(socket), 'hc');
+      socket.resume();
+      await ended; // the backend's FIN: from here on only our upload moves
+      await trickle(socket, 'y'.repeat(100));
+      assert.equal((await backend.received).length, TRICKLE_CHUNKS * 100, 'the backend received the whole upload');
+      const line = await ringlb.waitForLine((l) => l.msg === 'connection closed', 5000, 'access line');
+      assert.equal(line.outcome, 'ok');
     });
   });
 }

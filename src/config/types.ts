@@ -14,7 +14,7 @@ export interface ListenerConfig {
   /** Default 3600000 (1 h, as Envoy tcp_proxy); 0 disables. */
   readonly idleTimeoutMs: number;
   /**
-   * After the client's FIN the connection lives at most this long (HAProxy `timeout client-fin`).
+   * After the client's FIN the connection may stay silent at most this long (HAProxy `timeout client-fin`: inactivity, not a deadline).
    * The loader always sets it (default 30000); absent in a hand-built config: off.
    */
   readonly clientFinTimeoutMs?: number;
@@ -118,7 +118,7 @@ export interface PoolConfig {
   // The loader always sets the next four (schema defaults); absent in a hand-built config: off.
   /** Client sent bytes, backend silent this long → closed, a backend failure; default 0 (off). */
   readonly responseTimeoutMs?: number;
-  /** After the backend's FIN the connection lives at most this long (HAProxy `timeout server-fin`); default 30000. */
+  /** After the backend's FIN the connection may stay silent at most this long (HAProxy `timeout server-fin`: inactivity); default 30000. */
   readonly serverFinTimeoutMs?: number;
   /** Connections each backend holds at once, process-wide (HAProxy server `maxconn`); default 0 (no limit). */
   readonly maxConnectionsPerBackend?: number;

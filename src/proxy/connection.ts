@@ -9,9 +9,9 @@
  * upstream is connected: nothing is buffered by us, nothing is lost, and a retry resends nothing.
  *
  * Per-connection cost is kept to one object, thirteen handlers bound once here, two sockets and one
- * timer (connect, then idle); two more only when needed: a half-close deadline once one side sent its
- * FIN first (client-fin / server-fin), and a response timer between the client's first bytes and
- * the backend's first (only with the pool's responseTimeoutMs). Per chunk the response watch costs
+ * timer (connect, then the inactivity sampler, which after the first FIN of either side samples at
+ * the half-close timeout: client-fin / server-fin); one more only when needed: a response timer
+ * between the client's first bytes and the backend's first (only with the pool's responseTimeoutMs). Per chunk the response watch costs
  * one integer compare. A connection's verdict for outlier detection is reported once, at its end.
  * No `stream.pipe`: it adds eight listeners and closures per direction and runs its bookkeeping per chunk and at close, for what the six forwarding handlers
  * below do. Measured (bench/RESULTS.md "Data plane, issue 8"): ~230 µs of CPU per proxied connection
@@ -59,9 +59,9 @@ export type ConnectionOutcome =
   | EdgeRefusal
   /** The client sent bytes and the backend sent none within the pool's `responseTimeoutMs` (a backend failure). */
   | 'response_timeout'
-  /** The client half-closed (FIN) and the backend did not finish within the listener's `clientFinTimeoutMs`. */
+  /** The client half-closed (FIN), then nothing moved either way for the listener's `clientFinTimeoutMs`. */
   | 'client_fin_timeout'
-  /** The backend half-closed (FIN) and the client did not finish within the pool's `serverFinTimeoutMs`. */
+  /** The backend half-closed (FIN), then nothing moved either way for the pool's `serverFinTimeoutMs`. */
   | 'server_fin_timeout'
   /** The chosen backend was at its `maxConnections` and its queue was full. */
   | 'queue_full'
@@ -324,12 +324,12 @@ export class ProxyConnection implements QueuedConnection {
   #attempts = 0;
   #connectStartedAt = 0;
   #connected = false;
-  /** Connect timeout while connecting, then the idle sampler; one timer object at a time. */
+  /** Connect timeout while connecting, then the inactivity sampler; one timer object at a time. */
   #timer: NodeJS.Timeout | null = null;
   #bytesAtLastTick = 0;
   #quietTicks = 0;
-  /** The half-close deadline, armed by the first FIN of either side (rare: most ends are both FINs in one turn). */
-  #finTimer: NodeJS.Timeout | null = null;
+  /** What the sampler ends a silent connection with: idle, or the half-close timeout of the side that sent the first FIN. */
+  #quietOutcome: 'idle_timeout' | 'client_fin_timeout' | 'server_fin_timeout' = 'idle_timeout';
   /** Armed by the client's first bytes while the pool has a responseTimeoutMs; cleared by the backend's first. */
   #responseTimer: NodeJS.Timeout | null = null;
   #responseState = RESPONSE_NOT_WATCHED;
@@ -637,7 +637,7 @@ export class ProxyConnection implements QueuedConnection {
   };
 
   #onClientEnd = (): void => {
-    if (this.#finTimer === null) this.#startFinDeadline(this.#context.clientFinTimeoutMs, this.#onClientFinTimeout);
+    if (this.#quietOutcome === 'idle_timeout') this.#halfClosed(this.#context.clientFinTimeoutMs, 'client_fin_timeout');
     endSoon(this.#upstream!);
   };
 
@@ -653,7 +653,7 @@ export class ProxyConnection implements QueuedConnection {
   #onUpstreamEnd = (): void => {
     // A backend that ends without a byte has answered too (an empty reply is a reply).
     if (this.#responseState !== RESPONSE_NOT_WATCHED) this.#responseArrived();
-    if (this.#finTimer === null) this.#startFinDeadline(this.#pool.serverFinTimeoutMs, this.#onServerFinTimeout);
+    if (this.#quietOutcome === 'idle_timeout') this.#halfClosed(this.#pool.serverFinTimeoutMs, 'server_fin_timeout');
     endSoon(this.#client);
   };
 
@@ -673,24 +673,24 @@ export class ProxyConnection implements QueuedConnection {
   }
 
   /**
-   * One side sent its FIN: the connection may live at most `timeoutMs` more (HAProxy's `timeout
-   * client-fin` / `server-fin`). Without it a client that gave up and half-closed on a frozen
-   * backend held its place under maxConnections until the idle timeout (1 h), and the listener
-   * filled. A deadline, not an inactivity timeout: the idle sampler still runs beside it.
+   * One side sent its FIN first: from now on the connection may stay silent at most `timeoutMs`
+   * (HAProxy's `timeout client-fin` / `server-fin`, inactivity timeouts of the half-closed side).
+   * Without it a client that gave up and half-closed on a frozen backend held its place under
+   * maxConnections until the idle timeout (1 h), and the listener filled. Inactivity, not a
+   * deadline: a client that sent its request and its FIN (`nc -N`, HTTP/1.0 clients) while the
+   * backend streams a long reply keeps it as long as bytes move. The idle sampler itself switches to
+   * the shorter period, so a half-closed connection costs no second timer.
    */
-  #startFinDeadline(timeoutMs: number, onTimeout: () => void): void {
-    if (timeoutMs > 0) this.#finTimer = setTimeout(onTimeout, timeoutMs);
+  #halfClosed(timeoutMs: number, outcome: 'client_fin_timeout' | 'server_fin_timeout'): void {
+    if (timeoutMs <= 0) return;
+    const idleTimeoutMs = this.#context.idleTimeoutMs;
+    if (idleTimeoutMs > 0 && idleTimeoutMs <= timeoutMs) return; // the idle timeout ends it first anyway
+    this.#quietOutcome = outcome;
+    this.#quietTicks = 0;
+    this.#bytesAtLastTick = this.#client.bytesRead + this.#upstream!.bytesRead;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(timeoutMs / IDLE_TICKS)));
   }
-
-  #onClientFinTimeout = (): void => {
-    this.#error ??= 'client_fin_timeout';
-    this.#destroy('client_fin_timeout');
-  };
-
-  #onServerFinTimeout = (): void => {
-    this.#error ??= 'server_fin_timeout';
-    this.#destroy('server_fin_timeout');
-  };
 
   /** The client's first bytes on a pool with responseTimeoutMs: the backend must answer in time. */
   #awaitResponse(): void {
@@ -741,7 +741,9 @@ export class ProxyConnection implements QueuedConnection {
       this.#bytesAtLastTick = bytes;
       this.#quietTicks = 0;
     } else if (++this.#quietTicks >= IDLE_TICKS) {
-      this.#destroy('idle_timeout');
+      const outcome = this.#quietOutcome;
+      if (outcome !== 'idle_timeout') this.#error ??= outcome;
+      this.#destroy(outcome);
       return;
     }
     this.#timer!.refresh();
@@ -876,10 +878,6 @@ export class ProxyConnection implements QueuedConnection {
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
-    }
-    if (this.#finTimer !== null) {
-      clearTimeout(this.#finTimer);
-      this.#finTimer = null;
     }
     if (this.#responseTimer !== null) {
       clearTimeout(this.#responseTimer);

@@ -82,9 +82,9 @@ export const CONNECTION_OUTCOMES = [
   'proxy_header_timeout',
   /** The client sent bytes; the backend sent none within the pool's responseTimeoutMs. */
   'response_timeout',
-  /** The client sent its FIN; the backend did not finish within the listener's clientFinTimeoutMs. */
+  /** The client sent its FIN, then nothing moved for the listener's clientFinTimeoutMs. */
   'client_fin_timeout',
-  /** The backend sent its FIN; the client did not finish within the pool's serverFinTimeoutMs. */
+  /** The backend sent its FIN, then nothing moved for the pool's serverFinTimeoutMs. */
   'server_fin_timeout',
   /** The chosen backend was at maxConnections and its queue was full. */
   'queue_full',
