@@ -234,7 +234,7 @@ describe('admin server', () => {
   const store = () => fixture.ringlb.registrations;
 
   before(async () => {
-    ({ server, address } = await startServer(fixture.adminApi(), { maxBodyBytes: 1024 }));
+    ({ server, address } = await startServer(fixture.adminApi(), { limits: { maxBodyBytes: 1024 } }));
     server.route('GET', '/metrics', () => textResponse(200, 'text/plain; version=0.0.4', 'ringlb_up 1\n'));
     server.route('GET', '/v1/boom', () => {
       throw new TypeError('a bug');
@@ -599,7 +599,7 @@ describe('admin server', () => {
 
 describe('admin server lifecycle', () => {
   test('close() closes idle keep-alive sockets and resolves promptly', async () => {
-    const { server, address } = await startServer(fixture.adminApi(), { keepAliveTimeoutMs: 60_000 });
+    const { server, address } = await startServer(fixture.adminApi(), { limits: { keepAliveTimeoutMs: 60_000 } });
     const { port } = hostPort(address);
     const socket = connect({ host: '127.0.0.1', port });
     try {
@@ -616,7 +616,7 @@ describe('admin server lifecycle', () => {
   });
 
   test('a client that never finishes its headers gets 408 and is disconnected', async () => {
-    const { server, address } = await startServer(fixture.adminApi(), { headersTimeoutMs: 200, requestTimeoutMs: 300 });
+    const { server, address } = await startServer(fixture.adminApi(), { limits: { headersTimeoutMs: 200, requestTimeoutMs: 300 } });
     try {
       const started = Date.now();
       const answer = await rawExchange(address, 'GET /healthz HTTP/1.1\r\nhost: x\r\n', true);

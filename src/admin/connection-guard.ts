@@ -39,7 +39,7 @@ interface Held {
 }
 
 export class AdminConnectionGuard {
-  readonly #max: number;
+  #max: number;
   readonly #logger: Logger;
   /** Insertion order is age order: the first evictable one is the oldest. */
   readonly #open = new Map<Socket, Held>();
@@ -54,6 +54,14 @@ export class AdminConnectionGuard {
     this.#logger = logger;
     server.on('connection', this.#onConnection);
     server.on('request', this.#onRequest);
+  }
+
+  /**
+   * A new cap (a reload). Open connections stay even above it: the next newcomers evict the
+   * evictable ones, so the count falls to the cap as idle and slow connections are displaced.
+   */
+  set maxConnections(max: number) {
+    this.#max = max;
   }
 
   counts(): AdminConnectionCounts {
