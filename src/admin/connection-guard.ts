@@ -16,12 +16,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 
-/**
- * Default cap: above a registration burst (hundreds of services PUT at once: e2e-reload tests 500
- * in parallel, each held until its change is applied), and far below a production fd limit.
- */
-export const DEFAULT_ADMIN_MAX_CONNECTIONS = 1024;
-
 /** At most one "cap reached" line this often; it carries the counts since the last one. */
 const LOG_INTERVAL_MS = 10_000;
 

@@ -2,10 +2,8 @@
  * The admin listener's limits (config `admin.limits`): what one slow or greedy client may cost it.
  * The defaults are the schema's (schema/ringlb.schema.json `admin.limits`; test/config.test.ts
  * checks that they agree) and what the admin server ran with before they were configurable.
+ * Imports nothing: the config types depend on it.
  */
-import { DEFAULT_ADMIN_MAX_CONNECTIONS } from './connection-guard.js';
-import { DEFAULT_MAX_BODY_BYTES } from './request-body.js';
-
 export interface AdminLimits {
   /** Open connections at most; at the cap slow or idle ones are evicted (connection-guard.ts). */
   readonly maxConnections: number;
@@ -22,12 +20,15 @@ export interface AdminLimits {
 }
 
 export const DEFAULT_ADMIN_LIMITS: AdminLimits = Object.freeze({
-  maxConnections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+  // Above a registration burst (hundreds of services PUT at once: e2e-reload tests 500 in parallel,
+  // each held until its change is applied), and far below a production fd limit.
+  maxConnections: 1024,
   headersTimeoutMs: 5_000,
   requestTimeoutMs: 10_000,
   // Node's own default.
   keepAliveTimeoutMs: 5_000,
-  maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+  // A registration body is ~100 bytes; 64 KiB leaves room for other routes (a config sent for preview).
+  maxBodyBytes: 64 * 1024,
   // Node's default --max-http-header-size (16 KiB), written out so that the flag does not change the admin listener.
   maxHeaderBytes: 16 * 1024,
 });
