@@ -5,8 +5,10 @@
  *
  * Robustness against a bad client: malformed HTTP gets a bare 400 from the `clientError` hook,
  * every request and its headers have deadlines (requestTimeout/headersTimeout), idle keep-alive
- * sockets are closed after keepAliveTimeoutMs, bodies are size-limited while streaming, and any
- * exception in a handler becomes a 500 with a logged stack — it never reaches the process.
+ * sockets are closed after keepAliveTimeoutMs, headers and bodies are size-limited (bodies while
+ * streaming), connections are capped (connection-guard.ts) — all from config `admin.limits`
+ * (limits.ts), changeable in place by `setLimits` — and any exception in a handler becomes a 500
+ * with a logged stack — it never reaches the process.
  *
  * Errors are always `{"error": "<what is wrong>", "path": "<where>"}`; `path` is the JSON path of
  * the bad body field (`weight`, `$` for the whole body), `query.<name>` for a query parameter, or
@@ -160,7 +162,7 @@ export class AdminServer implements RouteTable {
    * Applies new limits to the running listener (a reload): no rebind, no connection cut. Node reads
    * `requestTimeout` and `headersTimeout` at every sweep, so they bind open connections too;
    * `keepAliveTimeout` is read when a response ends, `maxHeaderSize` when a connection is accepted
-   * (node's _http_server.js, v20 and v24), the body limit when a handler reads a body, the
+   * (node's lib/_http_server.js; run here on v20, the same code in later versions), the body limit when a handler reads a body, the
    * connection cap at the next connection. Throws, changing nothing, when the limits contradict
    * each other (the config cross-checks refuse such a config before a reload gets here).
    */
