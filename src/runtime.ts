@@ -16,7 +16,8 @@
  *   left the set. An `update` is absorbed in place; membership changes of static pools go through
  *   the registry's diff like any discovery update; a changed discovery restarts the pool's
  *   source; unchanged pools are not touched at all.
- * - admin: a changed bind or token restarts the admin server.
+ * - admin: a changed bind or token restarts the admin server; changed `admin.limits` alone apply
+ *   to the running one in place (no rebind, no connection cut).
  *
  * Whole or nothing: everything that can fail (planning, discovery options, building new pools and
  * rebuilt balancers, binding new listeners) runs before anything changes; a failure refuses the
@@ -32,6 +33,7 @@ import { closeOutput, isFileOutput, openOutput } from './access-log/output.js';
 import { accessLogSettingsOf, type AccessLogSettings } from './access-log/settings.js';
 import { AdminServer } from './admin/server.js';
 import { DashboardAssets } from './admin/dashboard-assets.js';
+import { DEFAULT_ADMIN_LIMITS } from './admin/limits.js';
 import { discoveryOf, measureChange, planReload, type LivePool, type PoolPlan, type ReloadPlan } from './config/reload-plan.js';
 import type { Backend, BackendSource } from './backend.js';
 import type { ListenerConfig, PoolConfig, RinglbConfig } from './config/types.js';
@@ -706,6 +708,7 @@ export class Ringlb {
     const server = new AdminServer({
       bind: admin.bind,
       token: admin.token,
+      ...(admin.limits === undefined ? {} : { limits: admin.limits }),
       logger: this.#logger.child({ component: 'admin' }),
       publicFiles: new DashboardAssets(),
       api: new RuntimeAdminApi(this.adminView()),
@@ -979,7 +982,9 @@ export class Ringlb {
       this.#logger.info({ pool: poolPlan.name }, 'pool removed');
     }
 
-    if (plan.settings.some((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'))) await this.#restartAdmin(next);
+    const adminChanges = plan.settings.filter((setting) => setting.key === 'admin' || setting.key.startsWith('admin.'));
+    if (adminChanges.some((setting) => !isAdminLimitsKey(setting.key))) await this.#restartAdmin(next);
+    else if (adminChanges.length > 0) await this.#applyAdminLimits(next);
     this.#alerts.configure(next.alerts);
     if (current.workers !== next.workers) {
       this.#logger.warn({ from: current.workers, to: next.workers }, 'workers changes apply after a restart');
@@ -1017,6 +1022,15 @@ export class Ringlb {
     return { ok: true, summary, plan };
   }
 
+  /** Limits change in place (AdminServer.setLimits): the listener keeps its socket and its connections. */
+  async #applyAdminLimits(next: RinglbConfig): Promise<void> {
+    // None runs when its last restart failed (bind in use): try again, as any admin change does.
+    if (this.#admin === null) return this.#restartAdmin(next);
+    const limits = next.admin?.limits ?? DEFAULT_ADMIN_LIMITS;
+    this.#admin.setLimits(limits);
+    this.#logger.info({ limits }, 'admin limits applied');
+  }
+
   async #restartAdmin(next: RinglbConfig): Promise<void> {
     const old = this.#admin;
     this.#admin = null;
@@ -1034,6 +1048,11 @@ export class Ringlb {
     this.refuseReload(errors);
     return { ok: false, errors };
   }
+}
+
+/** `admin.limits` or one of its keys: applied in place, unlike bind and token. */
+function isAdminLimitsKey(key: string): boolean {
+  return key === 'admin.limits' || key.startsWith('admin.limits.');
 }
 
 function nextListener(config: RinglbConfig, name: string): ListenerConfig {

@@ -58,7 +58,7 @@ async function waitForText(client: { socket: Socket; received: () => string }, t
 
 test('cap 3: busy connections are kept, idle and slow ones evicted oldest first, a newcomer refused only when all are busy', { timeout: 30_000 }, async () => {
   const ringlb = new Ringlb({ logger: log.logger() });
-  const server = new AdminServer({ bind: bind(), token: null, api: new RuntimeAdminApi(ringlb.adminView()), logger: log.logger(), maxConnections: 3 });
+  const server = new AdminServer({ bind: bind(), token: null, api: new RuntimeAdminApi(ringlb.adminView()), logger: log.logger(), limits: { maxConnections: 3 } });
   // A handler that answers when the test says so: a request that arrived whole and is in progress.
   const holds: Array<() => void> = [];
   let entered: () => void = () => undefined;

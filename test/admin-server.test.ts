@@ -234,7 +234,7 @@ describe('admin server', () => {
   const store = () => fixture.ringlb.registrations;
 
   before(async () => {
-    ({ server, address } = await startServer(fixture.adminApi(), { maxBodyBytes: 1024 }));
+    ({ server, address } = await startServer(fixture.adminApi(), { limits: { maxBodyBytes: 1024 } }));
     server.route('GET', '/metrics', () => textResponse(200, 'text/plain; version=0.0.4', 'ringlb_up 1\n'));
     server.route('GET', '/v1/boom', () => {
       throw new TypeError('a bug');
@@ -599,7 +599,7 @@ describe('admin server', () => {
 
 describe('admin server lifecycle', () => {
   test('close() closes idle keep-alive sockets and resolves promptly', async () => {
-    const { server, address } = await startServer(fixture.adminApi(), { keepAliveTimeoutMs: 60_000 });
+    const { server, address } = await startServer(fixture.adminApi(), { limits: { keepAliveTimeoutMs: 60_000 } });
     const { port } = hostPort(address);
     const socket = connect({ host: '127.0.0.1', port });
     try {
@@ -615,8 +615,34 @@ describe('admin server lifecycle', () => {
     }
   });
 
+  test('limits whose headers deadline passes the request deadline are refused at construction and by setLimits, which then changes nothing', async () => {
+    const api = fixture.adminApi();
+    assert.throws(
+      () => new AdminServer({ bind: hostPort('127.0.0.1:0'), token: TOKEN, api, logger: silent, limits: { headersTimeoutMs: 2000, requestTimeoutMs: 1000 } }),
+      /admin limits: headersTimeoutMs \(2000\) must not exceed requestTimeoutMs \(1000\)/,
+    );
+    const { server, address } = await startServer(api, { limits: { maxBodyBytes: 2048 } });
+    try {
+      const before = server.limits;
+      assert.throws(() => server.setLimits({ ...before, headersTimeoutMs: 20_000 }), RangeError);
+      assert.deepEqual(server.limits, before);
+      // A lowered body limit applies to the next request on the running listener.
+      server.setLimits({ ...before, maxBodyBytes: 1024 });
+      const body = JSON.stringify({ address: '127.0.0.1:9', padding: 'x'.repeat(1500) });
+      const answer = await rawExchange(
+        address,
+        `PUT /v1/pools/reg/backends/b1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+        true,
+      );
+      assert.match(answer, /^HTTP\/1\.1 413 /);
+      assert.match(answer, /exceeds the limit of 1024 bytes/);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a client that never finishes its headers gets 408 and is disconnected', async () => {
-    const { server, address } = await startServer(fixture.adminApi(), { headersTimeoutMs: 200, requestTimeoutMs: 300 });
+    const { server, address } = await startServer(fixture.adminApi(), { limits: { headersTimeoutMs: 200, requestTimeoutMs: 300 } });
     try {
       const started = Date.now();
       const answer = await rawExchange(address, 'GET /healthz HTTP/1.1\r\nhost: x\r\n', true);

@@ -13,6 +13,7 @@ import {
   type ConfigLoadResult,
 } from '../src/config/load.js';
 import type { ConfigIssue, RinglbConfig } from '../src/config/types.js';
+import { DEFAULT_ADMIN_LIMITS } from '../src/admin/limits.js';
 
 /** The example from the issue, verbatim. */
 const ISSUE_EXAMPLE = `{
@@ -162,6 +163,20 @@ describe('validateConfig: normalization', () => {
     const config = configOf(validateConfig(raw));
     assert.equal(config.log.level, 'info');
     assert.equal(config.pools[0].ringHash.pointsPerWeight, 160);
+  });
+
+  test('admin.limits: absent gets every default (the values the admin server used as constants); given keys are kept', () => {
+    const raw = minimalConfig();
+    raw.admin = { bind: '127.0.0.1:0' };
+    assert.deepEqual(configOf(validateConfig(raw)).admin?.limits, DEFAULT_ADMIN_LIMITS);
+    assert.deepEqual(DEFAULT_ADMIN_LIMITS, {
+      maxConnections: 1024, headersTimeoutMs: 5000, requestTimeoutMs: 10000, keepAliveTimeoutMs: 5000, maxBodyBytes: 65536, maxHeaderBytes: 16384,
+    });
+    raw.admin = { bind: '127.0.0.1:0', limits: { maxConnections: 4, headersTimeoutMs: 500, maxHeaderBytes: 4096 } };
+    assert.deepEqual(configOf(validateConfig(raw)).admin?.limits, { ...DEFAULT_ADMIN_LIMITS, maxConnections: 4, headersTimeoutMs: 500, maxHeaderBytes: 4096 });
+    // Equal deadlines are what Node allows.
+    raw.admin = { bind: '127.0.0.1:0', limits: { headersTimeoutMs: 10000 } };
+    assert.equal(configOf(validateConfig(raw)).admin?.limits?.headersTimeoutMs, 10000);
   });
 
   test('hashBalanceFactor is carried as written; absent stays absent (no bound)', () => {
@@ -430,6 +445,19 @@ const RULE_CASES: ReadonlyArray<readonly [string, (config: JsonObject) => void, 
   }, 'pools[0].maglev.tableSize', /^2 entries cannot hold 3 backends/],
   ['pool without backends', (c) => { pool(c).backends = []; }, 'pools[0].backends', /^must list at least one backend \(no discovery source/],
   ['pool with backends omitted', (c) => { delete pool(c).backends; }, 'pools[0].backends', /^must list at least one backend/],
+  // --- admin limits ---
+  ['admin headers deadline past the request deadline (Node refuses it)', (c) => { c.admin = { limits: { headersTimeoutMs: 20000 } }; },
+    'admin.limits.headersTimeoutMs', /^must not exceed admin\.limits\.requestTimeoutMs \(10000\), got 20000: the headers are part of the request$/],
+  ['admin headers deadline past an explicit request deadline', (c) => { c.admin = { limits: { headersTimeoutMs: 3000, requestTimeoutMs: 2000 } }; },
+    'admin.limits.headersTimeoutMs', /^must not exceed admin\.limits\.requestTimeoutMs \(2000\), got 3000/],
+  ['admin connection cap 0', (c) => { c.admin = { limits: { maxConnections: 0 } }; }, 'admin.limits.maxConnections', /^must be between 1 and 65536 \(got 0\)$/],
+  ['admin headers deadline below 100 ms', (c) => { c.admin = { limits: { headersTimeoutMs: 10 } }; }, 'admin.limits.headersTimeoutMs',
+    /^must be between 100 and 300000 \(got 10\)$/],
+  ['admin keep-alive timeout 0 (node would then never close an idle socket)', (c) => { c.admin = { limits: { keepAliveTimeoutMs: 0 } }; },
+    'admin.limits.keepAliveTimeoutMs', /^must be between 100 and 600000 \(got 0\)$/],
+  ['admin body limit fractional', (c) => { c.admin = { limits: { maxBodyBytes: 2048.5 } }; }, 'admin.limits.maxBodyBytes', /^must be an integer \(got 2048\.5\)$/],
+  ['admin header limit below 2 KiB', (c) => { c.admin = { limits: { maxHeaderBytes: 512 } }; }, 'admin.limits.maxHeaderBytes',
+    /^must be between 2048 and 1048576 \(got 512\)$/],
 ];
 
 describe('validateConfig: one failing case per rule, with exact path and message', () => {
@@ -483,6 +511,9 @@ describe('validateConfig: unknown keys at every level', () => {
     ['backend', (c) => backend(c), 'pools[0].backends[0].foo', 'address, weight, id, state'],
     ['log', (c) => ((c.log = {}) as JsonObject), 'log.foo', 'level, access, openConnectionsIntervalMs, onConnect'],
     ['log.access', (c) => ((c.log = { access: {} }) as JsonObject).access as JsonObject, 'log.access.foo', 'enabled, sample, output'],
+    ['admin', (c) => ((c.admin = {}) as JsonObject), 'admin.foo', 'bind, token, limits'],
+    ['admin.limits', (c) => ((c.admin = { limits: {} }) as JsonObject).limits as JsonObject, 'admin.limits.foo',
+      'maxConnections, headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, maxBodyBytes, maxHeaderBytes'],
   ];
   for (const [level, objectAt, path, allowed] of levels) {
     test(level, () => {

@@ -16,12 +16,6 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 
-/**
- * Default cap: above a registration burst (hundreds of services PUT at once: e2e-reload tests 500
- * in parallel, each held until its change is applied), and far below a production fd limit.
- */
-export const DEFAULT_ADMIN_MAX_CONNECTIONS = 1024;
-
 /** At most one "cap reached" line this often; it carries the counts since the last one. */
 const LOG_INTERVAL_MS = 10_000;
 
@@ -39,7 +33,7 @@ interface Held {
 }
 
 export class AdminConnectionGuard {
-  readonly #max: number;
+  #max: number;
   readonly #logger: Logger;
   /** Insertion order is age order: the first evictable one is the oldest. */
   readonly #open = new Map<Socket, Held>();
@@ -54,6 +48,14 @@ export class AdminConnectionGuard {
     this.#logger = logger;
     server.on('connection', this.#onConnection);
     server.on('request', this.#onRequest);
+  }
+
+  /**
+   * A new cap (a reload). Open connections stay even above it: the next newcomers evict the
+   * evictable ones, so the count falls to the cap as idle and slow connections are displaced.
+   */
+  set maxConnections(max: number) {
+    this.#max = max;
   }
 
   counts(): AdminConnectionCounts {

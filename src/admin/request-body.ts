@@ -16,9 +16,6 @@ import { readJsonText } from '../config/json-text.js';
 import { AdminError } from './api.js';
 import type { JsonBody } from './router.js';
 
-/** Default request body limit. A registration body is ~100 bytes; 64 KiB leaves room for later routes. */
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
-
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export async function readJsonBody(request: IncomingMessage, limitBytes: number, path: string): Promise<JsonBody> {

@@ -5,8 +5,10 @@
  *
  * Robustness against a bad client: malformed HTTP gets a bare 400 from the `clientError` hook,
  * every request and its headers have deadlines (requestTimeout/headersTimeout), idle keep-alive
- * sockets are closed after keepAliveTimeoutMs, bodies are size-limited while streaming, and any
- * exception in a handler becomes a 500 with a logged stack — it never reaches the process.
+ * sockets are closed after keepAliveTimeoutMs, headers and bodies are size-limited (bodies while
+ * streaming), connections are capped (connection-guard.ts) — all from config `admin.limits`
+ * (limits.ts), changeable in place by `setLimits` — and any exception in a handler becomes a 500
+ * with a logged stack — it never reaches the process.
  *
  * Errors are always `{"error": "<what is wrong>", "path": "<where>"}`; `path` is the JSON path of
  * the bad body field (`weight`, `$` for the whole body), `query.<name>` for a query parameter, or
@@ -19,11 +21,12 @@ import { performance } from 'node:perf_hooks';
 import type { HostPort } from '../backend.js';
 import type { Logger } from '../log.js';
 import { BearerToken, isLoopbackHost } from './access.js';
-import { AdminConnectionGuard, DEFAULT_ADMIN_MAX_CONNECTIONS, type AdminConnectionCounts } from './connection-guard.js';
+import { AdminConnectionGuard, type AdminConnectionCounts } from './connection-guard.js';
 import { AdminError, type AdminApi } from './api.js';
 import { installPoolRoutes } from './pool-routes.js';
 import { installStatusRoutes } from './status-routes.js';
-import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from './request-body.js';
+import { adminLimitsProblem, DEFAULT_ADMIN_LIMITS, type AdminLimits } from './limits.js';
+import { readJsonBody } from './request-body.js';
 import { TurnBudget } from './turn-budget.js';
 import {
   jsonResponse,
@@ -41,16 +44,8 @@ export interface AdminServerOptions {
   readonly token: string | null;
   readonly api: AdminApi;
   readonly logger: Logger;
-  /** Default 64 KiB. */
-  readonly maxBodyBytes?: number;
-  /** Whole request (headers and body) must arrive within this; default 10000. */
-  readonly requestTimeoutMs?: number;
-  /** Headers must arrive within this; default 5000 (below requestTimeoutMs, as node requires). */
-  readonly headersTimeoutMs?: number;
-  /** Idle keep-alive sockets close after this; default 5000 (node's default). */
-  readonly keepAliveTimeoutMs?: number;
-  /** Open connections at most; past it slow or idle ones are evicted (connection-guard.ts). Default 1024. */
-  readonly maxConnections?: number;
+  /** Config `admin.limits`; a key left out takes its default (DEFAULT_ADMIN_LIMITS). */
+  readonly limits?: Partial<AdminLimits>;
   /** Served before the token check (the dashboard's page and code); absent: none. */
   readonly publicFiles?: PublicFiles;
 }
@@ -70,7 +65,7 @@ export class AdminServer implements RouteTable {
   readonly #bind: HostPort;
   readonly #token: BearerToken | null;
   readonly #logger: Logger;
-  readonly #maxBodyBytes: number;
+  #limits: AdminLimits;
   readonly #publicFiles: PublicFiles | null;
   /** Handlers started per event loop turn: a burst of requests must not hold up the data plane. */
   readonly #budget = new TurnBudget(ADMIN_REQUESTS_PER_TURN);
@@ -93,21 +88,25 @@ export class AdminServer implements RouteTable {
     this.#bind = options.bind;
     this.#token = options.token === null ? null : new BearerToken(options.token);
     this.#logger = options.logger;
-    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    const limits: AdminLimits = { ...DEFAULT_ADMIN_LIMITS, ...options.limits };
+    const problem = adminLimitsProblem(limits);
+    if (problem !== null) throw new RangeError(`admin limits: ${problem}`);
+    this.#limits = limits;
     this.#publicFiles = options.publicFiles ?? null;
-    const headersTimeout = options.headersTimeoutMs ?? 5_000;
     this.#server = createServer(
       {
-        requestTimeout: options.requestTimeoutMs ?? 10_000,
-        headersTimeout,
-        keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+        requestTimeout: limits.requestTimeoutMs,
+        headersTimeout: limits.headersTimeoutMs,
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
+        maxHeaderSize: limits.maxHeaderBytes,
         // node enforces both timeouts from a periodic sweep, every 30 s by default, so a slow
-        // client could hold a socket 30 s past its deadline; sweep at least every second.
-        connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeout / 2))),
+        // client could hold a socket 30 s past its deadline; sweep at least every second. The
+        // interval is fixed at creation: a reload that shortens headersTimeoutMs keeps this one.
+        connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 2))),
       },
       (request, response) => void this.#handle(request, response),
     );
-    this.#guard = new AdminConnectionGuard(this.#server, options.maxConnections ?? DEFAULT_ADMIN_MAX_CONNECTIONS, this.#logger);
+    this.#guard = new AdminConnectionGuard(this.#server, limits.maxConnections, this.#logger);
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
       // Malformed request line/headers, header overflow, or a timeout. Answer once if we still can.
       this.#logger.debug({ err: error.code ?? error.message }, 'admin: client error');
@@ -115,7 +114,7 @@ export class AdminServer implements RouteTable {
       // the socket was answered and lingers, and its timer ends it.
       if (this.#lingering.has(socket)) return;
       if (socket.writable && !socket.writableEnded) {
-        const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        const status = clientErrorStatus(error.code);
         socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         // Linger as for an unread body (lingerForBody): a close with unread input is an RST that can
         // take the 400 with it. The socket ends when the client closes, or after LINGER_MS.
@@ -153,6 +152,31 @@ export class AdminServer implements RouteTable {
   route(method: HttpMethod, pattern: string, handler: AdminHandler): this {
     this.#router.add(method, pattern, handler);
     return this;
+  }
+
+  get limits(): AdminLimits {
+    return this.#limits;
+  }
+
+  /**
+   * Applies new limits to the running listener (a reload): no rebind, no connection cut. Node reads
+   * `requestTimeout` and `headersTimeout` at every sweep, so they bind open connections too;
+   * `keepAliveTimeout` is read when a response ends, `maxHeaderSize` when a connection is accepted
+   * (node's lib/_http_server.js; run here on v20, the same code in later versions), the body limit when a handler reads a body, the
+   * connection cap at the next connection. Throws, changing nothing, when the limits contradict
+   * each other (the config cross-checks refuse such a config before a reload gets here).
+   */
+  setLimits(limits: AdminLimits): void {
+    const problem = adminLimitsProblem(limits);
+    if (problem !== null) throw new RangeError(`admin limits: ${problem}`);
+    this.#server.requestTimeout = limits.requestTimeoutMs;
+    this.#server.headersTimeout = limits.headersTimeoutMs;
+    this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    // Not in @types/node, but a plain property node's connection listener reads for every new
+    // connection (`server.maxHeaderSize || 0`); test/e2e-admin-limits.test.ts pins that it applies.
+    (this.#server as Server & { maxHeaderSize?: number }).maxHeaderSize = limits.maxHeaderBytes;
+    this.#guard.maxConnections = limits.maxConnections;
+    this.#limits = limits;
   }
 
   /** Connections evicted or refused by the cap so far, and open now (for /metrics). */
@@ -264,7 +288,7 @@ export class AdminServer implements RouteTable {
       query: new URLSearchParams(queryText),
       headers: request.headers,
       remoteAddress: request.socket.remoteAddress ?? 'unknown',
-      json: () => readJsonBody(request, this.#maxBodyBytes, path),
+      json: () => readJsonBody(request, this.#limits.maxBodyBytes, path),
     };
     return await match.handler(adminRequest);
   }
@@ -298,6 +322,16 @@ export class AdminServer implements RouteTable {
       response.end(result.body);
     }
   }
+}
+
+/**
+ * The status `clientError` answers a broken request with: 408 for a missed deadline, 431 for
+ * headers over maxHeaderBytes (what node's own clientError handler sends), 400 for the rest.
+ */
+function clientErrorStatus(code: string | undefined): string {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408 Request Timeout';
+  if (code === 'HPE_HEADER_OVERFLOW') return '431 Request Header Fields Too Large';
+  return '400 Bad Request';
 }
 
 /** Lingering: how long and how much of an unwanted request body is read and dropped before the answer. */

@@ -86,18 +86,33 @@ function checkListenerEdge(listener: Entry): LocatedIssue[] {
 
 /** A non-loopback admin bind without a token would expose the registration API to the network. */
 function checkAdmin(admin: unknown): LocatedIssue[] {
-  if (!isRecord(admin) || typeof admin.bind !== 'string' || admin.bind === '') return [];
+  if (!isRecord(admin)) return [];
+  const limitIssues = checkAdminLimits(admin.limits);
+  if (typeof admin.bind !== 'string' || admin.bind === '') return limitIssues;
   const parsed = parseHostPort(admin.bind, { purpose: 'bind' });
-  if (!isHostPort(parsed)) return [{ segments: ['admin', 'bind'], message: parsed.error }];
+  if (!isHostPort(parsed)) return [{ segments: ['admin', 'bind'], message: parsed.error }, ...limitIssues];
   if (admin.token === undefined && !isLoopbackHost(parsed.host)) {
     return [
       {
         segments: ['admin', 'token'],
         message: `is required when admin.bind (${admin.bind}) is not a loopback address: without it anyone who can reach the port could register backends`,
       },
+      ...limitIssues,
     ];
   }
-  return [];
+  return limitIssues;
+}
+
+/** Node refuses a headers deadline past the request deadline (http.createServer throws ERR_OUT_OF_RANGE). */
+function checkAdminLimits(limits: unknown): LocatedIssue[] {
+  if (!isRecord(limits) || typeof limits.headersTimeoutMs !== 'number' || typeof limits.requestTimeoutMs !== 'number') return [];
+  if (limits.headersTimeoutMs <= limits.requestTimeoutMs) return [];
+  return [
+    {
+      segments: ['admin', 'limits', 'headersTimeoutMs'],
+      message: `must not exceed admin.limits.requestTimeoutMs (${limits.requestTimeoutMs}), got ${limits.headersTimeoutMs}: the headers are part of the request`,
+    },
+  ];
 }
 
 /** Keys of `discovery` and the one type that reads each (`retry*` are read by two). */

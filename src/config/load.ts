@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { AdminLimits } from '../admin/limits.js';
 import type { BackendState, HostPort } from '../backend.js';
 import type { BalancePolicy } from '../core/types.js';
 import type { RinglbEventType } from '../events/types.js';
@@ -202,7 +203,7 @@ interface ValidatedConfig {
   };
   drainTimeoutMs: number;
   workers: number | 'auto';
-  admin?: { bind: string; token?: string };
+  admin?: { bind: string; token?: string; limits: AdminLimits };
   alerts: { webhooks: ValidatedWebhook[] };
 }
 
@@ -300,7 +301,19 @@ function normalize(config: ValidatedConfig, baseDir: string): RinglbConfig {
 
 function normalizeAdmin(admin: ValidatedConfig['admin']): AdminConfig | null {
   if (admin === undefined) return null;
-  return { bind: parsedHostPort(admin.bind, 'bind'), token: admin.token ?? null };
+  const { limits } = admin;
+  return {
+    bind: parsedHostPort(admin.bind, 'bind'),
+    token: admin.token ?? null,
+    limits: {
+      maxConnections: limits.maxConnections,
+      headersTimeoutMs: limits.headersTimeoutMs,
+      requestTimeoutMs: limits.requestTimeoutMs,
+      keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
+      maxBodyBytes: limits.maxBodyBytes,
+      maxHeaderBytes: limits.maxHeaderBytes,
+    },
+  };
 }
 
 /** Only the keys given are copied (absent stays absent: the source applies its own default). */

@@ -1,3 +1,4 @@
+import type { AdminLimits } from '../admin/limits.js';
 import type { Backend, HostPort } from '../backend.js';
 import type { DiscoveryOptions } from '../discovery/index.js';
 import type { BalancePolicy } from '../core/types.js';
@@ -170,6 +171,8 @@ export interface AdminConfig {
   readonly bind: HostPort;
   /** Bearer token every request must carry; null = no auth (loopback binds only). */
   readonly token: string | null;
+  /** Always set by the loader; absent in hand-built configs = DEFAULT_ADMIN_LIMITS. Applied in place on reload. */
+  readonly limits?: AdminLimits;
 }
 
 /** One alert receiver: every event of the chosen types is POSTed to `url` as JSON. */
