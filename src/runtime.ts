@@ -1022,11 +1022,14 @@ export class Ringlb {
     return { ok: true, summary, plan };
   }
 
-  /** Limits change in place (AdminServer.setLimits): the listener keeps its socket and its connections. */
+  /**
+   * Limits change in place (AdminServer.setLimits): the listener keeps its socket and its
+   * connections. A new maxHeaderBytes is the exception: only a new listener takes it.
+   */
   async #applyAdminLimits(next: RinglbConfig): Promise<void> {
-    // None runs when its last restart failed (bind in use): try again, as any admin change does.
-    if (this.#admin === null) return this.#restartAdmin(next);
     const limits = next.admin?.limits ?? DEFAULT_ADMIN_LIMITS;
+    // None runs when its last restart failed (bind in use): try again, as any admin change does.
+    if (this.#admin === null || !this.#admin.appliesInPlace(limits)) return this.#restartAdmin(next);
     this.#admin.setLimits(limits);
     this.#logger.info({ limits }, 'admin limits applied');
   }

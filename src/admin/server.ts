@@ -161,22 +161,26 @@ export class AdminServer implements RouteTable {
   /**
    * Applies new limits to the running listener (a reload): no rebind, no connection cut. Node reads
    * `requestTimeout` and `headersTimeout` at every sweep, so they bind open connections too;
-   * `keepAliveTimeout` is read when a response ends, `maxHeaderSize` when a connection is accepted
-   * (node's lib/_http_server.js; run here on v20, the same code in later versions), the body limit when a handler reads a body, the
-   * connection cap at the next connection. Throws, changing nothing, when the limits contradict
-   * each other (the config cross-checks refuse such a config before a reload gets here).
+   * `keepAliveTimeout` is read when a response ends, the body limit when a handler reads a body, the
+   * connection cap at the next connection. `maxHeaderBytes` is not among them: Node documents
+   * `maxHeaderSize` only as a `createServer` option, so a change to it needs a new listener
+   * (`appliesInPlace`). Throws, changing nothing, when the limits contradict each other or change
+   * maxHeaderBytes (the config cross-checks refuse the first before a reload gets here).
    */
   setLimits(limits: AdminLimits): void {
     const problem = adminLimitsProblem(limits);
     if (problem !== null) throw new RangeError(`admin limits: ${problem}`);
+    if (!this.appliesInPlace(limits)) throw new RangeError('admin limits: maxHeaderBytes changes need a new listener');
     this.#server.requestTimeout = limits.requestTimeoutMs;
     this.#server.headersTimeout = limits.headersTimeoutMs;
     this.#server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-    // Not in @types/node, but a plain property node's connection listener reads for every new
-    // connection (`server.maxHeaderSize || 0`); test/e2e-admin-limits.test.ts pins that it applies.
-    (this.#server as Server & { maxHeaderSize?: number }).maxHeaderSize = limits.maxHeaderBytes;
     this.#guard.maxConnections = limits.maxConnections;
     this.#limits = limits;
+  }
+
+  /** Whether setLimits can apply `limits` to this listener (every key but maxHeaderBytes can). */
+  appliesInPlace(limits: AdminLimits): boolean {
+    return limits.maxHeaderBytes === this.#limits.maxHeaderBytes;
   }
 
   /** Connections evicted or refused by the cap so far, and open now (for /metrics). */
