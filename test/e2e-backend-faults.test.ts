@@ -244,15 +244,18 @@ for (const { workers } of MODES) {
         const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
         try {
           await once(socket, 'connect');
-          socket.on('error', () => {});
+          let errorCode: string | undefined;
+          socket.on('error', (error: NodeJS.ErrnoException) => (errorCode = error.code));
           socket.on('data', () => {});
-          const closed = once(socket, 'close');
+          // Not events.once: it rejects on the 'error' (the reset) that comes before 'close'.
+          const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
           // The client gives up and half-closes, as the probe's clients did.
           socket.end('ping\n');
           const finAt = performance.now();
           await closed;
           const heldMs = performance.now() - finAt;
           assert.ok(heldMs >= 350 && heldMs < 5000, `closed ${Math.round(heldMs)} ms after the client's FIN`);
+          assert.equal(errorCode, 'ECONNRESET', 'a reset: the client must not read the cut as a complete reply');
         } finally {
           socket.destroy();
         }
@@ -287,12 +290,13 @@ for (const { workers } of MODES) {
       assert.equal(await readLine(socket), 'hc');
       socket.resume(); // readLine leaves the socket paused; the FIN is read after the line
       await ended;
-      // We keep our side open, as a client that never finishes. At the deadline ringlb closes both
-      // sides: the backend sees its FIN (ours was sent before, so we would learn it only by writing).
+      // We keep our side open, as a client that never finishes. After serverFinTimeoutMs of silence
+      // ringlb cuts both sides: a reset to the backend (which never had our FIN), a close to us (we
+      // had its FIN already, so we would learn of the cut only by writing).
       const line = await ringlb.waitForLine((l) => l.msg === 'connection closed', 5000, 'access line');
       assert.equal(line.outcome, 'server_fin_timeout');
       assert.ok(Number(line.durationMs) >= 400 && Number(line.durationMs) < 5000, `closed after ${line.durationMs} ms`);
-      await backend.received;
+      assert.equal(await backend.ended, 'reset', 'the backend learns the stream was cut');
       const scraped = await scrape(admin);
       assert.equal(scraped.value('ringlb_listener_active_connections', { listener: 'app' }), 0, 'its place under maxConnections is free');
       assert.equal(scraped.sum('ringlb_listener_connections_total', { listener: 'app', outcome: 'server_fin_timeout' }), 1);

@@ -430,6 +430,31 @@ describe('allow/deny and per-source limits (ringlb run)', () => {
   sourceSuite(1, (name, fn) => test(name, fn));
   sourceSuite(2, (name, fn) => workersTest(name, fn));
 
+  test('clients that reset at once (a front balancer\'s health checks) are client errors, never denied or untrusted', async (t) => {
+    const [backend] = await namedBackends(t, ['a']);
+    const { admin, port } = await run(t, {
+      workers: 1,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p', allow: ['127.0.0.1'] }],
+      pools: [{ name: 'p', backends: [{ address: backend!.address }] }],
+    });
+    const RESETS = 30;
+    for (let i = 0; i < RESETS; i++) {
+      const socket = await openClient({ port });
+      socket.on('error', () => {});
+      const gone = closed(socket);
+      socket.resetAndDestroy();
+      await gone;
+    }
+    // Some resets reach ringlb after it read the peer's address (served, then client_error), some
+    // before (nothing to judge): either way none is a refusal of an allowed source.
+    const scraped = await scrapeUntil(
+      admin,
+      (s) => s.sum('ringlb_listener_connections_total', { listener: 'edge' }) === RESETS,
+      `${RESETS} connections ended`,
+    );
+    assert.equal(scraped.sum('ringlb_listener_connections_total', { listener: 'edge', outcome: 'denied' }), 0);
+  });
+
   test('IPv6: deny ::1 on a [::1] listener', async (t) => {
     const [backend] = await namedBackends(t, ['a']);
     const temp = new TempDir();

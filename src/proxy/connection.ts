@@ -742,7 +742,13 @@ export class ProxyConnection implements QueuedConnection {
       this.#quietTicks = 0;
     } else if (++this.#quietTicks >= IDLE_TICKS) {
       const outcome = this.#quietOutcome;
-      if (outcome !== 'idle_timeout') this.#error ??= outcome;
+      if (outcome !== 'idle_timeout') {
+        // A half-closed stream cut short: a reset to whichever side has not had our FIN, so that
+        // neither mistakes the truncated stream for a finished one (a FIN would read as "done").
+        this.#error ??= outcome;
+        resetOrDestroy(this.#client);
+        resetOrDestroy(upstream);
+      }
       this.#destroy(outcome);
       return;
     }

@@ -332,6 +332,15 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     let sourceHash = -1;
     if (edge !== null) {
       const address = client.remoteAddress;
+      if (address === undefined) {
+        // The peer reset before we asked (getpeername fails on a reset socket): no source to judge,
+        // and no refusal to count. Front balancers' health checks do this every second, and counting
+        // them as `denied`/`proxy_untrusted` raised false alarms.
+        this.#outcomes.ended('client_error');
+        if (this.accessLog.enabled) logRejectedConnection(this.accessLines, client, 'client_error');
+        client.destroy();
+        return;
+      }
       if (edge.proxyProtocol !== null) {
         // The client is named by the header (ProxyConnection reads it); only the sender is checked here.
         if (!edge.proxyProtocol.trusted.matches(address)) {

@@ -187,6 +187,8 @@ export interface HalfClosingBackend {
   readonly address: string;
   /** Everything received on the first connection, once the client's FIN arrived. */
   readonly received: Promise<Buffer>;
+  /** How the first connection ended: the client's FIN, or a reset. */
+  readonly ended: Promise<'fin' | 'reset'>;
   close(): Promise<void>;
 }
 
@@ -200,13 +202,23 @@ export async function startHalfClosingBackend(name: string): Promise<HalfClosing
   const received = new Promise<Buffer>((resolve) => {
     resolveReceived = resolve;
   });
+  let resolveEnded!: (how: 'fin' | 'reset') => void;
+  const ended = new Promise<'fin' | 'reset'>((resolve) => {
+    resolveEnded = resolve;
+  });
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNRESET') resolveEnded('reset');
+      socket.destroy();
+    });
     const chunks: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('end', () => resolveReceived(Buffer.concat(chunks)));
+    socket.on('end', () => {
+      resolveEnded('fin');
+      resolveReceived(Buffer.concat(chunks));
+    });
     socket.end(`${name}\n`);
   });
   server.listen({ host: '127.0.0.1', port: 0 });
@@ -216,6 +228,7 @@ export async function startHalfClosingBackend(name: string): Promise<HalfClosing
     port,
     address: `127.0.0.1:${port}`,
     received,
+    ended,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       server.close();
