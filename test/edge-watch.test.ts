@@ -7,7 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { validateConfig } from '../src/config/load.js';
 import { EdgeWatch } from '../src/events/edge-watch.js';
+import { ListenerEdge, REFUSAL_LOG_INTERVAL_MS } from '../src/proxy/listener-edge.js';
 import type { RinglbEventInput } from '../src/events/types.js';
 import { ListenerTrafficCounters } from '../src/shared-state/traffic-counters.js';
 import { LogCapture } from './helpers/log-capture.js';
@@ -151,5 +153,29 @@ describe('EdgeWatch: descriptor exhaustion', () => {
     threads[1]!.ended('rejected_no_fds');
     assert.deepEqual(tick().map((event) => event.type), ['fds_exhausted']);
     assert.deepEqual(tick().map((event) => event.type), ['fds_recovered']);
+  });
+});
+
+describe("a thread's own refusal lines (ListenerEdge.noteRefusal)", () => {
+  test('the first refusal after a quiet interval is written at once with the client; the rest only counted', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const result = validateConfig({ listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p', deny: ['127.0.0.1/32'] }], pools: [{ name: 'p', backends: [{ address: '127.0.0.1:1' }] }] });
+    assert.ok(result.ok, JSON.stringify(result));
+    const capture = new LogCapture();
+    const edge = ListenerEdge.of(result.config.listeners[0]!, null, capture.logger('info'))!;
+    const lines = () => capture.lines.filter((line) => line.msg === 'connections refused: source denied (allow/deny)');
+    for (let i = 0; i < 100; i++) edge.noteRefusal('denied', '127.0.0.1');
+    assert.deepEqual(lines().map((line) => [line.client, line.count]), [['127.0.0.1', 1]]);
+    // Refusals go on through the next interval: still loud, nothing written.
+    t.mock.timers.tick(REFUSAL_LOG_INTERVAL_MS);
+    edge.noteRefusal('denied', '127.0.0.2');
+    t.mock.timers.tick(REFUSAL_LOG_INTERVAL_MS);
+    edge.noteRefusal('denied', '127.0.0.3');
+    assert.equal(lines().length, 1);
+    // A whole interval without one: the next is written again.
+    t.mock.timers.tick(REFUSAL_LOG_INTERVAL_MS);
+    t.mock.timers.tick(REFUSAL_LOG_INTERVAL_MS);
+    edge.noteRefusal('denied', '127.0.0.4');
+    assert.deepEqual(lines().map((line) => line.client), ['127.0.0.1', '127.0.0.4']);
   });
 });

@@ -24,7 +24,7 @@ import type { ProxyProtocolAccept } from './proxy-protocol.js';
 /** Outcomes of connections the edge refused (access log, `ringlb_listener_connections_total`). */
 export type EdgeRefusal = 'denied' | 'rejected_source_limit' | 'rejected_source_rate' | 'proxy_untrusted' | 'proxy_header_invalid' | 'proxy_header_timeout';
 
-/** A thread writes a refusal's own line again only after this long without one of that outcome. */
+/** A thread writes a refusal's own line again only after a whole interval this long without one of that outcome. */
 export const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /** The operational log's words for each refusal (the thread's first line, the main thread's summaries). */
@@ -64,8 +64,10 @@ export class ListenerEdge {
   readonly #burst: number;
   readonly #logger: Logger;
   readonly #listenerName: string;
-  /** performance.now() of this thread's last refusal, per outcome (index in EDGE_REFUSALS); -Infinity before the first. */
-  readonly #lastRefusalAt = new Float64Array(EDGE_REFUSALS.length).fill(Number.NEGATIVE_INFINITY);
+  /** Refusals since this thread's quiet-period timer last ran, per outcome (index in EDGE_REFUSALS). */
+  readonly #sinceCheck = new Float64Array(EDGE_REFUSALS.length);
+  /** 1 while a quiet-period timer runs for the outcome: its refusals are not written by this thread. */
+  readonly #loud = new Uint8Array(EDGE_REFUSALS.length);
 
   private constructor(config: ListenerConfig, limits: SourceLimits | null, logger: Logger) {
     const proxy = config.proxyProtocol;
@@ -121,15 +123,28 @@ export class ListenerEdge {
 
   /**
    * A refusal for the operational log: written at once when it is this thread's first of that
-   * outcome for REFUSAL_LOG_INTERVAL_MS (the operator sees a client to look at), otherwise only
-   * remembered as the latest. The counts are the main thread's to summarise (edge-watch.ts): one
-   * clock read and one store per refusal, no timer, no allocation.
+   * outcome after REFUSAL_LOG_INTERVAL_MS without one (the operator sees a client to look at),
+   * otherwise only counted. The counts are the main thread's to summarise (edge-watch.ts). One
+   * typed-array add per refusal; one timer per outcome while its refusals go on, none per connection.
    */
   noteRefusal(outcome: EdgeRefusal, address: string | undefined): void {
     const index = EDGE_REFUSALS.indexOf(outcome);
-    const now = performance.now();
-    const quiet = now - this.#lastRefusalAt[index]! >= REFUSAL_LOG_INTERVAL_MS;
-    this.#lastRefusalAt[index] = now;
-    if (quiet) this.#logger.warn({ listener: this.#listenerName, outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
+    if (this.#loud[index] === 1) {
+      this.#sinceCheck[index]! += 1;
+      return;
+    }
+    this.#loud[index] = 1;
+    this.#logger.warn({ listener: this.#listenerName, outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
+    setTimeout(() => this.#checkQuiet(index), REFUSAL_LOG_INTERVAL_MS).unref();
+  }
+
+  /** An interval without a refusal of the outcome ends its loud period; otherwise one more interval. */
+  #checkQuiet(index: number): void {
+    if (this.#sinceCheck[index] === 0) {
+      this.#loud[index] = 0;
+      return;
+    }
+    this.#sinceCheck[index] = 0;
+    setTimeout(() => this.#checkQuiet(index), REFUSAL_LOG_INTERVAL_MS).unref();
   }
 }
