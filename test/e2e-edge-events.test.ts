@@ -9,9 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test, type TestContext } from 'node:test';
+import { validateConfig } from '../src/config/load.js';
+import type { RinglbEvent } from '../src/events/types.js';
+import { Ringlb } from '../src/runtime.js';
 import { startNamedBackend } from './helpers/backends.js';
 import { closed, openClient } from './helpers/clients.js';
 import { EventReceiver, SseReader, type ReceivedEvent, type SseMessage } from './helpers/events.js';
+import { LogCapture } from './helpers/log-capture.js';
 import { scrape } from './helpers/metrics.js';
 import { startRinglb, TempDir, type RinglbProcess } from './helpers/ringlb-process.js';
 import { workersTest } from './helpers/workers.js';
@@ -172,4 +176,61 @@ describe('edge refusals as events', () => {
       if (workers > 1) assert.ok(firsts.every((line) => typeof line.worker === 'number'));
     });
   }
+
+  test('in process, intervals shortened (RinglbOptions.edgeWatch): a flood over several log intervals writes one line per interval, adding up', { timeout: 60_000 }, async (t) => {
+    const backend = await startNamedBackend('a');
+    t.after(() => backend.close());
+    const INTERVAL_MS = 100;
+    const LOG_INTERVAL_MS = 400;
+    const capture = new LogCapture();
+    const ringlb = new Ringlb({ logger: capture.logger('info'), edgeWatch: { intervalMs: INTERVAL_MS, logIntervalMs: LOG_INTERVAL_MS } });
+    const events: RinglbEvent[] = [];
+    let stopped: () => void = () => undefined;
+    const stoppedSeen = new Promise<void>((resolve) => {
+      stopped = resolve;
+    });
+    const unsubscribe = ringlb.events.subscribe((published) => {
+      events.push(published.event);
+      if (published.event.type === 'refusals_stopped') stopped();
+    });
+    t.after(unsubscribe);
+    const result = validateConfig({
+      workers: 1,
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'p', connectionRatePerSource: { rate: 1, burst: 1 } }],
+      pools: [{ name: 'p', backends: [{ address: backend.address }] }],
+    });
+    assert.ok(result.ok, JSON.stringify(result));
+    await ringlb.start(result.config);
+    t.after(() => ringlb.close());
+    const port = Number(ringlb.listenerAddress('edge')!.split(':').at(-1));
+    const summaryLines = () => capture.lines.filter((line) => line.msg === RATE_MESSAGE && line.processWide === true);
+    // Flood until two summary lines were written while refusals went on (so at least one log
+    // interval passed between them), then stop.
+    let refusedClients = 0;
+    let flooding = true;
+    const flood = (async () => {
+      while (flooding) {
+        const fates = await Promise.all(Array.from({ length: 10 }, () => tryClient(port)));
+        refusedClients += fates.filter((fate) => fate === 'refused').length;
+      }
+    })();
+    try {
+      await capture.waitForLine(() => summaryLines().length >= 2, 30_000, 'two summary lines during the flood');
+    } finally {
+      flooding = false;
+      await flood;
+    }
+    // The stop comes one quiet read after the flood; the test's own timeout bounds the wait.
+    await stoppedSeen;
+    const total = ringlb.traffic.listener('edge')!.connections['rejected_source_rate'];
+    assert.equal(total, refusedClients);
+    const lines = summaryLines();
+    assert.equal(lines.reduce((sum, line) => sum + Number(line.count), 0), total, 'the lines count every refusal once');
+    // Every line but the last (written when the refusals stopped) closes a whole log interval.
+    for (const line of lines.slice(0, -1)) assert.ok(Number(line.intervalMs) >= LOG_INTERVAL_MS, JSON.stringify(line));
+    const summaries = events.filter((event) => event.type === 'refusals');
+    assert.ok(summaries.length > lines.length, `events every ${INTERVAL_MS} ms (${summaries.length}), lines every ${LOG_INTERVAL_MS} ms (${lines.length})`);
+    const counted = events.filter((event) => event.type === 'refusals_started' || event.type === 'refusals').reduce((sum, event) => sum + (event.count ?? 0), 0);
+    assert.equal(counted, total);
+  });
 });
