@@ -7,7 +7,7 @@
 import { AdminClient, ApiError, Unauthorized } from './admin-client.js';
 import type { AdminState, ConfigView, PoolTable, RinglbEvent, Status } from './api-types.js';
 import { followEvents, type StreamState } from './event-stream.js';
-import { el, formatClock, formatCount, formatUptime, setText } from './format.js';
+import { el, formatClock, formatCount, formatSeconds, formatUptime, setText } from './format.js';
 import { PoolView } from './pool-view.js';
 import { poolConfigFrom } from './preview.js';
 import { loadCoreModule } from './wasm-module.js';
@@ -25,6 +25,12 @@ const pools = new Map<string, PoolView>();
 /** Previous total per `pool\0backend`, for connections per second between two refreshes. */
 const previousTotals = new Map<string, { readonly total: number; readonly at: number }>();
 const shownEvents = new Set<number>();
+/**
+ * The timeline item of the latest `refusals` summary per `listener\0outcome` while refusals go on:
+ * the next summary replaces it, so a flood is three lines (started, the latest count, stopped), not
+ * one a second pushing every health event out of the list.
+ */
+const latestRefusals = new Map<string, HTMLElement>();
 
 let session: AbortController | null = null;
 let wakeRefresh: (() => void) | null = null;
@@ -263,6 +269,11 @@ const EVENT_LOOK: Record<string, { readonly icon: string; readonly tone: string 
   state_changed: { icon: '◐', tone: 'warn' },
   weight_changed: { icon: '⚖', tone: 'neutral' },
   reload: { icon: '↻', tone: 'neutral' },
+  refusals_started: { icon: '⛔', tone: 'warn' },
+  refusals: { icon: '⛔', tone: 'warn' },
+  refusals_stopped: { icon: '✓', tone: 'good' },
+  fds_exhausted: { icon: '⚠', tone: 'bad' },
+  fds_recovered: { icon: '✓', tone: 'good' },
 };
 
 function describeEvent(event: RinglbEvent): string {
@@ -283,6 +294,16 @@ function describeEvent(event: RinglbEvent): string {
       return 'removed';
     case 'unejected':
       return 'ejection ended';
+    case 'refusals_started':
+      return `refusing ${event.outcome ?? ''}: ${formatCount(event.count ?? 0)}`;
+    case 'refusals':
+      return `refusing ${event.outcome ?? ''}: ${formatCount(event.count ?? 0)} in ${formatSeconds(event.intervalMs === undefined ? undefined : event.intervalMs / 1000)}`;
+    case 'refusals_stopped':
+      return `no more ${event.outcome ?? ''}`;
+    case 'fds_exhausted':
+      return `out of file descriptors: accepting paused, ${event.count ?? 0} refused`;
+    case 'fds_recovered':
+      return 'file descriptors available: accepting again';
     default:
       return event.type;
   }
@@ -299,15 +320,23 @@ function showEvent(event: RinglbEvent): void {
   time.dateTime = event.time;
   const icon = el('span', 'event-icon', look.icon);
   icon.setAttribute('aria-hidden', 'true');
-  const subject = [event.pool, event.backend].filter((part) => part !== undefined).join(' / ');
+  // Refusal and descriptor events are about a listener, not a pool.
+  const subject = [event.listener === undefined ? undefined : `listener ${event.listener}`, event.pool, event.backend].filter((part) => part !== undefined).join(' / ');
   const what = el('span', 'event-what');
   if (subject !== '') what.append(el('strong', '', subject), ' ');
   what.append(describeEvent(event));
-  const details = [event.cause, event.message, event.until === undefined ? undefined : `until ${formatClock(event.until)}`, event.source === undefined ? undefined : `by ${event.source}`]
+  const details = [event.cause, event.message, event.total === undefined ? undefined : `${formatCount(event.total)} in all`, event.until === undefined ? undefined : `until ${formatClock(event.until)}`, event.source === undefined ? undefined : `by ${event.source}`]
     .filter((part): part is string => part !== undefined && part !== '');
   item.append(time, icon, what);
   if (details.length > 0) item.append(el('span', 'event-detail muted', details.join(' · ')));
   const list = byId('events');
+  if (event.type.startsWith('refusals')) {
+    const key = `${event.listener ?? ''}\0${event.outcome ?? ''}`;
+    if (event.type === 'refusals') {
+      latestRefusals.get(key)?.remove();
+      latestRefusals.set(key, item);
+    } else latestRefusals.delete(key);
+  }
   // Newest first; replayed history arrives oldest first, so each goes on top.
   list.prepend(item);
   while (list.childElementCount > MAX_EVENTS_SHOWN) list.lastElementChild!.remove();
@@ -323,6 +352,7 @@ function start(): void {
   session = new AbortController();
   const { signal } = session;
   shownEvents.clear();
+  latestRefusals.clear();
   byId('events').replaceChildren();
   byId('events-empty').hidden = false;
   void refreshLoop(signal);

@@ -56,6 +56,7 @@ import { publishSetChange } from './events/membership.js';
 import { EventStream } from './events/sse.js';
 import type { EventSink } from './events/types.js';
 import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
+import { EdgeWatch } from './events/edge-watch.js';
 import type { TrafficView } from './metrics/traffic-view.js';
 import { BackendOverrides, type ResolvedSet } from './registry/backend-overrides.js';
 import { ringlbVersion } from './version.js';
@@ -89,6 +90,12 @@ export interface RinglbOptions {
    * shorten it to see a long-lived connection's bytes without waiting.
    */
   readonly trafficFlushMs?: number;
+  /**
+   * How often the main thread reads the listener counters for `refusals_*` / `fds_*` events (ms,
+   * default EDGE_WATCH_MS) and how often it may write a summary line per listener and outcome (ms,
+   * default REFUSAL_LOG_INTERVAL_MS). Tests shorten them.
+   */
+  readonly edgeWatch?: { readonly intervalMs?: number; readonly logIntervalMs?: number };
   /**
    * Also receives every event as its producer publishes it (before the bus numbers it), for an
    * embedder; the runtime's own bus (`Ringlb.events`) feeds the SSE stream and alert webhooks.
@@ -163,6 +170,8 @@ export class Ringlb {
   readonly #events: EventSink;
   readonly #eventStream: EventStream;
   readonly #alerts: AlertDispatcher;
+  /** Turns the shared listener counters' refusals and descriptor exhaustion into events and summary lines. */
+  readonly #edgeWatch: EdgeWatch;
   #admin: AdminServer | null = null;
   #config: RinglbConfig | null = null;
   /** The file the config in force came from and when it was applied (epoch ms). */
@@ -212,6 +221,13 @@ export class Ringlb {
     this.#eventStream = new EventStream({ bus });
     this.#alerts = new AlertDispatcher({ bus, logger: this.#logger.child({ component: 'alerts' }) });
     this.#trafficFlushMs = options.trafficFlushMs;
+    this.#edgeWatch = new EdgeWatch({
+      events: this.#events,
+      logger: this.#logger,
+      listeners: () => this.#listenerTraffic,
+      intervalMs: options.edgeWatch?.intervalMs,
+      logIntervalMs: options.edgeWatch?.logIntervalMs,
+    });
     this.#traffic = new RuntimeTraffic({
       pools: () => [...this.#pools.values(), ...[...this.#retiredPools].filter((pool) => pool.openConnections() > 0)],
       listeners: () => this.#listenerTotals(),
@@ -271,6 +287,7 @@ export class Ringlb {
       if (pool === undefined) throw new Error(`listener ${listenerConfig.name}: unknown pool ${listenerConfig.pool}`);
       this.#listeners.set(listenerConfig.name, this.#createListener(listenerConfig, pool));
     }
+    this.#edgeWatch.start();
     try {
       for (const poolConfig of config.pools) await this.#registry.watch(poolConfig.name, discoveryOf(poolConfig));
       // close()/drain() may come while start() awaits (a signal during warming): from then on
@@ -538,6 +555,7 @@ export class Ringlb {
 
   /** SSE streams end; webhook deliveries in flight are aborted (queued events count as dropped). */
   #closeEvents(): void {
+    this.#edgeWatch.stop();
     this.#eventStream.close();
     this.#alerts.close();
   }

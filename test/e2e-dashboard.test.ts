@@ -357,6 +357,60 @@ describe('dashboard without a token', () => {
   });
 });
 
+describe('dashboard timeline: a listener refusing a flood', () => {
+  test('started, one latest count that each summary replaces, stopped; all under "listener edge"', async () => {
+    const local = await countingBackend('solo');
+    const file = temp.writeJson({
+      workers: 1,
+      admin: { bind: '127.0.0.1:0' },
+      listeners: [{ name: 'edge', bind: '127.0.0.1:0', pool: 'solo', deny: ['127.0.0.1/32'] }],
+      pools: [{ name: 'solo', balance: 'round_robin', backends: [{ id: 'solo', address: local.address }] }],
+    });
+    const started = await startRinglb(file, ['edge']).catch(async (error: unknown) => {
+      await local.close();
+      throw error;
+    });
+    const port = started.ports.get('edge')!;
+    const tab = await browser.context.newPage();
+    const tabErrors: string[] = [];
+    tab.on('pageerror', (error) => tabErrors.push(error.message));
+    let flooding = true;
+    let flood: Promise<void> = Promise.resolve();
+    try {
+      await tab.goto(`http://${await adminAddress(started.ringlb)}/`);
+      await tab.locator('#live[data-live="live"]').waitFor({ timeout: 10_000 });
+      // Denied clients, one after another, until the page has shown two summaries (the flood
+      // then spans three reads of the counters, and the second summary replaced the first).
+      flood = (async () => {
+        while (flooding) {
+          const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+          socket.on('error', () => undefined);
+          socket.on('end', () => socket.destroy());
+          await once(socket, 'close');
+        }
+      })();
+      const summaries = tab.locator('#events li[data-event-type="refusals"]');
+      await tab.locator('#events li[data-event-type="refusals_started"]').filter({ hasText: 'listener edge' }).first().waitFor({ timeout: 15_000 });
+      await summaries.first().waitFor({ timeout: 15_000 });
+      const firstId = await summaries.first().getAttribute('data-event-id');
+      await tab.locator(`#events li[data-event-type="refusals"]:not([data-event-id="${firstId}"])`).waitFor({ timeout: 15_000 });
+      assert.equal(await summaries.count(), 1, 'one line for the latest count, not one per second');
+      assert.match((await summaries.first().textContent()) ?? '', /listener edge refusing denied: [\d,]+ in /);
+      flooding = false;
+      await flood;
+      await tab.locator('#events li[data-event-type="refusals_stopped"]').filter({ hasText: 'listener edge' }).waitFor({ timeout: 15_000 });
+      assert.equal(await summaries.count(), 1, 'the latest count stays beside the stop');
+    } finally {
+      flooding = false;
+      await flood;
+      await tab.close();
+      await started.ringlb.kill();
+      await local.close();
+    }
+    assert.deepEqual(tabErrors, []);
+  });
+});
+
 describe('dashboard files over HTTP', () => {
   test('page and assets without the token (CSP, nosniff, types, caching); data routes still need it', async () => {
     const page = await httpGet(admin, '/');

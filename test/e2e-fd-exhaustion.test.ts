@@ -5,7 +5,8 @@
  * /metrics, a pause line in the log), must not blame the backend (outlier detection with
  * consecutiveFailures 1 would eject it at the first counted failure), and must serve again by
  * itself once the held connections close. Once with the data plane in the main thread, once with
- * two worker threads (Node ≥ 22.12; skipped with the reason elsewhere).
+ * two worker threads (Node ≥ 22.12; skipped with the reason elsewhere). The operator hears of it on
+ * the event stream: one `fds_exhausted` for the listener, and one `fds_recovered` once it accepts again.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -15,6 +16,7 @@ import { after, describe, test, type TestContext } from 'node:test';
 import { adminAddress } from './helpers/admin-client.js';
 import { startNamedBackend } from './helpers/backends.js';
 import { openClient, readLine } from './helpers/clients.js';
+import { SseReader } from './helpers/events.js';
 import { scrapeUntil } from './helpers/metrics.js';
 import { RinglbProcess, TempDir } from './helpers/ringlb-process.js';
 import { MULTI_WORKER, NO_REUSE_PORT } from './helpers/workers.js';
@@ -74,6 +76,7 @@ async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Re
   t.after(() => ringlb.kill());
   const port = await ringlb.listenerPort(POOL);
   const admin = await adminAddress(ringlb);
+  const events = await openEvents(t, admin);
 
   const fates = await Promise.all(Array.from({ length: FLOOD }, () => tryClient(port)));
   const held = fates.flatMap((fate) => ('served' in fate ? [fate.served] : []));
@@ -92,6 +95,7 @@ async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Re
   assert.equal(pause.listener, POOL);
   assert.ok(Number(pause.pauseMs) > 0);
   assert.ok(Number(pause.refused) >= 0);
+  await exhaustionEvents(events, 'exhausted');
 
   // Descriptors free up: ringlb serves again by itself (the pause ends; a client that arrives
   // while it lasts is refused by the kernel, so a few tries may be needed, each awaited).
@@ -110,6 +114,7 @@ async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Re
     }
   }
   assert.ok(servedAgain, 'served again once descriptors were free');
+  await exhaustionEvents(events, 'recovered');
 
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) > 0, 'rejected_no_fds counted');
   assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
@@ -122,6 +127,27 @@ async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Re
   const noFdLines = ringlb.accessLines().filter((line) => line.outcome === 'rejected_no_fds');
   assert.ok(noFdLines.length > 0, 'rejected_no_fds access-log lines');
   assert.equal(ringlb.child.exitCode, null, ringlb.stderr);
+}
+
+/** The stream, opened before anything runs out: its events are what an operator's dashboard would see. */
+async function openEvents(t: TestContext, admin: string): Promise<SseReader> {
+  const events = await SseReader.open(admin);
+  t.after(() => events.close());
+  return events;
+}
+
+/** The listener's exhaustion and recovery on the stream, in that order, once each. */
+async function exhaustionEvents(events: SseReader, when: 'exhausted' | 'recovered'): Promise<void> {
+  const type = when === 'exhausted' ? 'fds_exhausted' : 'fds_recovered';
+  // The watcher reads the counters every second; recovery needs a quiet read after the last pause
+  // (at most MAX_PAUSE_MS, 2 s). The margin covers a loaded 2-core machine.
+  const [event] = await events.waitFor((m) => m.json.type === type && m.json.listener === POOL, type, 15_000);
+  assert.equal(event!.json.outcome, 'rejected_no_fds');
+  assert.ok(Number(event!.json.pauses) >= 1, 'a pause was counted');
+  // Episodes alternate, exhausted first (the listener may recover while held connections still
+  // hold their descriptors, and run out again at the next client: several episodes are fine).
+  const types = events.messages.filter((m) => m.json.listener === POOL && m.json.type.startsWith('fds_')).map((m) => m.json.type);
+  types.forEach((seen, index) => assert.equal(seen, index % 2 === 0 ? 'fds_exhausted' : 'fds_recovered', types.join(', ')));
 }
 
 /** Sets a running process's soft descriptor limit, as an operator's `prlimit --pid` would. */
@@ -149,6 +175,7 @@ async function connectRunsOut(t: TestContext, workers: number, env: Readonly<Rec
   t.after(() => ringlb.kill());
   const port = await ringlb.listenerPort(POOL);
   const admin = await adminAddress(ringlb);
+  const events = await openEvents(t, admin);
   const pid = ringlb.child.pid!;
   const raised = 4096;
   // Exactly one descriptor free: the client takes it, its upstream socket cannot get one. The
@@ -176,6 +203,7 @@ async function connectRunsOut(t: TestContext, workers: number, env: Readonly<Rec
   const refusedLine = await ringlb.waitForLine((line) => line.msg === 'connection closed' && line.outcome === 'rejected_no_fds', 10_000, 'rejected_no_fds line');
   assert.equal(refusedLine.error, 'EMFILE');
   assert.equal(refusedLine.backend, backend.address, 'the line names the backend it was going to');
+  await exhaustionEvents(events, 'exhausted');
 
   setOpenFilesLimit(pid, raised);
   await ringlb.waitForLine((line) => line.msg === 'listener accepting again', 10_000, 'listener accepting again');
@@ -183,6 +211,7 @@ async function connectRunsOut(t: TestContext, workers: number, env: Readonly<Rec
   assert.ok('served' in again, 'served again once descriptors are there');
   await echoes(again.served, 'after');
   again.served.destroy();
+  await exhaustionEvents(events, 'recovered');
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) === 1, 'one rejected_no_fds');
   assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
   assert.equal(scrape.sum('ringlb_backend_connect_failures_total', { pool: POOL }), 0, 'not counted against the backend');

@@ -7,9 +7,12 @@
  * Per connection: the CIDR lists match integers (cidr-list.ts); the per-source limits use the
  * address hash the hash policies use (core/key-hash.ts, integers only) into the process-wide
  * count-min sketch of src/shared-state/source-limits.ts, created by the main thread and attached
- * here. Refusals are counted by the listener (an access-log outcome each) and summarised in the
- * operational log at most once per REFUSAL_LOG_INTERVAL_MS per outcome (a flood writes a line
- * with how many, not a line each).
+ * here. Refusals are counted by the listener (an access-log outcome each, a cell of the shared
+ * listener counters). The operational log hears of them twice, never once per connection: the
+ * first refusal of a quiet period is written at once by the thread that saw it, with the client's
+ * address (`noteRefusal`); how many followed, process-wide, is the main thread's summary line
+ * (src/events/edge-watch.ts, which also publishes the `refusals_*` events), so N worker threads
+ * do not write N partial summaries.
  */
 import type { ListenerConfig } from '../config/types.js';
 import { sourceKeyHash } from '../core/key-hash.js';
@@ -21,9 +24,11 @@ import type { ProxyProtocolAccept } from './proxy-protocol.js';
 /** Outcomes of connections the edge refused (access log, `ringlb_listener_connections_total`). */
 export type EdgeRefusal = 'denied' | 'rejected_source_limit' | 'rejected_source_rate' | 'proxy_untrusted' | 'proxy_header_invalid' | 'proxy_header_timeout';
 
+/** A thread writes a refusal's own line again only after a whole interval this long without one of that outcome. */
 export const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
-const REFUSAL_MESSAGES: Readonly<Record<EdgeRefusal, string>> = {
+/** The operational log's words for each refusal (the thread's first line, the main thread's summaries). */
+export const REFUSAL_MESSAGES: Readonly<Record<EdgeRefusal, string>> = {
   denied: 'connections refused: source denied (allow/deny)',
   rejected_source_limit: 'connections refused: source over maxConnectionsPerSource',
   rejected_source_rate: 'connections refused: source over connectionRatePerSource',
@@ -31,7 +36,7 @@ const REFUSAL_MESSAGES: Readonly<Record<EdgeRefusal, string>> = {
   proxy_header_invalid: 'connections closed: missing or malformed PROXY protocol header',
   proxy_header_timeout: 'connections closed: PROXY protocol header not complete in time',
 };
-const REFUSALS = Object.keys(REFUSAL_MESSAGES) as EdgeRefusal[];
+export const EDGE_REFUSALS = Object.keys(REFUSAL_MESSAGES) as EdgeRefusal[];
 
 export interface ProxyProtocolIn {
   readonly accept: ProxyProtocolAccept;
@@ -59,9 +64,10 @@ export class ListenerEdge {
   readonly #burst: number;
   readonly #logger: Logger;
   readonly #listenerName: string;
-  /** Refusals since the last summary line, per outcome (index in REFUSALS). */
-  readonly #unlogged = new Float64Array(REFUSALS.length);
-  readonly #summaryDue = new Uint8Array(REFUSALS.length);
+  /** Refusals since this thread's quiet-period timer last ran, per outcome (index in EDGE_REFUSALS). */
+  readonly #sinceCheck = new Float64Array(EDGE_REFUSALS.length);
+  /** 1 while a quiet-period timer runs for the outcome: its refusals are not written by this thread. */
+  readonly #loud = new Uint8Array(EDGE_REFUSALS.length);
 
   private constructor(config: ListenerConfig, limits: SourceLimits | null, logger: Logger) {
     const proxy = config.proxyProtocol;
@@ -116,30 +122,29 @@ export class ListenerEdge {
   }
 
   /**
-   * A refusal for the operational log: the first of a quiet interval is written at once, the rest
-   * of that interval as one line with how many when it ends (one timer per outcome while refusals
-   * arrive, none per connection).
+   * A refusal for the operational log: written at once when it is this thread's first of that
+   * outcome after REFUSAL_LOG_INTERVAL_MS without one (the operator sees a client to look at),
+   * otherwise only counted. The counts are the main thread's to summarise (edge-watch.ts). One
+   * typed-array add per refusal; one timer per outcome while its refusals go on, none per connection.
    */
   noteRefusal(outcome: EdgeRefusal, address: string | undefined): void {
-    const index = REFUSALS.indexOf(outcome);
-    if (this.#summaryDue[index] === 1) {
-      this.#unlogged[index]! += 1;
+    const index = EDGE_REFUSALS.indexOf(outcome);
+    if (this.#loud[index] === 1) {
+      this.#sinceCheck[index]! += 1;
       return;
     }
-    this.#summaryDue[index] = 1;
+    this.#loud[index] = 1;
     this.#logger.warn({ listener: this.#listenerName, outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
-    setTimeout(() => this.#summarise(index), REFUSAL_LOG_INTERVAL_MS).unref();
+    setTimeout(() => this.#checkQuiet(index), REFUSAL_LOG_INTERVAL_MS).unref();
   }
 
-  #summarise(index: number): void {
-    const count = this.#unlogged[index]!;
-    this.#unlogged[index] = 0;
-    if (count === 0) {
-      this.#summaryDue[index] = 0;
+  /** An interval without a refusal of the outcome ends its loud period; otherwise one more interval. */
+  #checkQuiet(index: number): void {
+    if (this.#sinceCheck[index] === 0) {
+      this.#loud[index] = 0;
       return;
     }
-    const outcome = REFUSALS[index]!;
-    this.#logger.warn({ listener: this.#listenerName, outcome, count, intervalMs: REFUSAL_LOG_INTERVAL_MS }, REFUSAL_MESSAGES[outcome]);
-    setTimeout(() => this.#summarise(index), REFUSAL_LOG_INTERVAL_MS).unref();
+    this.#sinceCheck[index] = 0;
+    setTimeout(() => this.#checkQuiet(index), REFUSAL_LOG_INTERVAL_MS).unref();
   }
 }

@@ -76,6 +76,8 @@ export interface ListenerCounting {
   readonly sourceLimits?: SourceLimitsProvider;
 }
 
+const PAUSE_MESSAGE = 'out of file descriptors: listener stops accepting for a while';
+
 export class Listener implements ListenerContext, ListenerHandle, OpenConnectionList {
   readonly listenerName: string;
   /** Where new connections go; `setPool` swaps it (reload), open connections keep theirs. */
@@ -129,6 +131,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     // A worker started later (a replacement, a reload) follows only pauses from now on.
     this.#fdPauses = inWorker?.shared.fdPauses() ?? 0;
     this.#outcomes = counting?.outcomes ?? ListenerTrafficCounters.create(1).writer(0);
+    this.#outcomes.acceptResumed();
     this.#flushMs = counting?.flushMs ?? DEFAULT_TRAFFIC_FLUSH_MS;
     this.#sourceLimits = counting?.sourceLimits ?? NO_SOURCE_LIMITS;
     this.edge = ListenerEdge.of(config, this.#sourceLimits(config), logger);
@@ -443,17 +446,11 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     this.#outcomes.acceptPaused();
     this.#pausedAt = performance.now();
     const pauseMs = this.#backoff.next(this.#pausedAt);
-    this.#logger.warn(
-      {
-        listener: this.listenerName,
-        cause,
-        pauseMs,
-        refused: this.#refusedNoFdsSinceLine + (queued ?? 0),
-        queuedReset: queued,
-        open: this.#active,
-      },
-      'out of file descriptors: listener stops accepting for a while',
-    );
+    // The thread that ran out warns; one following it (another worker's pause) only informs: the
+    // process-wide warning, with every thread's count, is the main thread's (src/events/edge-watch.ts).
+    const fields = { listener: this.listenerName, cause, pauseMs, refused: this.#refusedNoFdsSinceLine + (queued ?? 0), queuedReset: queued, open: this.#active };
+    if (seenHere) this.#logger.warn(fields, PAUSE_MESSAGE);
+    else this.#logger.info(fields, PAUSE_MESSAGE);
     this.#refusedNoFdsSinceLine = 0;
     this.#scheduleResume(pauseMs);
   }
@@ -472,6 +469,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
           this.#server?.close();
           return;
         }
+        this.#outcomes.acceptResumed();
         this.#logger.info(
           { listener: this.listenerName, pausedMs: Math.round(performance.now() - this.#pausedAt), open: this.#active },
           'listener accepting again',
@@ -492,6 +490,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
 
   #stopAccepting(): void {
     this.#acceptStopped = true;
+    this.#outcomes.acceptResumed();
     if (this.#resumeTimer !== null) {
       clearTimeout(this.#resumeTimer);
       this.#resumeTimer = null;

@@ -5,7 +5,7 @@
  * | cells                                   | written by                                 | read by                 |
  * |-----------------------------------------|--------------------------------------------|-------------------------|
  * | pool row[thread]: retries, then per slot: connections, connect failures (3 reasons), bytes both ways, connect-time sum, resets, response timeouts, queued, connect-time buckets | the thread holding the connection (row = its index; 0 without workers) | main, at scrape |
- * | listener row[thread]: connections ended, per outcome | the thread that accepted the connection | main, at scrape |
+ * | listener row[thread]: connections ended, per outcome; accept pauses; paused now | the thread that accepted the connection (that paused) | main, at scrape and every EDGE_WATCH_MS (src/events/edge-watch.ts) |
  *
  * Float64 cells, one row per data-plane thread, so every cell has one writer and a plain `+=`
  * (no atomics: JavaScript has no Float64 atomics, and an aligned 8-byte store is one instruction
@@ -213,10 +213,13 @@ export class PoolTrafficWriter {
 
 /**
  * Cells per thread row of a listener: one per outcome, then the pauses of accepting for lack of
- * file descriptors (src/proxy/fd-exhaustion.ts), each thread counting its own.
+ * file descriptors (src/proxy/fd-exhaustion.ts), each thread counting its own, then whether the
+ * thread is paused right now (1 or 0): a pause can outlast the watcher's interval (up to
+ * MAX_PAUSE_MS), and "accepting again" must not be announced while a thread still waits.
  */
-const LISTENER_ROW_CELLS = CONNECTION_OUTCOMES.length + 1;
+const LISTENER_ROW_CELLS = CONNECTION_OUTCOMES.length + 2;
 const ACCEPT_PAUSES_CELL = CONNECTION_OUTCOMES.length;
+const ACCEPT_PAUSED_NOW_CELL = CONNECTION_OUTCOMES.length + 1;
 
 /** One listener's counters: per thread, connections ended by outcome, and accept pauses. */
 export class ListenerTrafficCounters {
@@ -256,6 +259,13 @@ export class ListenerTrafficCounters {
     for (let at = ACCEPT_PAUSES_CELL; at < this.#cells.length; at += LISTENER_ROW_CELLS) sum += this.#cells[at]!;
     return sum;
   }
+
+  /** Main thread: how many threads have stopped accepting for lack of file descriptors right now. */
+  pausedThreads(): number {
+    let sum = 0;
+    for (let at = ACCEPT_PAUSED_NOW_CELL; at < this.#cells.length; at += LISTENER_ROW_CELLS) sum += this.#cells[at]!;
+    return sum;
+  }
 }
 
 export class ListenerTrafficWriter {
@@ -275,5 +285,14 @@ export class ListenerTrafficWriter {
   /** This thread's listener stopped accepting for lack of file descriptors (rare: not the hot path). */
   acceptPaused(): void {
     this.#cells[this.#row + ACCEPT_PAUSES_CELL]! += 1;
+    this.#cells[this.#row + ACCEPT_PAUSED_NOW_CELL] = 1;
+  }
+
+  /**
+   * This thread's listener accepts again, or no longer exists (closed while paused; a new listener
+   * on this row, a replaced worker's, starts here too, so a dead thread's pause does not linger).
+   */
+  acceptResumed(): void {
+    this.#cells[this.#row + ACCEPT_PAUSED_NOW_CELL] = 0;
   }
 }
