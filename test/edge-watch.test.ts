@@ -51,23 +51,48 @@ describe('EdgeWatch: refusals', () => {
     assert.deepEqual(tick(), []);
   });
 
-  test('started, one summary per interval, stopped: counts of both threads add up to the counter', () => {
+  test('started, the rest when they stop, stopped: counts of both threads add up to the counter', () => {
     const { watch, threads, tick, counters } = setup();
     watch.read(true);
     threads[0]!.ended('denied');
     threads[1]!.ended('denied');
     threads[1]!.ended('denied');
     assert.deepEqual(tick(), [{ type: 'refusals_started', listener: 'edge', outcome: 'denied', count: 3, total: 3 }]);
+    // Progress waits for the log interval (3 reads here), or for the stop.
     for (let i = 0; i < 4; i++) threads[i % 2]!.ended('denied');
-    assert.deepEqual(tick(), [{ type: 'refusals', listener: 'edge', outcome: 'denied', count: 4, total: 7, intervalMs: INTERVAL_MS }]);
+    assert.deepEqual(tick(), []);
     threads[1]!.ended('denied');
-    assert.deepEqual(tick(), [{ type: 'refusals', listener: 'edge', outcome: 'denied', count: 1, total: 8, intervalMs: INTERVAL_MS }]);
-    assert.deepEqual(tick(), [{ type: 'refusals_stopped', listener: 'edge', outcome: 'denied', total: 8 }]);
+    assert.deepEqual(tick(), []);
+    assert.deepEqual(tick(), [
+      { type: 'refusals', listener: 'edge', outcome: 'denied', count: 5, total: 8, intervalMs: 3 * INTERVAL_MS },
+      { type: 'refusals_stopped', listener: 'edge', outcome: 'denied', total: 8 },
+    ]);
     assert.equal(counters.ended('denied'), 8);
     // Quiet stays quiet; a new episode starts again.
     assert.deepEqual(tick(), []);
     threads[0]!.ended('denied');
     assert.deepEqual(tick(), [{ type: 'refusals_started', listener: 'edge', outcome: 'denied', count: 1, total: 9 }]);
+  });
+
+  test('a long flood: one refusals event per log interval, not per read', () => {
+    const { watch, threads, tick } = setup();
+    watch.read(true);
+    const events: RinglbEventInput[] = [];
+    for (let interval = 0; interval < 7; interval++) {
+      threads[interval % 2]!.ended('rejected_source_rate');
+      threads[interval % 2]!.ended('rejected_source_rate');
+      events.push(...tick());
+    }
+    events.push(...tick());
+    assert.deepEqual(
+      events.map((event) => [event.type, event.count ?? null, event.total]),
+      [
+        ['refusals_started', 2, 2],
+        ['refusals', 6, 8],
+        ['refusals', 6, 14],
+        ['refusals_stopped', null, 14],
+      ],
+    );
   });
 
   test('outcomes are episodes of their own; rejected_max_connections is watched, rejected_no_fds is not a refusal episode', () => {
@@ -84,7 +109,7 @@ describe('EdgeWatch: refusals', () => {
     threads[0]!.ended('rejected_source_rate');
     assert.deepEqual(
       tick().map((event) => `${event.type} ${event.outcome}`),
-      ['refusals rejected_source_rate', 'refusals_stopped rejected_max_connections'],
+      ['refusals_stopped rejected_max_connections'],
     );
   });
 

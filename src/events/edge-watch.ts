@@ -7,7 +7,9 @@
  * Per listener and refusal outcome (the edge's, src/proxy/listener-edge.ts, and
  * `rejected_max_connections`), the same shape as `panic_entered` / `panic_left`:
  * - `refusals_started`: the first interval whose count grew (`count` in it, `total` ever);
- * - `refusals`: each further interval that grew, at most one per interval (`count`, `total`, `intervalMs`);
+ * - `refusals`: while they go on, at most one per `logIntervalMs` (10 s) with the count since the
+ *   previous event (`count`, `total`, `intervalMs`), and the remainder just before the stop: a flood
+ *   of an hour is ~360 events, not 3,600 (the bus keeps 256 for replay, and every webhook gets each);
  * - `refusals_stopped`: the first interval without growth after some (`total`).
  * So the counts of one episode's `refusals_started` and `refusals` add up to its growth of
  * `ringlb_listener_connections_total{outcome}`.
@@ -68,6 +70,10 @@ interface Episode {
   unlogged: number;
   /** When the last summary line (or the episode's start) was. */
   loggedAt: number;
+  /** Counted since the last event. */
+  unpublished: number;
+  /** When the last event of the episode was. */
+  publishedAt: number;
 }
 
 /** What one listener's watch remembers between reads. */
@@ -86,7 +92,6 @@ export class EdgeWatch {
   readonly #now: () => number;
   readonly #watches = new Map<string, ListenerWatch>();
   #timer: NodeJS.Timeout | null = null;
-  #lastReadAt = 0;
 
   constructor(options: EdgeWatchOptions) {
     this.#events = options.events;
@@ -100,7 +105,6 @@ export class EdgeWatch {
   /** Reads now (what was counted so far is the baseline, not news) and then every interval. */
   start(): void {
     if (this.#timer !== null) return;
-    this.#lastReadAt = this.#now();
     this.read(true);
     this.#timer = setInterval(() => this.read(), this.#intervalMs);
     this.#timer.unref();
@@ -119,27 +123,25 @@ export class EdgeWatch {
    */
   read(baseline = false): void {
     const now = this.#now();
-    const intervalMs = Math.round(now - this.#lastReadAt);
-    this.#lastReadAt = now;
     const seen = new Set<string>();
     for (const [name, counters] of this.#listeners()) {
       seen.add(name);
       let watch = this.#watches.get(name);
       if (watch === undefined) {
-        const at = (total: number): Episode => ({ total: baseline ? total : 0, active: false, unlogged: 0, loggedAt: now });
+        const at = (total: number): Episode => ({ total: baseline ? total : 0, active: false, unlogged: 0, loggedAt: now, unpublished: 0, publishedAt: now });
         watch = { refusals: new Map(), noFds: at(counters.ended('rejected_no_fds')), pauses: baseline ? counters.acceptPauses() : 0 };
         for (const outcome of WATCHED_REFUSALS) watch.refusals.set(outcome, at(counters.ended(outcome)));
         this.#watches.set(name, watch);
       }
       if (baseline) continue;
-      for (const [outcome, episode] of watch.refusals) this.#readRefusals(name, outcome, episode, counters.ended(outcome), now, intervalMs);
+      for (const [outcome, episode] of watch.refusals) this.#readRefusals(name, outcome, episode, counters.ended(outcome), now);
       this.#readDescriptors(name, watch, counters, now);
     }
     // A listener removed from the config (its counters gone once drained): nothing more to say of it.
     for (const name of this.#watches.keys()) if (!seen.has(name)) this.#watches.delete(name);
   }
 
-  #readRefusals(listener: string, outcome: WatchedRefusal, episode: Episode, total: number, now: number, intervalMs: number): void {
+  #readRefusals(listener: string, outcome: WatchedRefusal, episode: Episode, total: number, now: number): void {
     const count = total - episode.total;
     episode.total = total;
     if (count > 0) {
@@ -147,17 +149,27 @@ export class EdgeWatch {
       if (!episode.active) {
         episode.active = true;
         episode.loggedAt = now;
+        episode.publishedAt = now;
         this.#events.publish({ type: 'refusals_started', listener, outcome, count, total });
         return;
       }
-      this.#events.publish({ type: 'refusals', listener, outcome, count, total, intervalMs });
+      episode.unpublished += count;
+      if (now - episode.publishedAt >= this.#logIntervalMs) this.#publishProgress(listener, outcome, episode, now);
       if (now - episode.loggedAt >= this.#logIntervalMs) this.#summarise(listener, outcome, episode, now);
       return;
     }
     if (!episode.active) return;
     episode.active = false;
     if (episode.unlogged > 0) this.#summarise(listener, outcome, episode, now);
+    if (episode.unpublished > 0) this.#publishProgress(listener, outcome, episode, now);
     this.#events.publish({ type: 'refusals_stopped', listener, outcome, total });
+  }
+
+  /** A `refusals` event for what was counted since the episode's previous event. */
+  #publishProgress(listener: string, outcome: WatchedRefusal, episode: Episode, now: number): void {
+    this.#events.publish({ type: 'refusals', listener, outcome, count: episode.unpublished, total: episode.total, intervalMs: Math.round(now - episode.publishedAt) });
+    episode.unpublished = 0;
+    episode.publishedAt = now;
   }
 
   /** The log's one line for `episode.unlogged` refusals, every thread's. */
