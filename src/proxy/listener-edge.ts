@@ -62,8 +62,8 @@ export class ListenerEdge {
   readonly #maxPerSource: number;
   readonly #rate: number;
   readonly #burst: number;
+  /** The listener's logger: it names the listener on every line. */
   readonly #logger: Logger;
-  readonly #listenerName: string;
   /** Refusals since this thread's quiet-period timer last ran, per outcome (index in EDGE_REFUSALS). */
   readonly #sinceCheck = new Float64Array(EDGE_REFUSALS.length);
   /** 1 while a quiet-period timer runs for the outcome: its refusals are not written by this thread. */
@@ -82,7 +82,6 @@ export class ListenerEdge {
       throw new Error(`listener ${config.name}: per-source limits need the listener's shared SourceLimits`);
     }
     this.#logger = logger;
-    this.#listenerName = config.name;
   }
 
   /** The edge of `config`, or null when it sets nothing the edge enforces. */
@@ -134,7 +133,7 @@ export class ListenerEdge {
       return;
     }
     this.#loud[index] = 1;
-    this.#logger.warn({ listener: this.#listenerName, outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
+    this.#logger.warn({ outcome, client: address ?? 'unknown', count: 1 }, REFUSAL_MESSAGES[outcome]);
     setTimeout(() => this.#checkQuiet(index), REFUSAL_LOG_INTERVAL_MS).unref();
   }
 

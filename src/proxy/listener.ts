@@ -258,7 +258,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     if (server?.listening === true) {
       const left = await closeWhenAcceptQueueEmpty(listeningFd(server), () => server.close(), ACCEPT_QUEUE_DRAIN_MS);
       if (left > 0) {
-        this.#logger.warn({ listener: this.listenerName, reset: left }, 'listener closed with connections still queued: the kernel resets them');
+        this.#logger.warn({ reset: left }, 'listener closed with connections still queued: the kernel resets them');
       }
     }
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -417,7 +417,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
       this.#pauseAccepting(error.code!);
       return;
     }
-    this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message }, 'listener accept failed');
+    this.#logger.error({ error: error.code ?? error.message }, 'listener accept failed');
   };
 
   /** ListenerContext: a connection of ours could not open its upstream socket (EMFILE/ENFILE); it counts itself. */
@@ -448,7 +448,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
     const pauseMs = this.#backoff.next(this.#pausedAt);
     // The thread that ran out warns; one following it (another worker's pause) only informs: the
     // process-wide warning, with every thread's count, is the main thread's (src/events/edge-watch.ts).
-    const fields = { listener: this.listenerName, cause, pauseMs, refused: this.#refusedNoFdsSinceLine + (queued ?? 0), queuedReset: queued, open: this.#active };
+    const fields = { cause, pauseMs, refused: this.#refusedNoFdsSinceLine + (queued ?? 0), queuedReset: queued, open: this.#active };
     if (seenHere) this.#logger.warn(fields, PAUSE_MESSAGE);
     else this.#logger.info(fields, PAUSE_MESSAGE);
     this.#refusedNoFdsSinceLine = 0;
@@ -471,7 +471,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
         }
         this.#outcomes.acceptResumed();
         this.#logger.info(
-          { listener: this.listenerName, pausedMs: Math.round(performance.now() - this.#pausedAt), open: this.#active },
+          { pausedMs: Math.round(performance.now() - this.#pausedAt), open: this.#active },
           'listener accepting again',
         );
       },
@@ -481,7 +481,7 @@ export class Listener implements ListenerContext, ListenerHandle, OpenConnection
         // port taken meanwhile) is logged and retried at the longest pause.
         const pauseMs = isOutOfFileDescriptors(error.code) ? this.#backoff.next(performance.now()) : MAX_PAUSE_MS;
         if (!isOutOfFileDescriptors(error.code)) {
-          this.#logger.error({ listener: this.listenerName, error: error.code ?? error.message, retryMs: pauseMs }, 'listener cannot listen again after a pause');
+          this.#logger.error({ error: error.code ?? error.message, retryMs: pauseMs }, 'listener cannot listen again after a pause');
         }
         this.#scheduleResume(pauseMs);
       },

@@ -4,6 +4,7 @@
  * Lines are parsed as they arrive; a wait resolves on the first matching line, already seen or
  * yet to come, and fails after a timeout or when the source ends (`close`). Never a sleep.
  */
+import { visit } from 'jsonc-parser';
 import { createRootLogger, type Logger } from '../../src/log.js';
 import type { LogLevel } from '../../src/config/types.js';
 
@@ -19,6 +20,11 @@ export class LogCapture {
   readonly lines: LogLine[] = [];
   /** Text that was not a JSON line (stays empty for `ringlb run`). */
   readonly otherText: string[] = [];
+  /**
+   * Lines that name a field twice (pino writes a child's bindings and the call's fields side by
+   * side): JSON.parse keeps the last, strict JSON tools reject or drop them. Should stay empty.
+   */
+  readonly duplicateKeyLines: string[] = [];
   #pending = '';
   #waiters = new Set<LineWaiter>();
   #closedReason: string | null = null;
@@ -43,6 +49,7 @@ export class LogCapture {
         this.otherText.push(text);
         continue;
       }
+      if (hasDuplicateTopLevelKey(text)) this.duplicateKeyLines.push(text);
       this.lines.push(line);
       for (const waiter of this.#waiters) {
         if (waiter.predicate(line)) {
@@ -99,4 +106,17 @@ export class LogCapture {
   count(msg: string): number {
     return this.withMsg(msg).length;
   }
+}
+
+function hasDuplicateTopLevelKey(text: string): boolean {
+  const seen = new Set<string>();
+  let duplicate = false;
+  visit(text, {
+    onObjectProperty(property, _offset, _length, _line, _character, pathSupplier) {
+      if (pathSupplier().length !== 0) return;
+      if (seen.has(property)) duplicate = true;
+      seen.add(property);
+    },
+  });
+  return duplicate;
 }

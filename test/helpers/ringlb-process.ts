@@ -136,6 +136,8 @@ export class RinglbProcess {
       this.child.kill('SIGKILL');
       await this.exited;
     }
+    const duplicates = this.log.duplicateKeyLines;
+    if (duplicates.length > 0) throw new Error(`ringlb wrote ${duplicates.length} log line(s) naming a field twice, e.g. ${duplicates[0]}`);
   }
 }
 
