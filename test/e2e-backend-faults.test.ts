@@ -92,6 +92,18 @@ async function startTricklingBackend(): Promise<{ address: string; close(): Prom
   };
 }
 
+/** A client of a startHalfClosingBackend through ringlb, once it has read the greeting and the backend's FIN; its own side stays open. */
+async function connectPastBackendFin(t: { after(fn: () => void): void }, port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  socket.on('error', () => {});
+  t.after(() => socket.destroy());
+  const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+  assert.equal(await readLine(socket), 'hc');
+  socket.resume(); // readLine leaves the socket paused; the FIN is read after the line
+  await ended;
+  return socket;
+}
+
 for (const { workers } of MODES) {
   describe(`backends that fail without dying (workers: ${workers})`, () => {
     test('a frozen backend under 200 connections/s is ejected; the healthy two keep serving and the listener never fills', { timeout: 60_000 }, async (t) => {
@@ -283,13 +295,7 @@ for (const { workers } of MODES) {
         pools: [{ name: 'app', serverFinTimeoutMs: 400, backends: [{ id: 'hc', address: backend.address }] }],
       });
       t.after(() => ringlb.kill());
-      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-      socket.on('error', () => {});
-      t.after(() => socket.destroy());
-      const ended = new Promise<void>((resolve) => socket.once('end', resolve));
-      assert.equal(await readLine(socket), 'hc');
-      socket.resume(); // readLine leaves the socket paused; the FIN is read after the line
-      await ended;
+      const socket = await connectPastBackendFin(t, port);
       // We keep our side open, as a client that never finishes. After serverFinTimeoutMs of silence
       // ringlb cuts both sides: a reset to the backend (which never had our FIN), a close to us (we
       // had its FIN already, so we would learn of the cut only by writing).
@@ -341,13 +347,7 @@ for (const { workers } of MODES) {
         pools: [{ name: 'app', serverFinTimeoutMs: TRICKLE_FIN_TIMEOUT_MS, backends: [{ id: 'hc', address: backend.address }] }],
       });
       t.after(() => ringlb.kill());
-      const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-      socket.on('error', () => {});
-      t.after(() => socket.destroy());
-      const ended = new Promise<void>((resolve) => socket.once('end', resolve));
-      assert.equal(await readLine(socket), 'hc');
-      socket.resume();
-      await ended; // the backend's FIN: from here on only our upload moves
+      const socket = await connectPastBackendFin(t, port); // from here on only our upload moves
       await trickle(socket, 'y'.repeat(100));
       assert.equal((await backend.received).length, TRICKLE_CHUNKS * 100, 'the backend received the whole upload');
       const line = await ringlb.waitForLine((l) => l.msg === 'connection closed', 5000, 'access line');
