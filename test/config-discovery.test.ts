@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { formatIssues, loadConfigFile, validateConfig, type ConfigLoadResult } from '../src/config/load.js';
 import type { ConfigIssue, RinglbConfig } from '../src/config/types.js';
+import { DEFAULT_ADMIN_LIMITS } from '../src/admin/limits.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -47,7 +48,7 @@ describe('config: admin', () => {
     const config = configOf(
       validateConfig({ ...discoveryConfig({ type: 'registration' }), admin: {} }),
     );
-    assert.deepEqual(config.admin, { bind: { host: '127.0.0.1', port: 9901, text: '127.0.0.1:9901' }, token: null });
+    assert.deepEqual(config.admin, { bind: { host: '127.0.0.1', port: 9901, text: '127.0.0.1:9901' }, token: null, limits: DEFAULT_ADMIN_LIMITS });
   });
 
   test('port 0 and a token are accepted', () => {
