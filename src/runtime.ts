@@ -53,7 +53,7 @@ import { RuntimeAdminApi, type AdminRuntimeView } from './admin/runtime-api.js';
 import type { BackendChange, ChangeOrigin } from './admin/api.js';
 import { EventBus } from './events/bus.js';
 import { publishSetChange } from './events/membership.js';
-import { EventStream } from './events/sse.js';
+import { eventStreamCap, EventStream } from './events/sse.js';
 import type { EventSink } from './events/types.js';
 import { AlertDispatcher, type ReceiverStats } from './events/webhooks.js';
 import { EdgeWatch } from './events/edge-watch.js';
@@ -732,6 +732,7 @@ export class Ringlb {
       api: new RuntimeAdminApi(this.adminView()),
     });
     this.#eventStream.install(server);
+    this.#eventStream.maxClients = eventStreamCap(server.limits.maxConnections);
     this.#exporter ??= new PrometheusExporter({
       traffic: this.#traffic,
       reloads: () => this.#reloads,
@@ -1034,7 +1035,7 @@ export class Ringlb {
       movedShare: p.movedShare,
     }));
     this.#logger.info({ ...summary, pools }, 'config reloaded');
-    const changed = summary.poolsChanged.length === 0 ? 'no pool changed' : `pools changed: ${summary.poolsChanged.join(', ')}`;
+    const changed = reloadMessage(plan, summary);
     this.#events.publish({ type: 'reload', result: 'applied', source: 'config', message: changed });
     this.#reloads.applied += 1;
     return { ok: true, summary, plan };
@@ -1048,6 +1049,7 @@ export class Ringlb {
     const limits = next.admin?.limits ?? DEFAULT_ADMIN_LIMITS;
     // None runs when its last restart failed (bind in use): try again, as any admin change does.
     if (this.#admin === null || !this.#admin.appliesInPlace(limits)) return this.#restartAdmin(next);
+    this.#eventStream.maxClients = eventStreamCap(limits.maxConnections);
     this.#admin.setLimits(limits);
     this.#logger.info({ limits }, 'admin limits applied');
   }
@@ -1069,6 +1071,24 @@ export class Ringlb {
     this.refuseReload(errors);
     return { ok: false, errors };
   }
+}
+
+/**
+ * The `reload` event's message: what changed, by area (the plan has the details). A reload that
+ * only changed admin limits or a listener said "no pool changed", as if nothing had.
+ */
+function reloadMessage(plan: ReloadPlan, summary: ReloadSummary): string {
+  const parts: string[] = [];
+  if (summary.poolsChanged.length > 0) parts.push(`pools changed: ${summary.poolsChanged.join(', ')}`);
+  const listeners = [
+    ...summary.listenersAdded.map((name) => `${name} added`),
+    ...summary.listenersRemoved.map((name) => `${name} removed`),
+    ...summary.listenersRebound.map((name) => `${name} rebound`),
+    ...plan.listeners.updated.map((listener) => `${listener.name} updated`),
+  ];
+  if (listeners.length > 0) parts.push(`listeners: ${listeners.join(', ')}`);
+  if (plan.settings.length > 0) parts.push(`settings changed: ${plan.settings.map((setting) => setting.key).join(', ')}`);
+  return parts.length === 0 ? 'nothing changed' : parts.join('; ');
 }
 
 /** `admin.limits` or one of its keys: applied in place, unlike bind and token. */

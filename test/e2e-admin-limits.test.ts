@@ -121,6 +121,27 @@ describe('admin.limits at start', () => {
     assert.equal(cap.maxConnections, 4);
   });
 
+  test('cap 6: event streams may take at most 3 connections (503 beyond), so /v1/status and /metrics stay reachable', { timeout: 60_000 }, async (t) => {
+    const { ringlb } = await startRinglb(temp.writeJson(configWith({ maxConnections: 6 })), ['app']);
+    t.after(() => ringlb.kill());
+    const address = await adminAddress(ringlb);
+    const stream = 'GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n';
+    const streams = await Promise.all(Array.from({ length: 3 }, () => rawClient(address, stream)));
+    await Promise.all(streams.map((client) => client.waitFor(': ringlb events')));
+    const fourth = await rawClient(address, stream);
+    await fourth.closed;
+    assert.match(fourth.received(), /^HTTP\/1\.1 503 /);
+    assert.match(fourth.received(), /at most 3/);
+    for (let i = 0; i < 3; i++) {
+      const status = await rawClient(address, 'GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      await status.closed;
+      assert.match(status.received(), /^HTTP\/1\.1 200 /);
+    }
+    const metrics = await scrape(address);
+    assert.equal(metrics.sum('ringlb_admin_connections_closed_total', { reason: 'refused' }), 0);
+    for (const client of streams) client.socket.destroy();
+  });
+
   test('headersTimeoutMs 500: a partial header gets 408 and the socket is closed; bodies over 2048 bytes 413, headers over 4096 bytes 431', { timeout: 60_000 }, async (t) => {
     const { ringlb } = await startRinglb(temp.writeJson(configWith(limits)), ['app']);
     t.after(() => ringlb.kill());

@@ -195,6 +195,14 @@ describe('health transitions as events', () => {
     // The receiver of the config in force (ops) gets both reloads.
     const posts = await ops.waitForPosts((post) => post.event.type === 'reload', 'both reloads at ops', 5000, 2);
     assert.deepEqual(posts.map((post) => post.event.result), ['applied', 'refused']);
+    assert.equal(applied!.json.message, 'pools changed: web');
+
+    // A reload that changes no pool says what it did change.
+    const limited = { ...config(ops.url, [{ id: 'a', address: a.address, weight: 300 }, { id: 'b', address: b.address }]), drainTimeoutMs: 1234 };
+    writeFileSync(file, JSON.stringify(limited));
+    ringlb.child.kill('SIGHUP');
+    const [settings] = await stream.waitFor((m) => m.event === 'reload' && m.json.result === 'applied' && m.json.id > applied!.json.id, 'settings-only reload', 10_000);
+    assert.equal(settings!.json.message, 'settings changed: drainTimeoutMs');
   });
 });
 

@@ -114,7 +114,9 @@ async function floodAndRecover(t: TestContext, workers: number, env: Readonly<Re
     }
   }
   assert.ok(servedAgain, 'served again once descriptors were free');
-  await exhaustionEvents(events, 'recovered');
+  // Recovery is announced after 10 quiet seconds; the watcher does not depend on the data path,
+  // so the net.Socket runs leave it to the others.
+  if (env.RINGLB_DATA_PATH !== 'net') await exhaustionEvents(events, 'recovered');
 
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) > 0, 'rejected_no_fds counted');
   assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
@@ -139,9 +141,10 @@ async function openEvents(t: TestContext, admin: string): Promise<SseReader> {
 /** The listener's exhaustion and recovery on the stream, in that order, once each. */
 async function exhaustionEvents(events: SseReader, when: 'exhausted' | 'recovered'): Promise<void> {
   const type = when === 'exhausted' ? 'fds_exhausted' : 'fds_recovered';
-  // The watcher reads the counters every second; recovery needs a quiet read after the last pause
-  // (at most MAX_PAUSE_MS, 2 s). The margin covers a loaded 2-core machine.
-  const [event] = await events.waitFor((m) => m.json.type === type && m.json.listener === POOL, type, 15_000);
+  // The watcher reads the counters every second; recovery needs no thread paused (a pause lasts
+  // at most MAX_PAUSE_MS, 2 s) and 10 s without a refusal or a pause. The margin covers a loaded
+  // 2-core machine.
+  const [event] = await events.waitFor((m) => m.json.type === type && m.json.listener === POOL, type, 25_000);
   assert.equal(event!.json.outcome, 'rejected_no_fds');
   assert.ok(Number(event!.json.pauses) >= 1, 'a pause was counted');
   // Episodes alternate, exhausted first (the listener may recover while held connections still
@@ -211,7 +214,7 @@ async function connectRunsOut(t: TestContext, workers: number, env: Readonly<Rec
   assert.ok('served' in again, 'served again once descriptors are there');
   await echoes(again.served, 'after');
   again.served.destroy();
-  await exhaustionEvents(events, 'recovered');
+  if (env.RINGLB_DATA_PATH !== 'net') await exhaustionEvents(events, 'recovered');
   const scrape = await scrapeUntil(admin, (s) => s.sum('ringlb_listener_connections_total', { listener: POOL, outcome: 'rejected_no_fds' }) === 1, 'one rejected_no_fds');
   assert.ok(scrape.sum('ringlb_listener_accept_pauses_total', { listener: POOL }) >= 1, 'the pause is counted');
   assert.equal(scrape.sum('ringlb_backend_connect_failures_total', { pool: POOL }), 0, 'not counted against the backend');

@@ -162,6 +162,8 @@ describe('EdgeWatch: descriptor exhaustion', () => {
     threads[0]!.acceptResumed();
     assert.deepEqual(tick(), [], 'a thread still paused');
     threads[1]!.acceptResumed();
+    // Not yet: the last refusal was 2 reads ago, and recovery waits a whole log interval (3 reads).
+    assert.deepEqual(tick(), []);
     assert.deepEqual(tick(), [{ type: 'fds_recovered', listener: 'edge', outcome: 'rejected_no_fds', total: 2, pauses: 2 }]);
     const warnings = summaryLines(capture, 'out of file descriptors: clients refused');
     assert.deepEqual(
@@ -177,7 +179,21 @@ describe('EdgeWatch: descriptor exhaustion', () => {
     watch.read(true);
     threads[1]!.ended('rejected_no_fds');
     assert.deepEqual(tick().map((event) => event.type), ['fds_exhausted']);
+    assert.deepEqual(tick(), []);
+    assert.deepEqual(tick(), []);
     assert.deepEqual(tick().map((event) => event.type), ['fds_recovered']);
+  });
+
+  test('refusals every other read keep one episode: no exhausted/recovered pair per burst', () => {
+    const { watch, threads, tick } = setup();
+    watch.read(true);
+    const events: RinglbEventInput[] = [];
+    for (let read = 0; read < 12; read++) {
+      if (read % 2 === 0) threads[0]!.ended('rejected_no_fds');
+      events.push(...tick());
+    }
+    for (let read = 0; read < 3; read++) events.push(...tick());
+    assert.deepEqual(events.map((event) => event.type), ['fds_exhausted', 'fds_recovered']);
   });
 });
 

@@ -16,13 +16,15 @@
  *
  * Per listener, running out of file descriptors (src/proxy/fd-exhaustion.ts):
  * - `fds_exhausted`: an accept pause or a `rejected_no_fds` refusal appeared (`count`, `total`, `pauses`);
- * - `fds_recovered`: no thread is paused any more and an interval passed with neither.
+ * - `fds_recovered`: no thread is paused any more and `logIntervalMs` (10 s) passed with neither. Not
+ *   one quiet read: a process that holds its descriptors refuses again at the next burst, and an
+ *   exhausted/recovered pair every 2–3 s paged like a flapping alert (a tryout saw four in 10 s).
  *
  * The log: one warning per listener and outcome per `logIntervalMs`, with the process-wide count
  * since the previous one (and the rest when the refusals stop), whatever the number of worker
- * threads; each thread still writes the first refusal of its quiet period itself, with the client
- * (ListenerEdge.noteRefusal). Descriptor exhaustion likewise: a warning when it starts, one per
- * `logIntervalMs` while it lasts, an info line when it is over.
+ * threads, and an info line when they stop; each thread still writes the first refusal of its quiet
+ * period itself, with the client (ListenerEdge.noteRefusal). Descriptor exhaustion likewise: a
+ * warning when it starts, one per `logIntervalMs` while it lasts, an info line when it is over.
  *
  * Cost: per interval, (listeners × watched outcomes) sums over the thread rows; nothing when the
  * counters did not move besides those reads. Events are rare by construction: at most one per
@@ -45,6 +47,7 @@ const SUMMARY_MESSAGES: Readonly<Record<WatchedRefusal, string>> = {
   rejected_max_connections: 'connections refused: listener at maxConnections',
 };
 const FDS_MESSAGE = 'out of file descriptors: clients refused';
+const STOPPED_MESSAGE = 'connections no longer refused';
 const FDS_RECOVERED_MESSAGE = 'file descriptors available again: listener accepting';
 
 export interface EdgeWatchOptions {
@@ -74,6 +77,8 @@ interface Episode {
   unpublished: number;
   /** When the last event of the episode was. */
   publishedAt: number;
+  /** When the counter last grew (descriptor episodes: a refusal or a pause). */
+  lastSeenAt: number;
 }
 
 /** What one listener's watch remembers between reads. */
@@ -128,7 +133,7 @@ export class EdgeWatch {
       seen.add(name);
       let watch = this.#watches.get(name);
       if (watch === undefined) {
-        const at = (total: number): Episode => ({ total: baseline ? total : 0, active: false, unlogged: 0, loggedAt: now, unpublished: 0, publishedAt: now });
+        const at = (total: number): Episode => ({ total: baseline ? total : 0, active: false, unlogged: 0, loggedAt: now, unpublished: 0, publishedAt: now, lastSeenAt: now });
         watch = { refusals: new Map(), noFds: at(counters.ended('rejected_no_fds')), pauses: baseline ? counters.acceptPauses() : 0 };
         for (const outcome of WATCHED_REFUSALS) watch.refusals.set(outcome, at(counters.ended(outcome)));
         this.#watches.set(name, watch);
@@ -163,6 +168,7 @@ export class EdgeWatch {
     if (episode.unlogged > 0) this.#summarise(listener, outcome, episode, now);
     if (episode.unpublished > 0) this.#publishProgress(listener, outcome, episode, now);
     this.#events.publish({ type: 'refusals_stopped', listener, outcome, total });
+    this.#logger.info({ listener, outcome, total, processWide: true }, STOPPED_MESSAGE);
   }
 
   /** A `refusals` event for what was counted since the episode's previous event. */
@@ -191,6 +197,7 @@ export class EdgeWatch {
     episode.total = total;
     watch.pauses = pauses;
     if (count > 0 || newPauses > 0) {
+      episode.lastSeenAt = now;
       episode.unlogged += count;
       if (!episode.active) {
         episode.active = true;
@@ -205,8 +212,9 @@ export class EdgeWatch {
       }
       return;
     }
-    // Quiet, but a thread may still sit out a pause of up to MAX_PAUSE_MS: not over until it accepts.
-    if (!episode.active || counters.pausedThreads() > 0) return;
+    // Quiet, but a thread may still sit out a pause of up to MAX_PAUSE_MS: not over until it
+    // accepts, and until a whole log interval went by without a refusal or a pause.
+    if (!episode.active || counters.pausedThreads() > 0 || now - episode.lastSeenAt < this.#logIntervalMs) return;
     episode.active = false;
     if (episode.unlogged > 0) {
       this.#logger.warn({ listener, refused: episode.unlogged, total, pauses, intervalMs: Math.round(now - episode.loggedAt), processWide: true }, FDS_MESSAGE);

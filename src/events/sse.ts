@@ -42,9 +42,19 @@ interface Client {
   readonly types: ReadonlySet<string> | null;
 }
 
+/**
+ * Streams allowed beside an admin connection cap of `maxConnections`: at most half of it (and at
+ * most DEFAULT_MAX_EVENT_CLIENTS). A stream holds its connection for as long as it is open and
+ * the cap never evicts it (it is a request being answered), so with 64 streams allowed and
+ * `maxConnections: 30`, 30 open dashboards locked every other client (/metrics) out.
+ */
+export function eventStreamCap(maxConnections: number): number {
+  return Math.max(1, Math.min(DEFAULT_MAX_EVENT_CLIENTS, Math.floor(maxConnections / 2)));
+}
+
 export class EventStream {
   readonly #bus: EventBus;
-  readonly #maxClients: number;
+  #maxClients: number;
   readonly #keepaliveMs: number;
   readonly #maxBufferedBytes: number;
   readonly #clients = new Set<Client>();
@@ -63,6 +73,11 @@ export class EventStream {
   /** Installs `GET /v1/events` on an admin server. */
   install(routes: RouteTable): void {
     routes.route('GET', '/v1/events', (request) => this.#open(request));
+  }
+
+  /** Streams allowed from now on (admin.limits changed); open ones above it stay open. */
+  set maxClients(count: number) {
+    this.#maxClients = count;
   }
 
   get clientCount(): number {
