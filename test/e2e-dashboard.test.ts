@@ -379,10 +379,12 @@ describe('dashboard timeline: a listener refusing a flood', () => {
     try {
       await tab.goto(`http://${await adminAddress(started.ringlb)}/`);
       await tab.locator('#live[data-live="live"]').waitFor({ timeout: 10_000 });
-      // Denied clients, one after another, until the page has shown two summaries (the flood
-      // then spans three reads of the counters, and the second summary replaced the first).
+      // Denied clients, one after another, until the page shows the first summary (10 s in), then
+      // 20 more and the flood stops: the rest comes as a second summary (published at the stop),
+      // which must replace the first.
+      let afterSummary = Number.POSITIVE_INFINITY;
       flood = (async () => {
-        while (flooding) {
+        while (flooding && afterSummary-- > 0) {
           const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
           socket.on('error', () => undefined);
           socket.on('end', () => socket.destroy());
@@ -391,13 +393,13 @@ describe('dashboard timeline: a listener refusing a flood', () => {
       })();
       const summaries = tab.locator('#events li[data-event-type="refusals"]');
       await tab.locator('#events li[data-event-type="refusals_started"]').filter({ hasText: 'listener edge' }).first().waitFor({ timeout: 15_000 });
-      await summaries.first().waitFor({ timeout: 15_000 });
+      await summaries.first().waitFor({ timeout: 25_000 });
       const firstId = await summaries.first().getAttribute('data-event-id');
-      await tab.locator(`#events li[data-event-type="refusals"]:not([data-event-id="${firstId}"])`).waitFor({ timeout: 15_000 });
-      assert.equal(await summaries.count(), 1, 'one line for the latest count, not one per second');
-      assert.match((await summaries.first().textContent()) ?? '', /listener edge refusing denied: [\d,]+ in /);
-      flooding = false;
+      afterSummary = 20;
       await flood;
+      await tab.locator(`#events li[data-event-type="refusals"]:not([data-event-id="${firstId}"])`).waitFor({ timeout: 15_000 });
+      assert.equal(await summaries.count(), 1, 'one line for the latest count, not one per summary');
+      assert.match((await summaries.first().textContent()) ?? '', /listener edge refusing denied: [\d,]+ in /);
       await tab.locator('#events li[data-event-type="refusals_stopped"]').filter({ hasText: 'listener edge' }).waitFor({ timeout: 15_000 });
       assert.equal(await summaries.count(), 1, 'the latest count stays beside the stop');
     } finally {

@@ -26,7 +26,7 @@
  * The listener's edge (listener-edge.ts) is paid only where configured: allow/deny and per-source
  * limits cost a peer-address read and integer compares at accept; a PROXY protocol listener adds a
  * header reader and its two handlers to its own connections, and a pool that sends a header one
- * more write at connect (bench/RESULTS.md "PROXY protocol": 1.2× the CPU per short connection).
+ * more write at connect (bench/RESULTS.md "PROXY protocol": 1.19–1.26× the CPU per short connection, bench/edge-cost.ts).
  * Nor do we resolve names: the pool hands out an IP literal per slot (backend names are resolved
  * off the hot path, discovery/name-resolver.ts), so `net.connect` makes no `dns.lookup`.
  */
