@@ -142,6 +142,24 @@ describe('admin.limits at start', () => {
     for (const client of streams) client.socket.destroy();
   });
 
+  test('a reload lowering the cap to 4 ends event streams above its 2, so other clients still get in', { timeout: 60_000 }, async (t) => {
+    const file = temp.writeJson(configWith({ maxConnections: 6 }));
+    const { ringlb } = await startRinglb(file, ['app']);
+    t.after(() => ringlb.kill());
+    const address = await adminAddress(ringlb);
+    const streams = await Promise.all(Array.from({ length: 3 }, () => rawClient(address, 'GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n')));
+    await Promise.all(streams.map((client) => client.waitFor(': ringlb events')));
+    const since = ringlb.lines.length;
+    writeFileSync(file, JSON.stringify(configWith({ maxConnections: 4 })));
+    ringlb.child.kill('SIGHUP');
+    await ringlb.waitForLine((l) => l.msg === 'admin limits applied', 10_000, 'admin limits applied', since);
+    await Promise.race(streams.map((client) => client.closed));
+    const status = await rawClient(address, 'GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await status.closed;
+    assert.match(status.received(), /^HTTP\/1\.1 200 /);
+    for (const client of streams) client.socket.destroy();
+  });
+
   test('headersTimeoutMs 500: a partial header gets 408 and the socket is closed; bodies over 2048 bytes 413, headers over 4096 bytes 431', { timeout: 60_000 }, async (t) => {
     const { ringlb } = await startRinglb(temp.writeJson(configWith(limits)), ['app']);
     t.after(() => ringlb.kill());

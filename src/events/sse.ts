@@ -49,7 +49,7 @@ interface Client {
  * `maxConnections: 30`, 30 open dashboards locked every other client (/metrics) out.
  */
 export function eventStreamCap(maxConnections: number): number {
-  return Math.max(1, Math.min(DEFAULT_MAX_EVENT_CLIENTS, Math.floor(maxConnections / 2)));
+  return Math.min(DEFAULT_MAX_EVENT_CLIENTS, Math.floor(maxConnections / 2));
 }
 
 export class EventStream {
@@ -75,9 +75,19 @@ export class EventStream {
     routes.route('GET', '/v1/events', (request) => this.#open(request));
   }
 
-  /** Streams allowed from now on (admin.limits changed); open ones above it stay open. */
+  /**
+   * Streams allowed from now on (admin.limits changed). Streams above a lowered cap end now (their
+   * clients reconnect with Last-Event-ID and get 503 until there is room): the connection cap never
+   * evicts a stream, so 40 open ones under a new cap of 32 refused every other admin client.
+   */
   set maxClients(count: number) {
     this.#maxClients = count;
+    let over = this.#clients.size - count;
+    for (const client of [...this.#clients].reverse()) {
+      if (over-- <= 0) break;
+      client.response.end();
+      this.#remove(client);
+    }
   }
 
   get clientCount(): number {

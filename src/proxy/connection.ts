@@ -247,6 +247,16 @@ function resetOrDestroy(socket: ProxySocket): void {
   else socket.resetAndDestroy();
 }
 
+/**
+ * A number that moves whenever bytes move: read from either peer, or taken by the kernel from
+ * either write queue. Reads alone miss a slow reader under backpressure: the upstream is paused
+ * while the client drains one 64 KiB read, which at 2 KB/s takes longer than the 30 s half-close
+ * timeout, and the download was cut although bytes kept flowing to the client.
+ */
+function progressOf(client: ProxySocket, upstream: ProxySocket): number {
+  return client.bytesRead + upstream.bytesRead + client.writableLength + upstream.writableLength;
+}
+
 function failureReasonOf(error: NodeJS.ErrnoException): ConnectFailureReason {
   return error.code === 'ECONNREFUSED' ? 'refused' : 'error';
 }
@@ -687,7 +697,7 @@ export class ProxyConnection implements QueuedConnection {
     if (idleTimeoutMs > 0 && idleTimeoutMs <= timeoutMs) return; // the idle timeout ends it first anyway
     this.#quietOutcome = outcome;
     this.#quietTicks = 0;
-    this.#bytesAtLastTick = this.#client.bytesRead + this.#upstream!.bytesRead;
+    this.#bytesAtLastTick = progressOf(this.#client, this.#upstream!);
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = setTimeout(this.#onIdleTick, Math.max(1, Math.ceil(timeoutMs / IDLE_TICKS)));
   }
@@ -736,7 +746,7 @@ export class ProxyConnection implements QueuedConnection {
   #onIdleTick = (): void => {
     const upstream = this.#upstream;
     if (upstream === null) return;
-    const bytes = this.#client.bytesRead + upstream.bytesRead;
+    const bytes = progressOf(this.#client, upstream);
     if (bytes !== this.#bytesAtLastTick) {
       this.#bytesAtLastTick = bytes;
       this.#quietTicks = 0;
