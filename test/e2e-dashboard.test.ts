@@ -400,7 +400,8 @@ describe('dashboard timeline: a listener refusing a flood', () => {
       await tab.locator(`#events li[data-event-type="refusals"]:not([data-event-id="${firstId}"])`).waitFor({ timeout: 15_000 });
       assert.equal(await summaries.count(), 1, 'one line for the latest count, not one per summary');
       assert.match((await summaries.first().textContent()) ?? '', /listener edge refusing denied: [\d,]+ in /);
-      await tab.locator('#events li[data-event-type="refusals_stopped"]').filter({ hasText: 'listener edge' }).waitFor({ timeout: 15_000 });
+      // The stop comes after 10 s without a refusal.
+      await tab.locator('#events li[data-event-type="refusals_stopped"]').filter({ hasText: 'listener edge' }).waitFor({ timeout: 25_000 });
       assert.equal(await summaries.count(), 1, 'the latest count stays beside the stop');
     } finally {
       flooding = false;

@@ -26,6 +26,8 @@ const TOKEN = 'edge-events-token-0123456789';
  * The margin covers a loaded 2-core machine running other suites.
  */
 const EVENT_BOUND_MS = 2 * 1000 + 8000;
+/** refusals_stopped comes after 10 s without a refusal (one log interval), read once a second. */
+const STOP_BOUND_MS = 10_000 + EVENT_BOUND_MS;
 const RATE_MESSAGE = 'connections refused: source over connectionRatePerSource';
 
 const temp = new TempDir();
@@ -109,7 +111,7 @@ describe('edge refusals as events', () => {
     assert.equal(typeof started!.json.total, 'number');
     // One episode, unless the machine stalled for a whole read between two clients: then several,
     // and the last one's stop carries the total.
-    const [stopped] = await events.waitFor((m) => about('refusals_stopped', 'denied')(m) && m.json.total === N, 'refusals_stopped on the stream', EVENT_BOUND_MS);
+    const [stopped] = await events.waitFor((m) => about('refusals_stopped', 'denied')(m) && m.json.total === N, 'refusals_stopped on the stream', STOP_BOUND_MS);
     assert.equal(stopped!.json.listener, 'edge');
     assert.deepEqual(
       episodeCounts(events.messages, 'denied').reduce((sum, count) => sum + count, 0),
@@ -118,7 +120,7 @@ describe('edge refusals as events', () => {
     );
     assert.equal(await metric(admin, 'denied'), N);
 
-    await receiver.waitForPosts((post) => post.event.type === 'refusals_stopped' && post.event.total === N, 'refusals_stopped at the receiver', EVENT_BOUND_MS);
+    await receiver.waitForPosts((post) => post.event.type === 'refusals_stopped' && post.event.total === N, 'refusals_stopped at the receiver', STOP_BOUND_MS);
     const delivered = receiver.delivered();
     // Subscribed types only (no per-interval summaries), started and stopped in turn.
     delivered.forEach((event: ReceivedEvent, index) => assert.equal(event.type, index % 2 === 0 ? 'refusals_started' : 'refusals_stopped', JSON.stringify(delivered)));
@@ -153,7 +155,7 @@ describe('edge refusals as events', () => {
         stopAfter = Math.min(stopAfter, attempts + 200);
         await flood;
       }
-      const [stopped] = await events.waitFor((m) => about('refusals_stopped', 'rejected_source_rate')(m) && m.json.total === refusedClients, 'refusals_stopped with every refusal', EVENT_BOUND_MS);
+      const [stopped] = await events.waitFor((m) => about('refusals_stopped', 'rejected_source_rate')(m) && m.json.total === refusedClients, 'refusals_stopped with every refusal', STOP_BOUND_MS);
       const total = await metric(admin, 'rejected_source_rate');
       assert.equal(total, refusedClients, `${refusedClients} of ${attempts} clients were refused`);
       assert.equal(stopped!.json.total, total);

@@ -63,10 +63,10 @@ describe('EdgeWatch: refusals', () => {
     assert.deepEqual(tick(), []);
     threads[1]!.ended('denied');
     assert.deepEqual(tick(), []);
-    assert.deepEqual(tick(), [
-      { type: 'refusals', listener: 'edge', outcome: 'denied', count: 5, total: 8, intervalMs: 3 * INTERVAL_MS },
-      { type: 'refusals_stopped', listener: 'edge', outcome: 'denied', total: 8 },
-    ]);
+    // Quiet: the progress goes out at the log's pace; the stop waits a whole quiet log interval.
+    assert.deepEqual(tick(), [{ type: 'refusals', listener: 'edge', outcome: 'denied', count: 5, total: 8, intervalMs: 3 * INTERVAL_MS }]);
+    assert.deepEqual(tick(), []);
+    assert.deepEqual(tick(), [{ type: 'refusals_stopped', listener: 'edge', outcome: 'denied', total: 8 }]);
     assert.equal(counters.ended('denied'), 8);
     // Quiet stays quiet; a new episode starts again.
     assert.deepEqual(tick(), []);
@@ -83,7 +83,7 @@ describe('EdgeWatch: refusals', () => {
       threads[interval % 2]!.ended('rejected_source_rate');
       events.push(...tick());
     }
-    events.push(...tick());
+    for (let read = 0; read < 3; read++) events.push(...tick());
     assert.deepEqual(
       events.map((event) => [event.type, event.count ?? null, event.total]),
       [
@@ -107,9 +107,11 @@ describe('EdgeWatch: refusals', () => {
       ['rejected_source_rate', 'rejected_max_connections'],
     );
     threads[0]!.ended('rejected_source_rate');
+    assert.deepEqual(tick(), []);
+    assert.deepEqual(tick(), []);
     assert.deepEqual(
       tick().map((event) => `${event.type} ${event.outcome}`),
-      ['refusals_stopped rejected_max_connections'],
+      ['refusals rejected_source_rate', 'refusals_stopped rejected_max_connections'],
     );
   });
 
@@ -122,9 +124,9 @@ describe('EdgeWatch: refusals', () => {
       threads[1]!.ended('rejected_source_rate');
       tick();
     }
-    tick();
+    for (let read = 0; read < 3; read++) tick();
     const lines = summaryLines(capture, 'connections refused: source over connectionRatePerSource');
-    // Read 1 starts the episode; reads 4 (3 s later) and the stop (read 7) write the lines.
+    // Read 1 starts the episode; reads 4 and 7 (3 s apart) write the lines; the stop (read 9) has nothing left.
     assert.deepEqual(
       lines.map((line) => [line.count, line.total, line.intervalMs]),
       [
@@ -133,6 +135,22 @@ describe('EdgeWatch: refusals', () => {
       ],
     );
     assert.ok(lines.every((line) => line.worker === undefined && line.listener === 'edge'));
+  });
+
+  test('a source refused every other read (a probe outside the allow list) is one episode, not a pair per probe', () => {
+    const { watch, threads, tick } = setup();
+    watch.read(true);
+    const events: RinglbEventInput[] = [];
+    for (let read = 0; read < 12; read++) {
+      if (read % 2 === 0) threads[0]!.ended('denied');
+      events.push(...tick());
+    }
+    for (let read = 0; read < 3; read++) events.push(...tick());
+    const types = events.map((event) => event.type);
+    assert.equal(types[0], 'refusals_started');
+    assert.equal(types.at(-1), 'refusals_stopped');
+    assert.ok(types.slice(1, -1).every((type) => type === 'refusals'), types.join(', '));
+    assert.equal(events.filter((event) => event.type !== 'refusals_stopped').reduce((sum, event) => sum + (event.count ?? 0), 0), 6);
   });
 
   test('a listener that appears after the start counts from zero; one that leaves is forgotten', () => {

@@ -10,7 +10,9 @@
  * - `refusals`: while they go on, at most one per `logIntervalMs` (10 s) with the count since the
  *   previous event (`count`, `total`, `intervalMs`), and the remainder just before the stop: a flood
  *   of an hour is ~360 events, not 3,600 (the bus keeps 256 for replay, and every webhook gets each);
- * - `refusals_stopped`: the first interval without growth after some (`total`).
+ * - `refusals_stopped`: once `logIntervalMs` (10 s) passed without growth (`total`). Not one quiet
+ *   read: a monitor outside the allow list that probes every 2 s made a started/stopped pair (and
+ *   two log lines) per probe, ~43,000 events a day.
  * So the counts of one episode's `refusals_started` and `refusals` add up to its growth of
  * `ringlb_listener_connections_total{outcome}`.
  *
@@ -150,6 +152,7 @@ export class EdgeWatch {
     const count = total - episode.total;
     episode.total = total;
     if (count > 0) {
+      episode.lastSeenAt = now;
       episode.unlogged += count;
       if (!episode.active) {
         episode.active = true;
@@ -164,6 +167,12 @@ export class EdgeWatch {
       return;
     }
     if (!episode.active) return;
+    // Flush what is counted at the log's pace meanwhile; the episode ends after a whole quiet interval.
+    if (now - episode.lastSeenAt < this.#logIntervalMs) {
+      if (episode.unlogged > 0 && now - episode.loggedAt >= this.#logIntervalMs) this.#summarise(listener, outcome, episode, now);
+      if (episode.unpublished > 0 && now - episode.publishedAt >= this.#logIntervalMs) this.#publishProgress(listener, outcome, episode, now);
+      return;
+    }
     episode.active = false;
     if (episode.unlogged > 0) this.#summarise(listener, outcome, episode, now);
     if (episode.unpublished > 0) this.#publishProgress(listener, outcome, episode, now);
