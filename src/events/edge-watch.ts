@@ -162,22 +162,20 @@ export class EdgeWatch {
         return;
       }
       episode.unpublished += count;
-      if (now - episode.publishedAt >= this.#logIntervalMs) this.#publishProgress(listener, outcome, episode, now);
-      if (now - episode.loggedAt >= this.#logIntervalMs) this.#summarise(listener, outcome, episode, now);
+    } else if (!episode.active) {
+      return;
+    } else if (now - episode.lastSeenAt >= this.#logIntervalMs) {
+      // A whole quiet interval: the episode ends, with what is left of its counts.
+      episode.active = false;
+      if (episode.unlogged > 0) this.#summarise(listener, outcome, episode, now);
+      if (episode.unpublished > 0) this.#publishProgress(listener, outcome, episode, now);
+      this.#events.publish({ type: 'refusals_stopped', listener, outcome, total });
+      this.#logger.info({ listener, outcome, total, processWide: true }, STOPPED_MESSAGE);
       return;
     }
-    if (!episode.active) return;
-    // Flush what is counted at the log's pace meanwhile; the episode ends after a whole quiet interval.
-    if (now - episode.lastSeenAt < this.#logIntervalMs) {
-      if (episode.unlogged > 0 && now - episode.loggedAt >= this.#logIntervalMs) this.#summarise(listener, outcome, episode, now);
-      if (episode.unpublished > 0 && now - episode.publishedAt >= this.#logIntervalMs) this.#publishProgress(listener, outcome, episode, now);
-      return;
-    }
-    episode.active = false;
-    if (episode.unlogged > 0) this.#summarise(listener, outcome, episode, now);
-    if (episode.unpublished > 0) this.#publishProgress(listener, outcome, episode, now);
-    this.#events.publish({ type: 'refusals_stopped', listener, outcome, total });
-    this.#logger.info({ listener, outcome, total, processWide: true }, STOPPED_MESSAGE);
+    // Going on (or quiet for less than an interval): events and lines at the log's pace.
+    if (episode.unpublished > 0 && now - episode.publishedAt >= this.#logIntervalMs) this.#publishProgress(listener, outcome, episode, now);
+    if (episode.unlogged > 0 && now - episode.loggedAt >= this.#logIntervalMs) this.#summarise(listener, outcome, episode, now);
   }
 
   /** A `refusals` event for what was counted since the episode's previous event. */
@@ -215,9 +213,7 @@ export class EdgeWatch {
         episode.unlogged = 0;
         episode.loggedAt = now;
       } else if (now - episode.loggedAt >= this.#logIntervalMs) {
-        this.#logger.warn({ listener, refused: episode.unlogged, total, pauses, intervalMs: Math.round(now - episode.loggedAt), processWide: true }, FDS_MESSAGE);
-        episode.unlogged = 0;
-        episode.loggedAt = now;
+        this.#summariseDescriptors(listener, episode, pauses, now);
       }
       return;
     }
@@ -225,11 +221,18 @@ export class EdgeWatch {
     // accepts, and until a whole log interval went by without a refusal or a pause.
     if (!episode.active || counters.pausedThreads() > 0 || now - episode.lastSeenAt < this.#logIntervalMs) return;
     episode.active = false;
-    if (episode.unlogged > 0) {
-      this.#logger.warn({ listener, refused: episode.unlogged, total, pauses, intervalMs: Math.round(now - episode.loggedAt), processWide: true }, FDS_MESSAGE);
-      episode.unlogged = 0;
-    }
+    if (episode.unlogged > 0) this.#summariseDescriptors(listener, episode, pauses, now);
     this.#events.publish({ type: 'fds_recovered', listener, outcome: 'rejected_no_fds', total, pauses });
     this.#logger.info({ listener, total, pauses }, FDS_RECOVERED_MESSAGE);
+  }
+
+  /** The log's line for `episode.unlogged` descriptor refusals since the last one. */
+  #summariseDescriptors(listener: string, episode: Episode, pauses: number, now: number): void {
+    this.#logger.warn(
+      { listener, refused: episode.unlogged, total: episode.total, pauses, intervalMs: Math.round(now - episode.loggedAt), processWide: true },
+      FDS_MESSAGE,
+    );
+    episode.unlogged = 0;
+    episode.loggedAt = now;
   }
 }
